@@ -1,0 +1,83 @@
+//! The contract between the engine and the media plane: commands the engine gives, events
+//! the media plane reports. The media plane never waits for the engine.
+
+use super::time::Millis;
+use std::net::SocketAddr;
+
+/// One RTP leg (one caller or one agent phone). Unique for the process lifetime.
+pub type LegId = u64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// G.711 mu-law, static payload type 0.
+    Pcmu,
+    /// G.711 A-law, static payload type 8.
+    Pcma,
+}
+
+impl Codec {
+    pub fn payload_type(self) -> u8 {
+        match self {
+            Codec::Pcmu => 0,
+            Codec::Pcma => 8,
+        }
+    }
+}
+
+/// A prompt id from `prompts/README.md` in one language ("en", "zh").
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PromptKey {
+    pub id: String,
+    pub lang: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaCommand {
+    /// Bind `local_port` on the media address and start a leg. `remote` is where the SDP says
+    /// to send; symmetric RTP replaces it by the source of the first packet received.
+    Open {
+        leg: LegId,
+        call_id: String,
+        local_port: u16,
+        remote: Option<SocketAddr>,
+        codec: Codec,
+        /// Payload type the peer uses for telephone-event (RFC 4733), if negotiated.
+        telephone_event_pt: Option<u8>,
+        /// No RTP received for this long -> `MediaEvent::Inactive` (0 = never).
+        inactivity_ms: u64,
+    },
+    /// A re-INVITE changed where or how to send.
+    Update {
+        leg: LegId,
+        remote: Option<SocketAddr>,
+        codec: Codec,
+        telephone_event_pt: Option<u8>,
+        /// false while the peer holds us (sendonly/inactive from its side): send nothing.
+        send: bool,
+    },
+    /// Play these prompts one after another (replacing what is playing). `looped` repeats the
+    /// list until stopped (hold music). With `barge_in`, a digit stops playback at once.
+    Play {
+        leg: LegId,
+        play_id: u64,
+        prompts: Vec<PromptKey>,
+        looped: bool,
+        barge_in: bool,
+    },
+    /// Stop playback (silence is not sent; the RTP stream resumes with a marker bit later).
+    StopPlay { leg: LegId },
+    /// Release the leg and its port.
+    Close { leg: LegId },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MediaEvent {
+    /// The port could not be bound, or the leg could not start.
+    OpenFailed { leg: LegId, reason: String },
+    /// One DTMF digit from RFC 4733 (one per event, end packets deduped) at receive time.
+    Digit { leg: LegId, digit: char, at: Millis },
+    /// A `Play` ended: all prompts sent (`interrupted: false`) or cut by barge-in/StopPlay/new Play.
+    PlayFinished { leg: LegId, play_id: u64, interrupted: bool },
+    /// No RTP for `inactivity_ms`.
+    Inactive { leg: LegId, at: Millis },
+}

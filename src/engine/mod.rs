@@ -1,0 +1,72 @@
+//! The sans-IO core. Fed `(now, Input)`, it yields `Output`s; it never touches a socket, a
+//! clock, the database or an unseeded RNG. See DESIGN.md section 3.
+
+pub mod call;
+pub mod ivr;
+pub mod media;
+pub mod record;
+pub mod time;
+pub mod txn;
+
+use bytes::Bytes;
+use std::net::SocketAddr;
+
+pub use media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
+pub use record::Record;
+pub use time::{Millis, TimerTable};
+
+/// SIP transport of one message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports skip retransmission timers (RFC 3261 17.1.1.2, 17.2.1).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Where a SIP message came from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// Operator commands the engine accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Refuse new calls with 503, say goodbye to active calls and end them within
+    /// `grace_ms`; `Output::Drained` follows when no call is left.
+    Shutdown { grace_ms: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub enum Input {
+    Sip { peer: Peer, bytes: Bytes },
+    Media(MediaEvent),
+    Command(Command),
+    /// A deadline from `poll_timeout` passed.
+    Timeout,
+}
+
+#[derive(Clone, Debug)]
+pub enum Output {
+    Transmit { peer: Peer, bytes: Bytes },
+    Media(MediaCommand),
+    Persist(Record),
+    /// Shutdown finished: no call is left.
+    Drained,
+}
+
+pub use call::Engine;

@@ -1,0 +1,158 @@
+//! The rows the engine emits as events happen: the schema contract between the engine and
+//! `store/`. Every figure in METRICS.md is computed from these.
+
+use super::time::Millis;
+use serde::{Deserialize, Serialize};
+
+/// How a call left the IVR (METRICS.md `ivr_outcome`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IvrOutcome {
+    SelfServed,
+    Queued,
+    Transferred,
+    AbandonedInIvr,
+    Failed,
+}
+
+impl IvrOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IvrOutcome::SelfServed => "self_served",
+            IvrOutcome::Queued => "queued",
+            IvrOutcome::Transferred => "transferred",
+            IvrOutcome::AbandonedInIvr => "abandoned_in_ivr",
+            IvrOutcome::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<IvrOutcome> {
+        Some(match s {
+            "self_served" => IvrOutcome::SelfServed,
+            "queued" => IvrOutcome::Queued,
+            "transferred" => IvrOutcome::Transferred,
+            "abandoned_in_ivr" => IvrOutcome::AbandonedInIvr,
+            "failed" => IvrOutcome::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Who ended the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedBy {
+    Caller,
+    Agent,
+    System,
+}
+
+impl EndedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedBy::Caller => "caller",
+            EndedBy::Agent => "agent",
+            EndedBy::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EndedBy> {
+        Some(match s {
+            "caller" => EndedBy::Caller,
+            "agent" => EndedBy::Agent,
+            "system" => EndedBy::System,
+            _ => return None,
+        })
+    }
+}
+
+/// One persisted event. `call_id` is the engine's unique call id (not the SIP Call-ID).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    /// The first INVITE of a call was received (`arrived_at`).
+    CallStarted {
+        call_id: String,
+        sip_call_id: String,
+        /// Caller number or URI user part (unmasked: the database is the place for it).
+        caller: String,
+        /// Request-URI user part (the dialled service number), empty if none.
+        dialled: String,
+        /// "udp" or "tcp".
+        transport: String,
+        arrived_at: Millis,
+        /// Ring cycle in force for this call, so "rings before answer" is computable from rows.
+        ring_cycle_ms: u64,
+    },
+    /// The first 18x was sent to the caller.
+    CallRinging { call_id: String, ringing_at: Millis },
+    /// The 200 OK to the caller's INVITE was sent.
+    CallAnswered {
+        call_id: String,
+        answered_at: Millis,
+        /// `answered_at - arrived_at <= 3 * ring_cycle`.
+        within_three_rings: bool,
+    },
+    /// One IVR step: a node entered, or digits collected at a node.
+    IvrStep {
+        call_id: String,
+        /// 0-based order of the step within the call.
+        seq: u32,
+        at: Millis,
+        node: String,
+        /// Node kind ("menu", "play", "collect", "language", "office_hours", "lookup", "hangup").
+        kind: String,
+        /// Digits the caller pressed at this node, if any.
+        digits: Option<String>,
+        /// Free detail: "timeout", "invalid", "lang=zh", "open", "fallback", ...
+        detail: Option<String>,
+    },
+    /// The caller left the IVR.
+    IvrLeft { call_id: String, at: Millis, outcome: IvrOutcome },
+    /// A value collected in the IVR and kept on the call (e.g. an order number).
+    CallVariable { call_id: String, at: Millis, name: String, value: String },
+    HoldStarted { call_id: String, at: Millis },
+    HoldEnded { call_id: String, at: Millis },
+    /// Either side hung up, or the system ended the call.
+    CallEnded {
+        call_id: String,
+        ended_at: Millis,
+        ended_by: EndedBy,
+        /// Why: "bye", "cancel", "rtp_timeout", "ack_timeout", "shutdown", "rejected_busy",
+        /// "rejected_shutdown", "no_codec", "ivr_hangup", "error: ...".
+        reason: String,
+        /// Final SIP status sent to the caller's INVITE (200, 487, 503, 488, ...).
+        final_status: u16,
+    },
+}
+
+impl Record {
+    pub fn call_id(&self) -> &str {
+        match self {
+            Record::CallStarted { call_id, .. }
+            | Record::CallRinging { call_id, .. }
+            | Record::CallAnswered { call_id, .. }
+            | Record::IvrStep { call_id, .. }
+            | Record::IvrLeft { call_id, .. }
+            | Record::CallVariable { call_id, .. }
+            | Record::HoldStarted { call_id, .. }
+            | Record::HoldEnded { call_id, .. }
+            | Record::CallEnded { call_id, .. } => call_id,
+        }
+    }
+
+    /// When the event happened.
+    pub fn at(&self) -> Millis {
+        match self {
+            Record::CallStarted { arrived_at, .. } => *arrived_at,
+            Record::CallRinging { ringing_at, .. } => *ringing_at,
+            Record::CallAnswered { answered_at, .. } => *answered_at,
+            Record::IvrStep { at, .. }
+            | Record::IvrLeft { at, .. }
+            | Record::CallVariable { at, .. }
+            | Record::HoldStarted { at, .. }
+            | Record::HoldEnded { at, .. } => *at,
+            Record::CallEnded { ended_at, .. } => *ended_at,
+        }
+    }
+}

@@ -1,1 +1,237 @@
-//! placeholder: filled by its owner.
+//! Composition root: load and validate config and prompts, open the store, bind the
+//! listeners, start the shells and the control loop, and shut down in stages.
+
+use crate::api::{self, ApiState};
+use crate::clock::Clock;
+use crate::config::{self, Config};
+use crate::control::{self, Inputs, Shells};
+use crate::engine::txn::TxnConfig;
+use crate::engine::{Command, Engine, EngineConfig, PromptKey};
+use crate::media::prompts::{load_prompts, PromptSet};
+use crate::media::runtime::{MediaConfig, MediaHandle};
+use crate::net::{self, NetSender};
+use crate::store::{self, Store};
+use anyhow::{anyhow, Context};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+/// What `ccswitch run` may override on top of the config folder.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub config_dir: PathBuf,
+    pub sip_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub database_url: Option<String>,
+    pub rtp_ports: Option<(u16, u16)>,
+}
+
+/// Everything a running switch needs, validated: `check-config` stops here.
+pub struct Validated {
+    pub config: Config,
+    pub prompts: PromptSet,
+}
+
+/// Loads the config folder and every prompt, and checks that each prompt the IVR can play
+/// exists in every configured language.
+pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
+    let config = config::load(dir).map_err(|e| anyhow!("{e}"))?;
+    let prompts = load_prompts(&config.prompts.dir, &config.prompts.languages)
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut ids = config.ivr.prompt_ids();
+    ids.insert("goodbye".to_string());
+    for lang in &config.prompts.languages {
+        for id in &ids {
+            let key = PromptKey {
+                id: id.clone(),
+                lang: lang.clone(),
+            };
+            if !prompts.has(&key) {
+                let file = config.prompts.dir.join(lang).join(format!("{id}.wav"));
+                return Err(anyhow!(
+                    "{}: missing prompt `{id}` for language `{lang}` (used by {})",
+                    file.display(),
+                    dir.join("ivr.toml").display()
+                ));
+            }
+        }
+    }
+    Ok(Validated { config, prompts })
+}
+
+/// The database URL in force: flag, then environment (read by `main`), then config.
+pub fn database_url(config: &Config, overridden: Option<&str>) -> String {
+    overridden
+        .map(str::to_string)
+        .unwrap_or_else(|| config.database.url.clone())
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let clock = Clock::new();
+    let Validated {
+        mut config,
+        prompts,
+    } = validate(&opts.config_dir)?;
+    if let Some(a) = opts.sip_listen {
+        config.sip.listen = a;
+    }
+    if let Some(a) = opts.http_listen {
+        config.http.listen = a;
+    }
+    if let Some((lo, hi)) = opts.rtp_ports {
+        config.rtp.port_min = lo;
+        config.rtp.port_max = hi;
+    }
+    let url = database_url(&config, opts.database_url.as_deref());
+
+    let metrics = crate::telemetry::init_metrics()?;
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&url)))?;
+    let closed = store.close_unfinished().await?;
+    if closed > 0 {
+        tracing::warn!(calls = closed, "closed calls left unfinished by the last run as failed");
+    }
+    let (records, writer) = store::spawn_writer(store.clone());
+
+    let udp = Arc::new(
+        UdpSocket::bind(config.sip.listen)
+            .await
+            .with_context(|| format!("binding SIP UDP {}", config.sip.listen))?,
+    );
+    let sip_addr = udp.local_addr()?;
+    let tcp = TcpListener::bind(sip_addr)
+        .await
+        .with_context(|| format!("binding SIP TCP {sip_addr}"))?;
+    let http = TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http.listen))?;
+    let http_addr = http.local_addr()?;
+
+    let advertised = config.sip.advertised_ip.unwrap_or_else(|| {
+        if sip_addr.ip().is_unspecified() {
+            tracing::warn!("sip.advertised_ip not set and listening on all addresses: advertising 127.0.0.1");
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            sip_addr.ip()
+        }
+    });
+    let sent_by = SocketAddr::new(advertised, sip_addr.port()).to_string();
+
+    let (media_tx, media_rx) = mpsc::unbounded_channel();
+    let media = MediaHandle::start(
+        MediaConfig {
+            bind_ip: config.rtp.bind_ip,
+            workers: 2,
+        },
+        Arc::new(prompts),
+        clock,
+        media_tx,
+    )
+    .context("starting the media plane")?;
+
+    let engine = Engine::new(EngineConfig {
+        sent_by,
+        media_ip: advertised,
+        ring_cycle_ms: config.answer.ring_cycle_ms,
+        answer_after_rings: config.answer.answer_after_rings,
+        max_calls: config.switch.max_calls,
+        rtp_port_min: config.rtp.port_min,
+        rtp_port_max: config.rtp.port_max,
+        rtp_inactivity_ms: config.rtp.inactivity_ms,
+        txn: TxnConfig {
+            t1_ms: config.sip.t1_ms,
+            t2_ms: config.sip.t2_ms,
+            t4_ms: config.sip.t4_ms,
+        },
+        ivr: config.ivr.clone(),
+        default_language: config.prompts.default_language.clone(),
+        seed: clock.now().as_u64() ^ u64::from(std::process::id()),
+    });
+
+    let (sip_tx, sip_rx) = mpsc::channel(4096);
+    let conns = net::tcp::Connections::default();
+    net::udp::spawn_receiver(udp.clone(), sip_tx.clone());
+    net::tcp::spawn_listener(tcp, conns.clone(), sip_tx);
+    tracing::info!(udp = %sip_addr, tcp = %sip_addr, "SIP listening");
+
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_task = tokio::spawn(api::serve(http, ApiState { metrics }, async {
+        let _ = http_stop_rx.await;
+    }));
+    tracing::info!(addr = %http_addr, "HTTP listening (/health, /metrics)");
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    let grace_ms = config.switch.shutdown_grace_ms;
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: graceful shutdown");
+        let _ = cmd_tx.send(Command::Shutdown { grace_ms }).await;
+        // Keep the sender alive so the control loop does not see a closed channel.
+        std::future::pending::<()>().await;
+    });
+
+    let shells = Shells {
+        net: NetSender::new(udp, conns),
+        media: media.clone(),
+        records,
+    };
+    control::run(
+        engine,
+        clock,
+        Inputs {
+            sip: sip_rx,
+            media: media_rx,
+            commands: cmd_rx,
+        },
+        shells,
+    )
+    .await;
+
+    // Let the last BYEs leave before the sockets go.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    media.shutdown();
+    let _ = http_stop_tx.send(());
+    let _ = http_task.await;
+    let stats = writer.shutdown().await;
+    tracing::info!(?stats, "store flushed; bye");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Hides a password in a database URL for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

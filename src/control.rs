@@ -1,1 +1,78 @@
-//! placeholder: filled by its owner.
+//! The control loop: owns the engine, feeds it inputs with the current time, carries its
+//! outputs to the shells, and sleeps until its one deadline. No locks around protocol state.
+
+use crate::clock::Clock;
+use crate::engine::{Command, Engine, EngineStats, Input, MediaEvent, Output};
+use crate::media::runtime::MediaHandle;
+use crate::net::{Inbound, NetSender};
+use crate::store::RecordSink;
+use tokio::sync::mpsc;
+
+pub struct Shells {
+    pub net: NetSender,
+    pub media: MediaHandle,
+    pub records: RecordSink,
+}
+
+pub struct Inputs {
+    pub sip: mpsc::Receiver<Inbound>,
+    pub media: mpsc::UnboundedReceiver<MediaEvent>,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+/// Runs until the engine reports `Drained` after a shutdown command (or every input closes).
+pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: Shells) {
+    let mut published = EngineStats::default();
+    loop {
+        let deadline = engine.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(clock.instant_at(at).into()).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let input = tokio::select! {
+            Some(m) = inputs.sip.recv() => Input::Sip { peer: m.peer, bytes: m.bytes },
+            Some(ev) = inputs.media.recv() => Input::Media(ev),
+            Some(cmd) = inputs.commands.recv() => Input::Command(cmd),
+            _ = sleep => Input::Timeout,
+            else => break,
+        };
+        engine.handle_input(clock.now(), input);
+        if drain(&mut engine, &shells) {
+            publish(&engine, &mut published);
+            break;
+        }
+        publish(&engine, &mut published);
+    }
+}
+
+/// Carries every pending output; true when the engine says it has drained.
+fn drain(engine: &mut Engine, shells: &Shells) -> bool {
+    let mut drained = false;
+    while let Some(out) = engine.poll_output() {
+        match out {
+            Output::Transmit { peer, bytes } => shells.net.send(peer, bytes),
+            Output::Media(cmd) => shells.media.send(cmd),
+            Output::Persist(record) => shells.records.push(record),
+            Output::Drained => drained = true,
+        }
+    }
+    drained
+}
+
+fn publish(engine: &Engine, last: &mut EngineStats) {
+    let s = engine.stats();
+    metrics::counter!("ccswitch_sip_messages_received_total")
+        .increment(s.sip_received - last.sip_received);
+    metrics::counter!("ccswitch_sip_messages_sent_total").increment(s.sip_sent - last.sip_sent);
+    metrics::counter!("ccswitch_sip_retransmissions_total")
+        .increment(s.retransmissions - last.retransmissions);
+    metrics::counter!("ccswitch_sip_malformed_total").increment(s.malformed - last.malformed);
+    metrics::counter!("ccswitch_calls_started_total")
+        .increment(s.calls_started - last.calls_started);
+    metrics::counter!("ccswitch_calls_rejected_total")
+        .increment(s.calls_rejected - last.calls_rejected);
+    metrics::gauge!("ccswitch_active_calls").set(engine.active_calls() as f64);
+    *last = s.clone();
+}

@@ -2,9 +2,12 @@
 //! clock, the database or an unseeded RNG. See DESIGN.md section 3.
 
 pub mod call;
+pub mod deadlines;
 pub mod ivr;
 pub mod media;
+pub mod ports;
 pub mod record;
+pub mod switch;
 pub mod time;
 pub mod txn;
 
@@ -69,4 +72,37 @@ pub enum Output {
     Drained,
 }
 
-pub use call::Engine;
+pub use switch::{Engine, EngineConfig, EngineStats};
+
+/// Masks a phone number for logs: all but the last four digits become `*`.
+pub fn mask_number(number: &str) -> String {
+    let digits = number.chars().filter(|c| c.is_ascii_digit()).count();
+    if digits <= 4 {
+        return "*".repeat(number.chars().count().max(1));
+    }
+    let mut seen = 0;
+    number
+        .chars()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                seen += 1;
+                if seen > digits - 4 {
+                    c
+                } else {
+                    '*'
+                }
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn masks_all_but_last_four_digits() {
+        assert_eq!(super::mask_number("+8613812345678"), "+*********5678");
+        assert_eq!(super::mask_number("1234"), "****");
+    }
+}

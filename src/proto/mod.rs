@@ -1,1 +1,7 @@
-//! placeholder: filled by its owner.
+//! Pure wire formats: no state, no I/O.
+
+pub mod dtmf;
+pub mod g711;
+pub mod rtp;
+pub mod sdp;
+pub mod sip;

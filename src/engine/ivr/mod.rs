@@ -1,0 +1,1 @@
+//! The IVR interpreter (placeholder until the ivr work lands).

@@ -27,9 +27,9 @@ impl Transactions {
             self.terminate(old);
         }
         let machine = if invite {
-            Machine::ClientInvite(Ci::Calling)
+            Machine::InviteClient(Ci::Calling)
         } else {
-            Machine::ClientNonInvite(Cn::Trying)
+            Machine::NonInviteClient(Cn::Trying)
         };
         self.transmit(peer, bytes.clone());
         let id = self.insert(key, peer, machine, Some(bytes));
@@ -71,22 +71,22 @@ impl Transactions {
         let peer = txn.peer;
         let reliable = txn.reliable();
         match txn.machine {
-            Machine::ClientInvite(Ci::Calling | Ci::Proceeding) => match status {
+            Machine::InviteClient(Ci::Calling | Ci::Proceeding) => match status {
                 100..=199 => {
-                    txn.machine = Machine::ClientInvite(Ci::Proceeding);
+                    txn.machine = Machine::InviteClient(Ci::Proceeding);
                     // 17.1.1.2: no more retransmits, no Timer B once a provisional arrived.
                     self.cancel_slot(id, Slot::Retransmit);
                     self.set_timer(id, Timer::C, now.plus(TIMER_C_MS));
                     ClientMatch::Pass
                 }
                 200..=299 => {
-                    txn.machine = Machine::ClientInvite(Ci::Accepted);
+                    txn.machine = Machine::InviteClient(Ci::Accepted);
                     self.cancel_slot(id, Slot::Retransmit);
                     self.set_timer(id, Timer::M, now.plus(t1x64));
                     ClientMatch::Pass
                 }
                 _ => {
-                    txn.machine = Machine::ClientInvite(Ci::Completed);
+                    txn.machine = Machine::InviteClient(Ci::Completed);
                     txn.ack = ack.clone();
                     self.cancel_slot(id, Slot::Retransmit);
                     if let Some(ack) = ack {
@@ -101,7 +101,7 @@ impl Transactions {
                     ClientMatch::Pass
                 }
             },
-            Machine::ClientInvite(Ci::Completed) => {
+            Machine::InviteClient(Ci::Completed) => {
                 if status >= 300 {
                     if let Some(ack) = txn.ack.clone() {
                         self.transmit(peer, ack);
@@ -109,25 +109,25 @@ impl Transactions {
                 }
                 ClientMatch::Absorbed
             }
-            Machine::ClientInvite(Ci::Accepted) if (200..=299).contains(&status) => {
+            Machine::InviteClient(Ci::Accepted) if (200..=299).contains(&status) => {
                 ClientMatch::Pass
             }
-            Machine::ClientInvite(Ci::Accepted) => ClientMatch::Absorbed,
-            Machine::ClientNonInvite(Cn::Trying | Cn::Proceeding) => {
+            Machine::InviteClient(Ci::Accepted) => ClientMatch::Absorbed,
+            Machine::NonInviteClient(Cn::Trying | Cn::Proceeding) => {
                 if status < 200 {
                     // Timer E keeps running; it re-arms at T2 from now on (17.1.2.2).
-                    txn.machine = Machine::ClientNonInvite(Cn::Proceeding);
+                    txn.machine = Machine::NonInviteClient(Cn::Proceeding);
                 } else {
-                    txn.machine = Machine::ClientNonInvite(Cn::Completed);
+                    txn.machine = Machine::NonInviteClient(Cn::Completed);
                     self.cancel_timers(id);
                     let k = if reliable { 0 } else { t4 };
                     self.set_lifetime_or_terminate(now, id, Timer::K, k);
                 }
                 ClientMatch::Pass
             }
-            Machine::ClientNonInvite(Cn::Completed) => ClientMatch::Absorbed,
+            Machine::NonInviteClient(Cn::Completed) => ClientMatch::Absorbed,
             // Server machines are never in the client index.
-            Machine::ServerInvite(_) | Machine::ServerNonInvite(_) => ClientMatch::NotFound,
+            Machine::InviteServer(_) | Machine::NonInviteServer(_) => ClientMatch::NotFound,
         }
     }
 }

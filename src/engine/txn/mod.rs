@@ -156,15 +156,15 @@ enum ClientNonInviteState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Machine {
-    ServerInvite(ServerInviteState),
-    ServerNonInvite(ServerNonInviteState),
-    ClientInvite(ClientInviteState),
-    ClientNonInvite(ClientNonInviteState),
+    InviteServer(ServerInviteState),
+    NonInviteServer(ServerNonInviteState),
+    InviteClient(ClientInviteState),
+    NonInviteClient(ClientNonInviteState),
 }
 
 impl Machine {
     fn is_client(self) -> bool {
-        matches!(self, Machine::ClientInvite(_) | Machine::ClientNonInvite(_))
+        matches!(self, Machine::InviteClient(_) | Machine::NonInviteClient(_))
     }
 }
 
@@ -289,14 +289,14 @@ impl Transactions {
             return;
         };
         let next = match (timer, txn.machine) {
-            (Timer::A, Machine::ClientInvite(ClientInviteState::Calling)) => {
+            (Timer::A, Machine::InviteClient(ClientInviteState::Calling)) => {
                 txn.interval_ms.saturating_mul(2)
             }
-            (Timer::E, Machine::ClientNonInvite(ClientNonInviteState::Trying)) => {
+            (Timer::E, Machine::NonInviteClient(ClientNonInviteState::Trying)) => {
                 txn.interval_ms.saturating_mul(2).min(t2)
             }
-            (Timer::E, Machine::ClientNonInvite(ClientNonInviteState::Proceeding)) => t2,
-            (Timer::G, Machine::ServerInvite(ServerInviteState::Completed)) => {
+            (Timer::E, Machine::NonInviteClient(ClientNonInviteState::Proceeding)) => t2,
+            (Timer::G, Machine::InviteServer(ServerInviteState::Completed)) => {
                 txn.interval_ms.saturating_mul(2).min(t2)
             }
             // Timers are cancelled on every transition, so this is only defensive.

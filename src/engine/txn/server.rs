@@ -29,24 +29,24 @@ impl Transactions {
         let reliable = txn.reliable();
         if is_ack {
             return match machine {
-                Machine::ServerInvite(Si::Completed) => {
+                Machine::InviteServer(Si::Completed) => {
                     // 17.2.1: ACK -> Confirmed; stop G/H, Timer I absorbs ACK retransmits.
                     self.cancel_timers(id);
                     if let Some(txn) = self.txns.get_mut(&id) {
-                        txn.machine = Machine::ServerInvite(Si::Confirmed);
+                        txn.machine = Machine::InviteServer(Si::Confirmed);
                     }
                     let t4 = if reliable { 0 } else { self.cfg.t4_ms };
                     self.set_lifetime_or_terminate(now, id, Timer::I, t4);
                     ServerMatch::AckMatched
                 }
-                Machine::ServerInvite(Si::Confirmed) => ServerMatch::AckMatched,
-                Machine::ServerInvite(Si::Accepted) => ServerMatch::New,
+                Machine::InviteServer(Si::Confirmed) => ServerMatch::AckMatched,
+                Machine::InviteServer(Si::Accepted) => ServerMatch::New,
                 _ => ServerMatch::Absorbed,
             };
         }
         match machine {
-            Machine::ServerInvite(Si::Proceeding | Si::Completed)
-            | Machine::ServerNonInvite(Sn::Proceeding | Sn::Completed) => {
+            Machine::InviteServer(Si::Proceeding | Si::Completed)
+            | Machine::NonInviteServer(Sn::Proceeding | Sn::Completed) => {
                 match txn.message.clone() {
                     Some(bytes) => {
                         let peer = txn.peer;
@@ -70,9 +70,9 @@ impl Transactions {
             return;
         }
         let machine = if invite {
-            Machine::ServerInvite(Si::Proceeding)
+            Machine::InviteServer(Si::Proceeding)
         } else {
-            Machine::ServerNonInvite(Sn::Trying)
+            Machine::NonInviteServer(Sn::Trying)
         };
         self.insert(key, peer, machine, None);
     }
@@ -100,20 +100,20 @@ impl Transactions {
         let peer = txn.peer;
         let reliable = txn.reliable();
         match txn.machine {
-            Machine::ServerInvite(Si::Proceeding) => match status {
+            Machine::InviteServer(Si::Proceeding) => match status {
                 100..=199 => {
                     txn.message = Some(bytes.clone());
                     self.transmit(peer, bytes);
                 }
                 200..=299 => {
                     txn.message = None;
-                    txn.machine = Machine::ServerInvite(Si::Accepted);
+                    txn.machine = Machine::InviteServer(Si::Accepted);
                     self.transmit(peer, bytes);
                     self.set_timer(id, Timer::L, now.plus(t1x64));
                 }
                 _ => {
                     txn.message = Some(bytes.clone());
-                    txn.machine = Machine::ServerInvite(Si::Completed);
+                    txn.machine = Machine::InviteServer(Si::Completed);
                     txn.interval_ms = t1;
                     self.transmit(peer, bytes);
                     if !reliable {
@@ -123,16 +123,16 @@ impl Transactions {
                 }
             },
             // RFC 6026 8.6: 2xx retransmissions from the TU pass through `Accepted`.
-            Machine::ServerInvite(Si::Accepted) if (200..=299).contains(&status) => {
+            Machine::InviteServer(Si::Accepted) if (200..=299).contains(&status) => {
                 self.transmit(peer, bytes);
             }
-            Machine::ServerNonInvite(Sn::Trying | Sn::Proceeding) => {
+            Machine::NonInviteServer(Sn::Trying | Sn::Proceeding) => {
                 txn.message = Some(bytes.clone());
                 if status < 200 {
-                    txn.machine = Machine::ServerNonInvite(Sn::Proceeding);
+                    txn.machine = Machine::NonInviteServer(Sn::Proceeding);
                     self.transmit(peer, bytes);
                 } else {
-                    txn.machine = Machine::ServerNonInvite(Sn::Completed);
+                    txn.machine = Machine::NonInviteServer(Sn::Completed);
                     self.transmit(peer, bytes);
                     let j = if reliable { 0 } else { t1x64 };
                     self.set_lifetime_or_terminate(now, id, Timer::J, j);

@@ -68,7 +68,7 @@ fn server_invite_new_then_proceeding_and_provisional_resent() {
     t.server_create(Millis(0), k.clone(), peer(Transport::Udp), true);
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerInvite(ServerInviteState::Proceeding))
+        Some(Machine::InviteServer(ServerInviteState::Proceeding))
     );
     // No provisional yet: absorbed.
     assert_eq!(
@@ -94,7 +94,7 @@ fn server_invite_non2xx_completed_ack_confirmed_then_terminated() {
     assert_eq!(sent(&drain(&mut t)), vec![b"486".as_ref()]);
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerInvite(ServerInviteState::Completed))
+        Some(Machine::InviteServer(ServerInviteState::Completed))
     );
     // Retransmitted INVITE re-sends the final response.
     assert_eq!(
@@ -111,7 +111,7 @@ fn server_invite_non2xx_completed_ack_confirmed_then_terminated() {
     );
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerInvite(ServerInviteState::Confirmed))
+        Some(Machine::InviteServer(ServerInviteState::Confirmed))
     );
     assert_eq!(t.poll_timeout(), Some(Millis(5200)), "Timer I = T4");
     // ACK retransmits and INVITE retransmits are absorbed in Confirmed.
@@ -143,7 +143,7 @@ fn server_invite_2xx_accepted_absorbs_invite_and_passes_ack() {
     assert_eq!(sent(&drain(&mut t)), vec![b"180".as_ref(), b"200".as_ref()]);
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerInvite(ServerInviteState::Accepted))
+        Some(Machine::InviteServer(ServerInviteState::Accepted))
     );
     // RFC 6026: retransmitted INVITE absorbed without a re-send; the TU re-sends the 2xx.
     assert_eq!(
@@ -177,7 +177,7 @@ fn server_invite_ack_before_final_is_absorbed() {
     assert_eq!(t.server_request(Millis(1), &k, true), ServerMatch::Absorbed);
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerInvite(ServerInviteState::Proceeding))
+        Some(Machine::InviteServer(ServerInviteState::Proceeding))
     );
 }
 
@@ -233,7 +233,7 @@ fn server_non_invite_trying_proceeding_completed() {
     t.server_create(Millis(0), k.clone(), peer(Transport::Udp), false);
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerNonInvite(ServerNonInviteState::Trying))
+        Some(Machine::NonInviteServer(ServerNonInviteState::Trying))
     );
     assert_eq!(
         t.server_request(Millis(1), &k, false),
@@ -242,7 +242,7 @@ fn server_non_invite_trying_proceeding_completed() {
     t.server_respond(Millis(2), &k, 100, b("100"));
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerNonInvite(ServerNonInviteState::Proceeding))
+        Some(Machine::NonInviteServer(ServerNonInviteState::Proceeding))
     );
     assert_eq!(
         t.server_request(Millis(3), &k, false),
@@ -251,7 +251,7 @@ fn server_non_invite_trying_proceeding_completed() {
     t.server_respond(Millis(4), &k, 200, b("200"));
     assert_eq!(
         state(&t, &k, false),
-        Some(Machine::ServerNonInvite(ServerNonInviteState::Completed))
+        Some(Machine::NonInviteServer(ServerNonInviteState::Completed))
     );
     assert_eq!(
         t.server_request(Millis(5), &k, false),
@@ -321,7 +321,7 @@ fn client_invite_calling_proceeding_accepted() {
     assert_eq!(sent(&drain(&mut t)), vec![b"INVITE".as_ref()]);
     assert_eq!(
         state(&t, &k, true),
-        Some(Machine::ClientInvite(ClientInviteState::Calling))
+        Some(Machine::InviteClient(ClientInviteState::Calling))
     );
     assert_eq!(
         t.client_response(Millis(100), &k, 180, None),
@@ -329,7 +329,7 @@ fn client_invite_calling_proceeding_accepted() {
     );
     assert_eq!(
         state(&t, &k, true),
-        Some(Machine::ClientInvite(ClientInviteState::Proceeding))
+        Some(Machine::InviteClient(ClientInviteState::Proceeding))
     );
     assert_eq!(
         t.poll_timeout(),
@@ -346,7 +346,7 @@ fn client_invite_calling_proceeding_accepted() {
     );
     assert_eq!(
         state(&t, &k, true),
-        Some(Machine::ClientInvite(ClientInviteState::Accepted))
+        Some(Machine::InviteClient(ClientInviteState::Accepted))
     );
     assert_eq!(
         t.client_response(Millis(300), &k, 200, None),
@@ -398,7 +398,7 @@ fn client_invite_non2xx_completed_acks_and_absorbs() {
     );
     assert_eq!(
         state(&t, &k, true),
-        Some(Machine::ClientInvite(ClientInviteState::Completed))
+        Some(Machine::InviteClient(ClientInviteState::Completed))
     );
     assert_eq!(sent(&drain(&mut t)), vec![b"ACK".as_ref()]);
     assert_eq!(
@@ -526,7 +526,7 @@ fn client_non_invite_trying_proceeding_completed() {
     );
     assert_eq!(
         state(&t, &k, true),
-        Some(Machine::ClientNonInvite(ClientNonInviteState::Proceeding))
+        Some(Machine::NonInviteClient(ClientNonInviteState::Proceeding))
     );
     assert_eq!(
         t.client_response(Millis(20), &k, 100, None),
@@ -538,7 +538,7 @@ fn client_non_invite_trying_proceeding_completed() {
     );
     assert_eq!(
         state(&t, &k, true),
-        Some(Machine::ClientNonInvite(ClientNonInviteState::Completed))
+        Some(Machine::NonInviteClient(ClientNonInviteState::Completed))
     );
     assert_eq!(
         t.client_response(Millis(40), &k, 200, None),

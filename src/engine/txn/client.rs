@@ -1,4 +1,4 @@
-//! Client transactions: INVITE (RFC 3261 17.1.1 + RFC 6026 7.2/8.4) and non-INVITE (17.1.2).
+//! Client transactions: INVITE (RFC 3261 17.1.1 + RFC 6026 7.2, 8.4) and non-INVITE (17.1.2).
 
 use super::{
     client_index_key, ClientInviteState as Ci, ClientMatch, ClientNonInviteState as Cn, Machine,

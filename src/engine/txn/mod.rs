@@ -7,7 +7,7 @@
 //!
 //! State machines (a terminated transaction is removed and reported once as
 //! [`TxnOutput::Terminated`]):
-//! - server INVITE (17.2.1, RFC 6026 section 7.1/8.7): `Proceeding` -> `Completed` on 300-699
+//! - server INVITE (17.2.1, RFC 6026 section 7.1): `Proceeding` -> `Completed` on 300-699
 //!   (Timer G retransmits the final response on unreliable transports, Timer H gives up waiting
 //!   for the ACK) -> `Confirmed` on ACK (Timer I absorbs ACK retransmits); `Proceeding` ->
 //!   `Accepted` on 2xx (Timer L absorbs INVITE retransmits; the TU retransmits the 2xx itself).
@@ -21,7 +21,7 @@
 //!
 //! Decisions the RFCs leave to the implementation:
 //! - An ACK whose key matches a server INVITE transaction in `Accepted` returns
-//!   [`ServerMatch::New`] and creates nothing: RFC 6026 section 8.7 says such an ACK is passed
+//!   [`ServerMatch::New`] and creates nothing: RFC 6026 section 7.1 says such an ACK is passed
 //!   to the TU, not absorbed, so the engine must see it (it stops the 2xx retransmissions).
 //!   Normally the ACK for a 2xx carries a new branch and matches nothing anyway; this matters for
 //!   RFC 2543 style keys. An ACK in `Completed`/`Confirmed` returns [`ServerMatch::AckMatched`].
@@ -120,7 +120,7 @@ pub enum TxnOutput {
     },
 }
 
-/// Server INVITE states (17.2.1, RFC 6026 figure 7).
+/// Server INVITE states (17.2.1, RFC 6026 section 7.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ServerInviteState {
     Proceeding,
@@ -137,7 +137,7 @@ enum ServerNonInviteState {
     Completed,
 }
 
-/// Client INVITE states (17.1.1, RFC 6026 figure 5).
+/// Client INVITE states (17.1.1, RFC 6026 section 8.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ClientInviteState {
     Calling,

@@ -1,4 +1,4 @@
-//! Server transactions: INVITE (RFC 3261 17.2.1 + RFC 6026 7.1/8.5-8.7) and non-INVITE (17.2.2).
+//! Server transactions: INVITE (RFC 3261 17.2.1 + RFC 6026 7.1) and non-INVITE (17.2.2).
 
 use super::{
     Machine, ServerInviteState as Si, ServerMatch, ServerNonInviteState as Sn, Timer, Transactions,
@@ -12,7 +12,7 @@ impl Transactions {
     ///
     /// - ACK: `AckMatched` if a server INVITE transaction with this key is `Completed` (it moves
     ///   to `Confirmed`) or already `Confirmed`; `New` if none matches or it is `Accepted` (RFC
-    ///   6026 8.7: the ACK for a 2xx goes to the TU; no transaction is created for it);
+    ///   6026 7.1: the ACK for a 2xx goes to the TU; no transaction is created for it);
     ///   `Absorbed` for an ACK before any final response, which no RFC state accepts.
     /// - Other requests: `New` if no transaction has the key; otherwise `Retransmission` when
     ///   the last response was re-sent, or `Absorbed` when there is nothing to re-send
@@ -64,6 +64,7 @@ impl Transactions {
     /// INVITE starts in `Proceeding` (17.2.1), others in `Trying` (17.2.2). A key that already
     /// has a transaction is left alone.
     pub fn server_create(&mut self, now: Millis, key: TxnKey, peer: Peer, invite: bool) {
+        // No timer starts in Proceeding/Trying: the TU owns the 100 Trying (17.2.1).
         let _ = now;
         if self.server_index.contains_key(&key) {
             tracing::debug!(branch = %key.branch, "server transaction exists already");
@@ -79,7 +80,7 @@ impl Transactions {
 
     /// Sends a response from the TU through its server transaction (emits `Transmit`).
     ///
-    /// INVITE: 1xx keeps `Proceeding`; 2xx -> `Accepted` with Timer L (RFC 6026 8.5), later
+    /// INVITE: 1xx keeps `Proceeding`; 2xx -> `Accepted` with Timer L (RFC 6026 7.1), later
     /// 2xx retransmissions from the TU are sent as well; 300-699 -> `Completed` with Timer G
     /// (unreliable only) and Timer H. Non-INVITE: 1xx -> `Proceeding`; final -> `Completed`
     /// with Timer J (zero on reliable transports). Responses the state does not allow
@@ -122,7 +123,7 @@ impl Transactions {
                     self.set_timer(id, Timer::H, now.plus(t1x64));
                 }
             },
-            // RFC 6026 8.6: 2xx retransmissions from the TU pass through `Accepted`.
+            // RFC 6026 7.1: 2xx retransmissions from the TU pass through `Accepted`.
             Machine::InviteServer(Si::Accepted) if (200..=299).contains(&status) => {
                 self.transmit(peer, bytes);
             }

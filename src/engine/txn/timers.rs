@@ -6,7 +6,7 @@
 use crate::engine::Millis;
 use std::collections::BTreeMap;
 
-/// The timers of RFC 3261 section 17 (table 4) and RFC 6026 section 8.
+/// The timers of RFC 3261 section 17 (table 4) and RFC 6026 sections 7.1 and 8.4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Timer {
     /// Client INVITE request retransmit, `Calling` (17.1.1.2).
@@ -31,7 +31,7 @@ pub(crate) enum Timer {
     J,
     /// Client non-INVITE wait for response retransmits, `Completed` (17.1.2.2).
     K,
-    /// Server INVITE wait for INVITE/ACK retransmits after a 2xx, `Accepted` (RFC 6026 8.7).
+    /// Server INVITE wait for INVITE/ACK retransmits after a 2xx, `Accepted` (RFC 6026 7.1).
     L,
     /// Client INVITE wait for 2xx retransmits, `Accepted` (RFC 6026 8.4).
     M,

@@ -147,14 +147,23 @@ mod tests {
         let r = rings_before_answer(Millis(1_000), Some(Millis(10_000)), Some(6_000));
         assert_eq!(r, Some(1.5));
         assert_eq!(rings_before_answer(Millis(1_000), None, Some(6_000)), None);
-        assert_eq!(rings_before_answer(Millis(1_000), Some(Millis(2_000)), Some(0)), None);
+        assert_eq!(
+            rings_before_answer(Millis(1_000), Some(Millis(2_000)), Some(0)),
+            None
+        );
     }
 
     #[test]
     fn within_three_rings_boundary_is_inclusive() {
         let cycle = Some(5_000);
-        assert_eq!(within_three_rings(Millis(0), Some(Millis(15_000)), cycle), Some(true));
-        assert_eq!(within_three_rings(Millis(0), Some(Millis(15_001)), cycle), Some(false));
+        assert_eq!(
+            within_three_rings(Millis(0), Some(Millis(15_000)), cycle),
+            Some(true)
+        );
+        assert_eq!(
+            within_three_rings(Millis(0), Some(Millis(15_001)), cycle),
+            Some(false)
+        );
         assert_eq!(within_three_rings(Millis(0), None, cycle), None);
         assert_eq!(within_three_rings(Millis(0), Some(Millis(1)), None), None);
     }
@@ -162,10 +171,19 @@ mod tests {
     #[test]
     fn hold_ms_closes_open_segments_at_call_end_or_last_event() {
         let segs = [
-            HoldSpan { started_at: Millis(1_000), ended_at: Some(Millis(4_000)) },
-            HoldSpan { started_at: Millis(10_000), ended_at: None },
+            HoldSpan {
+                started_at: Millis(1_000),
+                ended_at: Some(Millis(4_000)),
+            },
+            HoldSpan {
+                started_at: Millis(10_000),
+                ended_at: None,
+            },
         ];
-        assert_eq!(hold_ms(&segs, Some(Millis(12_500)), Millis(12_500)), 3_000 + 2_500);
+        assert_eq!(
+            hold_ms(&segs, Some(Millis(12_500)), Millis(12_500)),
+            3_000 + 2_500
+        );
         assert_eq!(hold_ms(&segs, None, Millis(11_000)), 3_000 + 1_000);
         assert_eq!(hold_ms(&[], None, Millis(5)), 0);
     }

@@ -44,15 +44,14 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls",
-    include_str!("migrations/sqlite/0001_calls.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "calls", include_str!("migrations/sqlite/0001_calls.sql"))];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
     "calls",
@@ -77,14 +76,20 @@ fn migrator(backend: Backend) -> Migrator {
             )
         })
         .collect();
-    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
 }
 
 /// Turns what the operator wrote into a sqlx URL: `sqlite:` and `postgres(ql)://` pass through
 /// (SQLite files are created if missing unless the URL names a mode); anything else is a
 /// SQLite file path.
 fn normalize_url(url: &str) -> Result<(String, Backend), StoreError> {
-    let bad = |reason: &str| StoreError::Url { url: url.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| StoreError::Url {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok((url.to_string(), Backend::Postgres));
     }
@@ -110,7 +115,10 @@ fn normalize_url(url: &str) -> Result<(String, Backend), StoreError> {
     if url.is_empty() {
         return Err(bad("empty"));
     }
-    Ok((format!("sqlite://{}?mode=rwc", percent_encode_path(url)), Backend::Sqlite))
+    Ok((
+        format!("sqlite://{}?mode=rwc", percent_encode_path(url)),
+        Backend::Sqlite,
+    ))
 }
 
 /// sqlx percent-decodes the SQLite file name, so `?`, `#`, `%` and spaces must be encoded.
@@ -158,8 +166,16 @@ impl Store {
                 // An in-memory database lives only as long as one of its connections.
                 .max_connections(if in_memory { 1 } else { 4 })
                 .min_connections(if in_memory { 1 } else { 0 })
-                .idle_timeout(if in_memory { None } else { Some(Duration::from_secs(600)) })
-                .max_lifetime(if in_memory { None } else { Some(Duration::from_secs(1800)) })
+                .idle_timeout(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         // WAL + synchronous=NORMAL: durable at checkpoints, ~8x faster inserts.
@@ -309,7 +325,11 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
                 .execute(&mut **tx)
                 .await?;
         }
-        Record::CallAnswered { answered_at, within_three_rings, .. } => {
+        Record::CallAnswered {
+            answered_at,
+            within_three_rings,
+            ..
+        } => {
             sqlx::query(
                 "UPDATE calls SET answered_at = $2, within_three_rings = $3 WHERE call_id = $1",
             )
@@ -319,7 +339,15 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             .execute(&mut **tx)
             .await?;
         }
-        Record::IvrStep { seq, at, node, kind, digits, detail, .. } => {
+        Record::IvrStep {
+            seq,
+            at,
+            node,
+            kind,
+            digits,
+            detail,
+            ..
+        } => {
             sqlx::query(
                 "INSERT INTO ivr_steps (call_id, seq, at, node, kind, digits, detail) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id, seq) DO NOTHING",
@@ -342,7 +370,9 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
                 .execute(&mut **tx)
                 .await?;
         }
-        Record::CallVariable { at, name, value, .. } => {
+        Record::CallVariable {
+            at, name, value, ..
+        } => {
             // The latest value of a name wins, whatever order retries replay it in.
             sqlx::query(
                 "INSERT INTO call_variables (call_id, name, value, at) VALUES ($1, $2, $3, $4) \
@@ -379,7 +409,13 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             .execute(&mut **tx)
             .await?;
         }
-        Record::CallEnded { ended_at, ended_by, reason, final_status, .. } => {
+        Record::CallEnded {
+            ended_at,
+            ended_by,
+            reason,
+            final_status,
+            ..
+        } => {
             sqlx::query(
                 "UPDATE calls SET ended_at = $2, ended_by = $3, end_reason = $4, final_status = $5 \
                  WHERE call_id = $1",
@@ -408,7 +444,10 @@ mod tests {
             n("postgres://u@h/db").ok(),
             Some(("postgres://u@h/db".to_string(), Backend::Postgres))
         );
-        assert_eq!(n("sqlite:x.db").ok().map(|x| x.0), Some("sqlite:x.db?mode=rwc".into()));
+        assert_eq!(
+            n("sqlite:x.db").ok().map(|x| x.0),
+            Some("sqlite:x.db?mode=rwc".into())
+        );
         assert_eq!(
             n("sqlite:x.db?mode=ro").ok().map(|x| x.0),
             Some("sqlite:x.db?mode=ro".into())

@@ -115,7 +115,9 @@ fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
             .try_get::<Option<String>, _>("ivr_outcome")?
             .and_then(|s| IvrOutcome::parse(&s)),
         ended_at: opt_millis(row, "ended_at")?,
-        ended_by: row.try_get::<Option<String>, _>("ended_by")?.and_then(|s| EndedBy::parse(&s)),
+        ended_by: row
+            .try_get::<Option<String>, _>("ended_by")?
+            .and_then(|s| EndedBy::parse(&s)),
         end_reason: row.try_get("end_reason")?,
         final_status: row
             .try_get::<Option<i64>, _>("final_status")?
@@ -155,7 +157,11 @@ fn hold_from_row(row: &AnyRow) -> Result<(String, HoldSpan), sqlx::Error> {
 }
 
 fn variable_from_row(row: &AnyRow) -> Result<(String, String, String), sqlx::Error> {
-    Ok((row.try_get("call_id")?, row.try_get("name")?, row.try_get("value")?))
+    Ok((
+        row.try_get("call_id")?,
+        row.try_get("name")?,
+        row.try_get("value")?,
+    ))
 }
 
 impl Store {
@@ -177,9 +183,15 @@ impl Store {
         .bind(hi)
         .fetch_all(&mut *conn)
         .await?;
-        let mut calls = rows.iter().map(call_from_row).collect::<Result<Vec<_>, _>>()?;
-        let index: HashMap<String, usize> =
-            calls.iter().enumerate().map(|(i, c)| (c.call_id.clone(), i)).collect();
+        let mut calls = rows
+            .iter()
+            .map(call_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let index: HashMap<String, usize> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.call_id.clone(), i))
+            .collect();
 
         let steps = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT t.call_id, t.seq, t.at, t.node, t.kind, t.digits, t.detail \
@@ -283,7 +295,10 @@ impl Store {
         .bind(call_id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| hold_from_row(r).map(|(_, s)| s)).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(|r| hold_from_row(r).map(|(_, s)| s))
+            .collect::<Result<_, _>>()?)
     }
 
     /// `kpi::Summary` of the calls that arrived in `[since, until)`, by one SQL query.
@@ -294,7 +309,11 @@ impl Store {
         until: Option<Millis>,
     ) -> Result<Summary, StoreError> {
         let (lo, hi) = range(since, until);
-        let row = sqlx::query(SUMMARY_SQL).bind(lo).bind(hi).fetch_one(&self.pool).await?;
+        let row = sqlx::query(SUMMARY_SQL)
+            .bind(lo)
+            .bind(hi)
+            .fetch_one(&self.pool)
+            .await?;
         let get = |col: &str| -> Result<u64, sqlx::Error> {
             Ok(u64::try_from(row.try_get::<Option<i64>, _>(col)?.unwrap_or(0)).unwrap_or(0))
         };

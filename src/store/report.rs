@@ -65,21 +65,42 @@ fn call_json(c: &CallRow) -> Value {
     for (name, t) in times {
         o.insert(format!("{name}_ms"), ms_value(t));
     }
-    o.insert("ring_cycle_ms".into(), c.ring_cycle_ms.map_or(Value::Null, Value::from));
+    o.insert(
+        "ring_cycle_ms".into(),
+        c.ring_cycle_ms.map_or(Value::Null, Value::from),
+    );
     o.insert(
         "rings_before_answer".into(),
         c.rings_before_answer
             .and_then(serde_json::Number::from_f64)
             .map_or(Value::Null, Value::Number),
     );
-    o.insert("within_three_rings".into(), c.within_three_rings.map_or(Value::Null, Value::from));
-    o.insert("ivr_outcome".into(), c.ivr_outcome.map_or(Value::Null, |v| v.as_str().into()));
-    o.insert("ended_by".into(), c.ended_by.map_or(Value::Null, |v| v.as_str().into()));
-    o.insert("end_reason".into(), c.end_reason.clone().map_or(Value::Null, Value::from));
-    o.insert("final_status".into(), c.final_status.map_or(Value::Null, Value::from));
+    o.insert(
+        "within_three_rings".into(),
+        c.within_three_rings.map_or(Value::Null, Value::from),
+    );
+    o.insert(
+        "ivr_outcome".into(),
+        c.ivr_outcome.map_or(Value::Null, |v| v.as_str().into()),
+    );
+    o.insert(
+        "ended_by".into(),
+        c.ended_by.map_or(Value::Null, |v| v.as_str().into()),
+    );
+    o.insert(
+        "end_reason".into(),
+        c.end_reason.clone().map_or(Value::Null, Value::from),
+    );
+    o.insert(
+        "final_status".into(),
+        c.final_status.map_or(Value::Null, Value::from),
+    );
     o.insert("hold_ms".into(), c.hold_ms.into());
-    let vars: Map<String, Value> =
-        c.variables.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect();
+    let vars: Map<String, Value> = c
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
     o.insert("variables".into(), Value::Object(vars));
     let path: Vec<Value> = c
         .ivr_path
@@ -139,7 +160,11 @@ fn path_text(c: &CallRow) -> String {
 }
 
 fn vars_text(c: &CallRow) -> String {
-    c.variables.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
+    c.variables
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {
@@ -177,7 +202,11 @@ fn fields(c: &CallRow) -> Vec<String> {
 /// RFC 4180 quoting. A leading `=`, `@` or tab (peer-supplied text opened in a spreadsheet)
 /// is prefixed with `'` so it is not run as a formula; `+`/`-` are left alone (phone numbers).
 fn csv_field(s: &str) -> String {
-    let guarded: String = if s.starts_with(['=', '@', '\t']) { format!("'{s}") } else { s.into() };
+    let guarded: String = if s.starts_with(['=', '@', '\t']) {
+        format!("'{s}")
+    } else {
+        s.into()
+    };
     if guarded.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
@@ -198,13 +227,25 @@ fn csv(rows: &[CallRow]) -> String {
 
 /// Control characters would break the alignment (and could drive a terminal).
 fn printable(s: &str) -> String {
-    s.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).collect()
+    s.chars()
+        .map(|ch| if ch.is_control() { ' ' } else { ch })
+        .collect()
 }
 
 fn table(rows: &[CallRow]) -> String {
     let header = [
-        "arrived_at", "call_id", "caller", "dialled", "rings", "3rings", "ivr_outcome",
-        "ended_by", "end_reason", "status", "hold_ms", "ivr_path",
+        "arrived_at",
+        "call_id",
+        "caller",
+        "dialled",
+        "rings",
+        "3rings",
+        "ivr_outcome",
+        "ended_by",
+        "end_reason",
+        "status",
+        "hold_ms",
+        "ivr_path",
     ];
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -235,13 +276,18 @@ fn table(rows: &[CallRow]) -> String {
         }
     }
     let line = |cells: &[String]| -> String {
-        let padded: Vec<String> =
-            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
         padded.join("  ").trim_end().to_string()
     };
     let mut out = line(&header.map(String::from));
     out.push('\n');
-    out.push_str(&line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()));
+    out.push_str(&line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    ));
     out.push('\n');
     for row in &body {
         out.push_str(&line(row));
@@ -268,7 +314,10 @@ mod tests {
 
     #[test]
     fn rfc3339_has_millis_and_z() {
-        assert_eq!(rfc3339(Millis(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            rfc3339(Millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(rfc3339(Millis(0)), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -40,7 +40,10 @@ impl RecordSink {
         if let Err(mpsc::error::SendError(r)) = self.tx.send(r) {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             metrics::counter!(RECORDS_LOST).increment(1);
-            tracing::error!(call_id = r.call_id(), "record pushed after the store writer stopped; not written");
+            tracing::error!(
+                call_id = r.call_id(),
+                "record pushed after the store writer stopped; not written"
+            );
         }
     }
 
@@ -88,9 +91,18 @@ pub fn spawn_writer(store: Store) -> (RecordSink, WriterHandle) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (shutdown_tx, shutdown_rx) = oneshot::channel();
     let depth = Arc::new(AtomicI64::new(0));
-    let sink = RecordSink { tx, depth: depth.clone() };
+    let sink = RecordSink {
+        tx,
+        depth: depth.clone(),
+    };
     let task = tokio::spawn(run(store, rx, shutdown_rx, depth));
-    (sink, WriterHandle { shutdown: shutdown_tx, task })
+    (
+        sink,
+        WriterHandle {
+            shutdown: shutdown_tx,
+            task,
+        },
+    )
 }
 
 /// The writer's end of the channels. `closing` once shutdown was asked for; `signal_done`
@@ -121,7 +133,12 @@ async fn run(
     depth: Arc<AtomicI64>,
 ) -> WriterStats {
     let mut stats = WriterStats::default();
-    let mut inbox = Inbox { rx, shutdown, signal_done: false, closing: false };
+    let mut inbox = Inbox {
+        rx,
+        shutdown,
+        signal_done: false,
+        closing: false,
+    };
     let mut batch: Vec<Record> = Vec::with_capacity(MAX_BATCH);
     loop {
         // Wait for the first record of a batch (or the shutdown signal).

@@ -648,6 +648,57 @@ fn kpi_matches_sql_postgres() {
     kpi_matches_sql(pg_db(), 16);
 }
 
+/// The database refuses writes for a while (a trigger stands in for a locked or unreachable
+/// database): the writer retries the same batch and, once it goes through, nothing is lost
+/// and nothing is doubled.
+#[tokio::test]
+async fn writer_retries_until_the_database_takes_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.db");
+    let store = Store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let mut side = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE fail_switch (x INTEGER); INSERT INTO fail_switch VALUES (1); \
+         CREATE TRIGGER refuse BEFORE INSERT ON calls WHEN EXISTS (SELECT 1 FROM fail_switch) \
+         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END;",
+    )
+    .execute(&mut side)
+    .await
+    .unwrap();
+
+    let (sink, handle) = spawn_writer(store.clone());
+    for r in full_call("retry", T0) {
+        sink.push(r);
+    }
+    // Bounded wait for the writer to have failed at least once.
+    for _ in 0..400 {
+        if handle.stats().errors > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        handle.stats().errors > 0,
+        "the trigger should have refused the first attempt"
+    );
+    assert_eq!(handle.stats().written, 0);
+    sqlx::raw_sql("DELETE FROM fail_switch")
+        .execute(&mut side)
+        .await
+        .unwrap();
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.written, 12, "{stats:?}");
+    assert_eq!(stats.lost, 0);
+    let rows = store.calls(None, None).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].ivr_path.len(), 3);
+    assert_eq!(rows[0].ended_by, Some(EndedBy::Caller));
+}
+
 #[tokio::test]
 async fn survives_reopen_and_nul_bytes() {
     let dir = tempfile::tempdir().unwrap();

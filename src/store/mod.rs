@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn urls_are_normalized() {
-        let n = |u: &str| normalize_url(u).map(|(u, b)| (u, b));
+        let n = normalize_url;
         assert_eq!(
             n("postgres://u@h/db").ok(),
             Some(("postgres://u@h/db".to_string(), Backend::Postgres))

@@ -4,7 +4,7 @@
 
 use super::Store;
 use crate::engine::record::Record;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -66,9 +66,30 @@ pub struct WriterStats {
     pub lost: u64,
 }
 
+/// The totals, shared so they can be read while the writer runs.
+#[derive(Default)]
+struct SharedStats {
+    written: AtomicU64,
+    batches: AtomicU64,
+    errors: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl SharedStats {
+    fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            written: self.written.load(Ordering::Relaxed),
+            batches: self.batches.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+        }
+    }
+}
+
 pub struct WriterHandle {
     shutdown: oneshot::Sender<()>,
-    task: JoinHandle<WriterStats>,
+    task: JoinHandle<()>,
+    stats: Arc<SharedStats>,
 }
 
 impl WriterHandle {
@@ -76,13 +97,15 @@ impl WriterHandle {
     pub async fn shutdown(self) -> WriterStats {
         // The writer may have stopped already (every sink dropped): then it has flushed.
         let _ = self.shutdown.send(());
-        match self.task.await {
-            Ok(stats) => stats,
-            Err(e) => {
-                tracing::error!(error = %e, "store writer task failed");
-                WriterStats::default()
-            }
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "store writer task failed");
         }
+        self.stats.snapshot()
+    }
+
+    /// The totals so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats.snapshot()
     }
 }
 
@@ -95,14 +118,14 @@ pub fn spawn_writer(store: Store) -> (RecordSink, WriterHandle) {
         tx,
         depth: depth.clone(),
     };
-    let task = tokio::spawn(run(store, rx, shutdown_rx, depth));
-    (
-        sink,
-        WriterHandle {
-            shutdown: shutdown_tx,
-            task,
-        },
-    )
+    let stats = Arc::new(SharedStats::default());
+    let task = tokio::spawn(run(store, rx, shutdown_rx, depth, stats.clone()));
+    let handle = WriterHandle {
+        shutdown: shutdown_tx,
+        task,
+        stats,
+    };
+    (sink, handle)
 }
 
 /// The writer's end of the channels. `closing` once shutdown was asked for; `signal_done`
@@ -131,8 +154,8 @@ async fn run(
     rx: mpsc::UnboundedReceiver<Record>,
     shutdown: oneshot::Receiver<()>,
     depth: Arc<AtomicI64>,
-) -> WriterStats {
-    let mut stats = WriterStats::default();
+    stats: Arc<SharedStats>,
+) {
     let mut inbox = Inbox {
         rx,
         shutdown,
@@ -173,37 +196,31 @@ async fn run(
         let taken = i64::try_from(batch.len()).unwrap_or(i64::MAX);
         let left = depth.fetch_sub(taken, Ordering::Relaxed) - taken;
         metrics::gauge!(QUEUE_DEPTH).set(left.max(0) as f64);
-        write_with_retry(&store, &batch, &mut stats, &mut inbox).await;
+        write_with_retry(&store, &batch, &stats, &mut inbox).await;
         batch.clear();
     }
-    stats
 }
 
-async fn write_with_retry(
-    store: &Store,
-    batch: &[Record],
-    stats: &mut WriterStats,
-    inbox: &mut Inbox,
-) {
+async fn write_with_retry(store: &Store, batch: &[Record], stats: &SharedStats, inbox: &mut Inbox) {
     let mut backoff = BACKOFF_START;
     let mut attempts_since_close = 0u32;
     loop {
         match store.write_batch(batch).await {
             Ok(()) => {
                 let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-                stats.written += n;
-                stats.batches += 1;
+                stats.written.fetch_add(n, Ordering::Relaxed);
+                stats.batches.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(RECORDS_WRITTEN).increment(n);
                 return;
             }
             Err(e) => {
-                stats.errors += 1;
+                stats.errors.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(WRITE_ERRORS).increment(1);
                 if inbox.closing {
                     attempts_since_close += 1;
                     if attempts_since_close >= ATTEMPTS_AFTER_SHUTDOWN {
                         let n = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-                        stats.lost += n;
+                        stats.lost.fetch_add(n, Ordering::Relaxed);
                         metrics::counter!(RECORDS_LOST).increment(n);
                         tracing::error!(error = %e, records = n,
                             "store write failed at shutdown; giving up on this batch");

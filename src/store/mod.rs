@@ -466,6 +466,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_runs_in_wal_with_normal_sync() {
+        use sqlx::Row;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("w.db").display()))
+            .await
+            .unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "wal");
+        // synchronous: 1 = NORMAL.
+        let sync: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(sync, 1);
+        let busy: i64 = sqlx::query("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(busy, 5000);
+    }
+
+    #[tokio::test]
     async fn opens_a_bare_path_and_migrates_twice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("calls db.sqlite");

@@ -8,7 +8,7 @@ use ccswitch::engine::record::{EndedBy, IvrOutcome, Record};
 use ccswitch::engine::time::Millis;
 use ccswitch::kpi::{self, CallFacts, HoldSpan, Summary};
 use ccswitch::store::report::{render_calls, ReportFormat};
-use ccswitch::store::{spawn_writer, Store};
+use ccswitch::store::{spawn_writer, spawn_writer_with, Store, WriterConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sqlx::Connection;
@@ -670,7 +670,13 @@ async fn writer_retries_until_the_database_takes_the_batch() {
     .await
     .unwrap();
 
-    let (sink, handle) = spawn_writer(store.clone());
+    // To the writer a refusing trigger looks like a poison record (the database answers);
+    // here it stands for an outage, so no isolating.
+    let cfg = WriterConfig {
+        refusals_before_isolating: u32::MAX,
+        ..WriterConfig::default()
+    };
+    let (sink, handle) = spawn_writer_with(store.clone(), cfg);
     for r in full_call("retry", T0) {
         sink.push(r);
     }
@@ -697,6 +703,72 @@ async fn writer_retries_until_the_database_takes_the_batch() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].ivr_path.len(), 3);
     assert_eq!(rows[0].ended_by, Some(EndedBy::Caller));
+}
+
+/// One record the database refuses while accepting everything else (a trigger plays the
+/// poison): it is dropped, counted and logged; its neighbours in the batch are written.
+#[tokio::test]
+async fn writer_isolates_a_record_the_database_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("calls.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER poison BEFORE UPDATE ON calls WHEN NEW.caller = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poison record'); END;",
+    )
+    .execute(&mut side)
+    .await
+    .unwrap();
+    let mut bad = full_call("bad", T0 + 1);
+    if let Record::CallStarted { caller, .. } = &mut bad[0] {
+        *caller = "poison".into();
+    }
+    let (sink, handle) = spawn_writer(store.clone());
+    for r in full_call("good", T0).into_iter().chain(bad) {
+        sink.push(r);
+    }
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.lost, 1, "{stats:?}");
+    assert_eq!(stats.written, 23, "{stats:?}");
+    let good = store.call("good").await.unwrap().unwrap();
+    assert_eq!(good.ivr_path.len(), 3);
+    assert_eq!(good.ended_by, Some(EndedBy::Caller));
+    // Everything but the refused CallStarted of "bad" is there.
+    let bad = store.call("bad").await.unwrap().unwrap();
+    assert_eq!(bad.caller, "");
+    assert_eq!(bad.ivr_path.len(), 3);
+    assert_eq!(bad.ended_at, Some(Millis(T0 + 1 + 31_000)));
+}
+
+/// A database that never takes the records: shutdown still ends, and says what it lost.
+#[tokio::test]
+async fn shutdown_gives_up_loudly_on_a_dead_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("calls.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let mut side = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER refuse BEFORE INSERT ON calls BEGIN SELECT RAISE(ABORT, 'down'); END;",
+    )
+    .execute(&mut side)
+    .await
+    .unwrap();
+    let cfg = WriterConfig {
+        max_batch: 5,
+        backoff_start: std::time::Duration::from_millis(1),
+        attempts_after_shutdown: 3,
+        refusals_before_isolating: u32::MAX,
+        ..WriterConfig::default()
+    };
+    let (sink, handle) = spawn_writer_with(store.clone(), cfg);
+    for r in full_call("x", T0) {
+        sink.push(r);
+    }
+    let stats = handle.shutdown().await;
+    assert_eq!(stats.written, 0);
+    assert_eq!(stats.lost, 12, "{stats:?}");
+    assert!(stats.errors >= 3);
 }
 
 #[tokio::test]

@@ -7,7 +7,9 @@ pub mod report;
 mod writer;
 
 pub use queries::{CallRow, IvrStepRow};
-pub use writer::{spawn_writer, RecordSink, WriterHandle, WriterStats};
+pub use writer::{
+    spawn_writer, spawn_writer_with, RecordSink, WriterConfig, WriterHandle, WriterStats,
+};
 
 use crate::engine::record::Record;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -198,6 +200,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Whether the database answers at all (tells a refused write from an unreachable one).
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -26,7 +26,7 @@ CREATE INDEX calls_unfinished ON calls (call_id) WHERE ended_at IS NULL;
 
 CREATE TABLE ivr_steps (
     call_id TEXT    NOT NULL REFERENCES calls (call_id) ON DELETE CASCADE,
-    seq     INTEGER NOT NULL,
+    seq     BIGINT  NOT NULL,
     at      BIGINT  NOT NULL,
     node    TEXT    NOT NULL,
     kind    TEXT    NOT NULL,

@@ -383,8 +383,8 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             // The latest value of a name wins, whatever order retries replay it in.
             sqlx::query(
                 "INSERT INTO call_variables (call_id, name, value, at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (call_id, name) DO UPDATE SET value = excluded.value, at = excluded.at \
-                 WHERE excluded.at >= call_variables.at",
+                 ON CONFLICT (call_id, name) \
+                 DO UPDATE SET value = excluded.value, at = excluded.at WHERE excluded.at >= call_variables.at",
             )
             .bind(id)
             .bind(text(name).into_owned())

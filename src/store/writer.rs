@@ -292,7 +292,7 @@ async fn try_write(
         if store.ping().await {
             refusals += 1;
             if refusals >= inbox.cfg.refusals_before_isolating {
-                tracing::error!(error = %e, records = batch.len(), "the database refuses this batch");
+                tracing::error!(error = %e, records = batch.len(), "database refuses the batch");
                 return Outcome::Refused;
             }
         }
@@ -309,7 +309,8 @@ async fn try_write(
                 stats.lost.fetch_add(n, Ordering::Relaxed);
                 metrics::counter!(RECORDS_LOST).increment(n);
                 inbox.gave_up = true;
-                tracing::error!(error = %e, records = n, "store write failed at shutdown; giving up on this batch");
+                tracing::error!(error = %e, records = n,
+                    "store write failed at shutdown; giving up on this batch");
                 return Outcome::GaveUp;
             }
         }

@@ -384,7 +384,8 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             sqlx::query(
                 "INSERT INTO call_variables (call_id, name, value, at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (call_id, name) \
-                 DO UPDATE SET value = excluded.value, at = excluded.at WHERE excluded.at >= call_variables.at",
+                 DO UPDATE SET value = excluded.value, at = excluded.at \
+                 WHERE excluded.at >= call_variables.at",
             )
             .bind(id)
             .bind(text(name).into_owned())

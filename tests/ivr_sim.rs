@@ -1,0 +1,358 @@
+//! Simulated-clock walks through the shipped IVR (`config/`), as the engine would drive it:
+//! prompts "finish" when the test says so, timers fire at `deadline()`.
+
+use ccswitch::config;
+use ccswitch::engine::ivr::{IvrAction, IvrSession};
+use ccswitch::engine::record::IvrOutcome;
+use ccswitch::engine::{Millis, PromptKey};
+use chrono::TimeZone;
+use std::path::Path;
+
+struct Sim {
+    ivr: IvrSession,
+    now: Millis,
+    /// The prompt list currently playing: (play_id, prompts, barge_in).
+    playing: Option<(u64, Vec<PromptKey>, bool)>,
+    plays: Vec<Vec<PromptKey>>,
+    /// (node, kind, digits, detail)
+    steps: Vec<(String, String, Option<String>, Option<String>)>,
+    variables: Vec<(String, String)>,
+    outcome: Option<IvrOutcome>,
+}
+
+impl Sim {
+    fn start(dialled: &str, now: Millis) -> Sim {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let cfg = config::load(&dir).expect("shipped config loads");
+        let entry = cfg.ivr.entry_for(dialled).to_string();
+        let ivr = IvrSession::start(cfg.ivr.clone(), &entry, now, &cfg.prompts.default_language);
+        let mut sim = Sim {
+            ivr,
+            now,
+            playing: None,
+            plays: Vec::new(),
+            steps: Vec::new(),
+            variables: Vec::new(),
+            outcome: None,
+        };
+        sim.pump();
+        sim
+    }
+
+    fn pump(&mut self) {
+        while let Some(a) = self.ivr.poll_action() {
+            match a {
+                IvrAction::Play {
+                    play_id,
+                    prompts,
+                    barge_in,
+                } => {
+                    self.plays.push(prompts.clone());
+                    self.playing = Some((play_id, prompts, barge_in));
+                }
+                IvrAction::StopPlay => self.playing = None,
+                IvrAction::Step {
+                    at,
+                    node,
+                    kind,
+                    digits,
+                    detail,
+                } => {
+                    assert_eq!(at, self.now, "steps are stamped with the current time");
+                    self.steps.push((node, kind.to_string(), digits, detail));
+                }
+                IvrAction::Variable { name, value } => self.variables.push((name, value)),
+                IvrAction::HangUp { outcome } => {
+                    assert!(self.outcome.is_none(), "one hang-up only");
+                    self.outcome = Some(outcome);
+                }
+            }
+        }
+    }
+
+    /// The current prompt plays to its end after `ms`.
+    fn hear(&mut self, ms: u64) {
+        let (id, _, _) = self.playing.take().expect("something is playing");
+        self.now = self.now.plus(ms);
+        self.ivr.on_play_finished(self.now, id, false);
+        self.pump();
+    }
+
+    /// The caller presses keys, 300 ms apart; a barge-in prompt is cut as the media plane
+    /// would do it.
+    fn press(&mut self, keys: &str) {
+        for k in keys.chars() {
+            self.now = self.now.plus(300);
+            if let Some((id, _, true)) = self.playing {
+                self.ivr.on_digit(self.now, k);
+                self.pump();
+                // The media plane reports the cut prompt; the session must ignore it.
+                self.ivr.on_play_finished(self.now, id, true);
+            } else {
+                self.ivr.on_digit(self.now, k);
+            }
+            self.pump();
+        }
+    }
+
+    /// Time runs to the session's deadline.
+    fn wait_for_timeout(&mut self) {
+        let at = self.ivr.deadline().expect("a timer is armed");
+        assert!(at >= self.now);
+        self.now = at;
+        self.ivr.on_timeout(self.now);
+        self.pump();
+    }
+
+    fn nodes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for (node, _, digits, detail) in &self.steps {
+            if digits.is_none() && detail.is_none()
+                || matches!(
+                    detail.as_deref(),
+                    Some("open" | "closed" | "closed:holiday" | "found" | "not_found")
+                )
+            {
+                out.push(node);
+            }
+        }
+        out
+    }
+
+    fn current_prompt_ids(&self) -> Vec<String> {
+        self.playing
+            .as_ref()
+            .map(|(_, p, _)| p.iter().map(|k| k.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn has_step(&self, node: &str, digits: Option<&str>, detail: Option<&str>) -> bool {
+        self.steps
+            .iter()
+            .any(|(n, _, d, x)| n == node && d.as_deref() == digits && x.as_deref() == detail)
+    }
+}
+
+/// UTC ms of a local time in Shanghai (the shipped time zone).
+fn shanghai(y: i32, m: u32, d: u32, h: u32, min: u32) -> Millis {
+    let t = chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(y, m, d, h, min, 0)
+        .single()
+        .expect("valid local time");
+    Millis(t.timestamp_millis() as u64)
+}
+
+/// Monday 2026-11-23, 10:00 in Shanghai: open.
+fn open_monday() -> Millis {
+    shanghai(2026, 11, 23, 10, 0)
+}
+
+#[test]
+fn hours_question_is_self_served() {
+    let mut sim = Sim::start("anything", open_monday());
+    assert_eq!(sim.current_prompt_ids(), vec!["greeting"]);
+    sim.press("1"); // greeting is not barge-in: ignored
+    assert_eq!(sim.current_prompt_ids(), vec!["greeting"]);
+    sim.hear(4000);
+    assert_eq!(sim.current_prompt_ids(), vec!["language_menu"]);
+    sim.press("1");
+    assert!(sim.has_step("language", Some("1"), Some("lang=en")));
+    assert!(sim.has_step("office_hours", None, Some("open")));
+    assert_eq!(sim.current_prompt_ids(), vec!["main_menu"]);
+    sim.hear(9000);
+    sim.press("1");
+    assert_eq!(sim.current_prompt_ids(), vec!["hours"]);
+    assert!(!sim.ivr.resolved(), "not until the answer is heard");
+    sim.hear(6000);
+    assert!(sim.ivr.resolved());
+    assert_eq!(sim.current_prompt_ids(), vec!["anything_else"]);
+    sim.hear(4000);
+    sim.wait_for_timeout();
+    assert_eq!(sim.current_prompt_ids(), vec!["goodbye"]);
+    sim.hear(2000);
+    assert_eq!(sim.outcome, Some(IvrOutcome::SelfServed));
+    assert_eq!(
+        sim.nodes(),
+        vec![
+            "greeting",
+            "language",
+            "office_hours",
+            "main_menu",
+            "hours",
+            "anything_else",
+            "goodbye"
+        ]
+    );
+    assert!(sim.plays.iter().flatten().all(|k| k.lang == "en"));
+}
+
+#[test]
+fn order_number_is_looked_up_and_read_back() {
+    let mut sim = Sim::start("", open_monday());
+    sim.hear(4000);
+    sim.press("1");
+    sim.hear(9000);
+    sim.press("5");
+    assert_eq!(sim.current_prompt_ids(), vec!["order_prompt"]);
+    sim.hear(3000);
+    sim.press("12345#");
+    assert!(sim.has_step("order_number", Some("12345#"), None));
+    assert_eq!(
+        sim.variables,
+        vec![("order_number".to_string(), "12345".to_string())]
+    );
+    assert!(sim.has_step("order_lookup", None, Some("found")));
+    assert_eq!(
+        sim.current_prompt_ids(),
+        vec![
+            "order_found_prefix",
+            "digit_1",
+            "digit_2",
+            "digit_3",
+            "digit_4",
+            "digit_5",
+            "order_status_shipped"
+        ]
+    );
+    sim.hear(7000);
+    assert!(sim.ivr.resolved());
+    // Back to the main menu from "anything else?", then hang up by silence.
+    sim.press("9");
+    assert_eq!(sim.current_prompt_ids(), vec!["main_menu"]);
+}
+
+#[test]
+fn unknown_order_is_not_self_service() {
+    let mut sim = Sim::start("4008005", open_monday());
+    assert_eq!(sim.nodes(), vec!["order_number"], "hotline entry");
+    sim.press("999#");
+    assert!(sim.has_step("order_lookup", None, Some("not_found")));
+    assert_eq!(sim.current_prompt_ids(), vec!["order_not_found"]);
+    sim.hear(3000);
+    assert!(!sim.ivr.resolved());
+    sim.hear(4000); // anything_else
+    sim.wait_for_timeout();
+    sim.hear(2000); // goodbye
+    assert_eq!(sim.outcome, Some(IvrOutcome::Failed));
+}
+
+#[test]
+fn main_menu_timeouts_and_retries_fall_back_to_goodbye() {
+    let mut sim = Sim::start("", open_monday());
+    sim.hear(4000);
+    sim.press("1");
+    sim.hear(9000);
+    sim.wait_for_timeout();
+    assert!(sim.has_step("main_menu", None, Some("timeout")));
+    assert_eq!(sim.current_prompt_ids(), vec!["no_input", "main_menu"]);
+    sim.hear(10_000);
+    sim.press("7");
+    assert!(sim.has_step("main_menu", Some("7"), Some("invalid")));
+    assert_eq!(sim.current_prompt_ids(), vec!["invalid", "main_menu"]);
+    sim.hear(10_000);
+    sim.wait_for_timeout();
+    assert!(sim.has_step("main_menu", None, Some("fallback")));
+    assert_eq!(sim.current_prompt_ids(), vec!["goodbye"]);
+    sim.hear(2000);
+    assert_eq!(sim.outcome, Some(IvrOutcome::Failed));
+}
+
+#[test]
+fn invalid_digit_then_valid_choice() {
+    let mut sim = Sim::start("", open_monday());
+    sim.hear(4000);
+    sim.press("1");
+    sim.press("8"); // barge-in into the main menu with a wrong key
+    assert!(sim.has_step("main_menu", Some("8"), Some("invalid")));
+    assert_eq!(sim.current_prompt_ids(), vec!["invalid", "main_menu"]);
+    sim.press("2");
+    assert_eq!(sim.current_prompt_ids(), vec!["address"]);
+}
+
+#[test]
+fn nine_repeats_the_main_menu() {
+    let mut sim = Sim::start("", open_monday());
+    sim.hear(4000);
+    sim.press("1");
+    sim.hear(9000);
+    sim.press("9");
+    assert!(sim.has_step("main_menu", Some("9"), None));
+    assert_eq!(sim.current_prompt_ids(), vec!["main_menu"]);
+    assert_eq!(sim.nodes().iter().filter(|n| **n == "main_menu").count(), 2);
+}
+
+#[test]
+fn office_hours_open_closed_and_holiday() {
+    let cases = [
+        (shanghai(2026, 11, 23, 9, 0), "open"),     // Monday opening
+        (shanghai(2026, 11, 23, 17, 59), "open"),   // Monday before closing
+        (shanghai(2026, 11, 23, 18, 0), "closed"),  // Monday closing time
+        (shanghai(2026, 11, 28, 10, 30), "open"),   // Saturday
+        (shanghai(2026, 11, 28, 16, 30), "closed"), // Saturday afternoon
+        (shanghai(2026, 11, 29, 11, 0), "closed"),  // Sunday
+        (shanghai(2026, 10, 1, 11, 0), "closed:holiday"), // National Day, a Thursday
+    ];
+    for (at, expected) in cases {
+        let mut sim = Sim::start("", at);
+        sim.hear(4000);
+        sim.press("1");
+        assert!(
+            sim.has_step("office_hours", None, Some(expected)),
+            "{expected}: {:?}",
+            sim.steps
+        );
+        let first = if expected == "open" {
+            "main_menu"
+        } else {
+            "closed"
+        };
+        assert_eq!(sim.current_prompt_ids(), vec![first]);
+        if first == "closed" {
+            // Out of hours, self-service still works.
+            sim.hear(8000);
+            assert_eq!(sim.current_prompt_ids(), vec!["main_menu"]);
+            assert!(!sim.ivr.resolved(), "the closed notice does not resolve");
+        }
+    }
+}
+
+#[test]
+fn chinese_changes_the_prompt_language_for_the_rest_of_the_call() {
+    let mut sim = Sim::start("", open_monday());
+    sim.hear(4000);
+    sim.press("2");
+    assert!(sim.has_step("language", Some("2"), Some("lang=zh")));
+    assert_eq!(sim.ivr.language(), "zh");
+    sim.hear(9000);
+    sim.press("3");
+    let (_, prompts, _) = sim.playing.clone().expect("returns plays");
+    assert_eq!(
+        prompts,
+        vec![PromptKey {
+            id: "returns".into(),
+            lang: "zh".into()
+        }]
+    );
+    // Everything after the choice is in Chinese, everything before in English.
+    let langs: Vec<&str> = sim
+        .plays
+        .iter()
+        .flatten()
+        .map(|k| k.lang.as_str())
+        .collect();
+    assert_eq!(langs, vec!["en", "en", "zh", "zh"]);
+}
+
+#[test]
+fn language_menu_silence_keeps_the_default() {
+    let mut sim = Sim::start("", open_monday());
+    sim.hear(4000);
+    sim.hear(5000);
+    sim.wait_for_timeout();
+    assert_eq!(sim.current_prompt_ids(), vec!["no_input", "language_menu"]);
+    sim.hear(5000);
+    sim.wait_for_timeout();
+    assert!(sim.has_step("language", None, Some("fallback")));
+    assert_eq!(sim.ivr.language(), "en");
+    assert_eq!(sim.current_prompt_ids(), vec!["main_menu"]);
+}

@@ -356,3 +356,106 @@ fn language_menu_silence_keeps_the_default() {
     assert_eq!(sim.ivr.language(), "en");
     assert_eq!(sim.current_prompt_ids(), vec!["main_menu"]);
 }
+
+mod random_walks {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Event {
+        Digit(char),
+        /// The current prompt ends (cut or not) after this many ms.
+        PromptEnds(u16, bool),
+        Timeout,
+        /// A stale or made-up play id finishing.
+        StrayFinish(u8),
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            4 => proptest::sample::select(vec!['0', '1', '2', '3', '4', '5', '7', '9', '#', '*'])
+                .prop_map(Event::Digit),
+            3 => (0u16..20_000, any::<bool>()).prop_map(|(ms, cut)| Event::PromptEnds(ms, cut)),
+            2 => Just(Event::Timeout),
+            1 => any::<u8>().prop_map(Event::StrayFinish),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Whatever the caller and the media plane do, the session stays consistent: one
+        /// hang-up at most and nothing after it, increasing play ids, timers in the future,
+        /// steps only at real nodes.
+        #[test]
+        fn any_event_sequence_keeps_the_session_consistent(
+            events in proptest::collection::vec(event(), 0..80),
+            start_hour in 0u32..24,
+        ) {
+            let start = shanghai(2026, 11, 23, start_hour, 0);
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+            let cfg = config::load(&dir).expect("shipped config loads");
+            let graph = cfg.ivr.clone();
+            let mut ivr = IvrSession::start(graph.clone(), graph.entry_for(""), start, "en");
+            let mut now = start;
+            let mut playing: Option<u64> = None;
+            let mut last_play_id = 0;
+            let mut hung_up = false;
+            // `None` first: check what the start itself emitted.
+            for ev in std::iter::once(None).chain(events.into_iter().map(Some)) {
+                match ev {
+                    None => {}
+                    Some(Event::Digit(d)) => {
+                        now = now.plus(250);
+                        ivr.on_digit(now, d);
+                    }
+                    Some(Event::PromptEnds(ms, cut)) => {
+                        now = now.plus(u64::from(ms));
+                        if let Some(id) = playing.take() {
+                            ivr.on_play_finished(now, id, cut);
+                        }
+                    }
+                    Some(Event::Timeout) => {
+                        if let Some(at) = ivr.deadline() {
+                            now = at.max(now);
+                            ivr.on_timeout(now);
+                        }
+                    }
+                    Some(Event::StrayFinish(id)) => ivr.on_play_finished(now, u64::from(id), false),
+                }
+                while let Some(a) = ivr.poll_action() {
+                    prop_assert!(!hung_up, "action after hang-up: {a:?}");
+                    match a {
+                        IvrAction::Play { play_id, prompts, .. } => {
+                            prop_assert!(play_id > last_play_id);
+                            prop_assert!(!prompts.is_empty());
+                            last_play_id = play_id;
+                            playing = Some(play_id);
+                        }
+                        IvrAction::StopPlay => playing = None,
+                        IvrAction::Step { node, kind, at, .. } => {
+                            let n = graph.node(&node);
+                            prop_assert!(n.is_some(), "step at unknown node {node}");
+                            prop_assert_eq!(n.map(|n| n.kind()), Some(kind));
+                            prop_assert_eq!(at, now);
+                        }
+                        IvrAction::Variable { value, .. } => {
+                            prop_assert!(value.bytes().all(|b| b.is_ascii_digit()));
+                        }
+                        IvrAction::HangUp { outcome } => {
+                            prop_assert_eq!(
+                                outcome,
+                                if ivr.resolved() { IvrOutcome::SelfServed } else { IvrOutcome::Failed }
+                            );
+                            hung_up = true;
+                        }
+                    }
+                }
+                if let Some(at) = ivr.deadline() {
+                    prop_assert!(at > now, "deadline in the past");
+                    prop_assert!(playing.is_none(), "no timer while a prompt plays");
+                }
+                prop_assert_eq!(hung_up, ivr.is_finished());
+            }
+        }
+    }
+}

@@ -55,11 +55,36 @@ struct RawDefaults {
     no_input_prompt: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `prompt = "id"` or `prompt = ["id", ...]`.
 enum Prompts {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Prompts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Prompts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a prompt id or a list of prompt ids")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Prompts, E> {
+                Ok(Prompts::One(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Prompts, A::Error> {
+                let mut out = Vec::new();
+                while let Some(id) = seq.next_element::<String>()? {
+                    out.push(id);
+                }
+                Ok(Prompts::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Prompts {
@@ -799,6 +824,15 @@ prompt = "goodbye"
         let text = SMALL.replace("prompt = \"goodbye\"", "prompt = \"../x\"");
         let e = parse_str(&text).unwrap_err();
         assert_eq!(e.key, "nodes.bye.prompt");
+    }
+
+    #[test]
+    fn prompt_of_the_wrong_type_is_explained() {
+        let e = parse_str(&SMALL.replace("prompt = \"main_menu\"", "prompt = 5")).unwrap_err();
+        assert_eq!(e.key, "nodes.main.prompt");
+        assert!(e.reason.contains("a prompt id or a list"), "{e}");
+        let e = parse_str(&SMALL.replace("prompt = \"main_menu\"", "prompt = []")).unwrap_err();
+        assert_eq!(e.key, "nodes.main.prompt");
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub struct AnswerSection {
     /// One ring: 6000 for the 2 s on / 4 s off cadence, 5000 for 1 s on / 4 s off.
     pub ring_cycle_ms: u64,
     /// 200 OK after this many ring cycles (0-3).
+    #[serde(deserialize_with = "three_rings_at_most")]
     pub answer_after_rings: u8,
 }
 
@@ -101,6 +102,19 @@ impl Default for AnswerSection {
             answer_after_rings: 1,
         }
     }
+}
+
+/// Any integer above 3 (or below 0) gets the three-ring reason, not a bare "expected u8".
+fn three_rings_at_most<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let rings = i64::deserialize(d)?;
+    u8::try_from(rings)
+        .ok()
+        .filter(|r| *r <= MAX_ANSWER_AFTER_RINGS)
+        .ok_or_else(|| serde::de::Error::custom(three_ring_reason(rings)))
+}
+
+fn three_ring_reason(rings: i64) -> String {
+    format!("{rings} rings breaks the three-ring rule: must be 0 to {MAX_ANSWER_AFTER_RINGS}")
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -277,10 +291,7 @@ fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
     if m.answer.answer_after_rings > MAX_ANSWER_AFTER_RINGS {
         return Err((
             "answer.answer_after_rings",
-            format!(
-                "{} rings breaks the three-ring rule: must be 0 to {MAX_ANSWER_AFTER_RINGS}",
-                m.answer.answer_after_rings
-            ),
+            three_ring_reason(i64::from(m.answer.answer_after_rings)),
         ));
     }
     if m.rtp.port_min == 0 {
@@ -446,9 +457,19 @@ mod tests {
 
     #[test]
     fn four_rings_break_the_three_ring_rule() {
-        let e = parse_main("[answer]\nanswer_after_rings = 4\n").unwrap_err();
-        assert_eq!(e.key, "answer.answer_after_rings");
-        assert!(e.reason.contains("three-ring"), "{e}");
+        for rings in ["4", "300", "-1"] {
+            let e = parse_main(&format!("[answer]\nanswer_after_rings = {rings}\n")).unwrap_err();
+            assert_eq!(e.key, "answer.answer_after_rings");
+            assert!(e.reason.contains("three-ring"), "{e}");
+            assert!(e.reason.contains("line 2"), "{e}");
+        }
+        assert_eq!(
+            parse_main("[answer]\nanswer_after_rings = 0\n")
+                .unwrap()
+                .answer
+                .answer_after_rings,
+            0
+        );
     }
 
     #[test]

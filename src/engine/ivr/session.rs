@@ -78,6 +78,7 @@ enum Miss {
 }
 
 pub struct IvrSession {
+    /// Shared by every call; left out of `Debug`.
     graph: Arc<IvrGraph>,
     lang: String,
     node: String,
@@ -88,6 +89,20 @@ pub struct IvrSession {
     deadline: Option<Millis>,
     resolved: bool,
     variables: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for IvrSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IvrSession")
+            .field("node", &self.node)
+            .field("lang", &self.lang)
+            .field("state", &self.state)
+            .field("playing", &self.playing)
+            .field("deadline", &self.deadline)
+            .field("resolved", &self.resolved)
+            .field("variables", &self.variables)
+            .finish_non_exhaustive()
+    }
 }
 
 impl IvrSession {

@@ -866,6 +866,20 @@ prompt = "goodbye"
         assert_eq!(e.key, "time_zone");
     }
 
+    proptest::proptest! {
+        /// Any edit of a valid file is either accepted or refused with a key; never a panic.
+        #[test]
+        fn mangled_files_never_panic(at in 0usize..400, cut in 0usize..20, insert in "[ -~\n]{0,8}") {
+            let mut text = SMALL.to_string();
+            let at = at.min(text.len());
+            let end = (at + cut).min(text.len());
+            text.replace_range(at..end, &insert);
+            if let Err(e) = parse_str(&text) {
+                proptest::prop_assert!(!e.reason.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn day_ranges() {
         assert_eq!(parse_day("09:00-18:00"), Ok(vec![(540, 1080)]));

@@ -6,7 +6,8 @@
 //!   "timeout", "fallback", "lang=zh", "skipped"). Office-hours and lookup nodes decide on
 //!   entry, so their entry step carries the decision ("open", "closed", "closed:holiday",
 //!   "found", "not_found").
-//! - Listening timers start when a prompt has finished (or was cut by a barge-in digit);
+//! - Listening timers start when a prompt has finished (or was cut: by a barge-in digit, or
+//!   by the media plane for any other reason, so a session never waits forever);
 //!   while a non-barge-in prompt plays, digits are ignored.
 //! - A `play` or `lookup` node marked `resolves` counts as self-service once its information
 //!   prompt has played to the end or the caller pressed a digit during it (they heard the

@@ -1,0 +1,500 @@
+//! The config folder (`ccswitch.toml`, `ivr.toml` and the tables it names) turned into
+//! validated types at startup. Every fault names the file, the dotted key and the reason;
+//! `ccswitch check-config` runs the same `load` offline.
+//!
+//! Relative paths in `ccswitch.toml` (`prompts.dir`, a relative `sqlite:` database path) are
+//! resolved against the config folder's parent: in the shipped layout that is the project
+//! root, so `prompts` and `sqlite:ccswitch.db` land next to `config/` whatever the working
+//! directory. Tables named in `ivr.toml` are relative to the config folder itself.
+
+mod ivr;
+mod toml_error;
+
+use crate::engine::ivr::IvrGraph;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use toml_error::ConfigError;
+
+/// The main settings file inside the config folder.
+pub const MAIN_FILE: &str = "ccswitch.toml";
+/// The IVR menu graph inside the config folder.
+pub const IVR_FILE: &str = "ivr.toml";
+
+/// The most rings a caller may hear before we answer (the three-ring rule).
+pub const MAX_ANSWER_AFTER_RINGS: u8 = 3;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The config folder as given.
+    pub dir: PathBuf,
+    pub switch: SwitchSection,
+    pub sip: SipSection,
+    pub answer: AnswerSection,
+    pub rtp: RtpSection,
+    pub http: HttpSection,
+    pub database: DatabaseSection,
+    pub prompts: PromptsSection,
+    pub ivr: Arc<IvrGraph>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwitchSection {
+    /// Spoken in the greeting prompt; also shown on the wallboard.
+    pub company: String,
+    /// Calls beyond this are refused with 503.
+    pub max_calls: usize,
+    /// How long a shutdown lets active calls hear goodbye before ending them.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for SwitchSection {
+    fn default() -> Self {
+        SwitchSection {
+            company: "Example Co".into(),
+            max_calls: 5000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipSection {
+    pub listen: SocketAddr,
+    /// Address put in Contact and SDP when `listen` is a wildcard.
+    pub advertised_ip: Option<IpAddr>,
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060),
+            advertised_ip: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnswerSection {
+    /// One ring: 6000 for the 2 s on / 4 s off cadence, 5000 for 1 s on / 4 s off.
+    pub ring_cycle_ms: u64,
+    /// 200 OK after this many ring cycles (0-3).
+    #[serde(deserialize_with = "three_rings_at_most")]
+    pub answer_after_rings: u8,
+}
+
+impl Default for AnswerSection {
+    fn default() -> Self {
+        AnswerSection {
+            ring_cycle_ms: 6000,
+            answer_after_rings: 1,
+        }
+    }
+}
+
+/// Any integer above 3 (or below 0) gets the three-ring reason, not a bare "expected u8".
+fn three_rings_at_most<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let rings = i64::deserialize(d)?;
+    u8::try_from(rings)
+        .ok()
+        .filter(|r| *r <= MAX_ANSWER_AFTER_RINGS)
+        .ok_or_else(|| serde::de::Error::custom(three_ring_reason(rings)))
+}
+
+fn three_ring_reason(rings: i64) -> String {
+    format!("{rings} rings breaks the three-ring rule: must be 0 to {MAX_ANSWER_AFTER_RINGS}")
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtpSection {
+    pub bind_ip: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// No RTP from a caller for this long ends the call (0 = never).
+    pub inactivity_ms: u64,
+}
+
+impl Default for RtpSection {
+    fn default() -> Self {
+        RtpSection {
+            bind_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_min: 20000,
+            port_max: 29999,
+            inactivity_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `sqlite:PATH` or `postgres://...`; a relative sqlite path is resolved (see module doc).
+    pub url: String,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: "sqlite:ccswitch.db".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PromptsSection {
+    /// `<dir>/<lang>/<id>.wav`; resolved against the config folder's parent if relative.
+    pub dir: PathBuf,
+    pub default_language: String,
+    pub languages: Vec<String>,
+}
+
+impl Default for PromptsSection {
+    fn default() -> Self {
+        PromptsSection {
+            dir: PathBuf::from("prompts"),
+            default_language: "en".into(),
+            languages: vec!["en".into(), "zh".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MainFile {
+    #[serde(default)]
+    switch: SwitchSection,
+    #[serde(default)]
+    sip: SipSection,
+    #[serde(default)]
+    answer: AnswerSection,
+    #[serde(default)]
+    rtp: RtpSection,
+    #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
+    database: DatabaseSection,
+    #[serde(default)]
+    prompts: PromptsSection,
+}
+
+/// Loads and validates the config folder `dir`.
+pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+    let main_path = dir.join(MAIN_FILE);
+    let text = read(&main_path)?;
+    let main: MainFile = toml_error::parse(&main_path, &text)?;
+    let err = |key: &str, reason: String| ConfigError::new(&main_path, key, reason);
+    check_main(&main).map_err(|(key, reason)| err(key, reason))?;
+
+    let base = base_dir(dir);
+    let mut prompts = main.prompts;
+    if prompts.dir.is_relative() {
+        prompts.dir = base.join(&prompts.dir);
+    }
+    let mut database = main.database;
+    database.url = resolve_sqlite_url(&database.url, &base);
+
+    let ivr_path = dir.join(IVR_FILE);
+    let ivr_text = read(&ivr_path)?;
+    let graph = ivr::parse(&ivr_path, &ivr_text, dir, &prompts.languages)?;
+
+    Ok(Config {
+        dir: dir.to_path_buf(),
+        switch: main.switch,
+        sip: main.sip,
+        answer: main.answer,
+        rtp: main.rtp,
+        http: main.http,
+        database,
+        prompts,
+        ivr: Arc::new(graph),
+    })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new(path, "", format!("cannot read the file: {e}")))
+}
+
+/// Semantic checks serde cannot express. Returns (dotted key, reason).
+fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
+    if m.switch.company.trim().is_empty() {
+        return Err(("switch.company", "must not be empty".into()));
+    }
+    if !(1..=1_000_000).contains(&m.switch.max_calls) {
+        return Err(("switch.max_calls", "must be between 1 and 1000000".into()));
+    }
+    if m.switch.shutdown_grace_ms > 600_000 {
+        return Err((
+            "switch.shutdown_grace_ms",
+            "must be at most 600000 (10 minutes)".into(),
+        ));
+    }
+    if m.sip.listen.port() == 0 {
+        return Err(("sip.listen", "port must not be 0".into()));
+    }
+    if m.sip.advertised_ip.is_some_and(|ip| ip.is_unspecified()) {
+        return Err((
+            "sip.advertised_ip",
+            "must be an address peers can reach, not a wildcard".into(),
+        ));
+    }
+    if !(1..=60_000).contains(&m.sip.t1_ms) {
+        return Err(("sip.t1_ms", "must be between 1 and 60000".into()));
+    }
+    if m.sip.t2_ms < m.sip.t1_ms || m.sip.t2_ms > 600_000 {
+        return Err((
+            "sip.t2_ms",
+            format!(
+                "must be at least t1_ms ({}) and at most 600000",
+                m.sip.t1_ms
+            ),
+        ));
+    }
+    if !(1..=600_000).contains(&m.sip.t4_ms) {
+        return Err(("sip.t4_ms", "must be between 1 and 600000".into()));
+    }
+    if !(1000..=10_000).contains(&m.answer.ring_cycle_ms) {
+        return Err((
+            "answer.ring_cycle_ms",
+            "must be between 1000 and 10000 (one ring cadence: 6000 for 2 s on / 4 s off, 5000 for 1 s on / 4 s off)"
+                .into(),
+        ));
+    }
+    if m.answer.answer_after_rings > MAX_ANSWER_AFTER_RINGS {
+        return Err((
+            "answer.answer_after_rings",
+            three_ring_reason(i64::from(m.answer.answer_after_rings)),
+        ));
+    }
+    if m.rtp.port_min == 0 {
+        return Err(("rtp.port_min", "must not be 0".into()));
+    }
+    if m.rtp.port_min > m.rtp.port_max {
+        return Err((
+            "rtp.port_min",
+            format!(
+                "{} is above rtp.port_max ({})",
+                m.rtp.port_min, m.rtp.port_max
+            ),
+        ));
+    }
+    if m.http.listen.port() == 0 {
+        return Err(("http.listen", "port must not be 0".into()));
+    }
+    let url = m.database.url.as_str();
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        return Err((
+            "database.url",
+            format!("`{url}`: expected sqlite:PATH or postgres://..."),
+        ));
+    }
+    if url == "sqlite:" {
+        return Err(("database.url", "sqlite: needs a path".into()));
+    }
+    check_languages(&m.prompts)
+}
+
+fn check_languages(p: &PromptsSection) -> Result<(), (&'static str, String)> {
+    if p.languages.is_empty() {
+        return Err((
+            "prompts.languages",
+            "at least one language is needed".into(),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for lang in &p.languages {
+        if !is_language_code(lang) {
+            return Err((
+                "prompts.languages",
+                format!("`{lang}` is not a language code like \"en\" or \"zh\""),
+            ));
+        }
+        if !seen.insert(lang) {
+            return Err(("prompts.languages", format!("`{lang}` is listed twice")));
+        }
+    }
+    if !p.languages.contains(&p.default_language) {
+        return Err((
+            "prompts.default_language",
+            format!(
+                "`{}` is not one of prompts.languages {:?}",
+                p.default_language, p.languages
+            ),
+        ));
+    }
+    if p.dir.as_os_str().is_empty() {
+        return Err(("prompts.dir", "must not be empty".into()));
+    }
+    Ok(())
+}
+
+/// "en", "zh", "pt-BR", "zh_Hans": letters, then optional `-`/`_` separated alphanumerics.
+/// Language codes become directory names, so nothing else is allowed.
+pub(crate) fn is_language_code(s: &str) -> bool {
+    let mut parts = s.split(['-', '_']);
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase()));
+    first_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// The folder relative paths in `ccswitch.toml` are resolved against: the config folder's
+/// parent (absolute when the folder exists, so the result does not depend on later `cd`s).
+fn base_dir(dir: &Path) -> PathBuf {
+    let abs = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    match abs.parent() {
+        Some(p) => p.to_path_buf(),
+        None => abs.join(".."),
+    }
+}
+
+/// `sqlite:rel.db?mode=rwc` -> `sqlite:<base>/rel.db?mode=rwc`; other URLs unchanged.
+fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_string();
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.is_empty() || path.starts_with(":memory:") || Path::new(path).is_absolute() {
+        return url.to_string();
+    }
+    format!("sqlite:{}{query}", base.join(path).display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_relative_paths_are_resolved_against_the_base() {
+        let base = Path::new("/srv/cc");
+        assert_eq!(
+            resolve_sqlite_url("sqlite:ccswitch.db", base),
+            "sqlite:/srv/cc/ccswitch.db"
+        );
+        assert_eq!(
+            resolve_sqlite_url("sqlite://data/x.db?mode=rwc", base),
+            "sqlite:/srv/cc/data/x.db?mode=rwc"
+        );
+        assert_eq!(
+            resolve_sqlite_url("sqlite:/var/x.db", base),
+            "sqlite:/var/x.db"
+        );
+        assert_eq!(
+            resolve_sqlite_url("sqlite::memory:", base),
+            "sqlite::memory:"
+        );
+        assert_eq!(
+            resolve_sqlite_url("postgres://u@h/db", base),
+            "postgres://u@h/db"
+        );
+    }
+
+    #[test]
+    fn language_codes() {
+        assert!(is_language_code("en"));
+        assert!(is_language_code("zh-Hans"));
+        assert!(!is_language_code("EN"));
+        assert!(!is_language_code("../x"));
+        assert!(!is_language_code(""));
+    }
+
+    fn parse_main(text: &str) -> Result<MainFile, ConfigError> {
+        let m: MainFile = toml_error::parse(Path::new("ccswitch.toml"), text)?;
+        check_main(&m).map_err(|(k, r)| ConfigError::new(Path::new("ccswitch.toml"), k, r))?;
+        Ok(m)
+    }
+
+    #[test]
+    fn empty_main_file_gives_the_defaults() {
+        let m = parse_main("").unwrap();
+        assert_eq!(m.sip.listen.to_string(), "0.0.0.0:5060");
+        assert_eq!((m.sip.t1_ms, m.sip.t2_ms, m.sip.t4_ms), (500, 4000, 5000));
+        assert_eq!(m.answer, AnswerSection::default());
+        assert_eq!((m.rtp.port_min, m.rtp.port_max), (20000, 29999));
+        assert_eq!(m.rtp.inactivity_ms, 30_000);
+        assert_eq!(m.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(m.database.url, "sqlite:ccswitch.db");
+        assert_eq!(m.prompts.languages, vec!["en", "zh"]);
+        assert_eq!(m.switch.max_calls, 5000);
+        assert_eq!(m.switch.company, "Example Co");
+    }
+
+    #[test]
+    fn four_rings_break_the_three_ring_rule() {
+        for rings in ["4", "300", "-1"] {
+            let e = parse_main(&format!("[answer]\nanswer_after_rings = {rings}\n")).unwrap_err();
+            assert_eq!(e.key, "answer.answer_after_rings");
+            assert!(e.reason.contains("three-ring"), "{e}");
+            assert!(e.reason.contains("line 2"), "{e}");
+        }
+        assert_eq!(
+            parse_main("[answer]\nanswer_after_rings = 0\n")
+                .unwrap()
+                .answer
+                .answer_after_rings,
+            0
+        );
+    }
+
+    #[test]
+    fn port_range_must_be_ordered() {
+        let e = parse_main("[rtp]\nport_min = 30000\nport_max = 20000\n").unwrap_err();
+        assert_eq!(e.key, "rtp.port_min");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = parse_main("[sip]\nlisten = \"0.0.0.0:5060\"\nt9_ms = 3\n").unwrap_err();
+        assert_eq!(e.key, "sip.t9_ms");
+        assert!(e.reason.contains("unknown field"), "{e}");
+        assert!(e.reason.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let e = parse_main("[http]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.key, "http.listen");
+    }
+
+    #[test]
+    fn default_language_must_be_listed() {
+        let e = parse_main("[prompts]\ndefault_language = \"fr\"\n").unwrap_err();
+        assert_eq!(e.key, "prompts.default_language");
+    }
+}

@@ -17,13 +17,19 @@ pub fn init_logging() {
 /// Installs the global metrics recorder; the handle renders `/metrics`.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new().install_recorder()?;
-    metrics::describe_counter!("ccswitch_sip_messages_received_total", "SIP messages received");
+    metrics::describe_counter!(
+        "ccswitch_sip_messages_received_total",
+        "SIP messages received"
+    );
     metrics::describe_counter!("ccswitch_sip_messages_sent_total", "SIP messages sent");
     metrics::describe_counter!(
         "ccswitch_sip_retransmissions_total",
         "retransmitted requests absorbed plus 2xx re-sent"
     );
-    metrics::describe_counter!("ccswitch_sip_malformed_total", "SIP messages that did not parse");
+    metrics::describe_counter!(
+        "ccswitch_sip_malformed_total",
+        "SIP messages that did not parse"
+    );
     metrics::describe_gauge!("ccswitch_active_calls", "calls up or ringing");
     metrics::describe_counter!("ccswitch_rtp_late_frames_total", "RTP frames sent late");
     Ok(handle)

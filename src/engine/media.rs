@@ -77,7 +77,11 @@ pub enum MediaEvent {
     /// One DTMF digit from RFC 4733 (one per event, end packets deduped) at receive time.
     Digit { leg: LegId, digit: char, at: Millis },
     /// A `Play` ended: all prompts sent (`interrupted: false`) or cut by barge-in/StopPlay/new Play.
-    PlayFinished { leg: LegId, play_id: u64, interrupted: bool },
+    PlayFinished {
+        leg: LegId,
+        play_id: u64,
+        interrupted: bool,
+    },
     /// No RTP for `inactivity_ms`.
     Inactive { leg: LegId, at: Millis },
 }

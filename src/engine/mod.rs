@@ -56,7 +56,10 @@ pub enum Command {
 
 #[derive(Clone, Debug)]
 pub enum Input {
-    Sip { peer: Peer, bytes: Bytes },
+    Sip {
+        peer: Peer,
+        bytes: Bytes,
+    },
     Media(MediaEvent),
     Command(Command),
     /// A deadline from `poll_timeout` passed.
@@ -65,7 +68,10 @@ pub enum Input {
 
 #[derive(Clone, Debug)]
 pub enum Output {
-    Transmit { peer: Peer, bytes: Bytes },
+    Transmit {
+        peer: Peer,
+        bytes: Bytes,
+    },
     Media(MediaCommand),
     Persist(Record),
     /// Shutdown finished: no call is left.

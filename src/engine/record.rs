@@ -85,7 +85,10 @@ pub enum Record {
         ring_cycle_ms: u64,
     },
     /// The first 18x was sent to the caller.
-    CallRinging { call_id: String, ringing_at: Millis },
+    CallRinging {
+        call_id: String,
+        ringing_at: Millis,
+    },
     /// The 200 OK to the caller's INVITE was sent.
     CallAnswered {
         call_id: String,
@@ -108,11 +111,26 @@ pub enum Record {
         detail: Option<String>,
     },
     /// The caller left the IVR.
-    IvrLeft { call_id: String, at: Millis, outcome: IvrOutcome },
+    IvrLeft {
+        call_id: String,
+        at: Millis,
+        outcome: IvrOutcome,
+    },
     /// A value collected in the IVR and kept on the call (e.g. an order number).
-    CallVariable { call_id: String, at: Millis, name: String, value: String },
-    HoldStarted { call_id: String, at: Millis },
-    HoldEnded { call_id: String, at: Millis },
+    CallVariable {
+        call_id: String,
+        at: Millis,
+        name: String,
+        value: String,
+    },
+    HoldStarted {
+        call_id: String,
+        at: Millis,
+    },
+    HoldEnded {
+        call_id: String,
+        at: Millis,
+    },
     /// Either side hung up, or the system ended the call.
     CallEnded {
         call_id: String,

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// UTC milliseconds since the Unix epoch, monotonic within one process (anchored once).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Millis(pub u64);
 
 impl Millis {
@@ -44,7 +46,9 @@ pub struct TimerTable<K: Ord + Copy> {
 
 impl<K: Ord + Copy> Default for TimerTable<K> {
     fn default() -> Self {
-        TimerTable { deadlines: BTreeMap::new() }
+        TimerTable {
+            deadlines: BTreeMap::new(),
+        }
     }
 }
 

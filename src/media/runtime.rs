@@ -77,8 +77,8 @@ enum WorkerMsg {
 struct Inner {
     senders: Vec<Sender<WorkerMsg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Which worker owns each open leg.
-    routes: Mutex<HashMap<LegId, usize>>,
+    /// Which worker owns each open leg (workers drop the entry when an Open fails).
+    routes: Arc<Mutex<HashMap<LegId, usize>>>,
     next_worker: AtomicUsize,
     stopped: AtomicBool,
     events: UnboundedSender<MediaEvent>,
@@ -108,6 +108,7 @@ impl MediaHandle {
         events: UnboundedSender<MediaEvent>,
     ) -> std::io::Result<MediaHandle> {
         let counters = Arc::new(Counters::default());
+        let routes = Arc::new(Mutex::new(HashMap::new()));
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for index in 0..cfg.workers.max(1) {
@@ -119,6 +120,7 @@ impl MediaHandle {
                 events.clone(),
                 rx,
                 counters.clone(),
+                routes.clone(),
             );
             let thread = std::thread::Builder::new()
                 .name(format!("ccswitch-media-{index}"))
@@ -137,7 +139,7 @@ impl MediaHandle {
             inner: Arc::new(Inner {
                 senders,
                 threads: Mutex::new(threads),
-                routes: Mutex::new(HashMap::new()),
+                routes,
                 next_worker: AtomicUsize::new(0),
                 stopped: AtomicBool::new(false),
                 events,
@@ -246,9 +248,6 @@ fn command_leg(cmd: &MediaCommand) -> LegId {
 const SLOTS: usize = FRAME_MS as usize;
 /// Datagrams read per leg per visit, so one flooding peer cannot starve the tick.
 const MAX_RECV_PER_VISIT: usize = 32;
-/// Sleep this much short of a tick, then yield-spin to it: thread::sleep overshoots by
-/// the kernel's timer slack (~50 µs), which would otherwise land on every packet.
-const SPIN: Duration = Duration::from_micros(60);
 /// A tick this late counts as an overrun...
 const OVERRUN: Duration = Duration::from_millis(2);
 /// ...and the worker then pauses this long before catching up.
@@ -269,6 +268,7 @@ struct Worker {
     events: UnboundedSender<MediaEvent>,
     commands: Receiver<WorkerMsg>,
     counters: Arc<Counters>,
+    routes: Arc<Mutex<HashMap<LegId, usize>>>,
     /// Grid origin: slot s serves legs whose frames are due at epoch + s (mod 20 ms).
     epoch: Millis,
     slots: Vec<Vec<LegSlot>>,
@@ -290,6 +290,7 @@ impl Worker {
         events: UnboundedSender<MediaEvent>,
         commands: Receiver<WorkerMsg>,
         counters: Arc<Counters>,
+        routes: Arc<Mutex<HashMap<LegId, usize>>>,
     ) -> Worker {
         Worker {
             bind_ip,
@@ -298,6 +299,7 @@ impl Worker {
             events,
             commands,
             counters,
+            routes,
             epoch: clock.now(),
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
             index: HashMap::new(),
@@ -380,6 +382,10 @@ impl Worker {
                 let socket = match bind(SocketAddr::new(self.bind_ip, local_port)) {
                     Ok(s) => s,
                     Err(e) => {
+                        self.routes
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&leg);
                         let reason = format!("cannot bind {}:{local_port}: {e}", self.bind_ip);
                         self.emit(MediaEvent::OpenFailed { leg, reason });
                         return;
@@ -528,21 +534,16 @@ fn set_realtime(_priority: i32) -> bool {
     false
 }
 
-/// Sleeps to just short of `deadline`, then yields until it passes.
+/// Sleeps until `deadline`. No spinning: the sleep's overshoot (timer slack, ~50 µs for
+/// normal threads, none for real-time ones) is nearly the same every tick, so it cancels out
+/// of inter-packet gaps, while a spin would take CPU from the engine on a small machine.
 fn sleep_until(clock: &Clock, deadline: Instant) {
-    loop {
-        let now = clock.instant();
-        let Some(left) = deadline.checked_duration_since(now) else {
-            return;
-        };
+    // Each pass sleeps the whole remainder, so this ends after one or two passes.
+    while let Some(left) = deadline.checked_duration_since(clock.instant()) {
         if left.is_zero() {
             return;
         }
-        if left > SPIN {
-            std::thread::sleep(left - SPIN);
-        } else {
-            std::thread::yield_now();
-        }
+        std::thread::sleep(left);
     }
 }
 
@@ -666,6 +667,23 @@ mod tests {
             MediaEvent::OpenFailed { leg: 2, reason } => assert!(reason.contains("cannot bind")),
             other => panic!("unexpected {other:?}"),
         }
+        // The failed Open freed the leg id: opening it again on a free port works.
+        media.send(MediaCommand::Open {
+            leg: 2,
+            call_id: "c2".into(),
+            local_port: 0,
+            remote: None,
+            codec: Codec::Pcmu,
+            telephone_event_pt: None,
+            inactivity_ms: 0,
+        });
+        for _ in 0..300 {
+            if media.stats().legs == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(media.stats().legs, 2);
         assert!(media.stats().packets_sent >= 5);
         assert!(media.stats().packets_received >= 1);
         media.send(MediaCommand::Close { leg: 1 });

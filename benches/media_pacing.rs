@@ -1,7 +1,7 @@
 //! RTP pacing under load: starts the media runtime with N legs all playing looped hold music
 //! to receivers on 127.0.0.1, which measure every leg's inter-packet gaps.
 //!
-//!   cargo bench --bench media_pacing -- [--legs 2000] [--seconds 10] [--workers 2]
+//!   cargo bench --bench media_pacing -- [--legs 2000] [--seconds 10] [--workers 2] [--no-rt]
 //!
 //! Without `--bench` (as under `cargo test --benches` / `--all-targets`) it runs a quick
 //! mode: 20 legs for 1 second. Pacing error = gap between consecutive packets of one leg
@@ -14,7 +14,7 @@
 use ccswitch::clock::Clock;
 use ccswitch::engine::media::{Codec, MediaCommand, MediaEvent, PromptKey};
 use ccswitch::media::prompts::load_prompts;
-use ccswitch::media::runtime::{MediaConfig, MediaHandle};
+use ccswitch::media::runtime::{MediaConfig, MediaHandle, RuntimeOptions};
 use ccswitch::proto::rtp;
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -30,6 +30,8 @@ struct Args {
     warmup: u64,
     workers: usize,
     receivers: usize,
+    /// Normal scheduling for the workers instead of SCHED_FIFO (for comparison).
+    no_rt: bool,
 }
 
 fn parse_args() -> Args {
@@ -48,6 +50,7 @@ fn parse_args() -> Args {
         warmup: get("--warmup").unwrap_or(if full { 2 } else { 1 }),
         workers: get("--workers").map_or(cores, |v| v as usize),
         receivers: get("--receivers").map_or(2, |v| v.max(1) as usize),
+        no_rt: args.iter().any(|a| a == "--no-rt"),
     }
 }
 
@@ -261,7 +264,15 @@ fn main() {
         bind_ip: "127.0.0.1".parse().expect("literal address"),
         workers: args.workers,
     };
-    let media = MediaHandle::start(cfg, prompts, clock, events_tx).expect("start media runtime");
+    let opts = RuntimeOptions {
+        realtime_priority: if args.no_rt {
+            None
+        } else {
+            RuntimeOptions::default().realtime_priority
+        },
+    };
+    let media =
+        MediaHandle::start_with(cfg, opts, prompts, clock, events_tx).expect("start media runtime");
 
     let start = Instant::now();
     // Legs open over the first ~0.5 s; measurement starts after the warm-up.
@@ -349,8 +360,8 @@ fn main() {
     let media_cpu = (cpu1.1 - cpu0.1) as f64 / 100.0;
     let process_cpu = (cpu1.0 - cpu0.0) as f64 / 100.0;
     println!(
-        "media_pacing: legs={} workers={} measured {} s after {} s warm-up (open failures {open_failed}, legs heard {legs_seen})",
-        args.legs, args.workers, args.seconds, args.warmup
+        "media_pacing: legs={} workers={} real-time={} measured {} s after {} s warm-up (open failures {open_failed}, legs heard {legs_seen})",
+        args.legs, args.workers, !args.no_rt, args.seconds, args.warmup
     );
     println!(
         "  packets sent {sent} ({:.0}/s), received {packets}, lost {lost} ({:.3}%), late frames {}, send errors {}, no kernel timestamp {no_ts}",

@@ -366,7 +366,19 @@ impl Leg {
         if due_k > self.next_k {
             let skipped = due_k - self.next_k;
             self.stats.late += skipped;
-            for _ in 0..skipped.min(u64::from(u32::MAX)) {
+            // A looped list repeats, so skipping whole loops changes nothing; this bounds the
+            // work after a long stall to one pass over the list.
+            let total: u64 = self
+                .playback
+                .as_ref()
+                .map_or(0, |p| p.prompts.iter().map(|pr| pr.frames() as u64).sum());
+            let looped = self.playback.as_ref().is_some_and(|p| p.looped);
+            let steps = if looped && total > 0 {
+                skipped % total
+            } else {
+                skipped.min(total)
+            };
+            for _ in 0..steps {
                 if !self.advance_playback() {
                     self.next_k = due_k;
                     return None;
@@ -552,6 +564,28 @@ mod tests {
         let rest = run(&mut leg, 1066, 1300);
         assert_eq!(rest.len(), 6);
         assert_eq!(rest[0].0, 1080);
+    }
+
+    #[test]
+    fn long_stall_is_bounded_for_looped_and_finishes_plain_plays() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 1, vec![prompt(3)], true, false);
+        assert!(leg.poll_transmit(Millis(1000)).is_some());
+        // A day later: one packet, the loop position is where wall time says.
+        let day = 86_400_000;
+        assert!(leg.poll_transmit(Millis(1000 + day)).is_some());
+        assert_eq!(leg.stats().late, day / 20 - 1);
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 2, vec![prompt(3)], false, false);
+        assert!(leg.poll_transmit(Millis(1000 + day)).is_none());
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 2,
+                interrupted: false
+            }]
+        );
     }
 
     #[test]

@@ -1,1 +1,6 @@
-//! placeholder: filled by its owner.
+//! The media plane: RTP legs paced on absolute 20 ms deadlines, prompt playback, DTMF.
+//! `leg` is the sans-IO state machine, `runtime` the worker threads and sockets around it.
+
+pub mod leg;
+pub mod prompts;
+pub mod runtime;

@@ -1,0 +1,809 @@
+//! One RTP leg as a sans-IO state machine: the runtime feeds it received datagrams, commands
+//! and the time; it answers with packets to send and events for the engine. It never reads a
+//! clock and never touches a socket.
+//!
+//! Pacing: frame `k` is due at `grid_start + k * 20 ms` (absolute deadlines, never
+//! `last + 20`). A poll that comes a whole frame late or more skips the missed frames (counted
+//! as late) instead of sending a burst. The RTP timestamp is tied to the grid, so it advances
+//! 160 per 20 ms of wall time even over silence; the sequence number advances per packet sent.
+
+use super::prompts::{Prompt, PromptSet, FRAME_SAMPLES};
+use crate::engine::media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
+use crate::engine::time::Millis;
+use crate::proto::{dtmf, rtp};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Packet interval.
+pub const FRAME_MS: u64 = 20;
+/// Bytes of one packet we send: 12-byte header + 160 bytes of G.711.
+pub const PACKET_LEN: usize = rtp::HEADER_LEN + FRAME_SAMPLES;
+
+/// What a leg starts with. `ssrc`, `initial_seq` and `initial_ts` should be random (RFC 3550
+/// §5.1); the runtime draws them. `grid_start` is the leg's first send slot, which lets the
+/// runtime spread legs over the 20 ms period.
+#[derive(Clone, Debug)]
+pub struct LegParams {
+    pub leg: LegId,
+    pub remote: Option<SocketAddr>,
+    pub codec: Codec,
+    pub telephone_event_pt: Option<u8>,
+    pub inactivity_ms: u64,
+    pub ssrc: u32,
+    pub initial_seq: u16,
+    pub initial_ts: u32,
+    pub grid_start: Millis,
+}
+
+/// One packet to send.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    pub dest: SocketAddr,
+    pub packet: [u8; PACKET_LEN],
+}
+
+/// Counters since the leg opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegStats {
+    pub sent: u64,
+    pub received: u64,
+    /// Frames skipped because the poll came a frame period or more after their deadline.
+    pub late: u64,
+    /// Datagrams dropped: not RTP, or from an address other than the latched one.
+    pub dropped: u64,
+}
+
+/// What happened to one received datagram (for the runtime's counters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    Rtp,
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Playback {
+    play_id: u64,
+    prompts: Vec<Arc<Prompt>>,
+    looped: bool,
+    barge_in: bool,
+    /// Index into `prompts` and frame within it of the next frame to play.
+    prompt: usize,
+    frame: usize,
+}
+
+impl Playback {
+    /// Moves past one frame; false when a non-looped list is exhausted. `prompts` holds only
+    /// non-empty prompts, so the loop wraps at most once per call.
+    fn advance(&mut self) -> bool {
+        self.frame += 1;
+        let len = self.prompts.get(self.prompt).map_or(0, |p| p.frames());
+        if self.frame >= len {
+            self.frame = 0;
+            self.prompt += 1;
+            if self.prompt >= self.prompts.len() {
+                if !self.looped {
+                    return false;
+                }
+                self.prompt = 0;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Debug)]
+pub struct Leg {
+    id: LegId,
+    /// Where the SDP says to send.
+    signalled: Option<SocketAddr>,
+    /// The source of the first valid RTP since open/update (symmetric RTP).
+    latched: Option<SocketAddr>,
+    codec: Codec,
+    telephone_event_pt: Option<u8>,
+    send: bool,
+    inactivity_ms: u64,
+    last_rx: Millis,
+    inactive_reported: bool,
+    ssrc: u32,
+    seq: u16,
+    ts_base: u32,
+    grid_start: Millis,
+    /// Grid index of the next frame to send.
+    next_k: u64,
+    /// True while a talk-spurt runs (the next packet needs no marker bit).
+    talking: bool,
+    playback: Option<Playback>,
+    digits: dtmf::DigitDetector,
+    events: VecDeque<MediaEvent>,
+    stats: LegStats,
+    closed: bool,
+}
+
+impl Leg {
+    pub fn new(now: Millis, p: LegParams) -> Leg {
+        Leg {
+            id: p.leg,
+            signalled: p.remote,
+            latched: None,
+            codec: p.codec,
+            telephone_event_pt: p.telephone_event_pt,
+            send: true,
+            inactivity_ms: p.inactivity_ms,
+            last_rx: now,
+            inactive_reported: false,
+            ssrc: p.ssrc,
+            seq: p.initial_seq,
+            ts_base: p.initial_ts,
+            grid_start: p.grid_start,
+            next_k: 0,
+            talking: false,
+            playback: None,
+            digits: dtmf::DigitDetector::new(),
+            events: VecDeque::new(),
+            stats: LegStats::default(),
+            closed: false,
+        }
+    }
+
+    pub fn id(&self) -> LegId {
+        self.id
+    }
+
+    pub fn stats(&self) -> LegStats {
+        self.stats
+    }
+
+    pub fn is_playing(&self) -> bool {
+        self.playback.is_some()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Where packets go now: the latched source, else the signalled address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.latched.or(self.signalled)
+    }
+
+    /// Applies an engine command. `Open` is the runtime's business (it creates the leg) and is
+    /// ignored here.
+    pub fn handle_command(&mut self, now: Millis, cmd: &MediaCommand, prompts: &PromptSet) {
+        match cmd {
+            MediaCommand::Open { .. } => {}
+            MediaCommand::Update {
+                remote,
+                codec,
+                telephone_event_pt,
+                send,
+                ..
+            } => self.update(now, *remote, *codec, *telephone_event_pt, *send),
+            MediaCommand::Play {
+                play_id,
+                prompts: keys,
+                looped,
+                barge_in,
+                ..
+            } => self.play(now, *play_id, resolve(prompts, keys), *looped, *barge_in),
+            MediaCommand::StopPlay { .. } => self.stop_play(),
+            MediaCommand::Close { .. } => self.close(),
+        }
+    }
+
+    /// A re-INVITE changed the remote address, codec or direction. A new remote address
+    /// drops the latch so the next packet's source is latched again.
+    pub fn update(
+        &mut self,
+        now: Millis,
+        remote: Option<SocketAddr>,
+        codec: Codec,
+        telephone_event_pt: Option<u8>,
+        send: bool,
+    ) {
+        if remote != self.signalled {
+            self.latched = None;
+        }
+        self.signalled = remote;
+        if codec != self.codec {
+            // A new payload type starts a new stream as far as the receiver's decoder goes.
+            self.talking = false;
+        }
+        self.codec = codec;
+        self.telephone_event_pt = telephone_event_pt;
+        if send && !self.send {
+            // Coming off hold: the peer may not have sent anything while it held us.
+            self.last_rx = now;
+            self.inactive_reported = false;
+        }
+        if !send {
+            self.talking = false;
+        }
+        self.send = send;
+    }
+
+    /// Starts playing `prompts` in order, replacing (and reporting as interrupted) any play in
+    /// progress. Prompts without frames are skipped; an empty list finishes at once.
+    pub fn play(
+        &mut self,
+        now: Millis,
+        play_id: u64,
+        prompts: Vec<Arc<Prompt>>,
+        looped: bool,
+        barge_in: bool,
+    ) {
+        self.finish_play(true);
+        let prompts: Vec<Arc<Prompt>> = prompts.into_iter().filter(|p| p.frames() > 0).collect();
+        if prompts.is_empty() {
+            self.events.push_back(MediaEvent::PlayFinished {
+                leg: self.id,
+                play_id,
+                interrupted: false,
+            });
+            return;
+        }
+        // First frame goes in the first grid slot at or after now (the grid never moves).
+        self.next_k = self.next_k.max(self.slot_at_or_after(now));
+        self.playback = Some(Playback {
+            play_id,
+            prompts,
+            looped,
+            barge_in,
+            prompt: 0,
+            frame: 0,
+        });
+    }
+
+    pub fn stop_play(&mut self) {
+        self.finish_play(true);
+    }
+
+    /// Ends the leg: nothing more is sent or reported (the engine asked for it).
+    pub fn close(&mut self) {
+        self.playback = None;
+        self.closed = true;
+    }
+
+    fn finish_play(&mut self, interrupted: bool) {
+        if let Some(p) = self.playback.take() {
+            self.talking = false;
+            self.events.push_back(MediaEvent::PlayFinished {
+                leg: self.id,
+                play_id: p.play_id,
+                interrupted,
+            });
+        }
+    }
+
+    fn slot_at_or_after(&self, now: Millis) -> u64 {
+        now.since(self.grid_start).div_ceil(FRAME_MS)
+    }
+
+    fn deadline_of(&self, k: u64) -> Millis {
+        self.grid_start.plus(k.saturating_mul(FRAME_MS))
+    }
+
+    /// Feeds one received datagram from `from`.
+    pub fn handle_packet(&mut self, now: Millis, bytes: &[u8], from: SocketAddr) -> Received {
+        if self.closed {
+            return Received::Dropped;
+        }
+        let Ok(packet) = rtp::parse(bytes) else {
+            self.stats.dropped += 1;
+            return Received::Dropped;
+        };
+        match self.latched {
+            None => self.latched = Some(from),
+            Some(addr) if addr != from => {
+                self.stats.dropped += 1;
+                return Received::Dropped;
+            }
+            Some(_) => {}
+        }
+        self.stats.received += 1;
+        self.last_rx = now;
+        self.inactive_reported = false;
+        if self.telephone_event_pt == Some(packet.payload_type) {
+            if let Ok(event) = dtmf::parse_rfc4733(&packet.payload) {
+                if let Some(digit) = self.digits.feed(packet.timestamp, &event) {
+                    self.events.push_back(MediaEvent::Digit {
+                        leg: self.id,
+                        digit,
+                        at: now,
+                    });
+                    if self.playback.as_ref().is_some_and(|p| p.barge_in) {
+                        self.finish_play(true);
+                    }
+                }
+            }
+        }
+        Received::Rtp
+    }
+
+    /// Reports inactivity when its deadline has passed (once until RTP arrives again).
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if let Some(at) = self.inactivity_deadline() {
+            if now >= at {
+                self.inactive_reported = true;
+                self.events.push_back(MediaEvent::Inactive {
+                    leg: self.id,
+                    at: now,
+                });
+            }
+        }
+    }
+
+    fn inactivity_deadline(&self) -> Option<Millis> {
+        // While the peer holds us it may legitimately send nothing.
+        if self.inactivity_ms == 0 || self.inactive_reported || !self.send || self.closed {
+            return None;
+        }
+        Some(self.last_rx.plus(self.inactivity_ms))
+    }
+
+    /// The next time the leg wants a poll: its next frame deadline or inactivity deadline.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        let frame = self
+            .playback
+            .as_ref()
+            .map(|_| self.deadline_of(self.next_k));
+        match (frame, self.inactivity_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The packet due at `now`, if any. Call once per frame slot (more often is harmless).
+    pub fn poll_transmit(&mut self, now: Millis) -> Option<Transmit> {
+        if self.closed || self.playback.is_none() {
+            return None;
+        }
+        if now < self.deadline_of(self.next_k) {
+            return None;
+        }
+        // The slot that `now` falls in; anything before it is too late to send.
+        let due_k = now.since(self.grid_start) / FRAME_MS;
+        if due_k > self.next_k {
+            let skipped = due_k - self.next_k;
+            self.stats.late += skipped;
+            // A looped list repeats, so skipping whole loops changes nothing; this bounds the
+            // work after a long stall to one pass over the list.
+            let total: u64 = self
+                .playback
+                .as_ref()
+                .map_or(0, |p| p.prompts.iter().map(|pr| pr.frames() as u64).sum());
+            let looped = self.playback.as_ref().is_some_and(|p| p.looped);
+            let steps = if looped && total > 0 {
+                skipped % total
+            } else {
+                skipped.min(total)
+            };
+            for _ in 0..steps {
+                if !self.advance_playback() {
+                    self.next_k = due_k;
+                    return None;
+                }
+            }
+            self.next_k = due_k;
+        }
+        let k = self.next_k;
+        self.next_k += 1;
+        let dest = self.destination().filter(|_| self.send);
+        let codec = self.codec;
+        let packet = match (dest, self.playback.as_ref()) {
+            (Some(dest), Some(p)) => {
+                let frame = p
+                    .prompts
+                    .get(p.prompt)
+                    .and_then(|pr| pr.frame(codec, p.frame));
+                frame.map(|frame| {
+                    let mut packet = [0u8; PACKET_LEN];
+                    let mut head = [0u8; rtp::HEADER_LEN];
+                    let ts = self
+                        .ts_base
+                        .wrapping_add((k as u32).wrapping_mul(FRAME_SAMPLES as u32));
+                    rtp::write_header(
+                        &mut head,
+                        !self.talking,
+                        codec.payload_type(),
+                        self.seq,
+                        ts,
+                        self.ssrc,
+                    );
+                    packet[..rtp::HEADER_LEN].copy_from_slice(&head);
+                    packet[rtp::HEADER_LEN..].copy_from_slice(frame);
+                    Transmit { dest, packet }
+                })
+            }
+            _ => None,
+        };
+        if packet.is_some() {
+            self.seq = self.seq.wrapping_add(1);
+            self.stats.sent += 1;
+            self.talking = true;
+        }
+        self.advance_playback();
+        packet
+    }
+
+    /// Moves playback one frame on; reports the natural end. False when playback ended.
+    fn advance_playback(&mut self) -> bool {
+        let more = self.playback.as_mut().is_some_and(Playback::advance);
+        if !more {
+            self.finish_play(false);
+        }
+        more
+    }
+
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+}
+
+/// Looks up prompt keys; unknown keys are skipped (config validation checks them up front).
+pub fn resolve(prompts: &PromptSet, keys: &[PromptKey]) -> Vec<Arc<Prompt>> {
+    keys.iter()
+        .filter_map(|k| prompts.get(k).cloned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "127.0.0.1:40000";
+
+    fn peer() -> SocketAddr {
+        PEER.parse().unwrap()
+    }
+
+    fn params() -> LegParams {
+        LegParams {
+            leg: 7,
+            remote: Some(peer()),
+            codec: Codec::Pcmu,
+            telephone_event_pt: Some(101),
+            inactivity_ms: 0,
+            ssrc: 0x1234_5678,
+            initial_seq: 65530,
+            initial_ts: u32::MAX - 500,
+            grid_start: Millis(1000),
+        }
+    }
+
+    fn prompt(frames: usize) -> Arc<Prompt> {
+        Arc::new(Prompt::from_samples(&vec![1000i16; frames * FRAME_SAMPLES]))
+    }
+
+    fn parsed(t: &Transmit) -> rtp::RtpPacket {
+        rtp::parse(&t.packet).unwrap()
+    }
+
+    fn events(leg: &mut Leg) -> Vec<MediaEvent> {
+        std::iter::from_fn(|| leg.poll_event()).collect()
+    }
+
+    fn rtp_bytes(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut head = [0u8; rtp::HEADER_LEN];
+        rtp::write_header(&mut head, false, pt, seq, ts, 99);
+        let mut v = head.to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Polls every millisecond from `from` to `to` (exclusive), returning (time, packet).
+    fn run(leg: &mut Leg, from: u64, to: u64) -> Vec<(u64, rtp::RtpPacket)> {
+        let mut out = Vec::new();
+        for t in from..to {
+            leg.handle_timeout(Millis(t));
+            while let Some(tx) = leg.poll_transmit(Millis(t)) {
+                assert_eq!(tx.dest, peer());
+                out.push((t, parsed(&tx)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn paces_on_the_grid_with_continuous_seq_and_timestamp() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1005), 1, vec![prompt(3), prompt(2)], false, false);
+        let sent = run(&mut leg, 1005, 1200);
+        let times: Vec<u64> = sent.iter().map(|s| s.0).collect();
+        assert_eq!(times, vec![1020, 1040, 1060, 1080, 1100]);
+        for (i, (_, p)) in sent.iter().enumerate() {
+            assert_eq!(p.sequence, 65530u16.wrapping_add(i as u16));
+            assert_eq!(p.ssrc, 0x1234_5678);
+            assert_eq!(p.marker, i == 0, "marker only on the first packet");
+            assert_eq!(p.payload_type, 0);
+            // Slot k=1 is the first: ts = base + 160 * k, wrapping.
+            assert_eq!(
+                p.timestamp,
+                (u32::MAX - 500).wrapping_add(160 * (i as u32 + 1))
+            );
+        }
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 1,
+                interrupted: false
+            }]
+        );
+
+        // After 500 ms of silence the next play continues seq, advances ts by wall time and
+        // sets the marker again.
+        leg.play(Millis(1600), 2, vec![prompt(1)], false, false);
+        let sent2 = run(&mut leg, 1600, 1700);
+        assert_eq!(sent2.len(), 1);
+        let (t, p) = &sent2[0];
+        assert_eq!(*t, 1600);
+        assert!(p.marker);
+        assert_eq!(p.sequence, 65530u16.wrapping_add(5));
+        assert_eq!(p.timestamp, (u32::MAX - 500).wrapping_add(160 * 30));
+        assert_eq!(leg.stats().sent, 6);
+        assert_eq!(leg.stats().late, 0);
+    }
+
+    #[test]
+    fn late_poll_skips_ahead_instead_of_bursting() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 1, vec![prompt(10)], false, false);
+        assert_eq!(
+            parsed(&leg.poll_transmit(Millis(1000)).unwrap()).timestamp,
+            (u32::MAX - 500)
+        );
+        // Wake up 65 ms later: frames at 1020, 1040 are lost, 1060 is sent, nothing else now.
+        let p = parsed(&leg.poll_transmit(Millis(1065)).unwrap());
+        assert!(leg.poll_transmit(Millis(1065)).is_none());
+        assert_eq!(p.timestamp, (u32::MAX - 500).wrapping_add(160 * 3));
+        assert_eq!(p.sequence, 65531, "seq counts packets sent, so no gap");
+        assert!(!p.marker);
+        assert_eq!(leg.stats().late, 2);
+        // Playback skipped the late frames: 10 - 4 remain (slots 4..=9).
+        let rest = run(&mut leg, 1066, 1300);
+        assert_eq!(rest.len(), 6);
+        assert_eq!(rest[0].0, 1080);
+    }
+
+    #[test]
+    fn long_stall_is_bounded_for_looped_and_finishes_plain_plays() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 1, vec![prompt(3)], true, false);
+        assert!(leg.poll_transmit(Millis(1000)).is_some());
+        // A day later: one packet, the loop position is where wall time says.
+        let day = 86_400_000;
+        assert!(leg.poll_transmit(Millis(1000 + day)).is_some());
+        assert_eq!(leg.stats().late, day / 20 - 1);
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 2, vec![prompt(3)], false, false);
+        assert!(leg.poll_transmit(Millis(1000 + day)).is_none());
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 2,
+                interrupted: false
+            }]
+        );
+    }
+
+    #[test]
+    fn new_play_replaces_and_looped_play_repeats_until_stopped() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 1, vec![prompt(5)], false, false);
+        run(&mut leg, 1000, 1030);
+        leg.play(Millis(1030), 2, vec![prompt(2)], true, false);
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 1,
+                interrupted: true
+            }]
+        );
+        let sent = run(&mut leg, 1030, 1250);
+        assert_eq!(sent.len(), 11, "loop keeps going: 1040..=1240");
+        // No marker when one play replaces another back to back? A replacement after an
+        // interrupted play starts a new spurt.
+        assert!(sent[0].1.marker);
+        assert!(sent[1..].iter().all(|s| !s.1.marker));
+        assert!(events(&mut leg).is_empty());
+        leg.stop_play();
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 2,
+                interrupted: true
+            }]
+        );
+        assert!(run(&mut leg, 1250, 1400).is_empty());
+    }
+
+    #[test]
+    fn barge_in_digit_stops_playback_and_end_packets_are_deduped() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 1, vec![prompt(50)], false, true);
+        run(&mut leg, 1000, 1050);
+        for (i, end) in [(0u16, false), (1, false), (2, true), (3, true), (4, true)] {
+            let [d0, d1] = (160 * (i + 1)).to_be_bytes();
+            let payload = [5, if end { 0x80 } else { 0 } | 10, d0, d1];
+            leg.handle_packet(
+                Millis(1050 + u64::from(i)),
+                &rtp_bytes(101, i, 8000, &payload),
+                peer(),
+            );
+        }
+        assert_eq!(
+            events(&mut leg),
+            vec![
+                MediaEvent::Digit {
+                    leg: 7,
+                    digit: '5',
+                    at: Millis(1050)
+                },
+                MediaEvent::PlayFinished {
+                    leg: 7,
+                    play_id: 1,
+                    interrupted: true
+                },
+            ]
+        );
+        assert!(run(&mut leg, 1055, 1200).is_empty());
+        // Without barge-in a digit does not stop playback.
+        leg.play(Millis(1200), 2, vec![prompt(50)], false, false);
+        leg.handle_packet(
+            Millis(1201),
+            &rtp_bytes(101, 9, 16000, &[11, 0x8a, 0, 160]),
+            peer(),
+        );
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::Digit {
+                leg: 7,
+                digit: '#',
+                at: Millis(1201)
+            }]
+        );
+        assert!(leg.is_playing());
+    }
+
+    #[test]
+    fn symmetric_rtp_latches_to_first_source() {
+        let mut p = params();
+        p.remote = None;
+        let mut leg = Leg::new(Millis(1000), p);
+        leg.play(Millis(1000), 1, vec![prompt(100)], false, false);
+        // No address yet: timing runs, nothing is sent.
+        assert!(leg.poll_transmit(Millis(1000)).is_none());
+        let nat: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        assert_eq!(
+            leg.handle_packet(Millis(1010), b"junk", nat),
+            Received::Dropped
+        );
+        assert_eq!(
+            leg.handle_packet(Millis(1010), &rtp_bytes(0, 1, 0, &[0xff; 160]), nat),
+            Received::Rtp
+        );
+        let other: SocketAddr = "127.0.0.1:50002".parse().unwrap();
+        assert_eq!(
+            leg.handle_packet(Millis(1011), &rtp_bytes(0, 2, 160, &[0xff; 160]), other),
+            Received::Dropped
+        );
+        let tx = leg.poll_transmit(Millis(1020)).unwrap();
+        assert_eq!(tx.dest, nat);
+        assert!(
+            parsed(&tx).marker,
+            "first packet actually sent carries the marker"
+        );
+        assert_eq!(
+            leg.stats(),
+            LegStats {
+                sent: 1,
+                received: 1,
+                late: 0,
+                dropped: 2
+            }
+        );
+        // A re-INVITE to a new address drops the latch.
+        let moved: SocketAddr = "127.0.0.1:41000".parse().unwrap();
+        leg.update(Millis(1030), Some(moved), Codec::Pcma, Some(101), true);
+        let tx = leg.poll_transmit(Millis(1040)).unwrap();
+        assert_eq!(tx.dest, moved);
+        assert_eq!(parsed(&tx).payload_type, 8);
+        assert!(parsed(&tx).marker, "codec change starts a new stream");
+    }
+
+    #[test]
+    fn held_leg_sends_nothing_but_keeps_timing() {
+        let mut leg = Leg::new(Millis(1000), params());
+        leg.play(Millis(1000), 1, vec![prompt(10)], false, false);
+        run(&mut leg, 1000, 1010);
+        leg.update(Millis(1010), Some(peer()), Codec::Pcmu, Some(101), false);
+        assert!(run(&mut leg, 1010, 1090).is_empty());
+        leg.update(Millis(1090), Some(peer()), Codec::Pcmu, Some(101), true);
+        let sent = run(&mut leg, 1090, 1300);
+        // Frames 0..=4 passed (one sent, four silent while held); 5..=9 remain.
+        assert_eq!(sent.len(), 5);
+        assert!(sent[0].1.marker);
+        assert_eq!(sent[0].1.sequence, 65531);
+        assert_eq!(sent[0].1.timestamp, (u32::MAX - 500).wrapping_add(160 * 5));
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 1,
+                interrupted: false
+            }]
+        );
+    }
+
+    #[test]
+    fn inactivity_fires_once_from_open_and_rearms_on_rtp() {
+        let mut p = params();
+        p.inactivity_ms = 300;
+        let mut leg = Leg::new(Millis(1000), p);
+        assert_eq!(leg.next_deadline(), Some(Millis(1300)));
+        run(&mut leg, 1000, 1600);
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::Inactive {
+                leg: 7,
+                at: Millis(1300)
+            }]
+        );
+        leg.handle_packet(Millis(1600), &rtp_bytes(0, 1, 0, &[0xff; 10]), peer());
+        run(&mut leg, 1600, 2000);
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::Inactive {
+                leg: 7,
+                at: Millis(1900)
+            }]
+        );
+        // Held: no inactivity.
+        leg.update(Millis(2000), Some(peer()), Codec::Pcmu, None, false);
+        assert_eq!(leg.next_deadline(), None);
+    }
+
+    #[test]
+    fn empty_or_unknown_prompts_finish_at_once_and_close_silences() {
+        let mut set = PromptSet::new();
+        set.insert_samples(
+            PromptKey {
+                id: "a".into(),
+                lang: "en".into(),
+            },
+            &[0; 320],
+        );
+        let mut leg = Leg::new(Millis(1000), params());
+        let play = |keys: Vec<&str>| MediaCommand::Play {
+            leg: 7,
+            play_id: 3,
+            prompts: keys
+                .into_iter()
+                .map(|k| PromptKey {
+                    id: k.into(),
+                    lang: "en".into(),
+                })
+                .collect(),
+            looped: true,
+            barge_in: false,
+        };
+        leg.handle_command(Millis(1000), &play(vec!["missing"]), &set);
+        assert_eq!(
+            events(&mut leg),
+            vec![MediaEvent::PlayFinished {
+                leg: 7,
+                play_id: 3,
+                interrupted: false
+            }]
+        );
+        leg.handle_command(Millis(1000), &play(vec!["missing", "a"]), &set);
+        assert_eq!(run(&mut leg, 1000, 1100).len(), 5);
+        leg.handle_command(Millis(1100), &MediaCommand::Close { leg: 7 }, &set);
+        assert!(run(&mut leg, 1100, 1200).is_empty());
+        assert!(leg.is_closed());
+    }
+}

@@ -399,7 +399,9 @@ fn request_line(line: &str) -> Result<(Method, String), Fault> {
     }
     if sip {
         // RFC 3261 19.1.1: headers are not allowed in a Request-URI (RFC 4475 escruri).
-        if uri.contains('?') {
+        // The userinfo may contain '?' (RFC 4475 intmeth); the first '@' ends it.
+        let after_user = uri.split_once('@').map(|(_, h)| h).unwrap_or(uri);
+        if after_user.contains('?') {
             return Err(bad("headers in Request-URI"));
         }
         rs::parse_uri(uri).map_err(|e| bad(format!("malformed Request-URI ({e})")))?;

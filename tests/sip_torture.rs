@@ -5,7 +5,10 @@ use ccswitch::proto::sip::{self, Message, Method, ParseError};
 use std::path::PathBuf;
 
 fn load(kind: &str, name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip").join(kind).join(format!("{name}.sip"));
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sip")
+        .join(kind)
+        .join(format!("{name}.sip"));
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -35,12 +38,22 @@ fn invalid(name: &str) -> ParseError {
 fn rejected(name: &str, status: u16, fault: &str) -> ParseError {
     let e = invalid(name);
     assert_eq!(e.status, status, "{name}: {}", e.reason);
-    assert!(e.reason.contains(fault), "{name}: reason {:?} lacks {fault:?}", e.reason);
-    let s = e.salvage.as_ref().unwrap_or_else(|| panic!("{name}: no salvage"));
+    assert!(
+        e.reason.contains(fault),
+        "{name}: reason {:?} lacks {fault:?}",
+        e.reason
+    );
+    let s = e
+        .salvage
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no salvage"));
     let src = "192.0.2.200:5060".parse().unwrap();
     let out = sip::error_response(s, e.status, &e.reason, src).expect("error response");
     let text = String::from_utf8_lossy(&out);
-    assert!(text.starts_with(&format!("SIP/2.0 {status} ")), "{name}: {text}");
+    assert!(
+        text.starts_with(&format!("SIP/2.0 {status} ")),
+        "{name}: {text}"
+    );
     assert!(text.contains("received=192.0.2.200"), "{name}: {text}");
     e
 }
@@ -71,7 +84,11 @@ fn wsinv() {
     assert_eq!(r.from.display.as_deref(), Some("J Rosenberg \\\""));
     assert_eq!(r.max_forwards, Some(68));
     assert_eq!((r.cseq, &r.cseq_method), (9, &Method::Invite));
-    let vias: Vec<_> = r.vias.iter().map(|v| (v.transport.as_str(), v.host.as_str(), v.branch.as_deref())).collect();
+    let vias: Vec<_> = r
+        .vias
+        .iter()
+        .map(|v| (v.transport.as_str(), v.host.as_str(), v.branch.as_deref()))
+        .collect();
     assert_eq!(
         vias,
         vec![
@@ -81,7 +98,10 @@ fn wsinv() {
         ]
     );
     assert_eq!(r.header("Subject"), Some(""));
-    assert_eq!(r.header("NewFangledHeader"), Some("newfangled value continued newfangled value"));
+    assert_eq!(
+        r.header("NewFangledHeader"),
+        Some("newfangled value continued newfangled value")
+    );
     assert_eq!(r.header("UnknownHeaderWithUnusualValue"), Some(";;,,;;,;"));
     let c = r.contact.unwrap();
     assert_eq!(c.display.as_deref(), Some("Quoted string \"\""));
@@ -93,16 +113,31 @@ fn wsinv() {
 fn intmeth() {
     // An extension method: parsed so the UAS can answer 501.
     let r = request("intmeth");
-    assert_eq!(r.method, Method::Other("!interesting-Method0123456789_*+`.%indeed'~".into()));
+    assert_eq!(
+        r.method,
+        Method::Other("!interesting-Method0123456789_*+`.%indeed'~".into())
+    );
     assert_eq!(r.cseq_method, r.method);
-    assert_eq!(r.uri_user.as_deref(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+    assert_eq!(
+        r.uri_user.as_deref(),
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
     assert_eq!(r.top_via().branch.as_deref(), Some("z9hG4bK-.!%66*_+`'~"));
-    assert_eq!(r.to.display.as_deref(), Some("BEL:\u{7} NUL:\u{0} DEL:\u{7f}"));
+    assert_eq!(
+        r.to.display.as_deref(),
+        Some("BEL:\u{7} NUL:\u{0} DEL:\u{7f}")
+    );
     assert_eq!(r.from.tag.as_deref(), Some("_token~1'+`*%!-."));
-    assert_eq!(r.from.display.as_deref(), Some("token1~` token2'+_ token3*%!.-"));
+    assert_eq!(
+        r.from.display.as_deref(),
+        Some("token1~` token2'+_ token3*%!.-")
+    );
     assert_eq!(r.call_id, "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
     assert_eq!(r.max_forwards, Some(255));
-    assert_eq!(r.header("extensionHeader-!.%*+_`'~"), Some("\u{feff}大停電"));
+    assert_eq!(
+        r.header("extensionHeader-!.%*+_`'~"),
+        Some("\u{feff}大停電")
+    );
     let out = sip::response(&r, 501, "Not Implemented", &Default::default());
     assert!(matches!(sip::parse(&out), Ok(Message::Response(_))));
 }
@@ -115,7 +150,10 @@ fn esc01() {
     assert_eq!(r.from.user.as_deref(), Some("I%20have%20spaces"));
     assert_eq!(r.call_id, "esc01.239409asdfakjkn23onasd0-3234");
     assert_eq!(r.content_type.as_deref(), Some("application/sdp"));
-    assert_eq!(r.contact.unwrap().uri, "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
+    assert_eq!(
+        r.contact.unwrap().uri,
+        "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31"
+    );
 }
 
 #[test]
@@ -134,7 +172,10 @@ fn esc02() {
     assert_eq!(r.method, Method::Other("RE%47IST%45R".into()));
     assert_eq!(r.to.display.as_deref(), Some("%Z%45"));
     assert_eq!(r.headers.iter().filter(|(n, _)| n == "Contact").count(), 2);
-    assert_eq!(r.header("C%6Fntact"), Some("<sip:alias2@host2.example.com>"));
+    assert_eq!(
+        r.header("C%6Fntact"),
+        Some("<sip:alias2@host2.example.com>")
+    );
     assert_eq!(r.top_via().branch.as_deref(), Some("z9hG4bK209%fzsnel234"));
 }
 
@@ -168,7 +209,10 @@ fn dblreq() {
 fn semiuri() {
     let r = request("semiuri");
     assert_eq!(r.uri_user.as_deref(), Some("user;par=u%40example.net"));
-    assert!(r.header("Accept").unwrap().ends_with("message/sip, message/sipfrag"));
+    assert!(r
+        .header("Accept")
+        .unwrap()
+        .ends_with("message/sip, message/sipfrag"));
 }
 
 #[test]
@@ -206,7 +250,10 @@ fn noreason() {
 #[test]
 fn badbranch() {
     // The branch is only the magic cookie: still a branch; the transaction layer decides.
-    assert_eq!(request("badbranch").top_via().branch.as_deref(), Some("z9hG4bK"));
+    assert_eq!(
+        request("badbranch").top_via().branch.as_deref(),
+        Some("z9hG4bK")
+    );
 }
 
 #[test]
@@ -342,7 +389,10 @@ fn mcl01() {
 #[ignore]
 fn dump_reasons() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/invalid");
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|f| f.unwrap().path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
     names.sort();
     for f in names {
         let e = sip::parse(&std::fs::read(&f).unwrap()).unwrap_err();

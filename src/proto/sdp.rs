@@ -91,34 +91,44 @@ fn is_rtp_avp(m: &MediaDescription) -> bool {
 
 /// `a=rtpmap:<pt> <name>/<rate>` for this payload type, as (name, rate).
 fn rtpmap(m: &MediaDescription, pt: &str) -> Option<(String, String)> {
-    m.attributes.iter().filter(|a| a.key.eq_ignore_ascii_case("rtpmap")).find_map(|a| {
-        let v = a.value.as_deref()?;
-        let (p, rest) = v.trim().split_once(' ')?;
-        if p != pt {
-            return None;
-        }
-        let mut parts = rest.trim().split('/');
-        let name = parts.next()?.to_string();
-        let rate = parts.next().unwrap_or("").to_string();
-        Some((name, rate))
-    })
+    m.attributes
+        .iter()
+        .filter(|a| a.key.eq_ignore_ascii_case("rtpmap"))
+        .find_map(|a| {
+            let v = a.value.as_deref()?;
+            let (p, rest) = v.trim().split_once(' ')?;
+            if p != pt {
+                return None;
+            }
+            let mut parts = rest.trim().split('/');
+            let name = parts.next()?.to_string();
+            let rate = parts.next().unwrap_or("").to_string();
+            Some((name, rate))
+        })
 }
 
 fn direction_of(attrs: &[rtc_sdp::description::common::Attribute]) -> Option<Direction> {
-    attrs.iter().rev().find_map(|a| match a.key.to_ascii_lowercase().as_str() {
-        "sendrecv" => Some(Direction::SendRecv),
-        "sendonly" => Some(Direction::SendOnly),
-        "recvonly" => Some(Direction::RecvOnly),
-        "inactive" => Some(Direction::Inactive),
-        _ => None,
-    })
+    attrs
+        .iter()
+        .rev()
+        .find_map(|a| match a.key.to_ascii_lowercase().as_str() {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        })
 }
 
 /// Chooses our codec and reads the remote media address from the first usable audio
 /// m-line: the first audio line with a port, else the first audio line (rejected).
 pub fn negotiate(s: &Sdp) -> Result<Negotiated, SdpError> {
     let sd = &s.0;
-    let audio: Vec<&MediaDescription> = sd.media_descriptions.iter().filter(|m| is_audio(m)).collect();
+    let audio: Vec<&MediaDescription> = sd
+        .media_descriptions
+        .iter()
+        .filter(|m| is_audio(m))
+        .collect();
     let m = *audio
         .iter()
         .find(|m| m.media_name.port.value != 0)
@@ -143,8 +153,13 @@ pub fn negotiate(s: &Sdp) -> Result<Negotiated, SdpError> {
             match rtpmap(m, f) {
                 None => Some(static_codec),
                 Some((name, rate)) => {
-                    let want = if static_codec == Codec::Pcmu { "PCMU" } else { "PCMA" };
-                    (name.eq_ignore_ascii_case(want) && (rate.is_empty() || rate == "8000")).then_some(static_codec)
+                    let want = if static_codec == Codec::Pcmu {
+                        "PCMU"
+                    } else {
+                        "PCMA"
+                    };
+                    (name.eq_ignore_ascii_case(want) && (rate.is_empty() || rate == "8000"))
+                        .then_some(static_codec)
                 }
             }
         })
@@ -173,16 +188,24 @@ pub fn negotiate(s: &Sdp) -> Result<Negotiated, SdpError> {
         .ok_or_else(|| SdpError::Malformed("no connection address".into()))?;
     // "a.b.c.d/ttl" is multicast notation; the address part is what we need.
     let addr_text = conn.address.split('/').next().unwrap_or("");
-    let ip: IpAddr = addr_text
-        .parse()
-        .map_err(|_| SdpError::Malformed(format!("connection address {addr_text:?} is not an IP address")))?;
+    let ip: IpAddr = addr_text.parse().map_err(|_| {
+        SdpError::Malformed(format!(
+            "connection address {addr_text:?} is not an IP address"
+        ))
+    })?;
     let port = m.media_name.port.value;
     let remote = if ip.is_unspecified() || port <= 0 || port > i64::from(u16::MAX) as isize {
         None
     } else {
         Some(SocketAddr::new(ip, port as u16))
     };
-    Ok(Negotiated { codec, telephone_event_pt, remote, direction, ptime })
+    Ok(Negotiated {
+        codec,
+        telephone_event_pt,
+        remote,
+        direction,
+        ptime,
+    })
 }
 
 fn session_head(out: &mut String, ip: IpAddr, session_id: u64, version: u64) {
@@ -210,9 +233,16 @@ pub fn answer(ip: IpAddr, port: u16, session_id: u64, version: u64, n: &Negotiat
     out.push_str("\r\n");
     rtpmap_line(&mut out, n.codec);
     if let Some(te) = n.telephone_event_pt {
-        let _ = write!(out, "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n");
+        let _ = write!(
+            out,
+            "a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
+        );
     }
-    let _ = write!(out, "a=ptime:20\r\na={}\r\n", n.direction.answered().attribute());
+    let _ = write!(
+        out,
+        "a=ptime:20\r\na={}\r\n",
+        n.direction.answered().attribute()
+    );
     Bytes::from(out)
 }
 
@@ -223,7 +253,9 @@ pub fn offer(ip: IpAddr, port: u16, session_id: u64, version: u64) -> Bytes {
     let _ = write!(out, "m=audio {port} RTP/AVP 0 8 101\r\n");
     rtpmap_line(&mut out, Codec::Pcmu);
     rtpmap_line(&mut out, Codec::Pcma);
-    out.push_str("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n");
+    out.push_str(
+        "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+    );
     Bytes::from(out)
 }
 
@@ -351,7 +383,9 @@ a=sendrecv
 
     #[test]
     fn hold_and_directions() {
-        let held = BARESIP.replace("c=IN IP4 10.0.0.7", "c=IN IP4 0.0.0.0").replace("a=sendrecv", "a=sendonly");
+        let held = BARESIP
+            .replace("c=IN IP4 10.0.0.7", "c=IN IP4 0.0.0.0")
+            .replace("a=sendrecv", "a=sendonly");
         let n = neg(&held).unwrap();
         assert_eq!((n.remote, n.direction), (None, Direction::SendOnly));
         // Media level overrides session level.
@@ -363,11 +397,15 @@ a=sendrecv
 
     #[test]
     fn rejected_stream_ipv6_and_refusals() {
-        let s = "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 0 RTP/AVP 0\n";
+        let s =
+            "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 0 RTP/AVP 0\n";
         assert_eq!(neg(s).unwrap().remote, None);
         let s = "v=0\no=- 1 1 IN IP6 2001:db8::5\ns=-\nc=IN IP6 2001:db8::5\nt=0 0\nm=audio 6000 RTP/AVP 8 0\n";
         let n = neg(s).unwrap();
-        assert_eq!((n.codec, n.remote), (Codec::Pcma, Some("[2001:db8::5]:6000".parse().unwrap())));
+        assert_eq!(
+            (n.codec, n.remote),
+            (Codec::Pcma, Some("[2001:db8::5]:6000".parse().unwrap()))
+        );
         let savp = BARESIP.replace("RTP/AVP", "RTP/SAVP");
         assert_eq!(neg(&savp), Err(SdpError::NoCommonCodec));
         let video = "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=video 5004 RTP/AVP 96\n";
@@ -397,15 +435,20 @@ a=sendrecv
     fn offer_parses_back() {
         let o = offer("10.1.1.1".parse().unwrap(), 30000, 7, 2);
         let n = negotiate(&parse(&o).unwrap()).unwrap();
-        assert_eq!(n, Negotiated {
-            codec: Codec::Pcmu,
-            telephone_event_pt: Some(101),
-            remote: Some("10.1.1.1:30000".parse().unwrap()),
-            direction: Direction::SendRecv,
-            ptime: 20,
-        });
+        assert_eq!(
+            n,
+            Negotiated {
+                codec: Codec::Pcmu,
+                telephone_event_pt: Some(101),
+                remote: Some("10.1.1.1:30000".parse().unwrap()),
+                direction: Direction::SendRecv,
+                ptime: 20,
+            }
+        );
         let o6 = offer("2001:db8::1".parse().unwrap(), 30000, 7, 2);
-        assert!(std::str::from_utf8(&o6).unwrap().contains("c=IN IP6 2001:db8::1\r\n"));
+        assert!(std::str::from_utf8(&o6)
+            .unwrap()
+            .contains("c=IN IP6 2001:db8::1\r\n"));
     }
 
     proptest! {

@@ -52,7 +52,10 @@ fn stamp_via(raw: &str, rport_asked: bool, host: &str, source: Option<SocketAddr
         return raw.to_string();
     }
     let parts = lex::split_outside(raw, ';').unwrap_or_else(|| vec![raw]);
-    let mut out = parts.first().map(|s| s.trim().to_string()).unwrap_or_default();
+    let mut out = parts
+        .first()
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
     for p in parts.iter().skip(1) {
         let name = p.split('=').next().unwrap_or("").trim();
         if name.eq_ignore_ascii_case("received") {
@@ -84,7 +87,11 @@ fn finish(mut out: String, body: Option<(&str, &[u8])>) -> Bytes {
     let mut bytes;
     match body {
         Some((ct, b)) => {
-            let _ = write!(out, "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n", b.len());
+            let _ = write!(
+                out,
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
             bytes = out.into_bytes();
             bytes.extend_from_slice(b);
         }
@@ -116,7 +123,11 @@ pub fn response(req: &Request, status: u16, reason: &str, opts: &ResponseOpts) -
             let _ = write!(out, "To: {}\r\n", req.to.raw);
         }
     }
-    let _ = write!(out, "Call-ID: {}\r\nCSeq: {} {}\r\n", req.call_id, req.cseq, req.cseq_method);
+    let _ = write!(
+        out,
+        "Call-ID: {}\r\nCSeq: {} {}\r\n",
+        req.call_id, req.cseq, req.cseq_method
+    );
     if let Some(c) = opts.contact {
         let _ = write!(out, "Contact: {}\r\n", clean(c));
     }
@@ -142,9 +153,23 @@ pub fn error_response(s: &Salvage, status: u16, reason: &str, source: SocketAddr
                 .unwrap_or_else(|| top.clone());
             let rest = top.trim().strip_prefix(first.as_str()).unwrap_or("");
             let rport = lex::split_outside(&first, ';')
-                .map(|p| p.iter().skip(1).any(|x| x.split('=').next().unwrap_or("").trim().eq_ignore_ascii_case("rport")))
+                .map(|p| {
+                    p.iter().skip(1).any(|x| {
+                        x.split('=')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .eq_ignore_ascii_case("rport")
+                    })
+                })
                 .unwrap_or(false);
-            let host = first.split_whitespace().nth(1).unwrap_or("").split([';', ':']).next().unwrap_or("");
+            let host = first
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .split([';', ':'])
+                .next()
+                .unwrap_or("");
             format!("{}{rest}", stamp_via(&first, rport, host, Some(source)))
         } else {
             v.clone()
@@ -158,9 +183,14 @@ pub fn error_response(s: &Salvage, status: u16, reason: &str, source: SocketAddr
         if lex::param(t.rsplit('>').next().unwrap_or(""), "tag").is_some() {
             let _ = write!(out, "To: {t}\r\n");
         } else {
-            let seed = s.call_id.as_deref().unwrap_or("").bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
+            let seed = s
+                .call_id
+                .as_deref()
+                .unwrap_or("")
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                });
             let _ = write!(out, "To: {t};tag={:08x}\r\n", seed as u32);
         }
     }
@@ -190,7 +220,13 @@ pub fn request(o: &RequestOpts) -> Bytes {
         let _ = write!(out, "Route: {}\r\n", clean(r));
     }
     let _ = write!(out, "From: {}\r\nTo: {}\r\n", clean(o.from), clean(o.to));
-    let _ = write!(out, "Call-ID: {}\r\nCSeq: {} {}\r\n", clean(o.call_id), o.cseq, o.method);
+    let _ = write!(
+        out,
+        "Call-ID: {}\r\nCSeq: {} {}\r\n",
+        clean(o.call_id),
+        o.cseq,
+        o.method
+    );
     if let Some(c) = o.contact {
         let _ = write!(out, "Contact: {}\r\n", clean(c));
     }
@@ -223,6 +259,10 @@ pub fn ack_for_non2xx(invite: &[u8], resp: &Response) -> Option<Bytes> {
         }
     }
     let _ = write!(out, "From: {}\r\nTo: {}\r\n", inv.from.raw, resp.to.raw);
-    let _ = write!(out, "Call-ID: {}\r\nCSeq: {} ACK\r\n", inv.call_id, inv.cseq);
+    let _ = write!(
+        out,
+        "Call-ID: {}\r\nCSeq: {} ACK\r\n",
+        inv.call_id, inv.cseq
+    );
     Some(finish(out, None))
 }

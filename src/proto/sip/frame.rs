@@ -22,7 +22,10 @@ pub enum Frame {
 }
 
 pub fn frame(buf: &[u8]) -> Frame {
-    let crlf = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+    let crlf = buf
+        .iter()
+        .take_while(|b| **b == b'\r' || **b == b'\n')
+        .count();
     if crlf > 0 {
         return Frame::KeepAlive(crlf);
     }

@@ -136,7 +136,9 @@ pub(super) fn params_ok(list: &str) -> bool {
             && match value {
                 None => true,
                 Some(v) if v.starts_with('"') => v.len() >= 2 && v.ends_with('"'),
-                Some(v) => !v.is_empty() && v.chars().all(|c| is_token_char(c) || "[]:".contains(c)),
+                Some(v) => {
+                    !v.is_empty() && v.chars().all(|c| is_token_char(c) || "[]:".contains(c))
+                }
             }
     })
 }
@@ -178,10 +180,16 @@ mod tests {
     #[test]
     fn squeeze_removes_lws_around_separators_only() {
         assert_eq!(
-            squeeze("SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9", &['/', ';', '=']),
+            squeeze(
+                "SIP  / 2.0  / TCP     spindle.example.com   ;  branch  =   z9",
+                &['/', ';', '=']
+            ),
             "SIP/2.0/TCP spindle.example.com;branch=z9"
         );
-        assert_eq!(squeeze("\"a ; b\" <sip:x> ; q = 1", &[';', '=']), "\"a ; b\" <sip:x>;q=1");
+        assert_eq!(
+            squeeze("\"a ; b\" <sip:x> ; q = 1", &[';', '=']),
+            "\"a ; b\" <sip:x>;q=1"
+        );
     }
 
     #[test]
@@ -195,10 +203,19 @@ mod tests {
 
     #[test]
     fn user_parts() {
-        assert_eq!(uri_user("sip:user;par=u%40example.net@example.com").as_deref(), Some("user;par=u%40example.net"));
-        assert_eq!(uri_user("sip:alice:pw@example.com").as_deref(), Some("alice"));
+        assert_eq!(
+            uri_user("sip:user;par=u%40example.net@example.com").as_deref(),
+            Some("user;par=u%40example.net")
+        );
+        assert_eq!(
+            uri_user("sip:alice:pw@example.com").as_deref(),
+            Some("alice")
+        );
         assert_eq!(uri_user("sip:example.com"), None);
-        assert_eq!(uri_user("tel:+15551234567;phone-context=x").as_deref(), Some("+15551234567"));
+        assert_eq!(
+            uri_user("tel:+15551234567;phone-context=x").as_deref(),
+            Some("+15551234567")
+        );
     }
 
     #[test]

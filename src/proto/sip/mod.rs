@@ -17,7 +17,9 @@ mod build;
 mod frame;
 mod lex;
 
-pub use build::{ack_for_non2xx, error_response, new_branch, request, response, RequestOpts, ResponseOpts};
+pub use build::{
+    ack_for_non2xx, error_response, new_branch, request, response, RequestOpts, ResponseOpts,
+};
 pub use frame::{frame, Frame};
 
 use bytes::Bytes;
@@ -211,7 +213,10 @@ struct Fault {
 }
 
 fn bad(what: impl std::fmt::Display) -> Fault {
-    Fault { status: 400, reason: format!("Bad Request: {what}") }
+    Fault {
+        status: 400,
+        reason: format!("Bad Request: {what}"),
+    }
 }
 
 /// Largest CSeq number (RFC 3261 8.1.1.5: less than 2**31).
@@ -226,7 +231,11 @@ pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
         Err(f) => {
             // Responses with faults are dropped (RFC 3261 18.1.2); no salvage.
             let salvage = if is_response { None } else { salvage(bytes) };
-            Err(ParseError { status: f.status, reason: f.reason, salvage })
+            Err(ParseError {
+                status: f.status,
+                reason: f.reason,
+                salvage,
+            })
         }
     }
 }
@@ -259,17 +268,26 @@ fn scan(bytes: &[u8]) -> Result<Scan<'_>, Fault> {
             last.value.push_str(l.trim());
             continue;
         }
-        let (name, value) = l.split_once(':').ok_or_else(|| bad("header line without colon"))?;
+        let (name, value) = l
+            .split_once(':')
+            .ok_or_else(|| bad("header line without colon"))?;
         let name = name.trim_end_matches([' ', '\t']);
         if !lex::is_token(name) {
             return Err(bad("malformed header name"));
         }
-        lines.push(Line { name, value: value.trim().to_string() });
+        lines.push(Line {
+            name,
+            value: value.trim().to_string(),
+        });
     }
     for l in &mut lines {
         l.value = l.value.trim().to_string();
     }
-    Ok(Scan { start, lines, body_start: end + 4 })
+    Ok(Scan {
+        start,
+        lines,
+        body_start: end + 4,
+    })
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -310,7 +328,12 @@ fn salvage(bytes: &[u8]) -> Option<Salvage> {
             _ => {}
         }
     }
-    if s.vias.is_empty() && s.from.is_none() && s.to.is_none() && s.call_id.is_none() && s.cseq.is_none() {
+    if s.vias.is_empty()
+        && s.from.is_none()
+        && s.to.is_none()
+        && s.call_id.is_none()
+        && s.cseq.is_none()
+    {
         return None;
     }
     Some(s)
@@ -374,15 +397,24 @@ fn request_line(line: &str) -> Result<(Method, String), Fault> {
     let parts: Vec<&str> = line.split(' ').collect();
     if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || p.contains('\t')) {
         // A version we cannot speak is answered 505 even when the rest is odd.
-        if parts.last().is_some_and(|v| v.starts_with("SIP/") && !v.eq_ignore_ascii_case("SIP/2.0")) {
-            return Err(Fault { status: 505, reason: "Version Not Supported".into() });
+        if parts
+            .last()
+            .is_some_and(|v| v.starts_with("SIP/") && !v.eq_ignore_ascii_case("SIP/2.0"))
+        {
+            return Err(Fault {
+                status: 505,
+                reason: "Version Not Supported".into(),
+            });
         }
         return Err(bad("malformed Request-Line"));
     }
     let (m, uri, version) = (parts[0], parts[1], parts[2]);
     if !version.eq_ignore_ascii_case("SIP/2.0") {
         if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
-            return Err(Fault { status: 505, reason: "Version Not Supported".into() });
+            return Err(Fault {
+                status: 505,
+                reason: "Version Not Supported".into(),
+            });
         }
         return Err(bad("malformed SIP-Version"));
     }
@@ -390,12 +422,19 @@ fn request_line(line: &str) -> Result<(Method, String), Fault> {
         return Err(bad("malformed method"));
     }
     let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
-    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    {
         return Err(bad("malformed Request-URI"));
     }
     let sip = scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips");
     if !sip && !scheme.eq_ignore_ascii_case("tel") {
-        return Err(Fault { status: 416, reason: "Unsupported URI Scheme".into() });
+        return Err(Fault {
+            status: 416,
+            reason: "Unsupported URI Scheme".into(),
+        });
     }
     if sip {
         // RFC 3261 19.1.1: headers are not allowed in a Request-URI (RFC 4475 escruri).
@@ -419,7 +458,10 @@ fn status_line(line: &str) -> Result<(u16, String), Fault> {
     let code = it.next().unwrap_or("");
     let reason = it.next();
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        return Err(Fault { status: 505, reason: "Version Not Supported".into() });
+        return Err(Fault {
+            status: 505,
+            reason: "Version Not Supported".into(),
+        });
     }
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) || reason.is_none() {
         return Err(bad("malformed Status-Line"));
@@ -489,7 +531,12 @@ fn common(sc: &Scan, msg: &rs::SipMessage, bytes: &[u8]) -> Result<Common, Fault
     };
     let headers: Vec<(String, String)> = rs_headers
         .iter()
-        .map(|h| (lex::expand_compact(h.name()).to_string(), h.value().to_string()))
+        .map(|h| {
+            (
+                lex::expand_compact(h.name()).to_string(),
+                h.value().to_string(),
+            )
+        })
         .collect();
 
     let mut vias = Vec::new();
@@ -510,7 +557,11 @@ fn common(sc: &Scan, msg: &rs::SipMessage, bytes: &[u8]) -> Result<Common, Fault
     }
     let (cseq, cseq_method) = cseq(required(sc, "CSeq")?)?;
     let mut contact = None;
-    for l in sc.lines.iter().filter(|l| lex::same_header(l.name, "Contact")) {
+    for l in sc
+        .lines
+        .iter()
+        .filter(|l| lex::same_header(l.name, "Contact"))
+    {
         let parts = lex::split_outside(&l.value, ',').ok_or_else(|| bad("malformed Contact"))?;
         for p in parts {
             let p = p.trim();
@@ -561,7 +612,9 @@ fn cseq(v: &str) -> Result<(u32, Method), Fault> {
     let (Some(num), Some(m), None) = (it.next(), it.next(), it.next()) else {
         return Err(bad("malformed CSeq"));
     };
-    let n = digits(num).filter(|n| *n <= CSEQ_MAX).ok_or_else(|| bad("CSeq number out of range"))?;
+    let n = digits(num)
+        .filter(|n| *n <= CSEQ_MAX)
+        .ok_or_else(|| bad("CSeq number out of range"))?;
     if !lex::is_token(m) {
         return Err(bad("malformed CSeq"));
     }
@@ -577,7 +630,8 @@ fn via(raw: &str) -> Result<Via, Fault> {
     let norm = lex::squeeze(raw, &['/', ';', '=', ':']);
     let (proto, rest) = norm.split_once(' ').ok_or_else(err)?;
     let mut p = proto.split('/');
-    let (Some(name), Some(ver), Some(transport), None) = (p.next(), p.next(), p.next(), p.next()) else {
+    let (Some(name), Some(ver), Some(transport), None) = (p.next(), p.next(), p.next(), p.next())
+    else {
         return Err(err());
     };
     if !name.eq_ignore_ascii_case("SIP") || !lex::is_token(ver) || !lex::is_token(transport) {
@@ -600,7 +654,11 @@ fn via(raw: &str) -> Result<Via, Fault> {
         rs::Host::IpAddr(ip) => ip.to_string(),
         rs::Host::Domain(d) => {
             let d = d.to_string();
-            if d.is_empty() || !d.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
+            if d.is_empty()
+                || !d
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+            {
                 return Err(err());
             }
             d
@@ -650,11 +708,18 @@ fn name_addr(raw: &str) -> Result<NameAddr, ()> {
         (Some(unescape(&rest[..end])), uri, params)
     } else if let Some(lt) = s.find('<') {
         let disp = s[..lt].trim();
-        if !disp.chars().all(|c| lex::is_token_char(c) || c == ' ' || c == '\t') {
+        if !disp
+            .chars()
+            .all(|c| lex::is_token_char(c) || c == ' ' || c == '\t')
+        {
             return Err(());
         }
         let (uri, params) = angle(&s[lt..])?;
-        ((!disp.is_empty()).then(|| disp.split_whitespace().collect::<Vec<_>>().join(" ")), uri, params)
+        (
+            (!disp.is_empty()).then(|| disp.split_whitespace().collect::<Vec<_>>().join(" ")),
+            uri,
+            params,
+        )
     } else {
         // addr-spec: its URI cannot carry params or headers (RFC 3261 20.10; RFC 4475 regbadct)
         let (uri, params) = s.split_once(';').unwrap_or((s, ""));
@@ -668,10 +733,23 @@ fn name_addr(raw: &str) -> Result<NameAddr, ()> {
         return Err(());
     }
     // The typed rsipstack parse gives the tag; our scan above did the strict checks.
-    let normalized = format!("<{uri}>{}", if params.trim().is_empty() { String::new() } else { format!(";{}", lex::squeeze(&params, &[';', '='])) });
+    let normalized = format!(
+        "<{uri}>{}",
+        if params.trim().is_empty() {
+            String::new()
+        } else {
+            format!(";{}", lex::squeeze(&params, &[';', '=']))
+        }
+    );
     let typed = rs::typed::From::parse(&normalized).map_err(|_| ())?;
     let tag = typed.tag().map(|t| t.value().to_string());
-    Ok(NameAddr { raw: s.to_string(), display, user: lex::uri_user(&uri), uri, tag })
+    Ok(NameAddr {
+        raw: s.to_string(),
+        display,
+        user: lex::uri_user(&uri),
+        uri,
+        tag,
+    })
 }
 
 /// `<uri>` then header params.

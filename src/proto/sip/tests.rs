@@ -35,7 +35,10 @@ fn parses_a_linphone_style_invite() {
     assert_eq!(r.uri_user.as_deref(), Some("100"));
     assert_eq!(r.vias.len(), 1);
     let v = r.top_via();
-    assert_eq!((v.transport.as_str(), v.host.as_str(), v.port), ("UDP", "192.168.1.20", Some(5062)));
+    assert_eq!(
+        (v.transport.as_str(), v.host.as_str(), v.port),
+        ("UDP", "192.168.1.20", Some(5062))
+    );
     assert_eq!(v.branch.as_deref(), Some("z9hG4bK776asdhds"));
     assert_eq!(v.rport, Some(None));
     assert_eq!(r.from.display.as_deref(), Some("Alice"));
@@ -44,7 +47,10 @@ fn parses_a_linphone_style_invite() {
     assert_eq!(r.to.tag, None);
     assert_eq!(r.cseq, 314159);
     assert_eq!(r.max_forwards, Some(70));
-    assert_eq!(r.contact.as_ref().map(|c| c.uri.as_str()), Some("sip:alice@192.168.1.20:5062;transport=udp"));
+    assert_eq!(
+        r.contact.as_ref().map(|c| c.uri.as_str()),
+        Some("sip:alice@192.168.1.20:5062;transport=udp")
+    );
     assert_eq!(r.content_type.as_deref(), Some("application/sdp"));
     assert_eq!(&r.body[..], b"v=0\r\n");
     assert_eq!(r.header("content-length"), Some("5"));
@@ -59,7 +65,10 @@ fn compact_headers_and_folding() {
     assert_eq!(r.top_via().port, Some(5070));
     assert_eq!(r.call_id, "x1");
     assert_eq!(r.headers[0].0, "Via");
-    assert_eq!(r.header("Via"), Some("SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx"));
+    assert_eq!(
+        r.header("Via"),
+        Some("SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bKx")
+    );
 }
 
 #[test]
@@ -75,7 +84,10 @@ fn extension_method_and_tel_uri_parse() {
 fn faults_are_named_and_salvaged() {
     let no_callid = INVITE.replace("Call-ID: a84b4c76e66710@pc33\r\n", "");
     let e = err(&no_callid);
-    assert_eq!((e.status, e.reason.as_str()), (400, "Bad Request: missing Call-ID"));
+    assert_eq!(
+        (e.status, e.reason.as_str()),
+        (400, "Bad Request: missing Call-ID")
+    );
     let s = e.salvage.expect("salvage");
     assert_eq!(s.vias.len(), 1);
     assert!(s.call_id.is_none());
@@ -109,13 +121,24 @@ fn response_copies_vias_and_stamps_received_rport() {
         "Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bK776asdhds;rport, SIP/2.0/UDP p.example;branch=z9hG4bK2\r\n",
     ));
     let src: SocketAddr = "203.0.113.5:40000".parse().unwrap();
-    let out = response(&r, 180, "Ringing", &ResponseOpts { to_tag: Some("abc"), source: Some(src), ..Default::default() });
+    let out = response(
+        &r,
+        180,
+        "Ringing",
+        &ResponseOpts {
+            to_tag: Some("abc"),
+            source: Some(src),
+            ..Default::default()
+        },
+    );
     let text = String::from_utf8(out.to_vec()).unwrap();
     assert!(text.starts_with("SIP/2.0 180 Ringing\r\n"));
     assert!(text.contains("Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bK776asdhds;rport=40000;received=203.0.113.5\r\nVia: SIP/2.0/UDP p.example;branch=z9hG4bK2\r\n"), "{text}");
     assert!(text.contains("To: <sip:100@10.0.0.1>;tag=abc\r\n"));
     assert!(text.contains("Server: ccswitch\r\nContent-Length: 0\r\n\r\n"));
-    let Message::Response(p) = parse(&out).unwrap() else { panic!() };
+    let Message::Response(p) = parse(&out).unwrap() else {
+        panic!()
+    };
     assert_eq!(p.vias[0].received.as_deref(), Some("203.0.113.5"));
     assert_eq!(p.vias[0].rport, Some(Some(40000)));
     assert_eq!(p.vias.len(), 2);
@@ -123,7 +146,16 @@ fn response_copies_vias_and_stamps_received_rport() {
     // Same host, no rport: Via unchanged.
     let plain = req(&INVITE.replace(";rport", ""));
     let src: SocketAddr = "192.168.1.20:5062".parse().unwrap();
-    let out = response(&plain, 200, "OK", &ResponseOpts { source: Some(src), body: Some(("application/sdp", b"v=0\r\n")), ..Default::default() });
+    let out = response(
+        &plain,
+        200,
+        "OK",
+        &ResponseOpts {
+            source: Some(src),
+            body: Some(("application/sdp", b"v=0\r\n")),
+            ..Default::default()
+        },
+    );
     let text = String::from_utf8(out.to_vec()).unwrap();
     assert!(text.contains("Via: SIP/2.0/UDP 192.168.1.20:5062;branch=z9hG4bK776asdhds\r\n"));
     assert!(text.ends_with("Content-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"));
@@ -169,7 +201,10 @@ fn ack_for_error_response() {
     assert_eq!(a.cseq, 5);
     assert_eq!(a.cseq_method, Method::Ack);
     assert_eq!(a.to.tag.as_deref(), Some("t9"));
-    assert_eq!(a.top_via().branch.as_deref(), Some("z9hG4bK0000000000000007"));
+    assert_eq!(
+        a.top_via().branch.as_deref(),
+        Some("z9hG4bK0000000000000007")
+    );
     assert_eq!(a.header("Route"), Some("<sip:proxy.example;lr>"));
 }
 
@@ -181,7 +216,10 @@ fn branch_format() {
 #[test]
 fn tcp_framing() {
     assert_eq!(frame(b"\r\n\r\nINVITE"), Frame::KeepAlive(4));
-    assert_eq!(frame(b"INVITE sip:a@b SIP/2.0\r\nVia: x"), Frame::Incomplete);
+    assert_eq!(
+        frame(b"INVITE sip:a@b SIP/2.0\r\nVia: x"),
+        Frame::Incomplete
+    );
     let m = INVITE.as_bytes();
     assert_eq!(frame(m), Frame::Message(m.len()));
     let mut two = m.to_vec();

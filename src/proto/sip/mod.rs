@@ -11,6 +11,7 @@
 //! - SWS around `;` `=` `/` (RFC 4475 `wsinv`): squeezed before the typed parsers run;
 //! - Content-Length: the codec treats a bad one as 0 and truncates silently; we check it;
 //! - header lines that are not UTF-8 or have no colon: the codec stops or skips silently.
+//!
 //! Nothing outside this module sees an rsipstack type.
 
 mod build;
@@ -224,6 +225,7 @@ const CSEQ_MAX: u64 = (1 << 31) - 1;
 
 /// Parses one SIP message (a UDP datagram or a frame cut by `frame`). Bytes after the
 /// body that Content-Length declares are ignored (RFC 3261 18.3). Never panics.
+#[allow(clippy::result_large_err)] // the contract carries the salvage by value; errors are rare
 pub fn parse(bytes: &[u8]) -> Result<Message, ParseError> {
     let is_response = bytes.starts_with(b"SIP/");
     match parse_inner(bytes) {

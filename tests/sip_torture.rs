@@ -384,18 +384,3 @@ fn multi01() {
 fn mcl01() {
     rejected("mcl01", 400, "more than one Content-Length");
 }
-
-#[test]
-#[ignore]
-fn dump_reasons() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip/invalid");
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|f| f.unwrap().path())
-        .collect();
-    names.sort();
-    for f in names {
-        let e = sip::parse(&std::fs::read(&f).unwrap()).unwrap_err();
-        println!("{:?}: {} {}", f.file_name().unwrap(), e.status, e.reason);
-    }
-}

@@ -4,11 +4,14 @@
 //! the few places where it rejects or misreads valid input:
 //! - extension methods (`Method` in rsipstack is a closed enum): the method token is swapped
 //!   for OPTIONS before the codec sees the start line, and put back after (we answer 501);
+//! - Request-URIs its URI parser rejects or misreads: the codec sees `scheme:host[:port]`;
 //! - CSeq with an extension method: read by our own `number method` split;
 //! - Via with a transport rsipstack does not know (RFC 4475 `transports`): the typed parse
 //!   sees UDP in its place, the real token is kept;
 //! - URI user parts containing `;` `?` `/` (RFC 4475 `intmeth`, `semiuri`): `lex::uri_user`;
 //! - SWS around `;` `=` `/` (RFC 4475 `wsinv`): squeezed before the typed parsers run;
+//! - URI and header params with extension values of params it knows (`;transport=foo`,
+//!   `;method=FOO`): the typed parse errs; host/port and tag are then read by us;
 //! - Content-Length: the codec treats a bad one as 0 and truncates silently; we check it;
 //! - header lines that are not UTF-8 or have no colon: the codec stops or skips silently.
 //!
@@ -363,7 +366,7 @@ fn parse_inner(bytes: &[u8]) -> Result<Message, Fault> {
         }));
     }
     let (method, uri) = request_line(sc.start)?;
-    let msg = codec(bytes, Some(&method))?;
+    let msg = codec(bytes, Some((&method, &uri)))?;
     let common = common(&sc, &msg, bytes)?;
     if common.cseq_method != method {
         return Err(bad("CSeq method does not match"));
@@ -445,7 +448,10 @@ fn request_line(line: &str) -> Result<(Method, String), Fault> {
         if after_user.contains('?') {
             return Err(bad("headers in Request-URI"));
         }
-        rs::parse_uri(uri).map_err(|e| bad(format!("malformed Request-URI ({e})")))?;
+        // rsipstack's URI parser rejects extension values of known params
+        // (`;transport=foo`, `;method=FOO`) and misreads user parts with `;`/`?`, so it
+        // only checks the host and port here.
+        rs::parse_uri(&uri_core(uri)).map_err(|e| bad(format!("malformed Request-URI ({e})")))?;
         if uri.ends_with('@') || uri.contains(":@") || uri.len() <= scheme.len() + 1 {
             return Err(bad("malformed Request-URI"));
         }
@@ -475,20 +481,41 @@ fn status_line(line: &str) -> Result<(u16, String), Fault> {
     Ok((status, reason.unwrap_or("").to_string()))
 }
 
-/// Runs the rsipstack codec. An extension method is swapped for OPTIONS first: its
-/// `Method` cannot hold one and we must still read the request to answer 501.
-fn codec(bytes: &[u8], method: Option<&Method>) -> Result<rs::SipMessage, Fault> {
+/// Runs the rsipstack codec. For a request it sees a start line of our making: its
+/// `Method` is a closed enum (an extension method becomes OPTIONS; we put the real one
+/// back and answer 501), and its URI parser rejects valid URIs (user parts with `;`/`?`,
+/// extension param values), so it gets `scheme:host[:port]`; we keep the URI as received.
+fn codec(bytes: &[u8], request: Option<(&Method, &str)>) -> Result<rs::SipMessage, Fault> {
     let owned;
-    let input = match method {
-        Some(Method::Other(m)) => {
-            let mut v = b"OPTIONS".to_vec();
-            v.extend_from_slice(&bytes[m.len()..]);
+    let input = match request {
+        Some((method, uri)) => {
+            let m = match method {
+                Method::Other(_) => "OPTIONS",
+                m => m.as_str(),
+            };
+            let line_end = find(bytes, b"\r\n").unwrap_or(bytes.len());
+            let mut v = format!("{m} {} SIP/2.0", uri_core(uri)).into_bytes();
+            v.extend_from_slice(&bytes[line_end..]);
             owned = v;
             &owned[..]
         }
-        _ => bytes,
+        None => bytes,
     };
     rs::SipMessage::try_from(input).map_err(|e| bad(format!("unreadable message ({e})")))
+}
+
+/// `scheme:host[:port]` of a URI: no userinfo, params or headers.
+fn uri_core(uri: &str) -> String {
+    let (scheme, rest) = uri.split_once(':').unwrap_or(("sip", uri));
+    let after_user = if scheme.eq_ignore_ascii_case("tel") {
+        rest
+    } else {
+        rest.split_once('@').map(|(_, h)| h).unwrap_or(rest)
+    };
+    format!(
+        "{scheme}:{}",
+        after_user.split([';', '?']).next().unwrap_or("")
+    )
 }
 
 struct Common {
@@ -743,8 +770,14 @@ fn name_addr(raw: &str) -> Result<NameAddr, ()> {
             format!(";{}", lex::squeeze(&params, &[';', '=']))
         }
     );
-    let typed = rs::typed::From::parse(&normalized).map_err(|_| ())?;
-    let tag = typed.tag().map(|t| t.value().to_string());
+    // rsipstack rejects extension values of params it knows (`;transport=foo`,
+    // `;method=FOO`): the tag then comes from our own param scan.
+    let tag = match rs::typed::From::parse(&normalized) {
+        Ok(typed) => typed.tag().map(|t| t.value().to_string()),
+        Err(_) => lex::param(&params, "tag")
+            .flatten()
+            .map(|t| t.trim().to_string()),
+    };
     Ok(NameAddr {
         raw: s.to_string(),
         display,

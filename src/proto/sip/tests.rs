@@ -81,6 +81,14 @@ fn extension_method_and_tel_uri_parse() {
 }
 
 #[test]
+fn extension_param_values_are_valid() {
+    let r = req("OPTIONS sip:a@b.example;transport=foo;method=FOO SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b;transport=bar>;tag=77\r\nTo: <sip:c@d>\r\nCall-ID: c\r\nCSeq: 2 OPTIONS\r\nContact: <sip:x@y;transport=zzz>;expires=60\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.from.tag.as_deref(), Some("77"));
+    assert_eq!(r.contact.unwrap().uri, "sip:x@y;transport=zzz");
+    assert_eq!(r.uri_user.as_deref(), Some("a"));
+}
+
+#[test]
 fn faults_are_named_and_salvaged() {
     let no_callid = INVITE.replace("Call-ID: a84b4c76e66710@pc33\r\n", "");
     let e = err(&no_callid);

@@ -69,7 +69,7 @@ fn every_fixture_is_covered() {
             n += 1;
         }
     }
-    assert_eq!(n, 38, "a fixture was added without an assertion below");
+    assert_eq!(n, 49, "a fixture was added without an assertion below");
 }
 
 // ---- 3.1.1 valid messages -------------------------------------------------------------
@@ -262,6 +262,87 @@ fn zeromf() {
     assert_eq!(request("zeromf").max_forwards, Some(0));
 }
 
+#[test]
+fn bext01() {
+    // Unknown Require options: parsed; the UAS answers 420 Bad Extension.
+    let r = request("bext01");
+    assert_eq!(
+        r.header("Require"),
+        Some("nothingSupportsThis, nothingSupportsThisEither")
+    );
+    assert_eq!(r.top_via().transport, "TLS");
+}
+
+#[test]
+fn invut() {
+    // Unknown body type: parsed; the UAS answers 415.
+    let r = request("invut");
+    assert_eq!(r.content_type.as_deref(), Some("application/unknownformat"));
+    assert_eq!(r.body.len(), 40);
+}
+
+#[test]
+fn regaut01() {
+    let r = request("regaut01");
+    assert_eq!(
+        r.header("Authorization"),
+        Some("NoOneKnowsThisScheme opaque-data=here")
+    );
+    assert!(r.body.is_empty());
+}
+
+#[test]
+fn bcast() {
+    // A response whose second Via is a broadcast address: syntax is fine.
+    let r = response("bcast");
+    assert_eq!(r.vias[1].host, "255.255.255.255");
+}
+
+#[test]
+fn cparam01_cparam02() {
+    // addr-spec form: `unknownparam` is a Contact header param; name-addr: a URI param.
+    let c = request("cparam01").contact.unwrap();
+    assert_eq!(c.uri, "sip:+19725552222@gw1.example.net");
+    let c = request("cparam02").contact.unwrap();
+    assert_eq!(c.uri, "sip:+19725552222@gw1.example.net;unknownparam");
+}
+
+#[test]
+fn regescrt() {
+    // Escaped headers are allowed in a Contact URI inside <>.
+    let c = request("regescrt").contact.unwrap();
+    assert_eq!(
+        c.uri,
+        "sip:user@example.com?Route=%3Csip:sip.example.com%3E"
+    );
+}
+
+#[test]
+fn sdp01() {
+    assert_eq!(request("sdp01").body.len(), 150);
+}
+
+#[test]
+fn unksm2() {
+    // Unknown schemes in To/From/Contact are syntactically valid; only the Request-URI
+    // scheme is checked by the parser.
+    let r = request("unksm2");
+    assert_eq!(r.to.uri, "isbn:2983792873");
+    assert_eq!(r.from.uri, "http://www.example.com");
+    assert_eq!(r.contact.unwrap().uri, "name:John_Smith");
+}
+
+#[test]
+fn inv2543() {
+    // RFC 2543 style: no branch, no Max-Forwards, no From tag, no Content-Length (the body
+    // runs to the end of the datagram).
+    let r = request("inv2543");
+    assert_eq!(r.top_via().branch, None);
+    assert_eq!(r.max_forwards, None);
+    assert_eq!(r.from.tag, None);
+    assert!(r.body.ends_with(b"m=audio 49217 RTP/AVP 0\r\n"));
+}
+
 // ---- 3.1.2 invalid messages (and 3.3 ones that must be refused) -----------------------
 
 #[test]
@@ -368,6 +449,11 @@ fn bigcode() {
 fn insuf() {
     let e = rejected("insuf", 400, "missing");
     assert!(e.salvage.unwrap().call_id.is_none());
+}
+
+#[test]
+fn novelsc() {
+    rejected("novelsc", 416, "Unsupported URI Scheme");
 }
 
 #[test]

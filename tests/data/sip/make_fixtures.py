@@ -380,9 +380,9 @@ CSeq: 1 INVITE
 Via: SIP/2.0/UDP 192.0.2.5
 Contact: <sip:caller@host5.example.net>
 Content-Type: application/sdp
-Content-Length: 150
+Content-Length: 159
 
-""" + sdp("192.0.2.5")
+""" + sdp("192.0.2.5").replace("t=0 0", "t=3149328700 0")
 
 INVALID["lwsruri"] = """INVITE sip:user@example.com; lr SIP/2.0
 To: sip:user@example.com;tag=3xfe-9921883-z9f
@@ -393,9 +393,9 @@ CSeq: 2130706432 INVITE
 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKkdjuw2395
 Contact: <sip:caller@host1.example.net>
 Content-Type: application/sdp
-Content-Length: 150
+Content-Length: 159
 
-""" + sdp("192.0.2.1")
+""" + sdp("192.0.2.1").replace("t=0 0", "t=3149328700 0")
 
 INVALID["lwsstart"] = """INVITE  sip:user@example.com  SIP/2.0
 Max-Forwards: 8
@@ -411,7 +411,7 @@ Content-Length: 150
 """ + sdp("192.0.2.1")
 
 INVALID["trws"] = """OPTIONS sip:remote-target@example.com SIP/2.0<hex>2020</hex>
-Via: SIP/2.0/TCP host1.example.com;branch=z9hG4bK299342093
+Via: SIP/2.0/TCP host1.examle.com;branch=z9hG4bK299342093
 To: <sip:remote-target@example.com>
 From: <sip:local-resource@example.com>;tag=329429089
 Call-ID: trws.oicu34958239neffasdhr2345r
@@ -558,7 +558,7 @@ Content-Length: 0
 
 INVALID["multi01"] = """INVITE sip:user@company.com SIP/2.0
 Contact: <sip:caller@host25.example.net>
-Via: SIP/2.0/UDP 192.0.2.25;branch=z9hG4bKvasdfvn2
+Via: SIP/2.0/UDP 192.0.2.25;branch=z9hG4bKkdjuw
 Max-Forwards: 70
 CSeq: 5 INVITE
 Call-ID: multi01.98asdh@192.0.2.1
@@ -577,8 +577,8 @@ Max-Forwards: 5
 
 INVALID["mcl01"] = """OPTIONS sip:user@example.com SIP/2.0
 Via: SIP/2.0/UDP host5.example.net;branch=z9hG4bK293423
-To: <sip:user@example.com>
-From: <sip:other@example.net>;tag=3923942
+To: sip:user@example.com
+From: sip:other@example.net;tag=3923942
 Call-ID: mcl01.fhn2323orihawfdoa3o4r52o3irsdf
 CSeq: 15932 OPTIONS
 Content-Length: 13
@@ -587,6 +587,152 @@ Content-Length: 5
 Content-Type: text/plain
 
 There's no way to know how many octets are supposed to be here.
+"""
+
+# ---- 3.3 / 3.4: syntactically valid; the application layer decides --------------------
+
+VALID["bext01"] = """OPTIONS sip:user@example.com SIP/2.0
+To: sip:j_user@example.com
+From: sip:caller@example.net;tag=242etr
+Max-Forwards: 6
+Call-ID: bext01.0ha0isndaksdj
+Require: nothingSupportsThis, nothingSupportsThisEither
+Proxy-Require: noProxiesSupportThis, norDoAnyProxiesSupportThis
+CSeq: 8 OPTIONS
+Via: SIP/2.0/TLS fold-and-staple.example.com;branch=z9hG4bKkdjuw
+Content-Length: 0
+
+"""
+
+VALID["invut"] = """INVITE sip:user@example.com SIP/2.0
+Contact: <sip:caller@host5.example.net>
+To: sip:j.user@example.com
+From: sip:caller@example.net;tag=8392034
+Max-Forwards: 70
+Call-ID: invut.0ha0isndaksdjadsfij34n23d
+CSeq: 235448 INVITE
+Via: SIP/2.0/UDP somehost.example.com;branch=z9hG4bKkdjuw
+Content-Type: application/unknownformat
+Content-Length: 40
+
+<audio>
+ <pcmu port="443"/>
+</audio>
+"""
+
+VALID["regaut01"] = """REGISTER sip:example.com SIP/2.0
+To: sip:j.user@example.com
+From: sip:j.user@example.com;tag=87321hj23128
+Max-Forwards: 8
+Call-ID: regaut01.0ha0isndaksdj
+CSeq: 9338 REGISTER
+Via: SIP/2.0/TCP 192.0.2.253;branch=z9hG4bKkdjuw
+Authorization: NoOneKnowsThisScheme opaque-data=here
+Content-Length:0
+
+"""
+
+VALID["bcast"] = """SIP/2.0 200 OK
+Via: SIP/2.0/UDP 192.0.2.198;branch=z9hG4bK1324923
+Via: SIP/2.0/UDP 255.255.255.255;branch=z9hG4bK1saber23
+Call-ID: bcast.0384840201234ksdfak3j2erwedfsASdf
+CSeq: 35 INVITE
+From: sip:user@example.com;tag=11141343
+To: sip:user@example.edu;tag=2229
+Content-Length: 154
+Content-Type: application/sdp
+Contact: <sip:user@host28.example.com>
+
+""" + sdp("192.0.2.198")
+
+VALID["cparam01"] = """REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw
+Max-Forwards: 70
+From: sip:watson@example.com;tag=DkfVgjkrtMwaerKKpe
+To: sip:watson@example.com
+Call-ID: cparam01.70710@saturn.example.com
+CSeq: 2 REGISTER
+Contact: sip:+19725552222@gw1.example.net;unknownparam
+l: 0
+
+"""
+
+VALID["cparam02"] = """REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw
+Max-Forwards: 70
+From: sip:watson@example.com;tag=838293
+To: sip:watson@example.com
+Call-ID: cparam02.70710@saturn.example.com
+CSeq: 3 REGISTER
+Contact: <sip:+19725552222@gw1.example.net;unknownparam>
+l: 0
+
+"""
+
+VALID["regescrt"] = """REGISTER sip:example.com SIP/2.0
+To: sip:user@example.com
+From: sip:user@example.com;tag=8
+Max-Forwards: 70
+Call-ID: regescrt.k345asrl3fdbv@192.0.2.1
+CSeq: 14398234 REGISTER
+Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw
+M: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>
+L:0
+
+"""
+
+VALID["sdp01"] = """INVITE sip:user@example.com SIP/2.0
+To: sip:j_user@example.com
+Contact: <sip:caller@host15.example.net>
+From: sip:caller@example.net;tag=234
+Max-Forwards: 5
+Call-ID: sdp01.ndaksdj9342dasdd
+Accept: text/nobodyKnowsThis
+CSeq: 8 INVITE
+Via: SIP/2.0/UDP 192.0.2.15;branch=z9hG4bKkdjuw
+Content-Length: 150
+Content-Type: application/sdp
+
+""" + sdp("192.0.2.5")
+
+VALID["unksm2"] = """REGISTER sip:example.com SIP/2.0
+To: isbn:2983792873
+From: <http://www.example.com>;tag=3234233
+Call-ID: unksm2.daksdj@hyphenated-host.example.com
+CSeq: 234902 REGISTER
+Max-Forwards: 70
+Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKkdjuw
+Contact: <name:John_Smith>
+l: 0
+
+"""
+
+VALID["inv2543"] = """INVITE sip:UserB@example.com SIP/2.0
+Via: SIP/2.0/UDP iftgw.example.com
+From: <sip:+13035551111@ift.client.example.net;user=phone>
+Record-Route: <sip:UserB@example.com;maddr=ss1.example.com>
+To: sip:+16505552222@ss1.example.net;user=phone
+Call-ID: inv2543.1717@ift.client.example.com
+CSeq: 56 INVITE
+Content-Type: application/sdp
+
+v=0
+o=mhandley 29739 7272939 IN IP4 192.0.2.5
+s=-
+c=IN IP4 192.0.2.5
+t=0 0
+m=audio 49217 RTP/AVP 0
+"""
+
+INVALID["novelsc"] = """OPTIONS soap.beep://192.0.2.103:3002 SIP/2.0
+To: sip:user@example.com
+From: sip:caller@example.net;tag=384
+Max-Forwards: 3
+Call-ID: novelsc.asdfasser0q239nwsdfasdkl34
+CSeq: 3923423 OPTIONS
+Via: SIP/2.0/TCP host9.example.com;branch=z9hG4bKkdjuw39234
+Content-Length: 0
+
 """
 
 

@@ -737,9 +737,11 @@ fn name_addr(raw: &str) -> Result<NameAddr, ()> {
         (Some(unescape(&rest[..end])), uri, params)
     } else if let Some(lt) = s.find('<') {
         let disp = s[..lt].trim();
+        // *(token LWS); non-ASCII letters are tolerated (phones send unquoted UTF-8 names),
+        // ASCII separators are not (RFC 4475 baddn).
         if !disp
             .chars()
-            .all(|c| lex::is_token_char(c) || c == ' ' || c == '\t')
+            .all(|c| !c.is_ascii() || lex::is_token_char(c) || c == ' ' || c == '\t')
         {
             return Err(());
         }

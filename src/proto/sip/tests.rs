@@ -89,6 +89,54 @@ fn extension_param_values_are_valid() {
 }
 
 #[test]
+fn zoiper_register_and_jssip_invite() {
+    let r = req("REGISTER sip:10.100.54.52:5060;transport=UDP SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.100.54.52:60901;branch=z9hG4bK-524287-1---0f3eb40b11f97a9c;rport\r\n\
+Max-Forwards: 70\r\n\
+Contact: <sip:6002@10.100.54.52:60901;rinstance=1964f334d2b5ba69;transport=UDP>\r\n\
+To: <sip:6002@10.100.54.52:5060;transport=UDP>\r\n\
+From: <sip:6002@10.100.54.52:5060;transport=UDP>;tag=5e00e125\r\n\
+Call-ID: wSSsR1c-lUjKuRhxr0iEKA..\r\n\
+CSeq: 1 REGISTER\r\n\
+Expires: 70\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n\
+User-Agent: Z 5.6.1 v2.10.19.9\r\n\
+Allow-Events: presence, kpml, talk, as-feature-event\r\n\
+Content-Length: 0\r\n\r\n");
+    assert_eq!(r.method, Method::Register);
+    assert_eq!(r.from.tag.as_deref(), Some("5e00e125"));
+    assert_eq!(r.uri_user, None);
+    assert_eq!(r.top_via().port, Some(60901));
+
+    let r = req("INVITE sip:100@example.com SIP/2.0\r\n\
+Via: SIP/2.0/WSS 2u5fcbg3dh6n.invalid;branch=z9hG4bK2334951\r\n\
+Max-Forwards: 69\r\n\
+To: <sip:100@example.com>\r\n\
+From: \"Web\" <sip:web@example.com>;tag=mq3k5rpa6k\r\n\
+Call-ID: 8prt6ge1sdvnvhh1snng\r\n\
+CSeq: 3771 INVITE\r\n\
+Contact: <sip:ke3q1b9i@2u5fcbg3dh6n.invalid;transport=ws;ob>;+sip.instance=\"<urn:uuid:7a0c4b9e-1c2d-4e5f-8a9b-0c1d2e3f4a5b>\";expires=600\r\n\
+Session-Expires: 90\r\n\
+Supported: timer,ice,replaces,outbound\r\n\
+User-Agent: JsSIP 3.10.0\r\n\
+Content-Length: 0\r\n\r\n");
+    assert_eq!(r.top_via().transport, "WSS");
+    assert_eq!(
+        r.contact.unwrap().uri,
+        "sip:ke3q1b9i@2u5fcbg3dh6n.invalid;transport=ws;ob"
+    );
+    assert_eq!(r.max_forwards, Some(69));
+}
+
+#[test]
+fn unquoted_utf8_display_name_is_tolerated() {
+    let r = req(&INVITE.replace("\"Alice\" <sip:alice", "Jürgen Müller <sip:alice"));
+    assert_eq!(r.from.display.as_deref(), Some("Jürgen Müller"));
+    let e = err(&INVITE.replace("\"Alice\" <sip:alice", "Müller, J <sip:alice"));
+    assert_eq!(e.reason, "Bad Request: malformed From");
+}
+
+#[test]
 fn faults_are_named_and_salvaged() {
     let no_callid = INVITE.replace("Call-ID: a84b4c76e66710@pc33\r\n", "");
     let e = err(&no_callid);

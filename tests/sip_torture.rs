@@ -470,3 +470,58 @@ fn multi01() {
 fn mcl01() {
     rejected("mcl01", 400, "more than one Content-Length");
 }
+
+mod mutated {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all() -> Vec<Vec<u8>> {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sip");
+        let mut out = Vec::new();
+        for kind in ["valid", "invalid"] {
+            let mut names: Vec<_> = std::fs::read_dir(dir.join(kind))
+                .unwrap()
+                .map(|f| f.unwrap().path())
+                .collect();
+            names.sort();
+            out.extend(names.into_iter().map(|p| std::fs::read(p).unwrap()));
+        }
+        out
+    }
+
+    proptest! {
+        /// Byte flips, cuts and insertions in the torture messages never panic, and every
+        /// parsed request can be answered with bytes that parse back.
+        #[test]
+        fn never_panics(which in any::<prop::sample::Index>(), edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6)) {
+            let files = all();
+            let mut m = which.get(&files).clone();
+            for (at, byte, kind) in edits {
+                if m.is_empty() { break; }
+                let i = at.index(m.len());
+                match kind {
+                    0 => m[i] = byte,
+                    1 => m.truncate(i),
+                    _ => m.insert(i, byte),
+                }
+            }
+            let _ = sip::frame(&m);
+            match sip::parse(&m) {
+                Ok(Message::Request(r)) => {
+                    let out = sip::response(&r, 400, "Bad", &sip::ResponseOpts {
+                        source: Some("192.0.2.1:5060".parse().unwrap()),
+                        to_tag: Some("x"),
+                        ..Default::default()
+                    });
+                    prop_assert!(sip::parse(&out).is_ok(), "{}", String::from_utf8_lossy(&out));
+                }
+                Ok(Message::Response(_)) => {}
+                Err(e) => {
+                    if let Some(s) = e.salvage {
+                        let _ = sip::error_response(&s, e.status, &e.reason, "192.0.2.1:5060".parse().unwrap());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -415,7 +415,7 @@ fn request_line(line: &str) -> Result<(Method, String), Fault> {
     }
     let (m, uri, version) = (parts[0], parts[1], parts[2]);
     if !version.eq_ignore_ascii_case("SIP/2.0") {
-        if version.len() > 4 && version[..4].eq_ignore_ascii_case("SIP/") {
+        if version.len() > 4 && version.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
             return Err(Fault {
                 status: 505,
                 reason: "Version Not Supported".into(),

@@ -156,6 +156,9 @@ fn faults_are_named_and_salvaged() {
     assert_eq!(e.reason, "Bad Request: invalid Max-Forwards");
     let e = err(&INVITE.replace("sip:100@10.0.0.1 SIP/2.0", "sip:100@10.0.0.1 SIP/3.0"));
     assert_eq!(e.status, 505);
+    // A multi-byte character where "SIP/" would end must not panic a slice.
+    let e = err(&INVITE.replace("sip:100@10.0.0.1 SIP/2.0", "sip:100@10.0.0.1 SIPé2.0"));
+    assert_eq!(e.status, 400);
     let e = err(&INVITE.replace("INVITE sip:100@10.0.0.1", "INVITE mailto:x@y"));
     assert_eq!(e.status, 416);
     let e = err("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n");

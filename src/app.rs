@@ -38,8 +38,8 @@ pub struct Validated {
 /// exists in every configured language.
 pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
     let config = config::load(dir).map_err(|e| anyhow!("{e}"))?;
-    let prompts = load_prompts(&config.prompts.dir, &config.prompts.languages)
-        .map_err(|e| anyhow!("{e}"))?;
+    let prompts =
+        load_prompts(&config.prompts.dir, &config.prompts.languages).map_err(|e| anyhow!("{e}"))?;
     let mut ids = config.ivr.prompt_ids();
     ids.insert("goodbye".to_string());
     for lang in &config.prompts.languages {
@@ -92,7 +92,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .with_context(|| format!("opening database {}", redact_url(&url)))?;
     let closed = store.close_unfinished().await?;
     if closed > 0 {
-        tracing::warn!(calls = closed, "closed calls left unfinished by the last run as failed");
+        tracing::warn!(
+            calls = closed,
+            "closed calls left unfinished by the last run as failed"
+        );
     }
     let (records, writer) = store::spawn_writer(store.clone());
 
@@ -112,7 +115,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let advertised = config.sip.advertised_ip.unwrap_or_else(|| {
         if sip_addr.ip().is_unspecified() {
-            tracing::warn!("sip.advertised_ip not set and listening on all addresses: advertising 127.0.0.1");
+            tracing::warn!(
+                "sip.advertised_ip not set and listening on all addresses: advertising 127.0.0.1"
+            );
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         } else {
             sip_addr.ip()

@@ -1,14 +1,14 @@
 //! ccswitch: a call-centre switch. `engine` decides, the other modules move bytes and rows.
 
-// pub mod api; (integration)
-// pub mod app; (integration)
+pub mod api;
+pub mod app;
 pub mod clock;
 pub mod config;
-// pub mod control; (integration)
+pub mod control;
 pub mod engine;
 pub mod kpi;
 pub mod media;
-// pub mod net; (integration)
+pub mod net;
 pub mod proto;
 pub mod store;
 pub mod telemetry;

@@ -1,3 +1,191 @@
-fn main() {
-    // The CLI is wired in at integration.
+//! The `ccswitch` command line: parses arguments and environment, then hands over to `app`.
+
+use ccswitch::app::{self, RunOptions};
+use ccswitch::engine::Millis;
+use ccswitch::store::{report, Store};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ccswitch",
+    version,
+    about = "Call-centre switch: SIP, IVR, routing, honest metrics"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the switch.
+    Run {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        /// SIP listen address (UDP and TCP), overrides sip.listen.
+        #[arg(long)]
+        sip_listen: Option<SocketAddr>,
+        /// HTTP listen address, overrides http.listen.
+        #[arg(long)]
+        http_listen: Option<SocketAddr>,
+        /// Database URL (sqlite://... or postgres://...), overrides database.url.
+        #[arg(long, env = "CCSWITCH_DATABASE_URL")]
+        database: Option<String>,
+        /// RTP port range MIN-MAX, overrides rtp.port_min / rtp.port_max.
+        #[arg(long, value_parser = parse_port_range)]
+        rtp_ports: Option<(u16, u16)>,
+    },
+    /// Validate the config folder and the prompts offline.
+    CheckConfig {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+    },
+    /// Reports from the stored call records.
+    Report {
+        #[command(subcommand)]
+        what: ReportCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Calls with their per-call figures (METRICS.md).
+    Calls {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        #[arg(long, env = "CCSWITCH_DATABASE_URL")]
+        database: Option<String>,
+        /// Start (inclusive): RFC 3339 time, YYYY-MM-DD, or epoch milliseconds.
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Millis>,
+        /// End (exclusive), same forms as --since.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<Millis>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| "expected MIN-MAX, e.g. 20000-29999".to_string())?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("bad MIN: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("bad MAX: {e}"))?;
+    if lo >= hi || lo < 1024 {
+        return Err("MIN must be >= 1024 and below MAX".to_string());
+    }
+    Ok((lo, hi))
+}
+
+fn parse_time(s: &str) -> Result<Millis, String> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(Millis(ms));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(Millis(t.timestamp_millis().max(0) as u64));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).ok_or("bad date")?.and_utc();
+        return Ok(Millis(t.timestamp_millis().max(0) as u64));
+    }
+    Err(format!(
+        "`{s}` is not a time: use RFC 3339 (2026-11-22T08:00:00Z), YYYY-MM-DD, or epoch ms"
+    ))
+}
+
+fn main() -> ExitCode {
+    ccswitch::telemetry::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::CheckConfig { config } => check_config(config),
+        Cmd::Run {
+            config,
+            sip_listen,
+            http_listen,
+            database,
+            rtp_ports,
+        } => runtime().and_then(|rt| {
+            rt.block_on(app::run(RunOptions {
+                config_dir: config,
+                sip_listen,
+                http_listen,
+                database_url: database,
+                rtp_ports,
+            }))
+        }),
+        Cmd::Report {
+            what:
+                ReportCmd::Calls {
+                    config,
+                    database,
+                    since,
+                    until,
+                    format,
+                },
+        } => runtime()
+            .and_then(|rt| rt.block_on(report_calls(config, database, since, until, format))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccswitch: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn check_config(dir: PathBuf) -> anyhow::Result<()> {
+    let v = app::validate(&dir)?;
+    println!(
+        "{}: ok ({} IVR prompts, languages {}, answer after {} ring(s) of {} ms)",
+        dir.display(),
+        v.config.ivr.prompt_ids().len(),
+        v.config.prompts.languages.join(", "),
+        v.config.answer.answer_after_rings,
+        v.config.answer.ring_cycle_ms
+    );
+    Ok(())
+}
+
+async fn report_calls(
+    config_dir: PathBuf,
+    database: Option<String>,
+    since: Option<Millis>,
+    until: Option<Millis>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let url = match database {
+        Some(u) => u,
+        None => {
+            let cfg = ccswitch::config::load(&config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            cfg.database.url.clone()
+        }
+    };
+    let store = Store::open(&url).await?;
+    let rows = store.calls(since, until).await?;
+    let format = match format {
+        Format::Table => report::ReportFormat::Table,
+        Format::Csv => report::ReportFormat::Csv,
+        Format::Json => report::ReportFormat::Json,
+    };
+    print!("{}", report::render_calls(&rows, format));
+    Ok(())
 }

@@ -1,13 +1,13 @@
 //! The sans-IO core. Fed `(now, Input)`, it yields `Output`s; it never touches a socket, a
 //! clock, the database or an unseeded RNG. See DESIGN.md section 3.
 
-// pub mod call; (integration)
+pub mod call;
 pub mod deadlines;
 pub mod ivr;
 pub mod media;
 pub mod ports;
 pub mod record;
-// pub mod switch; (integration)
+pub mod switch;
 pub mod time;
 pub mod txn;
 
@@ -78,7 +78,7 @@ pub enum Output {
     Drained,
 }
 
-// pub use switch::{Engine, EngineConfig, EngineStats}; (integration)
+pub use switch::{Engine, EngineConfig, EngineStats};
 
 /// Masks a phone number for logs: all but the last four digits become `*`.
 pub fn mask_number(number: &str) -> String {

@@ -3,7 +3,7 @@
 //! Sans-IO: `handle_input(now, input)`, then `poll_output` until None, then sleep until
 //! `poll_timeout`.
 
-use super::call::{with_tag, Call, CallState, CallTimer, ALL_CALL_TIMERS};
+use super::call::{Call, CallState, CallTimer, ALL_CALL_TIMERS};
 use super::deadlines::DeadlineIndex;
 use super::ivr::{IvrAction, IvrGraph, IvrSession};
 use super::media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
@@ -12,9 +12,9 @@ use super::record::{EndedBy, IvrOutcome, Record};
 use super::time::Millis;
 use super::txn::{ClientMatch, ServerMatch, Transactions, TxnConfig, TxnKey, TxnOutput};
 use super::{mask_number, Command, Input, Output, Peer};
+use crate::proto::dtmf;
 use crate::proto::sdp::{self, Direction, Negotiated, SdpError};
 use crate::proto::sip::{self, Message, Method, Request, RequestOpts, Response, ResponseOpts};
-use crate::proto::dtmf;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -205,7 +205,8 @@ impl Engine {
     fn check_drained(&mut self) {
         if self.shutting_down && !self.drained && self.active_calls() == 0 {
             self.drained = true;
-            self.deadlines.cancel(ENGINE_OWNER, EngineTimer::ShutdownGrace);
+            self.deadlines
+                .cancel(ENGINE_OWNER, EngineTimer::ShutdownGrace);
             self.out.push_back(Output::Drained);
         }
     }
@@ -363,9 +364,14 @@ impl Engine {
             Method::Info => self.on_info(now, peer, key, req),
             Method::Options => self.on_options(now, peer, key, req),
             Method::Other(_) => self.reply(now, &key, &req, peer, 501, "Not Implemented"),
-            _ if req.to.tag.is_some() && self.dialog_of(&req).is_none() => {
-                self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist")
-            }
+            _ if req.to.tag.is_some() && self.dialog_of(&req).is_none() => self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            ),
             _ => self.reply(now, &key, &req, peer, 405, "Method Not Allowed"),
         }
     }
@@ -382,7 +388,14 @@ impl Engine {
 
     fn on_options(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         if req.to.tag.is_some() && self.dialog_of(&req).is_none() {
-            return self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            );
         }
         let to_tag = if req.to.tag.is_none() {
             Some(self.new_tag())
@@ -415,16 +428,36 @@ impl Engine {
         }
 
         if self.shutting_down {
-            return self.reject_call(now, peer, key, req, 503, "Service Unavailable", "rejected_shutdown");
+            return self.reject_call(
+                now,
+                peer,
+                key,
+                req,
+                503,
+                "Service Unavailable",
+                "rejected_shutdown",
+            );
         }
         if self.active_calls() >= self.cfg.max_calls {
-            return self.reject_call(now, peer, key, req, 503, "Service Unavailable", "rejected_busy");
+            return self.reject_call(
+                now,
+                peer,
+                key,
+                req,
+                503,
+                "Service Unavailable",
+                "rejected_busy",
+            );
         }
 
         let offer = if req.body.is_empty() {
             None
         } else {
-            let ct = req.content_type.as_deref().unwrap_or("").to_ascii_lowercase();
+            let ct = req
+                .content_type
+                .as_deref()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             if !ct.starts_with("application/sdp") {
                 let to_tag = self.new_tag();
                 let opts = ResponseOpts {
@@ -456,7 +489,15 @@ impl Engine {
         };
 
         let Some(rtp_port) = self.ports.allocate() else {
-            return self.reject_call(now, peer, key, req, 503, "Service Unavailable", "no_rtp_port");
+            return self.reject_call(
+                now,
+                peer,
+                key,
+                req,
+                503,
+                "Service Unavailable",
+                "no_rtp_port",
+            );
         };
 
         let call_key = self.next_call;
@@ -486,7 +527,15 @@ impl Engine {
         });
 
         // 100 at once stops the caller's INVITE retransmissions; 180 starts the ring.
-        self.respond(now, &key, &req, peer, 100, "Trying", ResponseOpts::default());
+        self.respond(
+            now,
+            &key,
+            &req,
+            peer,
+            100,
+            "Trying",
+            ResponseOpts::default(),
+        );
         let (codec, te) = match &offer {
             Some(n) => (n.codec, n.telephone_event_pt),
             None => (Codec::Pcmu, Some(101)),
@@ -631,7 +680,13 @@ impl Engine {
         let call = self.calls.get_mut(&call_key)?;
         call.sdp_version += 1;
         Some(match &call.remote_media {
-            Some(n) => sdp::answer(media_ip, call.rtp_port, call.sdp_session, call.sdp_version, n),
+            Some(n) => sdp::answer(
+                media_ip,
+                call.rtp_port,
+                call.sdp_session,
+                call.sdp_version,
+                n,
+            ),
             None => sdp::offer(media_ip, call.rtp_port, call.sdp_session, call.sdp_version),
         })
     }
@@ -769,8 +824,8 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
         };
-        let hold = matches!(n.direction, Direction::SendOnly | Direction::Inactive)
-            || n.remote.is_none();
+        let hold =
+            matches!(n.direction, Direction::SendOnly | Direction::Inactive) || n.remote.is_none();
         let send = !hold;
         let was_hold = call.on_hold;
         call.on_hold = hold;
@@ -793,13 +848,27 @@ impl Engine {
 
     fn on_reinvite(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         let Some(call_key) = self.dialog_of(&req) else {
-            return self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            );
         };
         let Some(call) = self.calls.get(&call_key) else {
             return;
         };
         if call.state != CallState::Answered {
-            return self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            );
         }
         if req.cseq <= call.remote_cseq {
             return self.reply(now, &key, &req, peer, 500, "CSeq Out Of Order");
@@ -835,7 +904,12 @@ impl Engine {
                 return;
             };
             call.awaiting_answer_in_ack = true;
-            sdp::offer(self.cfg.media_ip, call.rtp_port, call.sdp_session, call.sdp_version)
+            sdp::offer(
+                self.cfg.media_ip,
+                call.rtp_port,
+                call.sdp_session,
+                call.sdp_version,
+            )
         } else {
             body
         };
@@ -856,7 +930,14 @@ impl Engine {
             ..key.clone()
         };
         let Some(&call_key) = self.by_invite.get(&invite_key) else {
-            return self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            );
         };
         self.reply(now, &key, &req, peer, 200, "OK");
         let Some(call) = self.calls.get(&call_key) else {
@@ -881,7 +962,14 @@ impl Engine {
 
     fn on_bye(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         let Some(call_key) = self.dialog_of(&req) else {
-            return self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            );
         };
         self.reply(now, &key, &req, peer, 200, "OK");
         let Some(call) = self.calls.get(&call_key) else {
@@ -910,7 +998,14 @@ impl Engine {
 
     fn on_info(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         let Some(call_key) = self.dialog_of(&req) else {
-            return self.reply(now, &key, &req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply(
+                now,
+                &key,
+                &req,
+                peer,
+                481,
+                "Call/Transaction Does Not Exist",
+            );
         };
         if req.body.is_empty() {
             return self.reply(now, &key, &req, peer, 200, "OK");
@@ -989,7 +1084,9 @@ impl Engine {
                     self.end_call(now, call_key, EndedBy::System, &why, true);
                 }
             }
-            MediaEvent::Digit { digit, at, .. } => self.on_digit(at.min(now), call_key, digit, true),
+            MediaEvent::Digit { digit, at, .. } => {
+                self.on_digit(at.min(now), call_key, digit, true)
+            }
             MediaEvent::PlayFinished {
                 play_id,
                 interrupted,
@@ -1030,7 +1127,8 @@ impl Engine {
         if !from_rtp {
             if let Some((_, true)) = call.current_play {
                 let leg = call.leg;
-                self.out.push_back(Output::Media(MediaCommand::StopPlay { leg }));
+                self.out
+                    .push_back(Output::Media(MediaCommand::StopPlay { leg }));
             }
         }
         let Some(call) = self.calls.get_mut(&call_key) else {
@@ -1187,10 +1285,8 @@ impl Engine {
             reason: reason.to_string(),
             final_status,
         });
-        self.deadlines.cancel_owner(
-            call_key,
-            &ALL_CALL_TIMERS.map(EngineTimer::Call),
-        );
+        self.deadlines
+            .cancel_owner(call_key, &ALL_CALL_TIMERS.map(EngineTimer::Call));
         self.media(MediaCommand::Close { leg });
         self.by_leg.remove(&leg);
         self.ports.release(port);
@@ -1263,7 +1359,11 @@ impl Engine {
             return;
         }
         self.shutting_down = true;
-        tracing::info!(active = self.active_calls(), grace_ms, "shutting down: refusing new calls");
+        tracing::info!(
+            active = self.active_calls(),
+            grace_ms,
+            "shutting down: refusing new calls"
+        );
         self.deadlines
             .set(ENGINE_OWNER, EngineTimer::ShutdownGrace, now.plus(grace_ms));
         let keys: Vec<u64> = self.calls.keys().copied().collect();

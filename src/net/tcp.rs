@@ -22,11 +22,7 @@ pub struct Connections {
 
 impl Connections {
     pub fn send(&self, addr: SocketAddr, bytes: Bytes) {
-        let writer = self
-            .writers
-            .lock()
-            .ok()
-            .and_then(|w| w.get(&addr).cloned());
+        let writer = self.writers.lock().ok().and_then(|w| w.get(&addr).cloned());
         match writer {
             Some(tx) => {
                 if tx.try_send(bytes).is_err() {
@@ -58,7 +54,11 @@ impl Connections {
     }
 }
 
-pub fn spawn_listener(listener: TcpListener, conns: Connections, to_control: mpsc::Sender<Inbound>) {
+pub fn spawn_listener(
+    listener: TcpListener,
+    conns: Connections,
+    to_control: mpsc::Sender<Inbound>,
+) {
     tokio::spawn(async move {
         loop {
             match listener.accept().await {

@@ -1,0 +1,917 @@
+//! Whole-switch scenarios on virtual time: a simulated caller speaks raw SIP to the sans-IO
+//! engine, the clock jumps straight to the next deadline, and we check what the caller
+//! receives and what the engine records. Microseconds per "ring for 6 s" scenario.
+
+use bytes::Bytes;
+use ccswitch::engine::record::{EndedBy, IvrOutcome};
+use ccswitch::engine::txn::TxnConfig;
+use ccswitch::engine::{
+    Command, Engine, EngineConfig, Input, MediaCommand, MediaEvent, Millis, Output, Peer, Record,
+    Transport,
+};
+use std::net::SocketAddr;
+use std::path::Path;
+
+const START: Millis = Millis(1_790_000_000_000);
+const CALLER: &str = "127.0.0.1:5070";
+
+fn config(answer_after_rings: u8, max_calls: usize) -> EngineConfig {
+    let cfg = ccswitch::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+        .expect("shipped config loads");
+    EngineConfig {
+        sent_by: "127.0.0.1:5060".to_string(),
+        media_ip: "127.0.0.1".parse().unwrap(),
+        ring_cycle_ms: 6000,
+        answer_after_rings,
+        max_calls,
+        rtp_port_min: 30000,
+        rtp_port_max: 30099,
+        rtp_inactivity_ms: 30_000,
+        txn: TxnConfig {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        },
+        ivr: cfg.ivr.clone(),
+        default_language: "en".to_string(),
+        seed: 7,
+    }
+}
+
+struct Sim {
+    engine: Engine,
+    now: Millis,
+    peer: Peer,
+    /// Everything the caller received, as text, with the time it was sent.
+    sent: Vec<(Millis, String)>,
+    records: Vec<Record>,
+    media: Vec<MediaCommand>,
+    drained: bool,
+}
+
+impl Sim {
+    fn new(cfg: EngineConfig) -> Sim {
+        Self::with_transport(cfg, Transport::Udp)
+    }
+
+    fn with_transport(cfg: EngineConfig, transport: Transport) -> Sim {
+        Sim {
+            engine: Engine::new(cfg),
+            now: START,
+            peer: Peer {
+                transport,
+                addr: CALLER.parse::<SocketAddr>().unwrap(),
+            },
+            sent: vec![],
+            records: vec![],
+            media: vec![],
+            drained: false,
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.engine.handle_input(self.now, input);
+        while let Some(o) = self.engine.poll_output() {
+            match o {
+                Output::Transmit { bytes, .. } => self
+                    .sent
+                    .push((self.now, String::from_utf8_lossy(&bytes).to_string())),
+                Output::Persist(r) => self.records.push(r),
+                Output::Media(m) => self.media.push(m),
+                Output::Drained => self.drained = true,
+            }
+        }
+    }
+
+    fn sip(&mut self, text: &str) {
+        let peer = self.peer;
+        self.input(Input::Sip {
+            peer,
+            bytes: Bytes::from(text.replace('\n', "\r\n")),
+        });
+    }
+
+    fn media_event(&mut self, ev: MediaEvent) {
+        self.input(Input::Media(ev));
+    }
+
+    /// Jumps virtual time forward, firing every deadline on the way.
+    fn advance(&mut self, ms: u64) {
+        let target = self.now.plus(ms);
+        while let Some(t) = self.engine.poll_timeout() {
+            if t > target {
+                break;
+            }
+            self.now = t.max(self.now);
+            self.input(Input::Timeout);
+        }
+        self.now = target;
+    }
+
+    fn statuses(&self) -> Vec<u16> {
+        self.sent.iter().filter_map(|(_, m)| status_of(m)).collect()
+    }
+
+    fn last_response(&self, status: u16) -> Option<&(Millis, String)> {
+        self.sent
+            .iter()
+            .rev()
+            .find(|(_, m)| status_of(m) == Some(status))
+    }
+
+    fn to_tag(&self) -> String {
+        let (_, m) = self
+            .last_response(180)
+            .or(self.last_response(200))
+            .expect("a response with To tag");
+        header(m, "To")
+            .and_then(|to| {
+                to.split(";tag=")
+                    .nth(1)
+                    .map(|t| t.split(';').next().unwrap_or("").to_string())
+            })
+            .expect("to tag")
+    }
+
+    fn leg(&self) -> u64 {
+        self.media
+            .iter()
+            .find_map(|m| match m {
+                MediaCommand::Open { leg, .. } => Some(*leg),
+                _ => None,
+            })
+            .expect("a media leg")
+    }
+
+    /// The prompt ids of the latest Play command and its play id.
+    fn last_play(&self) -> Option<(u64, Vec<String>)> {
+        self.media.iter().rev().find_map(|m| match m {
+            MediaCommand::Play {
+                play_id, prompts, ..
+            } => Some((*play_id, prompts.iter().map(|p| p.id.clone()).collect())),
+            _ => None,
+        })
+    }
+
+    /// Lets the latest prompt finish playing after `ms`.
+    fn finish_play(&mut self, ms: u64) {
+        self.advance(ms);
+        let (play_id, _) = self.last_play().expect("something playing");
+        let leg = self.leg();
+        self.media_event(MediaEvent::PlayFinished {
+            leg,
+            play_id,
+            interrupted: false,
+        });
+    }
+
+    fn digit(&mut self, d: char) {
+        let leg = self.leg();
+        let at = self.now;
+        self.media_event(MediaEvent::Digit { leg, digit: d, at });
+    }
+
+    fn ended(&self) -> Option<(EndedBy, String, u16)> {
+        self.records.iter().find_map(|r| match r {
+            Record::CallEnded {
+                ended_by,
+                reason,
+                final_status,
+                ..
+            } => Some((*ended_by, reason.clone(), *final_status)),
+            _ => None,
+        })
+    }
+
+    fn outcome(&self) -> Option<IvrOutcome> {
+        self.records.iter().find_map(|r| match r {
+            Record::IvrLeft { outcome, .. } => Some(*outcome),
+            _ => None,
+        })
+    }
+}
+
+fn status_of(m: &str) -> Option<u16> {
+    m.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+}
+
+fn header<'a>(m: &'a str, name: &str) -> Option<&'a str> {
+    m.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+const SDP_OFFER: &str = "v=0
+o=caller 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 40000 RTP/AVP 0 8 101
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=sendrecv
+";
+
+fn invite(call_id: &str, branch: &str, body: &str) -> String {
+    let body = body.replace('\n', "\r\n");
+    let mut m = format!(
+        "INVITE sip:8000@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch};rport
+Max-Forwards: 70
+From: \"Alice\" <sip:+8613812345678@127.0.0.1>;tag=caller1
+To: <sip:8000@127.0.0.1>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:alice@127.0.0.1:5070>
+"
+    );
+    if body.is_empty() {
+        m.push_str("Content-Length: 0\n\n");
+        m
+    } else {
+        m.push_str(&format!(
+            "Content-Type: application/sdp\nContent-Length: {}\n\n",
+            body.len()
+        ));
+        m.replace('\n', "\r\n") + &body
+    }
+}
+
+fn in_dialog(
+    method: &str,
+    call_id: &str,
+    branch: &str,
+    to_tag: &str,
+    cseq: u32,
+    extra: &str,
+    body: &str,
+) -> String {
+    let body = body.replace('\n', "\r\n");
+    format!(
+        "{method} sip:8000@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch};rport
+Max-Forwards: 70
+From: \"Alice\" <sip:+8613812345678@127.0.0.1>;tag=caller1
+To: <sip:8000@127.0.0.1>;tag={to_tag}
+Call-ID: {call_id}
+CSeq: {cseq} {cseq_method}
+{extra}Content-Length: {len}
+
+",
+        cseq_method = if method == "ACK" {
+            "INVITE".to_string()
+        } else if method == "REINVITE" {
+            "INVITE".to_string()
+        } else {
+            method.to_string()
+        },
+        len = body.len()
+    )
+    .replace("REINVITE sip", "INVITE sip")
+    .replace('\n', "\r\n")
+        + &body
+}
+
+/// Calls in, waits for the answer, ACKs it. Returns the To tag.
+fn answered_call(sim: &mut Sim) -> String {
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+    sim.advance(6000);
+    assert!(
+        sim.statuses().contains(&200),
+        "answered: {:?}",
+        sim.statuses()
+    );
+    let tag = sim.to_tag();
+    sim.sip(&in_dialog("ACK", "c1", "z9hG4bKack1", &tag, 1, "", ""));
+    tag
+}
+
+#[test]
+fn answers_after_the_configured_rings_with_100_and_180_at_once() {
+    for rings in 0..=3u8 {
+        let mut sim = Sim::new(config(rings, 10));
+        sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+        let early: Vec<u16> = sim
+            .sent
+            .iter()
+            .filter(|(t, _)| *t == START)
+            .filter_map(|(_, m)| status_of(m))
+            .collect();
+        assert_eq!(&early[..2], &[100, 180], "rings={rings}");
+        sim.advance(30_000);
+        let (at, ok) = sim.last_response(200).expect("200 OK").clone();
+        assert_eq!(
+            at.since(START),
+            u64::from(rings) * 6000,
+            "answered after {rings} rings"
+        );
+        assert!(ok.contains("m=audio"), "200 carries the SDP answer");
+        assert!(ok.contains("a=rtpmap:0 PCMU/8000") || ok.contains("RTP/AVP 0"));
+        let within = sim.records.iter().find_map(|r| match r {
+            Record::CallAnswered {
+                within_three_rings, ..
+            } => Some(*within_three_rings),
+            _ => None,
+        });
+        assert_eq!(within, Some(true));
+    }
+}
+
+#[test]
+fn records_the_timeline_in_order() {
+    let mut sim = Sim::new(config(1, 10));
+    answered_call(&mut sim);
+    let kinds: Vec<&str> = sim
+        .records
+        .iter()
+        .map(|r| match r {
+            Record::CallStarted { .. } => "started",
+            Record::CallRinging { .. } => "ringing",
+            Record::CallAnswered { .. } => "answered",
+            Record::IvrStep { .. } => "step",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(&kinds[..4], &["started", "ringing", "answered", "step"]);
+    match &sim.records[0] {
+        Record::CallStarted {
+            caller,
+            dialled,
+            arrived_at,
+            transport,
+            ..
+        } => {
+            assert_eq!(caller, "+8613812345678");
+            assert_eq!(dialled, "8000");
+            assert_eq!(*arrived_at, START);
+            assert_eq!(transport, "udp");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn retransmits_2xx_until_ack_then_byes_after_64_t1() {
+    let mut sim = Sim::new(config(0, 10));
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+    sim.advance(40_000);
+    let oks: Vec<u64> = sim
+        .sent
+        .iter()
+        .filter(|(_, m)| status_of(m) == Some(200))
+        .map(|(t, _)| t.since(START))
+        .collect();
+    // T1 doubling, capped at T2: 0, 0.5, 1.5, 3.5, 7.5, 11.5, ...
+    assert_eq!(&oks[..5], &[0, 500, 1500, 3500, 7500]);
+    assert!(oks.iter().all(|t| *t < 32_000));
+    let bye = sim
+        .sent
+        .iter()
+        .find(|(_, m)| m.starts_with("BYE "))
+        .expect("BYE after ACK timeout");
+    assert_eq!(bye.0.since(START), 32_000);
+    assert_eq!(sim.ended().map(|e| e.1), Some("ack_timeout".to_string()));
+}
+
+#[test]
+fn ack_stops_2xx_retransmission() {
+    let mut sim = Sim::new(config(0, 10));
+    answered_call(&mut sim);
+    let before = sim.statuses().iter().filter(|s| **s == 200).count();
+    sim.advance(10_000);
+    let after = sim.statuses().iter().filter(|s| **s == 200).count();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn cancel_before_answer_gets_200_and_487() {
+    let mut sim = Sim::new(config(2, 10));
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+    sim.advance(3000);
+    sim.sip(
+        &"CANCEL sip:8000@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKinv1;rport
+Max-Forwards: 70
+From: \"Alice\" <sip:+8613812345678@127.0.0.1>;tag=caller1
+To: <sip:8000@127.0.0.1>
+Call-ID: c1
+CSeq: 1 CANCEL
+Content-Length: 0
+
+"
+        .to_string(),
+    );
+    let st = sim.statuses();
+    assert!(st.contains(&487), "{st:?}");
+    assert!(
+        st.iter().filter(|s| **s == 200).count() == 1,
+        "200 to CANCEL only: {st:?}"
+    );
+    assert_eq!(
+        sim.ended(),
+        Some((EndedBy::Caller, "cancel".to_string(), 487))
+    );
+    sim.advance(20_000);
+    assert!(!sim.statuses().iter().any(|s| *s == 200 && false));
+    // no 200 to the INVITE ever
+    assert!(!sim
+        .sent
+        .iter()
+        .any(|(_, m)| status_of(m) == Some(200) && m.contains("CSeq: 1 INVITE")));
+    assert!(sim
+        .media
+        .iter()
+        .any(|m| matches!(m, MediaCommand::Close { .. })));
+}
+
+#[test]
+fn caller_bye_ends_call_and_marks_abandoned_in_ivr() {
+    let mut sim = Sim::new(config(0, 10));
+    let tag = answered_call(&mut sim);
+    sim.sip(&in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""));
+    assert_eq!(sim.statuses().last(), Some(&200));
+    assert_eq!(sim.ended(), Some((EndedBy::Caller, "bye".to_string(), 200)));
+    assert_eq!(sim.outcome(), Some(IvrOutcome::AbandonedInIvr));
+    assert_eq!(sim.engine.active_calls(), 0);
+    // A retransmitted BYE is answered again by its transaction, not 481.
+    sim.sip(&in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""));
+    assert_eq!(sim.statuses().last(), Some(&200));
+    // A new request in the dead dialog gets 481.
+    sim.sip(&in_dialog("BYE", "c1", "z9hG4bKbye2", &tag, 3, "", ""));
+    assert_eq!(sim.statuses().last(), Some(&481));
+}
+
+#[test]
+fn options_unknown_methods_max_forwards_and_malformed() {
+    let mut sim = Sim::new(config(0, 10));
+    sim.sip(
+        "OPTIONS sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKopt1
+Max-Forwards: 70
+From: <sip:probe@127.0.0.1>;tag=p1
+To: <sip:127.0.0.1>
+Call-ID: o1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+",
+    );
+    let (_, ok) = sim.last_response(200).expect("200 to OPTIONS").clone();
+    assert!(header(&ok, "Allow").is_some_and(|a| a.contains("INVITE") && a.contains("INFO")));
+
+    sim.sip(
+        "FOO sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKfoo1
+Max-Forwards: 70
+From: <sip:probe@127.0.0.1>;tag=p1
+To: <sip:127.0.0.1>
+Call-ID: f1
+CSeq: 1 FOO
+Content-Length: 0
+
+",
+    );
+    assert_eq!(sim.statuses().last(), Some(&501));
+
+    sim.sip(
+        "OPTIONS sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKmf0
+Max-Forwards: 0
+From: <sip:probe@127.0.0.1>;tag=p1
+To: <sip:127.0.0.1>
+Call-ID: m1
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+",
+    );
+    assert_eq!(sim.statuses().last(), Some(&483));
+
+    // CSeq is not a number: 400 naming the fault.
+    sim.sip(
+        "OPTIONS sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbad1
+Max-Forwards: 70
+From: <sip:probe@127.0.0.1>;tag=p1
+To: <sip:127.0.0.1>
+Call-ID: b1
+CSeq: abc OPTIONS
+Content-Length: 0
+
+",
+    );
+    let (_, bad) = sim.sent.last().unwrap().clone();
+    assert_eq!(status_of(&bad), Some(400), "{bad}");
+    assert!(
+        bad.lines().next().unwrap().len() > "SIP/2.0 400 ".len(),
+        "reason phrase names the fault"
+    );
+
+    // Garbage: dropped and counted, no panic.
+    let before = sim.sent.len();
+    sim.input(Input::Sip {
+        peer: sim.peer,
+        bytes: Bytes::from_static(b"\x00\x01garbage\xff"),
+    });
+    assert_eq!(sim.sent.len(), before);
+    assert!(sim.engine.stats().malformed >= 2);
+}
+
+#[test]
+fn retransmitted_invite_is_absorbed_by_resending_the_last_response() {
+    let mut sim = Sim::new(config(2, 10));
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+    let n = sim.sent.len();
+    sim.advance(500);
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+    assert_eq!(sim.sent.len(), n + 1);
+    assert_eq!(status_of(&sim.sent.last().unwrap().1), Some(180));
+    assert_eq!(
+        sim.records
+            .iter()
+            .filter(|r| matches!(r, Record::CallStarted { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn refuses_with_503_over_capacity_and_never_leaves_a_caller_ringing() {
+    let mut sim = Sim::new(config(1, 1));
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+    sim.sip(&invite("c2", "z9hG4bKinv2", SDP_OFFER).replace("tag=caller1", "tag=caller2"));
+    let (_, busy) = sim.last_response(503).expect("503").clone();
+    assert!(header(&busy, "Retry-After").is_some());
+    assert!(sim.records.iter().any(|r| matches!(r, Record::CallEnded { reason, final_status: 503, .. } if reason == "rejected_busy")));
+}
+
+#[test]
+fn no_common_codec_gets_488() {
+    let mut sim = Sim::new(config(1, 10));
+    let g729 = SDP_OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 18").replace(
+        "a=rtpmap:101 telephone-event/8000\n",
+        "a=rtpmap:18 G729/8000\n",
+    );
+    sim.sip(&invite("c1", "z9hG4bKinv1", &g729));
+    assert_eq!(sim.statuses().last(), Some(&488));
+}
+
+#[test]
+fn offerless_invite_puts_the_offer_in_the_200_and_takes_the_answer_from_the_ack() {
+    let mut sim = Sim::new(config(0, 10));
+    sim.sip(&invite("c1", "z9hG4bKinv1", ""));
+    let (_, ok) = sim.last_response(200).expect("200").clone();
+    assert!(ok.contains("telephone-event"), "our offer: {ok}");
+    let tag = sim.to_tag();
+    let answer = SDP_OFFER.replace("RTP/AVP 0 8 101", "RTP/AVP 8 101");
+    sim.sip(&in_dialog(
+        "ACK",
+        "c1",
+        "z9hG4bKack1",
+        &tag,
+        1,
+        "Content-Type: application/sdp\n",
+        &answer,
+    ));
+    let update = sim.media.iter().find_map(|m| match m {
+        MediaCommand::Update { codec, remote, .. } => Some((*codec, *remote)),
+        _ => None,
+    });
+    let (codec, remote) = update.expect("media updated from the ACK's answer");
+    assert_eq!(codec, ccswitch::engine::Codec::Pcma);
+    assert_eq!(remote, Some("127.0.0.1:40000".parse().unwrap()));
+}
+
+#[test]
+fn reinvite_hold_and_unhold_are_recorded() {
+    let mut sim = Sim::new(config(0, 10));
+    let tag = answered_call(&mut sim);
+    let hold = SDP_OFFER
+        .replace("a=sendrecv", "a=sendonly")
+        .replace("o=caller 1 1", "o=caller 1 2");
+    sim.sip(&in_dialog(
+        "REINVITE",
+        "c1",
+        "z9hG4bKre1",
+        &tag,
+        2,
+        "Content-Type: application/sdp\n",
+        &hold,
+    ));
+    let (_, ok) = sim.last_response(200).unwrap().clone();
+    assert!(
+        ok.contains("a=recvonly"),
+        "we answer recvonly to sendonly: {ok}"
+    );
+    sim.sip(&in_dialog("ACK", "c1", "z9hG4bKack2", &tag, 2, "", ""));
+    let unhold = SDP_OFFER.replace("o=caller 1 1", "o=caller 1 3");
+    sim.sip(&in_dialog(
+        "REINVITE",
+        "c1",
+        "z9hG4bKre2",
+        &tag,
+        3,
+        "Content-Type: application/sdp\n",
+        &unhold,
+    ));
+    sim.sip(&in_dialog("ACK", "c1", "z9hG4bKack3", &tag, 3, "", ""));
+    let holds: Vec<&str> = sim
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::HoldStarted { .. } => Some("start"),
+            Record::HoldEnded { .. } => Some("end"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(holds, vec!["start", "end"]);
+    assert!(sim
+        .media
+        .iter()
+        .any(|m| matches!(m, MediaCommand::Update { send: false, .. })));
+}
+
+#[test]
+fn rtp_inactivity_ends_the_call_with_bye() {
+    let mut sim = Sim::new(config(0, 10));
+    answered_call(&mut sim);
+    let leg = sim.leg();
+    let at = sim.now;
+    sim.media_event(MediaEvent::Inactive { leg, at });
+    assert!(sim.sent.iter().any(|(_, m)| m.starts_with("BYE ")));
+    assert_eq!(
+        sim.ended().map(|e| (e.0, e.1)),
+        Some((EndedBy::System, "rtp_timeout".to_string()))
+    );
+    assert_eq!(sim.outcome(), Some(IvrOutcome::AbandonedInIvr));
+}
+
+/// Walks the shipped IVR to the opening-hours answer with digits from `press`.
+fn walk_to_opening_hours(sim: &mut Sim, press: &mut dyn FnMut(&mut Sim, char)) {
+    let mut guard = 0;
+    loop {
+        guard += 1;
+        assert!(
+            guard < 30,
+            "IVR never reached opening_hours: {:?}",
+            sim.records
+        );
+        let Some((_, prompts)) = sim.last_play() else {
+            panic!("nothing played")
+        };
+        if prompts.iter().any(|p| p == "opening_hours") {
+            return;
+        }
+        if prompts.iter().any(|p| p == "language_choice") {
+            press(sim, '1');
+        } else if prompts.iter().any(|p| p == "main_menu") {
+            press(sim, '1');
+        } else {
+            sim.finish_play(2000);
+        }
+    }
+}
+
+#[test]
+fn ivr_self_service_by_rfc4733_digits_ends_self_served() {
+    let mut sim = Sim::new(config(0, 10));
+    let tag = answered_call(&mut sim);
+    assert_eq!(sim.last_play().unwrap().1, vec!["greeting".to_string()]);
+    walk_to_opening_hours(&mut sim, &mut |s, d| {
+        s.advance(300);
+        s.digit(d)
+    });
+    sim.finish_play(3000);
+    sim.sip(&in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""));
+    assert_eq!(sim.outcome(), Some(IvrOutcome::SelfServed));
+    let digits: Vec<String> = sim
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::IvrStep {
+                digits: Some(d), ..
+            } => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        digits.iter().any(|d| d == "1"),
+        "digits recorded: {digits:?}"
+    );
+}
+
+#[test]
+fn ivr_digits_by_sip_info_take_the_same_path() {
+    let mut sim = Sim::new(config(0, 10));
+    let tag = answered_call(&mut sim);
+    let mut cseq = 2;
+    walk_to_opening_hours(&mut sim, &mut |s, d| {
+        s.advance(300);
+        let body = format!("Signal={d}\nDuration=160\n");
+        let branch = format!("z9hG4bKinfo{cseq}");
+        s.sip(&in_dialog(
+            "INFO",
+            "c1",
+            &branch,
+            &tag,
+            cseq,
+            "Content-Type: application/dtmf-relay\n",
+            &body,
+        ));
+        assert_eq!(s.statuses().last(), Some(&200));
+        cseq += 1;
+    });
+    assert!(sim
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::IvrStep { digits: Some(d), .. } if d == "1")));
+}
+
+#[test]
+fn ivr_no_input_eventually_hangs_up_with_bye() {
+    let mut sim = Sim::new(config(0, 10));
+    answered_call(&mut sim);
+    // Never press anything; let every prompt finish and every timeout run.
+    for _ in 0..40 {
+        if sim.ended().is_some() {
+            break;
+        }
+        sim.finish_play(1000);
+        sim.advance(10_000);
+    }
+    let (by, _, _) = sim.ended().expect("the IVR gave up and hung up");
+    assert_eq!(by, EndedBy::System);
+    assert!(sim.sent.iter().any(|(_, m)| m.starts_with("BYE ")));
+    // The goodbye prompt was played before the BYE.
+    assert!(sim.media.iter().any(|m| matches!(m, MediaCommand::Play { prompts, .. } if prompts.iter().any(|p| p.id == "goodbye"))));
+}
+
+#[test]
+fn shutdown_refuses_new_calls_says_goodbye_and_drains() {
+    let mut sim = Sim::new(config(0, 10));
+    answered_call(&mut sim);
+    sim.input(Input::Command(Command::Shutdown { grace_ms: 5000 }));
+    let (goodbye, prompts) = sim.last_play().unwrap();
+    assert_eq!(prompts, vec!["goodbye".to_string()]);
+    sim.sip(&invite("c2", "z9hG4bKinv2", SDP_OFFER).replace("tag=caller1", "tag=caller2"));
+    assert_eq!(sim.statuses().last(), Some(&503));
+    let leg = sim.leg();
+    sim.advance(1500);
+    sim.media_event(MediaEvent::PlayFinished {
+        leg,
+        play_id: goodbye,
+        interrupted: false,
+    });
+    assert!(sim.sent.iter().any(|(_, m)| m.starts_with("BYE ")));
+    assert!(sim.drained);
+}
+
+#[test]
+fn shutdown_grace_hangs_up_even_if_goodbye_never_ends() {
+    let mut sim = Sim::new(config(0, 10));
+    answered_call(&mut sim);
+    sim.input(Input::Command(Command::Shutdown { grace_ms: 3000 }));
+    sim.advance(3000);
+    assert!(sim.sent.iter().any(|(_, m)| m.starts_with("BYE ")));
+    assert!(sim.drained);
+}
+
+#[test]
+fn tcp_calls_skip_retransmission_timers() {
+    let mut sim = Sim::with_transport(config(0, 10), Transport::Tcp);
+    sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER).replace("SIP/2.0/UDP", "SIP/2.0/TCP"));
+    sim.advance(20_000);
+    assert_eq!(sim.statuses().iter().filter(|s| **s == 200).count(), 1);
+}
+
+#[test]
+fn many_calls_leave_nothing_behind() {
+    let mut sim = Sim::new(config(0, 1000));
+    for i in 0..200 {
+        let inv = invite(&format!("c{i}"), &format!("z9hG4bKi{i}"), SDP_OFFER)
+            .replace("tag=caller1", &format!("tag=t{i}"));
+        sim.sip(&inv);
+    }
+    assert_eq!(sim.engine.active_calls(), 200);
+    for i in 0..200 {
+        let tag = sim
+            .sent
+            .iter()
+            .find(|(_, m)| status_of(m) == Some(200) && m.contains(&format!("Call-ID: c{i}\r")))
+            .and_then(|(_, m)| header(m, "To"))
+            .and_then(|t| t.split(";tag=").nth(1))
+            .unwrap()
+            .to_string();
+        let ack = in_dialog(
+            "ACK",
+            &format!("c{i}"),
+            &format!("z9hG4bKa{i}"),
+            &tag,
+            1,
+            "",
+            "",
+        )
+        .replace("tag=caller1", &format!("tag=t{i}"));
+        sim.sip(&ack);
+        let bye = in_dialog(
+            "BYE",
+            &format!("c{i}"),
+            &format!("z9hG4bKb{i}"),
+            &tag,
+            2,
+            "",
+            "",
+        )
+        .replace("tag=caller1", &format!("tag=t{i}"));
+        sim.sip(&bye);
+    }
+    assert_eq!(sim.engine.active_calls(), 0);
+    sim.advance(120_000);
+    assert_eq!(
+        sim.engine.pending_transactions(),
+        0,
+        "every transaction terminated"
+    );
+    assert_eq!(sim.engine.poll_timeout(), None, "no timer left");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_messages() -> Vec<String> {
+        vec![
+            invite("p1", "z9hG4bKp1", SDP_OFFER),
+            invite("p2", "z9hG4bKp2", ""),
+            in_dialog("BYE", "p1", "z9hG4bKpb", "x", 2, "", ""),
+            in_dialog(
+                "INFO",
+                "p1",
+                "z9hG4bKpi",
+                "x",
+                3,
+                "Content-Type: application/dtmf\n",
+                "5",
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..600), 1..8)) {
+            let mut sim = Sim::new(config(0, 10));
+            for m in msgs {
+                let peer = sim.peer;
+                sim.input(Input::Sip { peer, bytes: Bytes::from(m) });
+                sim.advance(100);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_messages_never_panic(which in 0usize..4, pos in 0usize..2000, byte in any::<u8>(), cut in 0usize..2000) {
+            let mut sim = Sim::new(config(0, 10));
+            let mut m = valid_messages()[which].clone().into_bytes();
+            if !m.is_empty() {
+                let p = pos % m.len();
+                m[p] = byte;
+                m.truncate(cut.max(p + 1).min(m.len()));
+            }
+            let peer = sim.peer;
+            sim.input(Input::Sip { peer, bytes: Bytes::from(m) });
+            sim.advance(60_000);
+        }
+
+        /// Whatever the caller does, every call that started ends, and nothing is left behind.
+        #[test]
+        fn every_call_ends_and_nothing_leaks(actions in prop::collection::vec((0u8..6, 0u64..8000), 1..25)) {
+            let mut sim = Sim::new(config(1, 10));
+            sim.sip(&invite("c1", "z9hG4bKinv1", SDP_OFFER));
+            let mut cseq = 2;
+            for (action, wait) in actions {
+                sim.advance(wait);
+                let tag = sim.last_response(180).map(|_| sim.to_tag()).unwrap_or_default();
+                match action {
+                    0 => sim.sip(&in_dialog("ACK", "c1", "z9hG4bKack1", &tag, 1, "", "")),
+                    1 => { let b = format!("z9hG4bKbye{cseq}"); sim.sip(&in_dialog("BYE", "c1", &b, &tag, cseq, "", "")); }
+                    2 => sim.sip(&"CANCEL sip:8000@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKinv1;rport\nMax-Forwards: 70\nFrom: \"Alice\" <sip:+8613812345678@127.0.0.1>;tag=caller1\nTo: <sip:8000@127.0.0.1>\nCall-ID: c1\nCSeq: 1 CANCEL\nContent-Length: 0\n\n".to_string()),
+                    3 => { if sim.media.iter().any(|m| matches!(m, MediaCommand::Open { .. })) { sim.digit('1') } }
+                    4 => { if sim.last_play().is_some() { sim.finish_play(10) } }
+                    _ => { let b = format!("z9hG4bKinfo{cseq}"); sim.sip(&in_dialog("INFO", "c1", &b, &tag, cseq, "Content-Type: application/dtmf\n", "2")); }
+                }
+                cseq += 1;
+            }
+            // Hang up if still up, then let every timer run out.
+            let tag = sim.last_response(180).map(|_| sim.to_tag()).unwrap_or_default();
+            sim.sip(&in_dialog("BYE", "c1", "z9hG4bKfinal", &tag, 1000, "", ""));
+            sim.advance(200_000);
+            let started = sim.records.iter().filter(|r| matches!(r, Record::CallStarted { .. })).count();
+            let ended = sim.records.iter().filter(|r| matches!(r, Record::CallEnded { .. })).count();
+            prop_assert_eq!(started, ended);
+            prop_assert_eq!(sim.engine.active_calls(), 0);
+            prop_assert_eq!(sim.engine.poll_timeout(), None);
+        }
+    }
+}

@@ -38,7 +38,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "ccswitch_rtp_packets_received_total",
         "RTP packets received"
     );
-    metrics::describe_counter!("ccswitch_calls_started_total", "calls that reached the switch");
+    metrics::describe_counter!(
+        "ccswitch_calls_started_total",
+        "calls that reached the switch"
+    );
     metrics::describe_counter!(
         "ccswitch_calls_rejected_total",
         "calls refused at once (capacity, shutdown, codec)"

@@ -495,3 +495,15 @@ mod random_walks {
         }
     }
 }
+
+#[test]
+fn a_digit_pressed_during_the_closed_notice_answers_the_main_menu() {
+    let mut sim = Sim::start("anything", shanghai(2026, 11, 29, 11, 0)); // Sunday: closed
+    sim.hear(4000);
+    sim.press("1"); // English
+    assert_eq!(sim.current_prompt_ids(), vec!["closed"]);
+    sim.press("1"); // typed ahead: opening hours
+    assert!(sim.has_step("closed", Some("1"), Some("skipped")));
+    assert!(sim.has_step("main_menu", Some("1"), None));
+    assert_eq!(sim.current_prompt_ids(), vec!["hours"]);
+}

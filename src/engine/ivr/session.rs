@@ -162,6 +162,11 @@ impl IvrSession {
                 self.step(now, Some(digit.to_string()), Some("skipped"));
                 self.resolved |= resolves;
                 self.enter(now, next);
+                // Type-ahead: a caller who knows the menu presses its digit during the
+                // information before it; the digit answers the menu instead of being lost.
+                if matches!(self.state, State::Input { .. }) {
+                    self.on_digit(now, digit);
+                }
             }
             State::Goodbye | State::Done => {}
         }

@@ -48,6 +48,9 @@ pub struct Negotiated {
     pub remote: Option<SocketAddr>,
     pub direction: Direction,
     pub ptime: u32,
+    /// The offer's m-lines in order (RFC 3264 6: the answer has as many): `None` is the
+    /// audio stream we took, `Some(line)` a stream we refuse, already written with port 0.
+    pub m_lines: Vec<Option<String>>,
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -134,6 +137,19 @@ pub fn negotiate(s: &Sdp) -> Result<Negotiated, SdpError> {
         .find(|m| m.media_name.port.value != 0)
         .or_else(|| audio.first())
         .ok_or(SdpError::NoAudio)?;
+    let m_lines = sd
+        .media_descriptions
+        .iter()
+        .map(|other| {
+            if std::ptr::eq(other, m) {
+                None
+            } else {
+                let n = &other.media_name;
+                let fmt = n.formats.first().map(String::as_str).unwrap_or("0");
+                Some(format!("m={} 0 {} {fmt}", n.media, n.protos.join("/")))
+            }
+        })
+        .collect();
     if !is_rtp_avp(m) {
         // RTP/SAVP, UDP/TLS/RTP/SAVPF...: we have no SRTP.
         return Err(SdpError::NoCommonCodec);
@@ -205,6 +221,7 @@ pub fn negotiate(s: &Sdp) -> Result<Negotiated, SdpError> {
         remote,
         direction,
         ptime,
+        m_lines,
     })
 }
 
@@ -226,6 +243,10 @@ fn rtpmap_line(out: &mut String, codec: Codec) {
 pub fn answer(ip: IpAddr, port: u16, session_id: u64, version: u64, n: &Negotiated) -> Bytes {
     let mut out = String::with_capacity(256);
     session_head(&mut out, ip, session_id, version);
+    let ours = n.m_lines.iter().position(Option::is_none).unwrap_or(0);
+    for line in n.m_lines[..ours].iter().flatten() {
+        let _ = write!(out, "{line}\r\n");
+    }
     let _ = write!(out, "m=audio {port} RTP/AVP {}", n.codec.payload_type());
     if let Some(te) = n.telephone_event_pt {
         let _ = write!(out, " {te}");
@@ -243,6 +264,9 @@ pub fn answer(ip: IpAddr, port: u16, session_id: u64, version: u64, n: &Negotiat
         "a=ptime:20\r\na={}\r\n",
         n.direction.answered().attribute()
     );
+    for line in n.m_lines.iter().skip(ours + 1).flatten() {
+        let _ = write!(out, "{line}\r\n");
+    }
     Bytes::from(out)
 }
 
@@ -432,6 +456,23 @@ a=sendrecv
     }
 
     #[test]
+    fn answer_keeps_the_offers_m_lines_and_refuses_video_with_port_0() {
+        let offer = "v=0\r\no=a 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n\
+m=video 9078 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n\
+m=audio 7078 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let n = negotiate(&parse(offer.as_bytes()).unwrap()).unwrap();
+        assert_eq!(n.codec, Codec::Pcma);
+        let a = answer("10.1.1.1".parse().unwrap(), 30000, 7, 2, &n);
+        let a = std::str::from_utf8(&a).unwrap();
+        let m: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(
+            m,
+            vec!["m=video 0 RTP/AVP 96", "m=audio 30000 RTP/AVP 8 101"]
+        );
+        assert!(parse(a.as_bytes()).is_ok());
+    }
+
+    #[test]
     fn offer_parses_back() {
         let o = offer("10.1.1.1".parse().unwrap(), 30000, 7, 2);
         let n = negotiate(&parse(&o).unwrap()).unwrap();
@@ -443,6 +484,7 @@ a=sendrecv
                 remote: Some("10.1.1.1:30000".parse().unwrap()),
                 direction: Direction::SendRecv,
                 ptime: 20,
+                m_lines: vec![None],
             }
         );
         let o6 = offer("2001:db8::1".parse().unwrap(), 30000, 7, 2);

@@ -82,6 +82,8 @@ pub struct Call {
     /// The goodbye prompt played before the system hangs up.
     pub goodbye_play: Option<u64>,
     pub bye_key: Option<TxnKey>,
+    /// Every log line about this call is emitted inside this span.
+    pub span: tracing::Span,
 }
 
 impl Call {

@@ -356,6 +356,18 @@ impl Engine {
             }
         }
 
+        let span = self
+            .dialog_of(&req)
+            .or_else(|| {
+                let invite_key = TxnKey {
+                    method: "INVITE".to_string(),
+                    ..key.clone()
+                };
+                self.by_invite.get(&invite_key).copied()
+            })
+            .and_then(|k| self.calls.get(&k))
+            .map(|c| c.span.clone());
+        let _entered = span.as_ref().map(|s| s.enter());
         match req.method {
             Method::Invite if req.to.tag.is_none() => self.on_new_invite(now, peer, key, req),
             Method::Invite => self.on_reinvite(now, peer, key, req),
@@ -512,7 +524,9 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| req.from.uri.clone());
         let dialled = req.uri_user.clone().unwrap_or_default();
-        tracing::info!(call = %call_id, caller = %mask_number(&caller), dialled = %dialled,
+        let span = tracing::info_span!("call", id = %call_id);
+        let _entered = span.enter();
+        tracing::info!(caller = %mask_number(&caller), dialled = %dialled,
             transport = peer.transport.as_str(), "call arrived");
 
         self.stats.calls_started += 1;
@@ -603,6 +617,7 @@ impl Engine {
             on_hold: false,
             goodbye_play: None,
             bye_key: None,
+            span: span.clone(),
             invite: req,
         };
         self.by_dialog.insert(dialog, call_key);
@@ -755,6 +770,8 @@ impl Engine {
     }
 
     fn on_call_timer(&mut self, now: Millis, call_key: u64, timer: CallTimer) {
+        let span = self.calls.get(&call_key).map(|c| c.span.clone());
+        let _entered = span.as_ref().map(|s| s.enter());
         match timer {
             CallTimer::Answer => self.answer(now, call_key),
             CallTimer::Retransmit2xx => {
@@ -1058,6 +1075,8 @@ impl Engine {
         let Some(&call_key) = self.by_leg.get(&leg) else {
             return;
         };
+        let span = self.calls.get(&call_key).map(|c| c.span.clone());
+        let _entered = span.as_ref().map(|s| s.enter());
         match ev {
             MediaEvent::OpenFailed { reason, .. } => {
                 tracing::error!(reason = %reason, "media leg failed to open");

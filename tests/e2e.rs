@@ -1174,3 +1174,167 @@ fn check_config_accepts_shipped_and_names_faults() {
     assert!(msg.contains("ccswitch.toml"), "error should name the file: {msg}");
     assert!(msg.contains("bogus_setting"), "error should name the key: {msg}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Peer self-tests: prove the test peers against each other, without the switch
+// ---------------------------------------------------------------------------------------
+
+/// A speech WAV for the answering peer: the shipped greeting, or one made with espeak-ng.
+fn speech_wav(dir: &Path) -> PathBuf {
+    let shipped = manifest().join("prompts/en/greeting.wav");
+    if shipped.exists() {
+        return shipped;
+    }
+    let out = dir.join("speech.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(&out)
+        .arg("Thank you for calling. For opening hours, press one. For our address, press two.")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "espeak-ng is needed to make a speech WAV (apt-get install -y espeak-ng)");
+    out
+}
+
+/// uas.py in the background; reads its "listening" line for the port.
+struct Uas {
+    child: Child,
+    port: u16,
+    out: std::sync::mpsc::Receiver<String>,
+}
+
+impl Uas {
+    fn start(python: &Path, transport: &str, extra: &[&str]) -> Uas {
+        let mut child = Command::new(python)
+            .arg(script("uas.py"))
+            .args(["--transport", transport, "--port", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn uas.py");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("uas.py did not report its port");
+        let v: Value = serde_json::from_str(&first).expect("uas.py listening JSON");
+        let port = v["port"].as_u64().expect("port") as u16;
+        Uas {
+            child,
+            port,
+            out: rx,
+        }
+    }
+
+    fn finish(mut self, within: Duration) -> Value {
+        let line = self
+            .out
+            .recv_timeout(within)
+            .unwrap_or_else(|_| panic!("uas.py gave no summary in {within:?}"));
+        let _ = self.child.wait();
+        serde_json::from_str(&line).expect("uas.py summary JSON")
+    }
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn peers_selftest(transport: &str, method: &str) {
+    let Some(py) = pjsua_python() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speech_wav(tmp.path());
+    let wav = wav.to_string_lossy().to_string();
+    let uas = Uas::start(
+        &py,
+        "both",
+        &["--answer-after", "1", "--play", &wav, "--loop", "--calls", "1", "--max-duration", "40"],
+    );
+    let call = spawn_caller(
+        &py,
+        &format!("sip:agent@127.0.0.1:{}", uas.port),
+        &CallerArgs {
+            transport,
+            dtmf: "1@1s,12#@2s".into(),
+            dtmf_method: method,
+            hangup_after: 4.0,
+            max_duration: 30.0,
+            record: Some(tmp.path().join("heard.wav")),
+        },
+    );
+    let summary = call.finish();
+    let far = uas.finish(Duration::from_secs(20));
+    eprintln!("caller: {summary}\nuas: {far}");
+    assert_eq!(summary["confirmed"], true);
+    assert_eq!(summary["disconnected_by"], "local");
+    assert!(summary["invite_to_180_ms"].as_f64() < summary["invite_to_200_ms"].as_f64());
+    assert_heard_speech(&summary);
+    let rx = summary["rtp"]["rx_pkt"].as_u64().unwrap_or(0);
+    assert!(rx >= 100, "about 50 packets/s for 4 s expected, got {rx}");
+    let digits: String = far["calls"][0]["digits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["digit"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(digits, "112#", "digits the UAS received: {far}");
+    let methods: Vec<&str> = far["calls"][0]["digits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["method"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(methods.iter().all(|m| *m == method), "{methods:?}");
+}
+
+#[test]
+fn peers_selftest_udp_rfc4733() {
+    peers_selftest("udp", "rfc4733");
+}
+
+#[test]
+fn peers_selftest_tcp_sip_info() {
+    peers_selftest("tcp", "info");
+}
+
+/// The raw Rust caller against PJSIP: its SIP, RTP and RFC 4733 are understood by an
+/// independent stack.
+#[test]
+fn raw_caller_selftest_against_pjsua() {
+    let Some(py) = pjsua_python() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speech_wav(tmp.path()).to_string_lossy().to_string();
+    let uas = Uas::start(
+        &py,
+        "udp",
+        &["--answer-after", "0.3", "--play", &wav, "--loop", "--calls", "1", "--max-duration", "40"],
+    );
+    let switch: SocketAddr = format!("127.0.0.1:{}", uas.port).parse().expect("addr");
+    let mut call = RawCall::dial(switch, "agent");
+    let statuses: Vec<u16> = call.responses.iter().map(|r| r.0).collect();
+    assert!(statuses.contains(&180), "{statuses:?}");
+    let (seen, got_bye) = call.media(4.0, &[(1.0, '5'), (2.0, '#')]);
+    assert!(!got_bye);
+    eprintln!("RTP from pjsua: {seen:?}");
+    assert!(seen.packets >= 120, "~50 packets/s expected: {seen:?}");
+    assert_eq!(seen.seq_breaks, 0);
+    assert!(seen.voiced_frames >= 25, "{seen:?}");
+    assert_eq!(call.hang_up(), Some(200));
+    let far = uas.finish(Duration::from_secs(20));
+    eprintln!("uas: {far}");
+    let digits: String = far["calls"][0]["digits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["digit"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(digits, "5#", "{far}");
+    assert_eq!(far["calls"][0]["disconnected_by"], "remote");
+}

@@ -30,6 +30,52 @@ fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The wire kit itself (kept here: sipwire.rs is also compiled into the load generator).
+mod sipwire_tests {
+    use super::sipwire::*;
+
+    #[test]
+    fn ulaw_silence_and_extremes() {
+        assert_eq!(ulaw_to_linear(0xff), 0);
+        assert_eq!(ulaw_to_linear(0x7f), 0);
+        assert_eq!(ulaw_to_linear(0x00), -32124);
+        assert_eq!(ulaw_to_linear(0x80), 32124);
+    }
+
+    #[test]
+    fn parses_response_with_compact_headers() {
+        let m = parse(b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\ni: abc\r\nCSeq: 1 INVITE\r\nm: <sip:x@127.0.0.1:5060>\r\nl: 0\r\n\r\n").unwrap();
+        assert_eq!(m.status, Some(200));
+        assert_eq!(m.call_id(), Some("abc"));
+        assert_eq!(m.cseq(), Some((1, "INVITE".to_string())));
+        assert_eq!(m.contact_uri().as_deref(), Some("sip:x@127.0.0.1:5060"));
+    }
+
+    #[test]
+    fn answer_sdp() {
+        let a = parse_answer("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
+        assert_eq!(a.rtp, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(a.payload_type, 0);
+        assert_eq!(a.telephone_event, Some(101));
+    }
+
+    #[test]
+    fn rtp_round_trip() {
+        let mut buf = Vec::new();
+        rtp_packet(&mut buf, true, 0, 7, 160, 9, &ULAW_SILENCE);
+        let h = parse_rtp(&buf).unwrap();
+        assert!(h.marker);
+        assert_eq!((h.payload_type, h.seq, h.timestamp, h.ssrc, h.payload_offset), (0, 7, 160, 9, 12));
+    }
+
+    #[test]
+    fn tcp_framing() {
+        let msg = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP";
+        assert_eq!(tcp_frame_len(msg), Some(msg.len() - 3));
+        assert_eq!(tcp_frame_len(b"SIP/2.0 200 OK\r\nContent-Length: 9\r\n\r\nabc"), None);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Ports and temporary configuration
 // ---------------------------------------------------------------------------------------

@@ -36,11 +36,12 @@ def emit(obj):
 class Peer:
     """A PJSUA2 endpoint with one SIP transport and one local account."""
 
-    def __init__(self, transport="udp", port=0, user="peer", log_file=None, log_level=0):
+    def __init__(self, transport="udp", port=0, user="peer", log_file=None, log_level=0, max_calls=4):
         self.ep = pj.Endpoint()
         self.ep.libCreate()
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.maxCalls = max_calls
         cfg.uaConfig.mainThreadOnly = True
         cfg.uaConfig.userAgent = f"ccswitch-e2e-{user}"
         cfg.logConfig.consoleLevel = log_level

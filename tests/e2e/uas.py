@@ -111,11 +111,12 @@ def main():
     ap.add_argument("--hangup-after", type=float, default=0.0)
     ap.add_argument("--calls", type=int, default=1, help="exit after this many calls ended")
     ap.add_argument("--max-duration", type=float, default=60.0)
+    ap.add_argument("--max-calls", type=int, default=4, help="concurrent calls (this pjsua2 wheel caps it at 4)")
     ap.add_argument("--json-out")
     ap.add_argument("--log-file")
     args = ap.parse_args()
 
-    peer = Peer(args.transport, port=args.port, user=args.user, log_file=args.log_file)
+    peer = Peer(args.transport, port=args.port, user=args.user, log_file=args.log_file, max_calls=args.max_calls)
     acc = Acc(args)
     acc.create(peer.acfg)
     emit({"event": "listening", "port": peer.local_port, "transport": args.transport})

@@ -89,7 +89,9 @@ fn parse_opts() -> Result<Opts, String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| -> Result<String, String> {
-            it.next().cloned().ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
         };
         let num = |s: String, name: &str| -> Result<f64, String> {
             s.parse::<f64>()
@@ -120,7 +122,10 @@ fn parse_opts() -> Result<Opts, String> {
             "--rate-hold" => o.rate_hold = num(val(a)?, a)?,
             "--target" => {
                 let v = val(a)?;
-                o.target = Some(v.parse().map_err(|_| format!("--target: not ADDR:PORT: {v}"))?);
+                o.target = Some(
+                    v.parse()
+                        .map_err(|_| format!("--target: not ADDR:PORT: {v}"))?,
+                );
             }
             "--rings" => o.rings = num(val(a)?, a)?.min(10.0) as u8,
             "--phase" => match val(a)?.as_str() {
@@ -254,12 +259,18 @@ fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
         if let Some(r) = answer.get("ring_cycle_ms").and_then(|v| v.as_integer()) {
             ring_cycle_ms = r.max(0) as u64;
         }
-        answer.insert("answer_after_rings".into(), toml::Value::Integer(rings.into()));
+        answer.insert(
+            "answer_after_rings".into(),
+            toml::Value::Integer(rings.into()),
+        );
     } else {
         return Err("config/ccswitch.toml has no [answer] table".into());
     }
     if let Some(sw) = table.get_mut("switch").and_then(|v| v.as_table_mut()) {
-        let cur = sw.get("max_calls").and_then(|v| v.as_integer()).unwrap_or(0);
+        let cur = sw
+            .get("max_calls")
+            .and_then(|v| v.as_integer())
+            .unwrap_or(0);
         let want = (max_calls as i64).max(cur);
         sw.insert("max_calls".into(), toml::Value::Integer(want));
     }
@@ -267,7 +278,9 @@ fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
 
     let sip_port = free_port()?;
     let http_port = free_port()?;
-    let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().map_err(|_| "addr")?;
+    let sip: SocketAddr = format!("127.0.0.1:{sip_port}")
+        .parse()
+        .map_err(|_| "addr")?;
     let db = format!("sqlite:{}?mode=rwc", tmp.path().join("load.db").display());
     let bin = switch_bin();
     let mut child = Command::new(&bin)
@@ -359,7 +372,7 @@ fn raise_nofile() -> u64 {
             let _ = libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 // ---------------------------------------------------------------------------------------
@@ -418,14 +431,20 @@ async fn invite(
     let mut retx = Duration::from_millis(500);
     let mut next = start + retx;
     let mut provisional = false;
-    sip.send_to(&msg, sh.switch).await.map_err(|_| Fail::Socket)?;
+    sip.send_to(&msg, sh.switch)
+        .await
+        .map_err(|_| Fail::Socket)?;
     let mut buf = vec![0u8; 4096];
     loop {
         let now = Instant::now();
         if now >= deadline {
             return Err(Fail::Timeout);
         }
-        let wake = if provisional { deadline } else { next.min(deadline) };
+        let wake = if provisional {
+            deadline
+        } else {
+            next.min(deadline)
+        };
         match timeout(wake - now, sip.recv_from(&mut buf)).await {
             Err(_) => {
                 if !provisional && Instant::now() >= next {
@@ -436,7 +455,9 @@ async fn invite(
             }
             Ok(Err(_)) => return Err(Fail::Socket),
             Ok(Ok((n, _))) => {
-                let Some(m) = sipwire::parse(&buf[..n]) else { continue };
+                let Some(m) = sipwire::parse(&buf[..n]) else {
+                    continue;
+                };
                 let Some(status) = m.status else { continue };
                 if m.call_id() != Some(ids.call_id.as_str()) {
                     continue;
@@ -451,7 +472,9 @@ async fn invite(
                 }
                 let to_hdr = m.header("to").unwrap_or("").to_string();
                 if status >= 300 {
-                    let _ = sip.send_to(&ids.ack_non2xx(&to_hdr, 1, &branch), sh.switch).await;
+                    let _ = sip
+                        .send_to(&ids.ack_non2xx(&to_hdr, 1, &branch), sh.switch)
+                        .await;
                     return Err(Fail::Status(status));
                 }
                 res.t200_ms = Some(ms);
@@ -574,8 +597,12 @@ async fn bye(sip: &UdpSocket, d: &Dialog, sh: &Shared) -> bool {
     while Instant::now() < deadline {
         let _ = sip.send_to(&msg, sh.switch).await;
         let wait_until = (Instant::now() + retx).min(deadline);
-        while let Ok(Ok((n, from))) = timeout(wait_until - Instant::now(), sip.recv_from(&mut buf)).await {
-            let Some(m) = sipwire::parse(&buf[..n]) else { continue };
+        while let Ok(Ok((n, from))) =
+            timeout(wait_until - Instant::now(), sip.recv_from(&mut buf)).await
+        {
+            let Some(m) = sipwire::parse(&buf[..n]) else {
+                continue;
+            };
             if m.method == "BYE" {
                 // The switch hung up at the same moment: answer it, we are done.
                 let _ = sip.send_to(&m.response(200, "OK"), from).await;
@@ -603,7 +630,10 @@ async fn one_call(
 ) -> CallResult {
     let mut res = CallResult::default();
     let tag = sh.seq.fetch_add(1, Ordering::Relaxed) | ((std::process::id() as u64) << 32);
-    let (sip, rtp) = match (UdpSocket::bind("127.0.0.1:0").await, UdpSocket::bind("127.0.0.1:0").await) {
+    let (sip, rtp) = match (
+        UdpSocket::bind("127.0.0.1:0").await,
+        UdpSocket::bind("127.0.0.1:0").await,
+    ) {
         (Ok(s), Ok(r)) => (s, r),
         _ => {
             res.fail = Some(Fail::Socket);
@@ -707,17 +737,33 @@ fn report(p: &mut PhaseStats) -> usize {
     println!(
         "{:<34} {:.1}% ({within}/{total}, 3 rings = {three} ms)",
         "answered within three rings",
-        if total > 0 { 100.0 * within as f64 / total as f64 } else { 0.0 }
+        if total > 0 {
+            100.0 * within as f64 / total as f64
+        } else {
+            0.0
+        }
     );
     println!("{:<34} {}", "concurrent calls sustained", p.max_active);
-    println!("{:<34} {} (of which gaps measured {})", "RTP packets received", rx, gaps.len());
+    println!(
+        "{:<34} {} (of which gaps measured {})",
+        "RTP packets received",
+        rx,
+        gaps.len()
+    );
     println!("{:<34} {}", "pacing error |gap-20ms| ms", pct(&mut gaps));
     println!("{:<34} {:.3}%", "RTP loss", loss);
-    println!("{:<34} {} / BYE not 200: {}", "calls ended by switch", ended_by_switch, bye_bad);
+    println!(
+        "{:<34} {} / BYE not 200: {}",
+        "calls ended by switch", ended_by_switch, bye_bad
+    );
     println!(
         "{:<34} {:.1}% of one core ({:.1} s CPU in {:.1} s)",
         "switch CPU",
-        if p.wall_s > 0.0 { 100.0 * p.cpu_s / p.wall_s } else { 0.0 },
+        if p.wall_s > 0.0 {
+            100.0 * p.cpu_s / p.wall_s
+        } else {
+            0.0
+        },
         p.cpu_s,
         p.wall_s
     );
@@ -734,7 +780,10 @@ fn report(p: &mut PhaseStats) -> usize {
 }
 
 /// Samples switch RSS every 250 ms until told to stop; returns the peak.
-fn rss_sampler(pid: Option<u32>, stop: Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<u64> {
+fn rss_sampler(
+    pid: Option<u32>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut peak = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -759,7 +808,11 @@ fn keep_alive_digits(hold_s: f64) -> Vec<(f64, u8)> {
 }
 
 /// The switch we spawn (None when calling an external `--target`) and where to call.
-fn target(o: &Opts, rings: u8, max_calls: usize) -> Result<(Option<SwitchProc>, SocketAddr, u64), String> {
+fn target(
+    o: &Opts,
+    rings: u8,
+    max_calls: usize,
+) -> Result<(Option<SwitchProc>, SocketAddr, u64), String> {
     match o.target {
         Some(addr) => Ok((None, addr, 6000)),
         None => {
@@ -898,8 +951,11 @@ fn main() {
         }
     };
     let nofile = raise_nofile();
-    let need = if o.phase_a { o.calls * 2 } else { 0 }
-        .max(if o.phase_b { (o.rate * (o.rate_seconds + 10.0)) as usize * 2 } else { 0 });
+    let need = if o.phase_a { o.calls * 2 } else { 0 }.max(if o.phase_b {
+        (o.rate * (o.rate_seconds + 10.0)) as usize * 2
+    } else {
+        0
+    });
     let target = match o.target {
         Some(a) => format!("external SIP server {a}"),
         None => format!("switch {}", switch_bin().display()),

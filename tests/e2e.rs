@@ -65,14 +65,20 @@ mod sipwire_tests {
         rtp_packet(&mut buf, true, 0, 7, 160, 9, &ULAW_SILENCE);
         let h = parse_rtp(&buf).unwrap();
         assert!(h.marker);
-        assert_eq!((h.payload_type, h.seq, h.timestamp, h.ssrc, h.payload_offset), (0, 7, 160, 9, 12));
+        assert_eq!(
+            (h.payload_type, h.seq, h.timestamp, h.ssrc, h.payload_offset),
+            (0, 7, 160, 9, 12)
+        );
     }
 
     #[test]
     fn tcp_framing() {
         let msg = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP";
         assert_eq!(tcp_frame_len(msg), Some(msg.len() - 3));
-        assert_eq!(tcp_frame_len(b"SIP/2.0 200 OK\r\nContent-Length: 9\r\n\r\nabc"), None);
+        assert_eq!(
+            tcp_frame_len(b"SIP/2.0 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
+            None
+        );
     }
 }
 
@@ -108,7 +114,8 @@ fn rtp_range(slot: u16) -> (u16, u16) {
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
-    let entries = std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
     for entry in entries.flatten() {
         let src = entry.path();
         let dst = to.join(entry.file_name());
@@ -150,7 +157,8 @@ impl TestConfig {
         // A relative prompts dir resolves against the config dir's parent: point it home.
         #[cfg(unix)]
         {
-            let _ = std::os::unix::fs::symlink(manifest().join("prompts"), tmp.path().join("prompts"));
+            let _ =
+                std::os::unix::fs::symlink(manifest().join("prompts"), tmp.path().join("prompts"));
         }
         let db_url = format!("sqlite:{}?mode=rwc", tmp.path().join("calls.db").display());
         TestConfig { tmp, dir, db_url }
@@ -179,15 +187,15 @@ impl TestConfig {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "report JSON: {e}\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            )
+            panic!("report JSON: {e}\n{}", String::from_utf8_lossy(&out.stdout))
         })
     }
 
     fn calls(&self) -> Vec<Value> {
-        self.report()["calls"].as_array().cloned().unwrap_or_default()
+        self.report()["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -281,15 +289,27 @@ impl Switch {
             }
             if let Ok(Some(st)) = sw.child.try_wait() {
                 sw.exited = Some(st);
-                panic!("ccswitch exited before listening ({st}):\n{}", sw.log_tail(60));
+                panic!(
+                    "ccswitch exited before listening ({st}):\n{}",
+                    sw.log_tail(60)
+                );
             }
             if Instant::now() > deadline {
-                panic!("ccswitch did not log `SIP listening` within 20 s:\n{}", sw.log_tail(60));
+                panic!(
+                    "ccswitch did not log `SIP listening` within 20 s:\n{}",
+                    sw.log_tail(60)
+                );
             }
         }
-        let listening = sw.log_lines().into_iter().find(|l| l.contains("SIP listening"));
+        let listening = sw
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("SIP listening"));
         if let Some(l) = listening {
-            assert!(l.contains(&format!("udp={sip}")), "unexpected listening line: {l}");
+            assert!(
+                l.contains(&format!("udp={sip}")),
+                "unexpected listening line: {l}"
+            );
         }
         sw
     }
@@ -404,10 +424,10 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         Some(i) => text[i + 4..].to_string(),
         None => String::new(),
     };
-    let chunked = text
-        .lines()
-        .take_while(|l| !l.is_empty())
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let chunked = text.lines().take_while(|l| !l.is_empty()).any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
     (status, if chunked { dechunk(&body) } else { body })
 }
 
@@ -440,7 +460,11 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
         if !(rest.starts_with(' ') || rest.starts_with('{')) {
             continue;
         }
-        if let Some(v) = rest.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()) {
+        if let Some(v) = rest
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
             found = Some(found.unwrap_or(0.0) + v);
         }
     }
@@ -518,9 +542,23 @@ fn spawn_caller(python: &Path, uri: &str, a: &CallerArgs) -> PjCall {
     let mut cmd = Command::new(python);
     cmd.arg(script("caller.py"))
         .args(["--uri", uri])
-        .args(["--transport", if a.transport.is_empty() { "udp" } else { a.transport }])
+        .args([
+            "--transport",
+            if a.transport.is_empty() {
+                "udp"
+            } else {
+                a.transport
+            },
+        ])
         .args(["--dtmf", &a.dtmf])
-        .args(["--dtmf-method", if a.dtmf_method.is_empty() { "rfc4733" } else { a.dtmf_method }])
+        .args([
+            "--dtmf-method",
+            if a.dtmf_method.is_empty() {
+                "rfc4733"
+            } else {
+                a.dtmf_method
+            },
+        ])
         .args(["--hangup-after", &a.hangup_after.to_string()])
         .args(["--max-duration", &a.max_duration.to_string()]);
     if let Some(r) = &a.record {
@@ -570,14 +608,21 @@ impl PjCall {
             Err(_) => {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("caller.py did not finish in {:?}:\n{}", self.bound, self.stderr());
+                panic!(
+                    "caller.py did not finish in {:?}:\n{}",
+                    self.bound,
+                    self.stderr()
+                );
             }
         };
         let _ = self.child.wait();
-        let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
-        serde_json::from_str(line).unwrap_or_else(|e| {
-            panic!("caller.py summary ({e}): {text}\n{}", self.stderr())
-        })
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("");
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("caller.py summary ({e}): {text}\n{}", self.stderr()))
     }
 
     fn kill(mut self) {
@@ -686,10 +731,18 @@ fn hours_call(transport: &str, method: &str, slot: u16) {
     let c = find_call(&calls, transport);
     eprintln!("report: {c:#}");
     assert_eq!(c["within_three_rings"], true);
-    assert!(c["answered_at"].is_string(), "answered_at: {}", c["answered_at"]);
+    assert!(
+        c["answered_at"].is_string(),
+        "answered_at: {}",
+        c["answered_at"]
+    );
     assert_eq!(c["ivr_outcome"], "self_served");
     assert_eq!(c["ended_by"], "caller");
-    assert!(path_has_digits(c, "1"), "ivr_path lacks digit 1: {}", c["ivr_path"]);
+    assert!(
+        path_has_digits(c, "1"),
+        "ivr_path lacks digit 1: {}",
+        c["ivr_path"]
+    );
 }
 
 /// (a) UDP, RFC 4733 digits: English, opening hours; the caller hangs up.
@@ -736,8 +789,16 @@ fn pjsua_order_lookup_sets_variable() {
     let calls = cfg.calls();
     let c = find_call(&calls, "udp");
     eprintln!("report: {c:#}");
-    assert_eq!(c["variables"]["order_number"], "12345", "variables: {}", c["variables"]);
-    assert!(path_has_digits(c, "5"), "ivr_path lacks 5: {}", c["ivr_path"]);
+    assert_eq!(
+        c["variables"]["order_number"], "12345",
+        "variables: {}",
+        c["variables"]
+    );
+    assert!(
+        path_has_digits(c, "5"),
+        "ivr_path lacks 5: {}",
+        c["ivr_path"]
+    );
 }
 
 /// (f) SIGTERM during a call: the caller gets a BYE, the switch exits 0, the call is
@@ -767,7 +828,10 @@ fn sigterm_mid_call_sends_bye_and_exits_zero() {
     let summary = call.finish();
     eprintln!("caller summary: {summary}");
     assert_eq!(summary["confirmed"], true, "{summary}");
-    assert_eq!(summary["disconnected_by"], "remote", "caller should get BYE: {summary}");
+    assert_eq!(
+        summary["disconnected_by"], "remote",
+        "caller should get BYE: {summary}"
+    );
     let calls = cfg.calls();
     let c = find_call(&calls, "udp");
     assert_eq!(c["ended_by"], "system", "{c:#}");
@@ -805,7 +869,10 @@ fn kill9_mid_call_then_restart_closes_call_as_failed() {
     assert_eq!(calls.len(), 1, "{calls:#?}");
     let c = &calls[0];
     eprintln!("report: {c:#}");
-    assert!(c["ended_at"].is_string(), "unfinished call not closed: {c:#}");
+    assert!(
+        c["ended_at"].is_string(),
+        "unfinished call not closed: {c:#}"
+    );
     assert_eq!(c["ended_by"], "system");
     assert_eq!(c["ivr_outcome"], "failed");
 }
@@ -829,8 +896,12 @@ fn one_ring_answer_sends_180_then_200() {
     let summary = call.finish();
     eprintln!("caller summary: {summary}");
     assert_eq!(summary["confirmed"], true, "{summary}");
-    let t180 = summary["invite_to_180_ms"].as_f64().expect("a 180 was received");
-    let t200 = summary["invite_to_200_ms"].as_f64().expect("a 200 was received");
+    let t180 = summary["invite_to_180_ms"]
+        .as_f64()
+        .expect("a 180 was received");
+    let t200 = summary["invite_to_200_ms"]
+        .as_f64()
+        .expect("a 200 was received");
     assert!(t180 < t200, "180 must come before 200: {summary}");
     assert!(
         t200 - t180 >= 5000.0,
@@ -917,7 +988,10 @@ impl RawCall {
         let _ = call.sip.set_read_timeout(Some(Duration::from_millis(50)));
         let mut buf = vec![0u8; 65536];
         loop {
-            assert!(Instant::now() < deadline, "no final response to INVITE within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "no final response to INVITE within 30 s"
+            );
             if !provisional && Instant::now() >= next_retx {
                 let _ = call.sip.send_to(&invite, switch);
                 interval = (interval * 2).min(Duration::from_secs(4));
@@ -940,8 +1014,13 @@ impl RawCall {
             }
             let to = msg.header("to").unwrap_or("").to_string();
             if status >= 300 {
-                let _ = call.sip.send_to(&call.ids.ack_non2xx(&to, 1, &branch), switch);
-                panic!("INVITE rejected with {status}: {}", String::from_utf8_lossy(&buf[..n]));
+                let _ = call
+                    .sip
+                    .send_to(&call.ids.ack_non2xx(&to, 1, &branch), switch);
+                panic!(
+                    "INVITE rejected with {status}: {}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
             }
             call.to_hdr = to;
             if let Some(c) = msg.contact_uri() {
@@ -995,13 +1074,29 @@ impl RawCall {
                         let end_pkt = i >= 5;
                         let dur = (((i.min(5)) + 1) * 160) as u16;
                         let payload = sipwire::rfc4733_payload(e, end_pkt, dur);
-                        sipwire::rtp_packet(&mut pkt, i == 0, te, seq, (t0 as u32) * 160, ssrc, &payload);
+                        sipwire::rtp_packet(
+                            &mut pkt,
+                            i == 0,
+                            te,
+                            seq,
+                            (t0 as u32) * 160,
+                            ssrc,
+                            &payload,
+                        );
                         if i >= 7 {
                             event = None;
                         }
                     }
                     None => {
-                        sipwire::rtp_packet(&mut pkt, tick == 0, 0, seq, ts, ssrc, &sipwire::ULAW_SILENCE);
+                        sipwire::rtp_packet(
+                            &mut pkt,
+                            tick == 0,
+                            0,
+                            seq,
+                            ts,
+                            ssrc,
+                            &sipwire::ULAW_SILENCE,
+                        );
                     }
                 }
                 let _ = self.rtp.send_to(&pkt, self.answer.rtp);
@@ -1093,7 +1188,10 @@ fn raw_caller_rtp_pacing_pcmu_continuity_and_rfc4733() {
     let mut sw = Switch::start(&cfg, 7);
     let mut call = RawCall::dial(sw.sip, "100");
     eprintln!("responses: {:?}", call.responses);
-    assert_eq!(call.answer.payload_type, 0, "PCMU first in our offer should be chosen");
+    assert_eq!(
+        call.answer.payload_type, 0,
+        "PCMU first in our offer should be chosen"
+    );
     let press = prompt_secs("greeting", 5.2) + 1.5;
     let (seen, got_bye) = call.media(press + 2.5, &[(press, '1')]);
     assert!(!got_bye, "switch hung up during the IVR");
@@ -1101,17 +1199,46 @@ fn raw_caller_rtp_pacing_pcmu_continuity_and_rfc4733() {
         (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
         _ => 0.0,
     };
-    let pps = if span > 0.0 { (seen.packets as f64 - 1.0) / span } else { 0.0 };
+    let pps = if span > 0.0 {
+        (seen.packets as f64 - 1.0) / span
+    } else {
+        0.0
+    };
     eprintln!("RTP from switch: {seen:?}; {pps:.1} packets/s over {span:.2} s");
-    assert!(span > 4.0, "RTP should flow for the whole call ({span:.2} s)");
+    assert!(
+        span > 4.0,
+        "RTP should flow for the whole call ({span:.2} s)"
+    );
     // 50 packets/s, with generous room for a loaded machine.
-    assert!((35.0..=60.0).contains(&pps), "expected ~50 packets/s, got {pps:.1}");
-    assert_eq!(seen.first_marker, Some(true), "first RTP packet must carry the marker bit");
-    assert!(seen.payload_types.contains(&0), "PCMU expected: {:?}", seen.payload_types);
-    assert_eq!(seen.ssrcs.len(), 1, "one SSRC across prompts: {:?}", seen.ssrcs);
-    assert_eq!(seen.seq_breaks, 0, "RTP sequence numbers must be continuous");
+    assert!(
+        (35.0..=60.0).contains(&pps),
+        "expected ~50 packets/s, got {pps:.1}"
+    );
+    assert_eq!(
+        seen.first_marker,
+        Some(true),
+        "first RTP packet must carry the marker bit"
+    );
+    assert!(
+        seen.payload_types.contains(&0),
+        "PCMU expected: {:?}",
+        seen.payload_types
+    );
+    assert_eq!(
+        seen.ssrcs.len(),
+        1,
+        "one SSRC across prompts: {:?}",
+        seen.ssrcs
+    );
+    assert_eq!(
+        seen.seq_breaks, 0,
+        "RTP sequence numbers must be continuous"
+    );
     assert_eq!(seen.ts_backwards, 0, "RTP timestamps must not go backwards");
-    assert_eq!(seen.ts_not_160_multiple, 0, "timestamps advance in 20 ms frames");
+    assert_eq!(
+        seen.ts_not_160_multiple, 0,
+        "timestamps advance in 20 ms frames"
+    );
     assert!(
         seen.voiced_frames >= 25,
         "greeting should be speech: {} voiced frames, max RMS {:.0}",
@@ -1199,8 +1326,14 @@ fn check_config_accepts_shipped_and_names_faults() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "7 rings accepted: {msg}");
-    assert!(msg.contains("ccswitch.toml"), "error should name the file: {msg}");
-    assert!(msg.contains("answer_after_rings"), "error should name the key: {msg}");
+    assert!(
+        msg.contains("ccswitch.toml"),
+        "error should name the file: {msg}"
+    );
+    assert!(
+        msg.contains("answer_after_rings"),
+        "error should name the key: {msg}"
+    );
 
     // An unknown key is refused, not ignored.
     let cfg = TestConfig::new(1);
@@ -1217,8 +1350,14 @@ fn check_config_accepts_shipped_and_names_faults() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "unknown key accepted: {msg}");
-    assert!(msg.contains("ccswitch.toml"), "error should name the file: {msg}");
-    assert!(msg.contains("bogus_setting"), "error should name the key: {msg}");
+    assert!(
+        msg.contains("ccswitch.toml"),
+        "error should name the file: {msg}"
+    );
+    assert!(
+        msg.contains("bogus_setting"),
+        "error should name the key: {msg}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1239,7 +1378,10 @@ fn speech_wav(dir: &Path) -> PathBuf {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "espeak-ng is needed to make a speech WAV (apt-get install -y espeak-ng)");
+    assert!(
+        ok,
+        "espeak-ng is needed to make a speech WAV (apt-get install -y espeak-ng)"
+    );
     out
 }
 
@@ -1307,7 +1449,17 @@ fn peers_selftest(transport: &str, method: &str) {
     let uas = Uas::start(
         &py,
         "both",
-        &["--answer-after", "1", "--play", &wav, "--loop", "--calls", "1", "--max-duration", "40"],
+        &[
+            "--answer-after",
+            "1",
+            "--play",
+            &wav,
+            "--loop",
+            "--calls",
+            "1",
+            "--max-duration",
+            "40",
+        ],
     );
     let call = spawn_caller(
         &py,
@@ -1362,7 +1514,17 @@ fn raw_caller_selftest_against_pjsua() {
     let uas = Uas::start(
         &py,
         "udp",
-        &["--answer-after", "0.3", "--play", &wav, "--loop", "--calls", "1", "--max-duration", "40"],
+        &[
+            "--answer-after",
+            "0.3",
+            "--play",
+            &wav,
+            "--loop",
+            "--calls",
+            "1",
+            "--max-duration",
+            "40",
+        ],
     );
     let switch: SocketAddr = format!("127.0.0.1:{}", uas.port).parse().expect("addr");
     let mut call = RawCall::dial(switch, "agent");

@@ -33,7 +33,7 @@ impl CallIds {
         }
     }
 
-    fn from_hdr(&self) -> String {
+    fn our_from_header(&self) -> String {
         format!(
             "<sip:{}@{}>;tag={}",
             self.caller,
@@ -56,7 +56,7 @@ impl CallIds {
              User-Agent: ccswitch-raw-caller\r\n",
             self.transport,
             self.local,
-            self.from_hdr(),
+            self.our_from_header(),
             self.call_id,
             self.caller,
             self.local,
@@ -109,7 +109,14 @@ impl CallIds {
     }
 
     /// SIP INFO carrying one DTMF digit as application/dtmf-relay.
-    pub fn info_dtmf(&self, target: &str, to_hdr: &str, cseq: u32, branch: &str, digit: char) -> Vec<u8> {
+    pub fn info_dtmf(
+        &self,
+        target: &str,
+        to_hdr: &str,
+        cseq: u32,
+        branch: &str,
+        digit: char,
+    ) -> Vec<u8> {
         let body = format!("Signal={digit}\r\nDuration=160\r\n");
         let mut out = String::with_capacity(500);
         self.common(&mut out, "INFO", target, branch, cseq, to_hdr);
@@ -360,7 +367,15 @@ pub fn parse_rtp(buf: &[u8]) -> Option<RtpHeader> {
     })
 }
 
-pub fn rtp_packet(out: &mut Vec<u8>, marker: bool, pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) {
+pub fn rtp_packet(
+    out: &mut Vec<u8>,
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: &[u8],
+) {
     out.clear();
     out.push(0x80);
     out.push((pt & 0x7f) | if marker { 0x80 } else { 0 });

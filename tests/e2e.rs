@@ -1546,3 +1546,186 @@ fn raw_caller_selftest_against_pjsua() {
     assert_eq!(digits, "5#", "{far}");
     assert_eq!(far["calls"][0]["disconnected_by"], "remote");
 }
+
+// ---------------------------------------------------------------------------------------
+// baresip: a second, independent SIP stack
+// ---------------------------------------------------------------------------------------
+
+/// Dials `uri` with a headless baresip (its own config dir under `dir`), talks `secs` s,
+/// then quits (BYE). Returns baresip's output and the WAV of what it heard, if any.
+fn baresip_call(dir: &Path, uri: &str, secs: u32) -> Option<(String, Option<PathBuf>)> {
+    if std::env::var("CCSWITCH_E2E_SKIP_BARESIP").as_deref() == Ok("1") {
+        eprintln!("CCSWITCH_E2E_SKIP_BARESIP=1: skipping a baresip test");
+        return None;
+    }
+    let has = Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        has,
+        "baresip is not installed: apt-get install -y baresip-core \
+         (or set CCSWITCH_E2E_SKIP_BARESIP=1)"
+    );
+    let conf = dir.join("baresip");
+    let snd = dir.join("baresip-snd");
+    std::fs::create_dir_all(&conf).expect("mkdir baresip conf");
+    std::fs::create_dir_all(&snd).expect("mkdir baresip snd");
+    let source = speech_wav_8k(dir);
+    let modules = [
+        "/usr/lib/baresip/modules",
+        "/usr/lib/x86_64-linux-gnu/baresip/modules",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap_or("/usr/lib/baresip/modules");
+    // aufile speaks a WAV, aubridge is a null player, sndfile dumps what is heard.
+    let config = format!(
+        "poll_method epoll\n\
+         sip_listen 127.0.0.1:0\n\
+         audio_player aubridge,nil\n\
+         audio_source aufile,{}\n\
+         audio_alert aubridge,nil\n\
+         rtp_ports 31000-31999\n\
+         module_path {modules}\n\
+         module g711.so\n\
+         module aubridge.so\n\
+         module aufile.so\n\
+         module sndfile.so\n\
+         module_app account.so\n\
+         module_app menu.so\n\
+         snd_path {}\n",
+        source.display(),
+        snd.display()
+    );
+    std::fs::write(conf.join("config"), config).expect("write baresip config");
+    std::fs::write(conf.join("accounts"), "<sip:baresip@127.0.0.1>;regint=0\n").expect("accounts");
+    std::fs::write(conf.join("contacts"), "").expect("contacts");
+    let mut child = Command::new("baresip")
+        .arg("-f")
+        .arg(&conf)
+        .args(["-e", &format!("/dial {uri}"), "-t", &secs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn baresip");
+    let mut out = String::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    match rx.recv_timeout(Duration::from_secs(secs as u64 + 20)) {
+        Ok(s) => out.push_str(&s),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("baresip did not quit within {} s", secs + 20);
+        }
+    }
+    let _ = child.wait();
+    let heard = std::fs::read_dir(&snd).ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    });
+    Some((out, heard))
+}
+
+/// An 8 kHz speech WAV (baresip's aufile source plays it at the call's rate).
+fn speech_wav_8k(dir: &Path) -> PathBuf {
+    let src = speech_wav(dir);
+    if let Ok(r) = hound::WavReader::open(&src) {
+        if r.spec().sample_rate == 8000 && r.spec().channels == 1 {
+            return src;
+        }
+    }
+    let out = dir.join("speech8k.wav");
+    let ok = Command::new("sox")
+        .arg(&src)
+        .args(["-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "sox is needed to convert {} (apt-get install -y sox)",
+        src.display()
+    );
+    out
+}
+
+fn assert_wav_is_speech(py: Option<&Path>, wav: &Path) {
+    let python = py
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let out = Command::new(python)
+        .arg(script("audio_check.py"))
+        .arg(wav)
+        .output()
+        .expect("run audio_check.py");
+    assert!(
+        out.status.success(),
+        "not speech: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// baresip against the PJSIP answering peer: proves the baresip harness itself.
+#[test]
+fn baresip_selftest_against_pjsua() {
+    let Some(py) = pjsua_python() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speech_wav(tmp.path()).to_string_lossy().to_string();
+    let uas = Uas::start(
+        &py,
+        "udp",
+        &[
+            "--answer-after",
+            "0.3",
+            "--play",
+            &wav,
+            "--loop",
+            "--calls",
+            "1",
+            "--max-duration",
+            "40",
+        ],
+    );
+    let Some((out, heard)) =
+        baresip_call(tmp.path(), &format!("sip:agent@127.0.0.1:{}", uas.port), 5)
+    else {
+        return;
+    };
+    assert!(out.contains("Call established"), "baresip output:\n{out}");
+    let heard = heard.unwrap_or_else(|| panic!("baresip wrote no recording:\n{out}"));
+    assert_wav_is_speech(Some(&py), &heard);
+    let far = uas.finish(Duration::from_secs(20));
+    assert_eq!(far["calls"][0]["confirmed"], true, "{far}");
+    assert_eq!(far["calls"][0]["disconnected_by"], "remote", "{far}");
+}
+
+/// baresip calls the switch: answered, greeting heard, hangup recorded as the caller's.
+#[test]
+fn baresip_call_hears_greeting() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 9);
+    let Some((out, heard)) = baresip_call(tmp.path(), &sw.uri("100"), 6) else {
+        return;
+    };
+    assert!(out.contains("Call established"), "baresip output:\n{out}");
+    let heard = heard.unwrap_or_else(|| panic!("baresip wrote no recording:\n{out}"));
+    assert_wav_is_speech(None, &heard);
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    assert!(c["answered_at"].is_string(), "{c:#}");
+    assert_eq!(c["ended_by"], "caller", "{c:#}");
+}

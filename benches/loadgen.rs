@@ -401,8 +401,12 @@ struct CallResult {
 
 struct Shared {
     switch: SocketAddr,
+    /// Answered and not yet hung up.
     active: AtomicUsize,
     max_active: AtomicUsize,
+    /// INVITE sent and not yet finished (includes ringing calls).
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     seq: AtomicU64,
 }
 
@@ -628,6 +632,20 @@ async fn one_call(
     hold: Duration,
     digits: Vec<(f64, u8)>,
 ) -> CallResult {
+    let now = sh.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+    sh.max_in_flight.fetch_max(now, Ordering::Relaxed);
+    let res = call_flow(&sh, invite_bound, release_at, hold, digits).await;
+    sh.in_flight.fetch_sub(1, Ordering::Relaxed);
+    res
+}
+
+async fn call_flow(
+    sh: &Shared,
+    invite_bound: Duration,
+    release_at: Option<Instant>,
+    hold: Duration,
+    digits: Vec<(f64, u8)>,
+) -> CallResult {
     let mut res = CallResult::default();
     let tag = sh.seq.fetch_add(1, Ordering::Relaxed) | ((std::process::id() as u64) << 32);
     let (sip, rtp) = match (
@@ -644,7 +662,7 @@ async fn one_call(
         res.fail = Some(Fail::Socket);
         return res;
     };
-    let d = match invite(&sip, rtp_addr, &sh, tag, &mut res, invite_bound).await {
+    let d = match invite(&sip, rtp_addr, sh, tag, &mut res, invite_bound).await {
         Ok(d) => d,
         Err(f) => {
             res.fail = Some(f);
@@ -654,10 +672,10 @@ async fn one_call(
     let now_active = sh.active.fetch_add(1, Ordering::Relaxed) + 1;
     sh.max_active.fetch_max(now_active, Ordering::Relaxed);
     let until = release_at.unwrap_or_else(|| Instant::now() + hold);
-    talk(&sip, &rtp, &d, &sh, until, &digits, &mut res).await;
+    talk(&sip, &rtp, &d, sh, until, &digits, &mut res).await;
     sh.active.fetch_sub(1, Ordering::Relaxed);
     if !res.ended_by_switch {
-        res.bye_ok = bye(&sip, &d, &sh).await;
+        res.bye_ok = bye(&sip, &d, sh).await;
     }
     res
 }
@@ -684,6 +702,7 @@ struct PhaseStats {
     name: &'static str,
     results: Vec<CallResult>,
     max_active: usize,
+    max_in_flight: usize,
     wall_s: f64,
     cpu_s: f64,
     rss_idle_kb: u64,
@@ -744,6 +763,10 @@ fn report(p: &mut PhaseStats) -> usize {
         }
     );
     println!("{:<34} {}", "concurrent calls sustained", p.max_active);
+    println!(
+        "{:<34} {}",
+        "calls in progress, peak (+ringing)", p.max_in_flight
+    );
     println!(
         "{:<34} {} (of which gaps measured {})",
         "RTP packets received",
@@ -833,6 +856,8 @@ async fn phase_a(o: &Opts) -> Result<usize, String> {
         switch: addr,
         active: AtomicUsize::new(0),
         max_active: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
         seq: AtomicU64::new(1),
     });
     let (cpu0, rss_idle) = usage_of(&sw);
@@ -877,6 +902,7 @@ async fn phase_a(o: &Opts) -> Result<usize, String> {
         name: "phase A: concurrent calls",
         results,
         max_active: sh.max_active.load(Ordering::Relaxed),
+        max_in_flight: sh.max_in_flight.load(Ordering::Relaxed),
         wall_s: wall,
         cpu_s: cpu1 - cpu0,
         rss_idle_kb: rss_idle,
@@ -893,6 +919,8 @@ async fn phase_b(o: &Opts) -> Result<usize, String> {
         switch: addr,
         active: AtomicUsize::new(0),
         max_active: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
         seq: AtomicU64::new(1),
     });
     println!(
@@ -933,6 +961,7 @@ async fn phase_b(o: &Opts) -> Result<usize, String> {
         name: "phase B: call rate",
         results,
         max_active: sh.max_active.load(Ordering::Relaxed),
+        max_in_flight: sh.max_in_flight.load(Ordering::Relaxed),
         wall_s: wall,
         cpu_s: cpu1 - cpu0,
         rss_idle_kb: rss_idle,

@@ -24,7 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_ccswitch");
+/// The switch binary: cargo's build of this crate, or $CCSWITCH_BIN (e.g. a release build).
+fn bin() -> PathBuf {
+    std::env::var_os("CCSWITCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ccswitch")))
+}
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -174,7 +179,7 @@ impl TestConfig {
 
     /// `ccswitch report calls --format json`, parsed.
     fn report(&self) -> Value {
-        let out = Command::new(BIN)
+        let out = Command::new(bin())
             .args(["report", "calls", "--config"])
             .arg(&self.dir)
             .args(["--database", &self.db_url, "--format", "json"])
@@ -243,7 +248,7 @@ impl Switch {
     fn start_on(cfg: &TestConfig, sip_port: u16, http_port: u16, rtp: (u16, u16)) -> Switch {
         let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().expect("addr");
         let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .arg("run")
             .arg("--config")
             .arg(&cfg.dir)
@@ -764,7 +769,8 @@ fn pjsua_order_lookup_sets_variable() {
     let cfg = TestConfig::new(0);
     let mut sw = Switch::start(&cfg, 2);
     let t = timeline();
-    let order_at = t.main + 1.5;
+    // Type the number once the "enter your order number" prompt is over (it may not take barge-in).
+    let order_at = t.main + prompt_secs("order_prompt", 4.0) + 0.5;
     let hangup = order_at + 1.5 + 6.0;
     let call = spawn_caller(
         &py,
@@ -1295,7 +1301,7 @@ fn health_and_metrics_endpoints() {
 /// (e) The shipped config validates; a broken copy fails naming the file and the key.
 #[test]
 fn check_config_accepts_shipped_and_names_faults() {
-    let ok = Command::new(BIN)
+    let ok = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(manifest().join("config"))
         .output()
@@ -1315,7 +1321,7 @@ fn check_config_accepts_shipped_and_names_faults() {
         text.replace("answer_after_rings = 1", "answer_after_rings = 7"),
     )
     .expect("write");
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(&cfg.dir)
         .output()
@@ -1339,7 +1345,7 @@ fn check_config_accepts_shipped_and_names_faults() {
     let cfg = TestConfig::new(1);
     let text = std::fs::read_to_string(cfg.main_file()).expect("read");
     std::fs::write(cfg.main_file(), format!("bogus_setting = 1\n{text}")).expect("write");
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["check-config", "--config"])
         .arg(&cfg.dir)
         .output()

@@ -1735,3 +1735,91 @@ fn baresip_call_hears_greeting() {
     assert!(c["answered_at"].is_string(), "{c:#}");
     assert_eq!(c["ended_by"], "caller", "{c:#}");
 }
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------
+
+/// A fresh database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped on Drop.
+struct PgDb {
+    name: String,
+    url: String,
+}
+
+fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("psql: {e} (apt-get install -y postgresql-client)"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+impl PgDb {
+    fn create() -> Option<PgDb> {
+        if std::env::var("CCSWITCH_E2E_SKIP_POSTGRES").as_deref() == Ok("1") {
+            eprintln!("CCSWITCH_E2E_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+            return None;
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("ccswitch_test_{}_{nanos}", std::process::id());
+        if let Err(e) = psql("postgres", &format!("CREATE DATABASE {name}")) {
+            panic!(
+                "cannot create a PostgreSQL database on 127.0.0.1:5432: {e}\n\
+                 (start PostgreSQL, or set CCSWITCH_E2E_SKIP_POSTGRES=1)"
+            );
+        }
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        Some(PgDb { name, url })
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// The same call flow stored in PostgreSQL: the record and its IVR path come back in the
+/// report, and the tables exist (migrations ran).
+#[test]
+fn postgres_store_records_call() {
+    let Some(pg) = PgDb::create() else { return };
+    let mut cfg = TestConfig::new(0);
+    cfg.db_url = pg.url.clone();
+    let mut sw = Switch::start(&cfg, 10);
+    let mut call = RawCall::dial(sw.sip, "100");
+    let press = prompt_secs("greeting", 5.2) + 1.5;
+    let (seen, _) = call.media(press + 2.0, &[(press, '1')]);
+    assert!(seen.packets > 0, "no RTP");
+    assert_eq!(call.hang_up(), Some(200));
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    eprintln!("report: {c:#}");
+    assert_eq!(c["ended_by"], "caller");
+    assert!(c["answered_at"].is_string());
+    assert!(path_has_digits(c, "1"), "{}", c["ivr_path"]);
+    let tables = psql(&pg.name, "SELECT count(*) FROM calls").expect("calls table");
+    assert_eq!(tables.trim(), "1");
+}

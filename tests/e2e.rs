@@ -306,6 +306,17 @@ impl Switch {
                 );
             }
         }
+        // HTTP may come up just after SIP: wait (bounded) until it accepts connections.
+        let http_deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&sw.http, Duration::from_millis(500)).is_err() {
+            assert!(
+                Instant::now() < http_deadline,
+                "HTTP {} not accepting within 10 s:\n{}",
+                sw.http,
+                sw.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let listening = sw
             .log_lines()
             .into_iter()
@@ -725,6 +736,12 @@ fn hours_call(transport: &str, method: &str, slot: u16) {
     assert_eq!(summary["confirmed"], true, "call not answered: {summary}");
     assert_eq!(summary["disconnected_by"], "local", "{summary}");
     assert_heard_speech(&summary);
+    // RTP flowed for the whole call (50/s nominal; loose bound for a busy machine).
+    let rx = summary["rtp"]["rx_pkt"].as_f64().unwrap_or(0.0);
+    assert!(
+        rx >= 20.0 * hangup,
+        "{rx} RTP packets in {hangup:.0} s: {summary}"
+    );
     assert_eq!(
         summary["digits_sent"].as_array().map(|a| a.len()),
         Some(2),

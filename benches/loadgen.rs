@@ -522,9 +522,16 @@ async fn talk(
     let mut first_seq: Option<u32> = None;
     let mut ext_last: u32 = 0;
     loop {
-        let due = start + Duration::from_millis(20 * tick);
+        let mut due = start + Duration::from_millis(20 * tick);
         if due >= until {
             break;
+        }
+        // Fell behind (a loaded machine): skip missed frames instead of bursting them,
+        // as a phone would; the sequence number stays continuous.
+        let late = Instant::now().saturating_duration_since(due);
+        if late > Duration::from_millis(60) && event.is_none() {
+            tick += late.as_millis() as u64 / 20;
+            due = start + Duration::from_millis(20 * tick);
         }
         tokio::select! {
             _ = sleep_until(due) => {

@@ -701,6 +701,27 @@ fn path_has_digits(call: &Value, digits: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The recording contains this shipped English prompt near its start (energy-envelope
+/// correlation, tests/e2e/audio_check.py): the caller heard *our* greeting, not noise.
+fn assert_prompt_heard(python: &Path, wav: &Path, prompt: &str) {
+    let reference = manifest().join("prompts/en").join(format!("{prompt}.wav"));
+    let out = Command::new(python)
+        .arg(script("audio_check.py"))
+        .arg(wav)
+        .arg("--reference")
+        .arg(&reference)
+        .args(["--max-lag-s", "3", "--min-correlation", "0.7"])
+        .output()
+        .expect("run audio_check.py");
+    assert!(
+        out.status.success(),
+        "{prompt} not recognised in {}: {}{}",
+        wav.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn assert_heard_speech(summary: &Value) {
     let audio = &summary["audio"];
     assert_eq!(
@@ -736,6 +757,7 @@ fn hours_call(transport: &str, method: &str, slot: u16) {
     assert_eq!(summary["confirmed"], true, "call not answered: {summary}");
     assert_eq!(summary["disconnected_by"], "local", "{summary}");
     assert_heard_speech(&summary);
+    assert_prompt_heard(&py, &cfg.path("heard.wav"), "greeting");
     // RTP flowed for the whole call (50/s nominal; loose bound for a busy machine).
     let rx = summary["rtp"]["rx_pkt"].as_f64().unwrap_or(0.0);
     assert!(
@@ -1746,6 +1768,7 @@ fn baresip_call_hears_greeting() {
     assert!(out.contains("Call established"), "baresip output:\n{out}");
     let heard = heard.unwrap_or_else(|| panic!("baresip wrote no recording:\n{out}"));
     assert_wav_is_speech(None, &heard);
+    assert_prompt_heard(Path::new("python3"), &heard, "greeting");
     assert!(sw.terminate(Duration::from_secs(30)).success());
     let calls = cfg.calls();
     let c = find_call(&calls, "udp");

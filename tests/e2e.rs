@@ -1,0 +1,1865 @@
+//! End-to-end tests: the real `ccswitch` binary on 127.0.0.1, driven by real SIP peers.
+//!
+//! * PJSIP callers (`tests/e2e/caller.py`, pjsua2 in `.venv-e2e`, made by
+//!   `scripts/test-setup.sh`, which these tests run themselves when the venv is missing).
+//! * A raw Rust caller (std `UdpSocket`, `tests/e2e/sipwire.rs`) that checks RTP at the
+//!   packet level: 50 packets/s, PCMU speech, sequence/timestamp continuity, marker bit,
+//!   and sends RFC 4733 digits itself.
+//!
+//! Each test gets its own copy of `config/` (answer at once unless a test needs the ring),
+//! its own SQLite file, SIP/HTTP ports and RTP range. Assertions are about behaviour
+//! (order, counts, states, records); timing figures are printed, and bounds are loose.
+//! Set CCSWITCH_E2E_SKIP_PJSUA=1 to skip the PJSIP tests on a machine without Python.
+#![allow(clippy::disallowed_methods)] // tests measure wall-clock time on purpose
+
+#[path = "e2e/sipwire.rs"]
+mod sipwire;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The switch binary: cargo's build of this crate, or $CCSWITCH_BIN (e.g. a release build).
+fn bin() -> PathBuf {
+    std::env::var_os("CCSWITCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ccswitch")))
+}
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The wire kit itself (kept here: sipwire.rs is also compiled into the load generator).
+mod sipwire_tests {
+    use super::sipwire::*;
+
+    #[test]
+    fn ulaw_silence_and_extremes() {
+        assert_eq!(ulaw_to_linear(0xff), 0);
+        assert_eq!(ulaw_to_linear(0x7f), 0);
+        assert_eq!(ulaw_to_linear(0x00), -32124);
+        assert_eq!(ulaw_to_linear(0x80), 32124);
+    }
+
+    #[test]
+    fn parses_response_with_compact_headers() {
+        let m = parse(b"SIP/2.0 200 OK\r\nv: SIP/2.0/UDP a;branch=z9hG4bK1\r\ni: abc\r\nCSeq: 1 INVITE\r\nm: <sip:x@127.0.0.1:5060>\r\nl: 0\r\n\r\n").unwrap();
+        assert_eq!(m.status, Some(200));
+        assert_eq!(m.call_id(), Some("abc"));
+        assert_eq!(m.cseq(), Some((1, "INVITE".to_string())));
+        assert_eq!(m.contact_uri().as_deref(), Some("sip:x@127.0.0.1:5060"));
+    }
+
+    #[test]
+    fn answer_sdp() {
+        let a = parse_answer("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
+        assert_eq!(a.rtp, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(a.payload_type, 0);
+        assert_eq!(a.telephone_event, Some(101));
+    }
+
+    #[test]
+    fn rtp_round_trip() {
+        let mut buf = Vec::new();
+        rtp_packet(&mut buf, true, 0, 7, 160, 9, &ULAW_SILENCE);
+        let h = parse_rtp(&buf).unwrap();
+        assert!(h.marker);
+        assert_eq!(
+            (h.payload_type, h.seq, h.timestamp, h.ssrc, h.payload_offset),
+            (0, 7, 160, 9, 12)
+        );
+    }
+
+    #[test]
+    fn tcp_framing() {
+        let msg = b"SIP/2.0 200 OK\r\nContent-Length: 3\r\n\r\nabcSIP";
+        assert_eq!(tcp_frame_len(msg), Some(msg.len() - 3));
+        assert_eq!(
+            tcp_frame_len(b"SIP/2.0 200 OK\r\nContent-Length: 9\r\n\r\nabc"),
+            None
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Ports and temporary configuration
+// ---------------------------------------------------------------------------------------
+
+/// A port free on both UDP and TCP (the switch listens on both with one number).
+fn free_sip_port() -> u16 {
+    for _ in 0..50 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else { continue };
+        if TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free UDP+TCP port on 127.0.0.1 after 50 tries");
+}
+
+fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A test-specific RTP range: `slot` separates tests in one run, the pid separates runs
+/// from parallel worktrees on the same machine.
+fn rtp_range(slot: u16) -> (u16, u16) {
+    let lo = 40000 + (std::process::id() % 40) as u16 * 400 + slot * 40;
+    (lo, lo + 39)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries.flatten() {
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        if src.is_dir() {
+            copy_dir(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+    }
+}
+
+/// A private copy of the shipped configuration plus a database file, in a temp dir.
+struct TestConfig {
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+    db_url: String,
+}
+
+impl TestConfig {
+    /// `rings`: 0 answers at once (fast tests), 1 keeps the shipped one-ring answer.
+    fn new(rings: u8) -> TestConfig {
+        let tmp = tempfile::Builder::new()
+            .prefix("ccswitch-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().join("config");
+        copy_dir(&manifest().join("config"), &dir);
+        let main = dir.join("ccswitch.toml");
+        let text = std::fs::read_to_string(&main).expect("read config/ccswitch.toml");
+        assert!(
+            text.contains("answer_after_rings = 1"),
+            "config/ccswitch.toml must contain the line `answer_after_rings = 1`"
+        );
+        let text = text.replace(
+            "answer_after_rings = 1",
+            &format!("answer_after_rings = {rings}"),
+        );
+        std::fs::write(&main, text).expect("write ccswitch.toml");
+        // A relative prompts dir resolves against the config dir's parent: point it home.
+        #[cfg(unix)]
+        {
+            let _ =
+                std::os::unix::fs::symlink(manifest().join("prompts"), tmp.path().join("prompts"));
+        }
+        let db_url = format!("sqlite:{}?mode=rwc", tmp.path().join("calls.db").display());
+        TestConfig { tmp, dir, db_url }
+    }
+
+    fn main_file(&self) -> PathBuf {
+        self.dir.join("ccswitch.toml")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `ccswitch report calls --format json`, parsed.
+    fn report(&self) -> Value {
+        let out = Command::new(bin())
+            .args(["report", "calls", "--config"])
+            .arg(&self.dir)
+            .args(["--database", &self.db_url, "--format", "json"])
+            .output()
+            .expect("run ccswitch report");
+        assert!(
+            out.status.success(),
+            "report failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("report JSON: {e}\n{}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    fn calls(&self) -> Vec<Value> {
+        self.report()["calls"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The switch process
+// ---------------------------------------------------------------------------------------
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c2 in chars.by_ref() {
+                    if ('@'..='~').contains(&c2) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+struct Switch {
+    child: Child,
+    sip: SocketAddr,
+    http: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+    exited: Option<ExitStatus>,
+}
+
+impl Switch {
+    fn start(cfg: &TestConfig, slot: u16) -> Switch {
+        let sip_port = free_sip_port();
+        let http_port = free_tcp_port();
+        let (lo, hi) = rtp_range(slot);
+        Self::start_on(cfg, sip_port, http_port, (lo, hi))
+    }
+
+    fn start_on(cfg: &TestConfig, sip_port: u16, http_port: u16, rtp: (u16, u16)) -> Switch {
+        let sip: SocketAddr = format!("127.0.0.1:{sip_port}").parse().expect("addr");
+        let http: SocketAddr = format!("127.0.0.1:{http_port}").parse().expect("addr");
+        let mut child = Command::new(bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg.dir)
+            .args(["--sip-listen", &sip.to_string()])
+            .args(["--http-listen", &http.to_string()])
+            .args(["--database", &cfg.db_url])
+            .args(["--rtp-ports", &format!("{}-{}", rtp.0, rtp.1)])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ccswitch");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let stderr = child.stderr.take().expect("stderr piped");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut told = false;
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let line = strip_ansi(&line);
+                if !told && line.contains("SIP listening") {
+                    told = true;
+                    let _ = tx.send(());
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        let mut sw = Switch {
+            child,
+            sip,
+            http,
+            log,
+            exited: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if let Ok(Some(st)) = sw.child.try_wait() {
+                sw.exited = Some(st);
+                panic!(
+                    "ccswitch exited before listening ({st}):\n{}",
+                    sw.log_tail(60)
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ccswitch did not log `SIP listening` within 20 s:\n{}",
+                    sw.log_tail(60)
+                );
+            }
+        }
+        // HTTP may come up just after SIP: wait (bounded) until it accepts connections.
+        let http_deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&sw.http, Duration::from_millis(500)).is_err() {
+            assert!(
+                Instant::now() < http_deadline,
+                "HTTP {} not accepting within 10 s:\n{}",
+                sw.http,
+                sw.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let listening = sw
+            .log_lines()
+            .into_iter()
+            .find(|l| l.contains("SIP listening"));
+        if let Some(l) = listening {
+            assert!(
+                l.contains(&format!("udp={sip}")),
+                "unexpected listening line: {l}"
+            );
+        }
+        sw
+    }
+
+    fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.sip)
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn log_tail(&self, n: usize) -> String {
+        let lines = self.log_lines();
+        let start = lines.len().saturating_sub(n);
+        lines[start..].join("\n")
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGTERM, then wait up to `within`; SIGKILL if it is still there.
+    fn terminate(&mut self, within: Duration) -> ExitStatus {
+        if let Some(st) = self.exited {
+            return st;
+        }
+        self.signal("-TERM");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.exited = Some(st);
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let st = self.child.wait().expect("wait ccswitch");
+        self.exited = Some(st);
+        panic!(
+            "ccswitch did not exit within {within:?} of SIGTERM:\n{}",
+            self.log_tail(40)
+        );
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        if let Ok(st) = self.child.wait() {
+            self.exited = Some(st);
+        }
+    }
+
+    fn http_get(&self, path: &str) -> (u16, String) {
+        http_get(self.http, path)
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics");
+        metric_value(&body, name)
+    }
+
+    /// Polls /metrics until ccswitch_active_calls >= n (bounded).
+    fn wait_active_calls(&self, n: f64, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.metric("ccswitch_active_calls").unwrap_or(0.0) >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    }
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            self.signal("-TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- ccswitch log (tail) ---\n{}", self.log_tail(80));
+        }
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send HTTP request");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = match text.find("\r\n\r\n") {
+        Some(i) => text[i + 4..].to_string(),
+        None => String::new(),
+    };
+    let chunked = text.lines().take_while(|l| !l.is_empty()).any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    (status, if chunked { dechunk(&body) } else { body })
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some(i) = rest.find("\r\n") {
+        let Ok(n) = usize::from_str_radix(rest[..i].trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < i + 2 + n {
+            break;
+        }
+        out.push_str(&rest[i + 2..i + 2 + n]);
+        rest = &rest[(i + 4 + n).min(rest.len())..];
+    }
+    out
+}
+
+/// Sum of all samples of a Prometheus metric (any labels).
+fn metric_value(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        if let Some(v) = rest
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            found = Some(found.unwrap_or(0.0) + v);
+        }
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------
+// PJSIP peers
+// ---------------------------------------------------------------------------------------
+
+static SETUP: Mutex<()> = Mutex::new(());
+
+/// The venv's python with pjsua2, or None when the user asked to skip PJSIP tests.
+fn pjsua_python() -> Option<PathBuf> {
+    if std::env::var("CCSWITCH_E2E_SKIP_PJSUA").as_deref() == Ok("1") {
+        eprintln!("CCSWITCH_E2E_SKIP_PJSUA=1: skipping a pjsua2 test");
+        return None;
+    }
+    let venv = std::env::var_os("CCSWITCH_E2E_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest().join(".venv-e2e"));
+    let python = venv.join("bin").join("python");
+    let works = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import pjsua2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let _guard = SETUP.lock().unwrap_or_else(|e| e.into_inner());
+    if works(&python) {
+        return Some(python);
+    }
+    // One attempt per test binary to make the venv ourselves (needs PyPI).
+    let status = Command::new("bash")
+        .arg(manifest().join("scripts/test-setup.sh"))
+        .stdout(Stdio::null())
+        .status();
+    if status.map(|s| s.success()).unwrap_or(false) && works(&python) {
+        return Some(python);
+    }
+    panic!(
+        "pjsua2 is not available in {}: run scripts/test-setup.sh \
+         (or set CCSWITCH_E2E_SKIP_PJSUA=1 to skip the PJSIP tests)",
+        venv.display()
+    );
+}
+
+fn script(name: &str) -> PathBuf {
+    manifest().join("tests/e2e").join(name)
+}
+
+/// A running caller.py; `finish` collects its JSON summary.
+struct PjCall {
+    child: Child,
+    out: std::sync::mpsc::Receiver<String>,
+    err: Arc<Mutex<Vec<String>>>,
+    bound: Duration,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct CallerArgs<'a> {
+    transport: &'a str,
+    dtmf: String,
+    dtmf_method: &'a str,
+    hangup_after: f64,
+    max_duration: f64,
+    record: Option<PathBuf>,
+}
+
+fn spawn_caller(python: &Path, uri: &str, a: &CallerArgs) -> PjCall {
+    let mut cmd = Command::new(python);
+    cmd.arg(script("caller.py"))
+        .args(["--uri", uri])
+        .args([
+            "--transport",
+            if a.transport.is_empty() {
+                "udp"
+            } else {
+                a.transport
+            },
+        ])
+        .args(["--dtmf", &a.dtmf])
+        .args([
+            "--dtmf-method",
+            if a.dtmf_method.is_empty() {
+                "rfc4733"
+            } else {
+                a.dtmf_method
+            },
+        ])
+        .args(["--hangup-after", &a.hangup_after.to_string()])
+        .args(["--max-duration", &a.max_duration.to_string()]);
+    if let Some(r) = &a.record {
+        cmd.arg("--record").arg(r);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn caller.py");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stdout).read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    let err = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&err);
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+        }
+    });
+    PjCall {
+        child,
+        out: rx,
+        err,
+        bound: Duration::from_secs_f64(a.max_duration + 20.0),
+        started: Instant::now(),
+    }
+}
+
+impl PjCall {
+    fn stderr(&self) -> String {
+        self.err.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    fn finish(mut self) -> Value {
+        let left = self.bound.saturating_sub(self.started.elapsed());
+        let text = match self.out.recv_timeout(left) {
+            Ok(t) => t,
+            Err(_) => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "caller.py did not finish in {:?}:\n{}",
+                    self.bound,
+                    self.stderr()
+                );
+            }
+        };
+        let _ = self.child.wait();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("");
+        serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("caller.py summary ({e}): {text}\n{}", self.stderr()))
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PjCall {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Length of a shipped English prompt in seconds (falls back to `default`).
+fn prompt_secs(id: &str, default: f64) -> f64 {
+    let path = manifest().join("prompts/en").join(format!("{id}.wav"));
+    match hound::WavReader::open(&path) {
+        Ok(r) => {
+            let spec = r.spec();
+            r.duration() as f64 / spec.sample_rate.max(1) as f64
+        }
+        Err(_) => default,
+    }
+}
+
+/// When to press keys, in seconds after answer, so each digit lands while the menu that
+/// takes it is playing (menus accept barge-in; the greeting and the "closed" notice may not).
+struct Timeline {
+    language: f64,
+    main: f64,
+}
+
+fn timeline() -> Timeline {
+    let greeting = prompt_secs("greeting", 5.2);
+    // Outside office hours a "closed" notice may come before the main menu; waiting for it
+    // either way still lands inside the (long) main menu prompt.
+    let closed = prompt_secs("closed", 9.0);
+    let language = greeting + 1.5;
+    Timeline {
+        language,
+        main: language + closed + 1.5,
+    }
+}
+
+fn find_call<'a>(calls: &'a [Value], transport: &str) -> &'a Value {
+    calls
+        .iter()
+        .find(|c| c["transport"] == transport)
+        .unwrap_or_else(|| panic!("no {transport} call in report: {calls:#?}"))
+}
+
+fn path_has_digits(call: &Value, digits: &str) -> bool {
+    call["ivr_path"]
+        .as_array()
+        .map(|p| p.iter().any(|s| s["digits"] == digits))
+        .unwrap_or(false)
+}
+
+/// The recording contains this shipped English prompt near its start (energy-envelope
+/// correlation, tests/e2e/audio_check.py): the caller heard *our* greeting, not noise.
+fn assert_prompt_heard(python: &Path, wav: &Path, prompt: &str) {
+    let reference = manifest().join("prompts/en").join(format!("{prompt}.wav"));
+    let out = Command::new(python)
+        .arg(script("audio_check.py"))
+        .arg(wav)
+        .arg("--reference")
+        .arg(&reference)
+        .args(["--max-lag-s", "3", "--min-correlation", "0.7"])
+        .output()
+        .expect("run audio_check.py");
+    assert!(
+        out.status.success(),
+        "{prompt} not recognised in {}: {}{}",
+        wav.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn assert_heard_speech(summary: &Value) {
+    let audio = &summary["audio"];
+    assert_eq!(
+        audio["speech"], true,
+        "caller should hear speech (greeting), got {audio}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// PJSIP tests
+// ---------------------------------------------------------------------------------------
+
+fn hours_call(transport: &str, method: &str, slot: u16) {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, slot);
+    let t = timeline();
+    let hangup = t.main + prompt_secs("hours", 7.4).min(4.0) + 1.0;
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport,
+            dtmf: format!("1@{:.2}s,1@{:.2}s", t.language, t.main),
+            dtmf_method: method,
+            hangup_after: hangup,
+            max_duration: hangup + 20.0,
+            record: Some(cfg.path("heard.wav")),
+        },
+    );
+    let summary = call.finish();
+    eprintln!("caller summary: {summary}");
+    assert_eq!(summary["confirmed"], true, "call not answered: {summary}");
+    assert_eq!(summary["disconnected_by"], "local", "{summary}");
+    assert_heard_speech(&summary);
+    assert_prompt_heard(&py, &cfg.path("heard.wav"), "greeting");
+    // RTP flowed for the whole call (50/s nominal; loose bound for a busy machine).
+    let rx = summary["rtp"]["rx_pkt"].as_f64().unwrap_or(0.0);
+    assert!(
+        rx >= 20.0 * hangup,
+        "{rx} RTP packets in {hangup:.0} s: {summary}"
+    );
+    assert_eq!(
+        summary["digits_sent"].as_array().map(|a| a.len()),
+        Some(2),
+        "{summary}"
+    );
+    let st = sw.terminate(Duration::from_secs(30));
+    assert!(st.success(), "ccswitch exit status {st}");
+    let calls = cfg.calls();
+    let c = find_call(&calls, transport);
+    eprintln!("report: {c:#}");
+    assert_eq!(c["within_three_rings"], true);
+    assert!(
+        c["answered_at"].is_string(),
+        "answered_at: {}",
+        c["answered_at"]
+    );
+    assert_eq!(c["ivr_outcome"], "self_served");
+    assert_eq!(c["ended_by"], "caller");
+    assert!(
+        path_has_digits(c, "1"),
+        "ivr_path lacks digit 1: {}",
+        c["ivr_path"]
+    );
+}
+
+/// (a) UDP, RFC 4733 digits: English, opening hours; the caller hangs up.
+#[test]
+fn pjsua_udp_rfc4733_opening_hours() {
+    hours_call("udp", "rfc4733", 0);
+}
+
+/// (b) TCP, SIP INFO digits, same path.
+#[test]
+fn pjsua_tcp_sip_info_opening_hours() {
+    hours_call("tcp", "info", 1);
+}
+
+/// (c) Order lookup: 5, then 12345# -> the order number is stored as a call variable.
+#[test]
+fn pjsua_order_lookup_sets_variable() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 2);
+    let t = timeline();
+    // Type the number once the "enter your order number" prompt is over (it may not take barge-in).
+    let order_at = t.main + prompt_secs("order_prompt", 4.0) + 0.5;
+    let hangup = order_at + 1.5 + 6.0;
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!(
+                "1@{:.2}s,5@{:.2}s,12345#@{:.2}s",
+                t.language, t.main, order_at
+            ),
+            dtmf_method: "rfc4733",
+            hangup_after: hangup,
+            max_duration: hangup + 20.0,
+            record: Some(cfg.path("heard.wav")),
+        },
+    );
+    let summary = call.finish();
+    eprintln!("caller summary: {summary}");
+    assert_eq!(summary["confirmed"], true, "{summary}");
+    assert_heard_speech(&summary);
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    eprintln!("report: {c:#}");
+    assert_eq!(
+        c["variables"]["order_number"], "12345",
+        "variables: {}",
+        c["variables"]
+    );
+    assert!(
+        path_has_digits(c, "5"),
+        "ivr_path lacks 5: {}",
+        c["ivr_path"]
+    );
+}
+
+/// (f) SIGTERM during a call: the caller gets a BYE, the switch exits 0, the call is
+/// recorded as ended by the system.
+#[test]
+fn sigterm_mid_call_sends_bye_and_exits_zero() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 3);
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            max_duration: 40.0,
+            ..Default::default()
+        },
+    );
+    assert!(
+        sw.wait_active_calls(1.0, Duration::from_secs(20)),
+        "call never became active:\n{}",
+        call.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let st = sw.terminate(Duration::from_secs(30));
+    assert!(st.success(), "exit status after SIGTERM: {st}");
+    let summary = call.finish();
+    eprintln!("caller summary: {summary}");
+    assert_eq!(summary["confirmed"], true, "{summary}");
+    assert_eq!(
+        summary["disconnected_by"], "remote",
+        "caller should get BYE: {summary}"
+    );
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    assert_eq!(c["ended_by"], "system", "{c:#}");
+    assert!(c["ended_at"].is_string(), "{c:#}");
+}
+
+/// (g) kill -9 mid-call, then restart on the same database: the orphaned call is closed
+/// as failed by the system.
+#[test]
+fn kill9_mid_call_then_restart_closes_call_as_failed() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 4);
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            max_duration: 30.0,
+            ..Default::default()
+        },
+    );
+    assert!(
+        sw.wait_active_calls(1.0, Duration::from_secs(20)),
+        "call never became active:\n{}",
+        call.stderr()
+    );
+    // Let the batched writer store the start and answer rows.
+    std::thread::sleep(Duration::from_secs(3));
+    sw.kill9();
+    call.kill();
+    let mut sw2 = Switch::start(&cfg, 5);
+    assert!(sw2.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let c = &calls[0];
+    eprintln!("report: {c:#}");
+    assert!(
+        c["ended_at"].is_string(),
+        "unfinished call not closed: {c:#}"
+    );
+    assert_eq!(c["ended_by"], "system");
+    assert_eq!(c["ivr_outcome"], "failed");
+}
+
+/// (h) The shipped answer policy (one ring): 180 at once, 200 after about one ring cycle.
+#[test]
+fn one_ring_answer_sends_180_then_200() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(1);
+    let mut sw = Switch::start(&cfg, 6);
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            hangup_after: 2.0,
+            max_duration: 40.0,
+            ..Default::default()
+        },
+    );
+    let summary = call.finish();
+    eprintln!("caller summary: {summary}");
+    assert_eq!(summary["confirmed"], true, "{summary}");
+    let t180 = summary["invite_to_180_ms"]
+        .as_f64()
+        .expect("a 180 was received");
+    let t200 = summary["invite_to_200_ms"]
+        .as_f64()
+        .expect("a 200 was received");
+    assert!(t180 < t200, "180 must come before 200: {summary}");
+    assert!(
+        t200 - t180 >= 5000.0,
+        "200 should follow one ring (6 s) after 180: {summary}"
+    );
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    assert_eq!(c["within_three_rings"], true, "{c:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw Rust caller: packet-level RTP checks
+// ---------------------------------------------------------------------------------------
+
+struct RawCall {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    ids: sipwire::CallIds,
+    switch: SocketAddr,
+    to_hdr: String,
+    target: String,
+    answer: sipwire::Answer,
+    cseq: u32,
+    responses: Vec<(u16, Duration)>,
+    branch_seq: u64,
+}
+
+#[derive(Default, Debug)]
+struct RtpSeen {
+    packets: usize,
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+    first_marker: Option<bool>,
+    payload_types: std::collections::BTreeSet<u8>,
+    ssrcs: std::collections::BTreeSet<u32>,
+    seq_breaks: usize,
+    ts_not_160_multiple: usize,
+    ts_backwards: usize,
+    voiced_frames: usize,
+    max_rms: f64,
+    last: Option<sipwire::RtpHeader>,
+}
+
+impl RawCall {
+    fn branch(&mut self) -> String {
+        self.branch_seq += 1;
+        format!("z9hG4bKraw{:x}{}", std::process::id(), self.branch_seq)
+    }
+
+    /// INVITE, wait for the final response (bounded), ACK a 2xx.
+    fn dial(switch: SocketAddr, user: &str) -> RawCall {
+        let sip = UdpSocket::bind("127.0.0.1:0").expect("bind sip");
+        let rtp = UdpSocket::bind("127.0.0.1:0").expect("bind rtp");
+        let local = sip.local_addr().expect("local");
+        let uri = format!("sip:{user}@{switch}");
+        let tag = (std::process::id() as u64) << 20 | local.port() as u64;
+        let ids = sipwire::CallIds::new(tag, local, &uri, "5550000");
+        let mut call = RawCall {
+            sip,
+            rtp,
+            ids,
+            switch,
+            to_hdr: String::new(),
+            target: uri,
+            answer: sipwire::Answer {
+                rtp: switch,
+                payload_type: 0,
+                telephone_event: None,
+            },
+            cseq: 1,
+            responses: Vec::new(),
+            branch_seq: 0,
+        };
+        let branch = call.branch();
+        let rtp_addr = call.rtp.local_addr().expect("rtp addr");
+        let invite = call.ids.invite(&branch, 1, rtp_addr);
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(30);
+        let mut next_retx = start + Duration::from_millis(500);
+        let mut interval = Duration::from_millis(500);
+        let mut provisional = false;
+        call.sip.send_to(&invite, switch).expect("send INVITE");
+        let _ = call.sip.set_read_timeout(Some(Duration::from_millis(50)));
+        let mut buf = vec![0u8; 65536];
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no final response to INVITE within 30 s"
+            );
+            if !provisional && Instant::now() >= next_retx {
+                let _ = call.sip.send_to(&invite, switch);
+                interval = (interval * 2).min(Duration::from_secs(4));
+                next_retx = Instant::now() + interval;
+            }
+            let Ok((n, _)) = call.sip.recv_from(&mut buf) else {
+                continue;
+            };
+            let Some(msg) = sipwire::parse(&buf[..n]) else {
+                continue;
+            };
+            let Some(status) = msg.status else { continue };
+            if msg.call_id() != Some(call.ids.call_id.as_str()) {
+                continue;
+            }
+            call.responses.push((status, start.elapsed()));
+            if status < 200 {
+                provisional = true;
+                continue;
+            }
+            let to = msg.header("to").unwrap_or("").to_string();
+            if status >= 300 {
+                let _ = call
+                    .sip
+                    .send_to(&call.ids.ack_non2xx(&to, 1, &branch), switch);
+                panic!(
+                    "INVITE rejected with {status}: {}",
+                    String::from_utf8_lossy(&buf[..n])
+                );
+            }
+            call.to_hdr = to;
+            if let Some(c) = msg.contact_uri() {
+                call.target = c;
+            }
+            call.answer = sipwire::parse_answer(&msg.body)
+                .unwrap_or_else(|| panic!("200 OK without usable SDP: {}", msg.body));
+            let b = call.branch();
+            let ack = call.ids.ack_2xx(&call.target, &call.to_hdr, 1, &b);
+            call.sip.send_to(&ack, switch).expect("send ACK");
+            return call;
+        }
+    }
+
+    /// Sends 20 ms silence (and RFC 4733 digits at the given offsets) while recording what
+    /// arrives, for `secs`. Re-ACKs a retransmitted 200; answers a BYE.
+    fn media(&mut self, secs: f64, digits: &[(f64, char)]) -> (RtpSeen, bool) {
+        let _ = self.rtp.set_read_timeout(Some(Duration::from_millis(2)));
+        let _ = self.sip.set_nonblocking(true);
+        let mut seen = RtpSeen::default();
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(secs);
+        let ssrc = 0x5eed_0001u32;
+        let mut seq: u16 = 1000;
+        let mut tick: u64 = 0;
+        let mut pkt = Vec::with_capacity(200);
+        let mut buf = vec![0u8; 2048];
+        let te = self.answer.telephone_event.unwrap_or(101);
+        // (first tick, digit): 5 progress packets then 3 end packets, one per tick.
+        let mut pending: Vec<(u64, char)> = digits
+            .iter()
+            .map(|(s, d)| ((s * 50.0) as u64, *d))
+            .collect();
+        let mut event: Option<(u64, u8)> = None;
+        let mut got_bye = false;
+        while Instant::now() < end && !got_bye {
+            let due = start + Duration::from_millis(20 * tick);
+            if Instant::now() >= due {
+                if event.is_none() {
+                    if let Some(pos) = pending.iter().position(|(t, _)| *t <= tick) {
+                        let (_, d) = pending.remove(pos);
+                        if let Some(e) = sipwire::digit_event(d) {
+                            event = Some((tick, e));
+                        }
+                    }
+                }
+                let ts = (tick as u32).wrapping_mul(160);
+                match event {
+                    Some((t0, e)) => {
+                        let i = tick - t0;
+                        let end_pkt = i >= 5;
+                        let dur = (((i.min(5)) + 1) * 160) as u16;
+                        let payload = sipwire::rfc4733_payload(e, end_pkt, dur);
+                        sipwire::rtp_packet(
+                            &mut pkt,
+                            i == 0,
+                            te,
+                            seq,
+                            (t0 as u32) * 160,
+                            ssrc,
+                            &payload,
+                        );
+                        if i >= 7 {
+                            event = None;
+                        }
+                    }
+                    None => {
+                        sipwire::rtp_packet(
+                            &mut pkt,
+                            tick == 0,
+                            0,
+                            seq,
+                            ts,
+                            ssrc,
+                            &sipwire::ULAW_SILENCE,
+                        );
+                    }
+                }
+                let _ = self.rtp.send_to(&pkt, self.answer.rtp);
+                seq = seq.wrapping_add(1);
+                tick += 1;
+            }
+            if let Ok((n, _)) = self.rtp.recv_from(&mut buf) {
+                let now = Instant::now();
+                if let Some(h) = sipwire::parse_rtp(&buf[..n]) {
+                    seen.packets += 1;
+                    seen.first_at.get_or_insert(now);
+                    seen.last_at = Some(now);
+                    seen.first_marker.get_or_insert(h.marker);
+                    seen.payload_types.insert(h.payload_type);
+                    seen.ssrcs.insert(h.ssrc);
+                    if let Some(prev) = seen.last {
+                        if h.seq != prev.seq.wrapping_add(1) {
+                            seen.seq_breaks += 1;
+                        }
+                        let dts = h.timestamp.wrapping_sub(prev.timestamp);
+                        if dts > u32::MAX / 2 {
+                            seen.ts_backwards += 1;
+                        } else if dts % 160 != 0 {
+                            seen.ts_not_160_multiple += 1;
+                        }
+                    }
+                    seen.last = Some(h);
+                    if h.payload_type == 0 {
+                        let rms = sipwire::ulaw_rms(buf.get(h.payload_offset..n).unwrap_or(&[]));
+                        if rms > 300.0 {
+                            seen.voiced_frames += 1;
+                        }
+                        seen.max_rms = seen.max_rms.max(rms);
+                    }
+                }
+            }
+            if let Ok((n, from)) = self.sip.recv_from(&mut buf) {
+                if let Some(msg) = sipwire::parse(&buf[..n]) {
+                    if msg.status == Some(200) && msg.cseq().map(|c| c.1) == Some("INVITE".into()) {
+                        let b = self.branch();
+                        let ack = self.ids.ack_2xx(&self.target, &self.to_hdr, 1, &b);
+                        let _ = self.sip.send_to(&ack, self.switch);
+                    } else if msg.method == "BYE" {
+                        let _ = self.sip.send_to(&msg.response(200, "OK"), from);
+                        got_bye = true;
+                    }
+                }
+            }
+        }
+        let _ = self.sip.set_nonblocking(false);
+        (seen, got_bye)
+    }
+
+    /// BYE and wait (bounded) for its 200.
+    fn hang_up(&mut self) -> Option<u16> {
+        self.cseq += 1;
+        let b = self.branch();
+        let bye = self.ids.bye(&self.target, &self.to_hdr, self.cseq, &b);
+        let _ = self.sip.set_read_timeout(Some(Duration::from_millis(100)));
+        let deadline = Instant::now() + Duration::from_secs(8);
+        let mut next = Instant::now();
+        let mut interval = Duration::from_millis(500);
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            if Instant::now() >= next {
+                let _ = self.sip.send_to(&bye, self.switch);
+                next = Instant::now() + interval;
+                interval = (interval * 2).min(Duration::from_secs(4));
+            }
+            if let Ok((n, _)) = self.sip.recv_from(&mut buf) {
+                if let Some(msg) = sipwire::parse(&buf[..n]) {
+                    if msg.cseq().map(|c| c.1) == Some("BYE".into()) {
+                        if let Some(s) = msg.status.filter(|s| *s >= 200) {
+                            return Some(s);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// (d) A raw caller checks RTP from the switch at the packet level and sends an RFC 4733
+/// digit that the IVR must see.
+#[test]
+fn raw_caller_rtp_pacing_pcmu_continuity_and_rfc4733() {
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 7);
+    let mut call = RawCall::dial(sw.sip, "100");
+    eprintln!("responses: {:?}", call.responses);
+    assert_eq!(
+        call.answer.payload_type, 0,
+        "PCMU first in our offer should be chosen"
+    );
+    let press = prompt_secs("greeting", 5.2) + 1.5;
+    let (seen, got_bye) = call.media(press + 2.5, &[(press, '1')]);
+    assert!(!got_bye, "switch hung up during the IVR");
+    let span = match (seen.first_at, seen.last_at) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let pps = if span > 0.0 {
+        (seen.packets as f64 - 1.0) / span
+    } else {
+        0.0
+    };
+    eprintln!("RTP from switch: {seen:?}; {pps:.1} packets/s over {span:.2} s");
+    assert!(
+        span > 4.0,
+        "RTP should flow for the whole call ({span:.2} s)"
+    );
+    // 50 packets/s, with generous room for a loaded machine.
+    assert!(
+        (35.0..=60.0).contains(&pps),
+        "expected ~50 packets/s, got {pps:.1}"
+    );
+    assert_eq!(
+        seen.first_marker,
+        Some(true),
+        "first RTP packet must carry the marker bit"
+    );
+    assert!(
+        seen.payload_types.contains(&0),
+        "PCMU expected: {:?}",
+        seen.payload_types
+    );
+    assert_eq!(
+        seen.ssrcs.len(),
+        1,
+        "one SSRC across prompts: {:?}",
+        seen.ssrcs
+    );
+    assert_eq!(
+        seen.seq_breaks, 0,
+        "RTP sequence numbers must be continuous"
+    );
+    assert_eq!(seen.ts_backwards, 0, "RTP timestamps must not go backwards");
+    assert_eq!(
+        seen.ts_not_160_multiple, 0,
+        "timestamps advance in 20 ms frames"
+    );
+    assert!(
+        seen.voiced_frames >= 25,
+        "greeting should be speech: {} voiced frames, max RMS {:.0}",
+        seen.voiced_frames,
+        seen.max_rms
+    );
+    assert_eq!(call.hang_up(), Some(200), "BYE should get 200");
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    eprintln!("report: {c:#}");
+    assert_eq!(c["ended_by"], "caller");
+    assert!(
+        path_has_digits(c, "1"),
+        "RFC 4733 digit 1 from the raw caller missing: {}",
+        c["ivr_path"]
+    );
+}
+
+/// (i) /health and /metrics, after one call so the media counters exist.
+#[test]
+fn health_and_metrics_endpoints() {
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 8);
+    let (status, body) = sw.http_get("/health");
+    assert_eq!(status, 200);
+    assert_eq!(body.trim(), "ok");
+    let mut call = RawCall::dial(sw.sip, "100");
+    let (seen, _) = call.media(1.5, &[]);
+    assert!(seen.packets > 0, "no RTP during the call");
+    let during = sw.metric("ccswitch_active_calls");
+    assert_eq!(call.hang_up(), Some(200));
+    let (status, text) = sw.http_get("/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "ccswitch_sip_messages_received_total",
+        "ccswitch_active_calls",
+        "ccswitch_rtp_late_frames_total",
+    ] {
+        assert!(text.contains(name), "/metrics lacks {name}:\n{text}");
+    }
+    assert_eq!(during, Some(1.0), "one active call during the call");
+    assert!(
+        metric_value(&text, "ccswitch_sip_messages_received_total").unwrap_or(0.0) >= 3.0,
+        "INVITE, ACK, BYE at least"
+    );
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+}
+
+// ---------------------------------------------------------------------------------------
+// check-config
+// ---------------------------------------------------------------------------------------
+
+/// (e) The shipped config validates; a broken copy fails naming the file and the key.
+#[test]
+fn check_config_accepts_shipped_and_names_faults() {
+    let ok = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(manifest().join("config"))
+        .output()
+        .expect("run check-config");
+    assert!(
+        ok.status.success(),
+        "shipped config rejected: {}\n{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    // More rings than the three-ring promise allows.
+    let cfg = TestConfig::new(1);
+    let text = std::fs::read_to_string(cfg.main_file()).expect("read");
+    std::fs::write(
+        cfg.main_file(),
+        text.replace("answer_after_rings = 1", "answer_after_rings = 7"),
+    )
+    .expect("write");
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg.dir)
+        .output()
+        .expect("run check-config");
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "7 rings accepted: {msg}");
+    assert!(
+        msg.contains("ccswitch.toml"),
+        "error should name the file: {msg}"
+    );
+    assert!(
+        msg.contains("answer_after_rings"),
+        "error should name the key: {msg}"
+    );
+
+    // An unknown key is refused, not ignored.
+    let cfg = TestConfig::new(1);
+    let text = std::fs::read_to_string(cfg.main_file()).expect("read");
+    std::fs::write(cfg.main_file(), format!("bogus_setting = 1\n{text}")).expect("write");
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&cfg.dir)
+        .output()
+        .expect("run check-config");
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "unknown key accepted: {msg}");
+    assert!(
+        msg.contains("ccswitch.toml"),
+        "error should name the file: {msg}"
+    );
+    assert!(
+        msg.contains("bogus_setting"),
+        "error should name the key: {msg}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Peer self-tests: prove the test peers against each other, without the switch
+// ---------------------------------------------------------------------------------------
+
+/// A speech WAV for the answering peer: the shipped greeting, or one made with espeak-ng.
+fn speech_wav(dir: &Path) -> PathBuf {
+    let shipped = manifest().join("prompts/en/greeting.wav");
+    if shipped.exists() {
+        return shipped;
+    }
+    let out = dir.join("speech.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(&out)
+        .arg("Thank you for calling. For opening hours, press one. For our address, press two.")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "espeak-ng is needed to make a speech WAV (apt-get install -y espeak-ng)"
+    );
+    out
+}
+
+/// uas.py in the background; reads its "listening" line for the port.
+struct Uas {
+    child: Child,
+    port: u16,
+    out: std::sync::mpsc::Receiver<String>,
+}
+
+impl Uas {
+    fn start(python: &Path, transport: &str, extra: &[&str]) -> Uas {
+        let mut child = Command::new(python)
+            .arg(script("uas.py"))
+            .args(["--transport", transport, "--port", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn uas.py");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("uas.py did not report its port");
+        let v: Value = serde_json::from_str(&first).expect("uas.py listening JSON");
+        let port = v["port"].as_u64().expect("port") as u16;
+        Uas {
+            child,
+            port,
+            out: rx,
+        }
+    }
+
+    fn finish(mut self, within: Duration) -> Value {
+        let line = self
+            .out
+            .recv_timeout(within)
+            .unwrap_or_else(|_| panic!("uas.py gave no summary in {within:?}"));
+        let _ = self.child.wait();
+        serde_json::from_str(&line).expect("uas.py summary JSON")
+    }
+}
+
+impl Drop for Uas {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn peers_selftest(transport: &str, method: &str) {
+    let Some(py) = pjsua_python() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speech_wav(tmp.path());
+    let wav = wav.to_string_lossy().to_string();
+    let uas = Uas::start(
+        &py,
+        "both",
+        &[
+            "--answer-after",
+            "1",
+            "--play",
+            &wav,
+            "--loop",
+            "--calls",
+            "1",
+            "--max-duration",
+            "40",
+        ],
+    );
+    let call = spawn_caller(
+        &py,
+        &format!("sip:agent@127.0.0.1:{}", uas.port),
+        &CallerArgs {
+            transport,
+            dtmf: "1@1s,12#@2s".into(),
+            dtmf_method: method,
+            hangup_after: 4.0,
+            max_duration: 30.0,
+            record: Some(tmp.path().join("heard.wav")),
+        },
+    );
+    let summary = call.finish();
+    let far = uas.finish(Duration::from_secs(20));
+    eprintln!("caller: {summary}\nuas: {far}");
+    assert_eq!(summary["confirmed"], true);
+    assert_eq!(summary["disconnected_by"], "local");
+    assert!(summary["invite_to_180_ms"].as_f64() < summary["invite_to_200_ms"].as_f64());
+    assert_heard_speech(&summary);
+    let rx = summary["rtp"]["rx_pkt"].as_u64().unwrap_or(0);
+    assert!(rx >= 100, "about 50 packets/s for 4 s expected, got {rx}");
+    let digits: String = far["calls"][0]["digits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["digit"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(digits, "112#", "digits the UAS received: {far}");
+    let methods: Vec<&str> = far["calls"][0]["digits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["method"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(methods.iter().all(|m| *m == method), "{methods:?}");
+}
+
+#[test]
+fn peers_selftest_udp_rfc4733() {
+    peers_selftest("udp", "rfc4733");
+}
+
+#[test]
+fn peers_selftest_tcp_sip_info() {
+    peers_selftest("tcp", "info");
+}
+
+/// The raw Rust caller against PJSIP: its SIP, RTP and RFC 4733 are understood by an
+/// independent stack.
+#[test]
+fn raw_caller_selftest_against_pjsua() {
+    let Some(py) = pjsua_python() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speech_wav(tmp.path()).to_string_lossy().to_string();
+    let uas = Uas::start(
+        &py,
+        "udp",
+        &[
+            "--answer-after",
+            "0.3",
+            "--play",
+            &wav,
+            "--loop",
+            "--calls",
+            "1",
+            "--max-duration",
+            "40",
+        ],
+    );
+    let switch: SocketAddr = format!("127.0.0.1:{}", uas.port).parse().expect("addr");
+    let mut call = RawCall::dial(switch, "agent");
+    let statuses: Vec<u16> = call.responses.iter().map(|r| r.0).collect();
+    assert!(statuses.contains(&180), "{statuses:?}");
+    let (seen, got_bye) = call.media(4.0, &[(1.0, '5'), (2.0, '#')]);
+    assert!(!got_bye);
+    eprintln!("RTP from pjsua: {seen:?}");
+    assert!(seen.packets >= 120, "~50 packets/s expected: {seen:?}");
+    assert_eq!(seen.seq_breaks, 0);
+    assert!(seen.voiced_frames >= 25, "{seen:?}");
+    assert_eq!(call.hang_up(), Some(200));
+    let far = uas.finish(Duration::from_secs(20));
+    eprintln!("uas: {far}");
+    let digits: String = far["calls"][0]["digits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["digit"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(digits, "5#", "{far}");
+    assert_eq!(far["calls"][0]["disconnected_by"], "remote");
+}
+
+// ---------------------------------------------------------------------------------------
+// baresip: a second, independent SIP stack
+// ---------------------------------------------------------------------------------------
+
+/// Dials `uri` with a headless baresip (its own config dir under `dir`), talks `secs` s,
+/// then quits (BYE). Returns baresip's output and the WAV of what it heard, if any.
+fn baresip_call(dir: &Path, uri: &str, secs: u32) -> Option<(String, Option<PathBuf>)> {
+    if std::env::var("CCSWITCH_E2E_SKIP_BARESIP").as_deref() == Ok("1") {
+        eprintln!("CCSWITCH_E2E_SKIP_BARESIP=1: skipping a baresip test");
+        return None;
+    }
+    let has = Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        has,
+        "baresip is not installed: apt-get install -y baresip-core \
+         (or set CCSWITCH_E2E_SKIP_BARESIP=1)"
+    );
+    let conf = dir.join("baresip");
+    let snd = dir.join("baresip-snd");
+    std::fs::create_dir_all(&conf).expect("mkdir baresip conf");
+    std::fs::create_dir_all(&snd).expect("mkdir baresip snd");
+    let source = speech_wav_8k(dir);
+    let modules = [
+        "/usr/lib/baresip/modules",
+        "/usr/lib/x86_64-linux-gnu/baresip/modules",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .unwrap_or("/usr/lib/baresip/modules");
+    // aufile speaks a WAV, aubridge is a null player, sndfile dumps what is heard.
+    let config = format!(
+        "poll_method epoll\n\
+         sip_listen 127.0.0.1:0\n\
+         audio_player aubridge,nil\n\
+         audio_source aufile,{}\n\
+         audio_alert aubridge,nil\n\
+         rtp_ports 31000-31999\n\
+         module_path {modules}\n\
+         module g711.so\n\
+         module aubridge.so\n\
+         module aufile.so\n\
+         module sndfile.so\n\
+         module_app account.so\n\
+         module_app menu.so\n\
+         snd_path {}\n",
+        source.display(),
+        snd.display()
+    );
+    std::fs::write(conf.join("config"), config).expect("write baresip config");
+    std::fs::write(conf.join("accounts"), "<sip:baresip@127.0.0.1>;regint=0\n").expect("accounts");
+    std::fs::write(conf.join("contacts"), "").expect("contacts");
+    let mut child = Command::new("baresip")
+        .arg("-f")
+        .arg(&conf)
+        .args(["-e", &format!("/dial {uri}"), "-t", &secs.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn baresip");
+    let mut out = String::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        let _ = tx.send(s);
+    });
+    match rx.recv_timeout(Duration::from_secs(secs as u64 + 20)) {
+        Ok(s) => out.push_str(&s),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("baresip did not quit within {} s", secs + 20);
+        }
+    }
+    let _ = child.wait();
+    let heard = std::fs::read_dir(&snd).ok().and_then(|d| {
+        d.flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))
+    });
+    Some((out, heard))
+}
+
+/// An 8 kHz speech WAV (baresip's aufile source plays it at the call's rate).
+fn speech_wav_8k(dir: &Path) -> PathBuf {
+    let src = speech_wav(dir);
+    if let Ok(r) = hound::WavReader::open(&src) {
+        if r.spec().sample_rate == 8000 && r.spec().channels == 1 {
+            return src;
+        }
+    }
+    let out = dir.join("speech8k.wav");
+    let ok = Command::new("sox")
+        .arg(&src)
+        .args(["-r", "8000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "sox is needed to convert {} (apt-get install -y sox)",
+        src.display()
+    );
+    out
+}
+
+fn assert_wav_is_speech(py: Option<&Path>, wav: &Path) {
+    let python = py
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let out = Command::new(python)
+        .arg(script("audio_check.py"))
+        .arg(wav)
+        .output()
+        .expect("run audio_check.py");
+    assert!(
+        out.status.success(),
+        "not speech: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// baresip against the PJSIP answering peer: proves the baresip harness itself.
+#[test]
+fn baresip_selftest_against_pjsua() {
+    let Some(py) = pjsua_python() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let wav = speech_wav(tmp.path()).to_string_lossy().to_string();
+    let uas = Uas::start(
+        &py,
+        "udp",
+        &[
+            "--answer-after",
+            "0.3",
+            "--play",
+            &wav,
+            "--loop",
+            "--calls",
+            "1",
+            "--max-duration",
+            "40",
+        ],
+    );
+    let Some((out, heard)) =
+        baresip_call(tmp.path(), &format!("sip:agent@127.0.0.1:{}", uas.port), 5)
+    else {
+        return;
+    };
+    assert!(out.contains("Call established"), "baresip output:\n{out}");
+    let heard = heard.unwrap_or_else(|| panic!("baresip wrote no recording:\n{out}"));
+    assert_wav_is_speech(Some(&py), &heard);
+    let far = uas.finish(Duration::from_secs(20));
+    assert_eq!(far["calls"][0]["confirmed"], true, "{far}");
+    assert_eq!(far["calls"][0]["disconnected_by"], "remote", "{far}");
+}
+
+/// baresip calls the switch: answered, greeting heard, hangup recorded as the caller's.
+#[test]
+fn baresip_call_hears_greeting() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 9);
+    let Some((out, heard)) = baresip_call(tmp.path(), &sw.uri("100"), 6) else {
+        return;
+    };
+    assert!(out.contains("Call established"), "baresip output:\n{out}");
+    let heard = heard.unwrap_or_else(|| panic!("baresip wrote no recording:\n{out}"));
+    assert_wav_is_speech(None, &heard);
+    assert_prompt_heard(Path::new("python3"), &heard, "greeting");
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    assert!(c["answered_at"].is_string(), "{c:#}");
+    assert_eq!(c["ended_by"], "caller", "{c:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+// ---------------------------------------------------------------------------------------
+
+/// A fresh database on the local PostgreSQL (127.0.0.1:5432, trust auth), dropped on Drop.
+struct PgDb {
+    name: String,
+    url: String,
+}
+
+fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        ])
+        .output()
+        .map_err(|e| format!("psql: {e} (apt-get install -y postgresql-client)"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+impl PgDb {
+    fn create() -> Option<PgDb> {
+        if std::env::var("CCSWITCH_E2E_SKIP_POSTGRES").as_deref() == Ok("1") {
+            eprintln!("CCSWITCH_E2E_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+            return None;
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let name = format!("ccswitch_test_{}_{nanos}", std::process::id());
+        if let Err(e) = psql("postgres", &format!("CREATE DATABASE {name}")) {
+            panic!(
+                "cannot create a PostgreSQL database on 127.0.0.1:5432: {e}\n\
+                 (start PostgreSQL, or set CCSWITCH_E2E_SKIP_POSTGRES=1)"
+            );
+        }
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        Some(PgDb { name, url })
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// The same call flow stored in PostgreSQL: the record and its IVR path come back in the
+/// report, and the tables exist (migrations ran).
+#[test]
+fn postgres_store_records_call() {
+    let Some(pg) = PgDb::create() else { return };
+    let mut cfg = TestConfig::new(0);
+    cfg.db_url = pg.url.clone();
+    let mut sw = Switch::start(&cfg, 10);
+    let mut call = RawCall::dial(sw.sip, "100");
+    let press = prompt_secs("greeting", 5.2) + 1.5;
+    let (seen, _) = call.media(press + 2.0, &[(press, '1')]);
+    assert!(seen.packets > 0, "no RTP");
+    assert_eq!(call.hang_up(), Some(200));
+    assert!(sw.terminate(Duration::from_secs(30)).success());
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp");
+    eprintln!("report: {c:#}");
+    assert_eq!(c["ended_by"], "caller");
+    assert!(c["answered_at"].is_string());
+    assert!(path_has_digits(c, "1"), "{}", c["ivr_path"]);
+    let tables = psql(&pg.name, "SELECT count(*) FROM calls").expect("calls table");
+    assert_eq!(tables.trim(), "1");
+}

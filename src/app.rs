@@ -115,10 +115,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let advertised = config.sip.advertised_ip.unwrap_or_else(|| {
         if sip_addr.ip().is_unspecified() {
-            tracing::warn!(
-                "sip.advertised_ip not set and listening on all addresses: advertising 127.0.0.1"
-            );
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
+            let ip = primary_ip().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            tracing::info!(%ip, "sip.advertised_ip not set: advertising the primary interface address");
+            ip
         } else {
             sip_addr.ip()
         }
@@ -225,6 +224,15 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The address this host uses to reach other networks (no packet is sent: connecting a UDP
+/// socket only picks the route). None on a host without a default route.
+fn primary_ip() -> Option<IpAddr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("192.0.2.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// Hides a password in a database URL for logs and errors.

@@ -1863,3 +1863,95 @@ fn postgres_store_records_call() {
     let tables = psql(&pg.name, "SELECT count(*) FROM calls").expect("calls table");
     assert_eq!(tables.trim(), "1");
 }
+
+// ---------------------------------------------------------------------------------------
+// RFC 4475 torture battery against the running switch
+// ---------------------------------------------------------------------------------------
+
+fn torture_files(kind: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = manifest().join("tests/data/sip").join(kind);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sip"))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            (name, std::fs::read(&p).expect("fixture"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Sends one datagram and collects the status codes of what comes back within `wait`.
+fn statuses_for(sock: &UdpSocket, to: SocketAddr, msg: &[u8], wait: Duration) -> Vec<u16> {
+    sock.send_to(msg, to).expect("send");
+    let deadline = Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        match sock.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                if let Some(code) = text
+                    .strip_prefix("SIP/2.0 ")
+                    .and_then(|r| r.get(..3))
+                    .and_then(|c| c.parse().ok())
+                {
+                    got.push(code);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Every RFC 4475 message goes to the UDP port: invalid ones get a 4xx/5xx (400 where a
+/// response can be built), valid ones are handled (never 400), and the switch stays up.
+#[test]
+fn torture_battery_over_udp_keeps_the_switch_up() {
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 1);
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let wait = Duration::from_millis(400);
+
+    let mut answered_invalid = 0;
+    for (name, msg) in torture_files("invalid") {
+        let codes = statuses_for(&sock, sw.sip, &msg, wait);
+        if let Some(first) = codes.first() {
+            answered_invalid += 1;
+            assert!(
+                *first >= 400,
+                "invalid {name}: answered {codes:?}, expected an error status"
+            );
+        }
+        if name == "badvers" {
+            assert_eq!(codes.first(), Some(&505), "badvers: {codes:?}");
+        }
+    }
+    assert!(
+        answered_invalid >= 15,
+        "only {answered_invalid} invalid messages got an error response"
+    );
+
+    for (name, msg) in torture_files("valid") {
+        let codes = statuses_for(&sock, sw.sip, &msg, wait);
+        assert!(
+            !codes.contains(&400),
+            "valid {name}: answered 400 ({codes:?})"
+        );
+    }
+
+    let (status, body) = sw.http_get("/health");
+    assert_eq!((status, body.trim()), (200, "ok"), "switch still healthy");
+    let malformed = sw
+        .metric("ccswitch_sip_malformed_total")
+        .unwrap_or_default();
+    assert!(malformed >= 15.0, "malformed counter {malformed}");
+    let st = sw.terminate(Duration::from_secs(60));
+    assert!(st.success(), "ccswitch exit status {st}");
+}

@@ -739,7 +739,8 @@ fn hours_call(transport: &str, method: &str, slot: u16) {
     let cfg = TestConfig::new(0);
     let mut sw = Switch::start(&cfg, slot);
     let t = timeline();
-    let hangup = t.main + prompt_secs("hours", 7.4).min(4.0) + 1.0;
+    // Hang up once the answer has been heard to its end (that is what resolves the question).
+    let hangup = t.main + prompt_secs("hours", 7.4) + 2.0;
     let call = spawn_caller(
         &py,
         &sw.uri("100"),

@@ -270,6 +270,8 @@ impl Engine {
         }
     }
 
+    // One argument per part of a SIP response; bundling them would only rename the list.
+    #[allow(clippy::too_many_arguments)]
     fn respond(
         &mut self,
         now: Millis,

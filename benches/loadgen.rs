@@ -16,8 +16,9 @@
 //! quick mode. The switch binary is $CCSWITCH_BIN, else the one cargo built for this
 //! profile. Needs many file descriptors (2 per call here, ~2 per call in the switch): it
 //! raises its own RLIMIT_NOFILE to the hard limit; `ulimit -n 65536` first for big runs.
-//! Arrival times are taken in this process, so its own scheduling delay is included in the
-//! pacing figures: they are an upper bound on the switch's pacing error.
+//! RTP arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the pacing
+//! figures describe the switch, not this process's own scheduling delay. SIP latencies are
+//! taken in this process and include its scheduling delay (an upper bound).
 #![allow(clippy::disallowed_methods)] // a load generator measures wall-clock time on purpose
 
 #[path = "../tests/e2e/sipwire.rs"]
@@ -435,6 +436,10 @@ async fn invite(
     let mut retx = Duration::from_millis(500);
     let mut next = start + retx;
     let mut provisional = false;
+    tune_socket(sip);
+    // Latency runs from just before the send to the kernel's receive stamp of the answer, so
+    // a late wake-up of this task after the response arrived is not charged to the switch.
+    let sent_ns = wall_ns(start);
     sip.send_to(&msg, sh.switch)
         .await
         .map_err(|_| Fail::Socket)?;
@@ -449,7 +454,7 @@ async fn invite(
         } else {
             next.min(deadline)
         };
-        match timeout(wake - now, sip.recv_from(&mut buf)).await {
+        match timeout(wake - now, recv_stamped(sip, &mut buf)).await {
             Err(_) => {
                 if !provisional && Instant::now() >= next {
                     let _ = sip.send_to(&msg, sh.switch).await;
@@ -458,7 +463,7 @@ async fn invite(
                 }
             }
             Ok(Err(_)) => return Err(Fail::Socket),
-            Ok(Ok((n, _))) => {
+            Ok(Ok((n, stamp))) => {
                 let Some(m) = sipwire::parse(&buf[..n]) else {
                     continue;
                 };
@@ -466,7 +471,10 @@ async fn invite(
                 if m.call_id() != Some(ids.call_id.as_str()) {
                     continue;
                 }
-                let ms = start.elapsed().as_secs_f64() * 1000.0;
+                let ms = match stamp {
+                    Some(at) => (at - sent_ns).max(0) as f64 / 1e6,
+                    None => start.elapsed().as_secs_f64() * 1000.0,
+                };
                 if (180..190).contains(&status) && res.t180_ms.is_none() {
                     res.t180_ms = Some(ms);
                 }
@@ -497,6 +505,89 @@ async fn invite(
     }
 }
 
+/// Nanoseconds since the epoch now (fallback when the kernel gave no timestamp).
+fn wall_ns(_since: Instant) -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Turns on kernel receive timestamps (SO_TIMESTAMPNS) and a larger receive buffer.
+fn tune_socket(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let on: libc::c_int = 1;
+    let buf: libc::c_int = 1 << 20;
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid fd and option values of the declared size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            size,
+        );
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&buf as *const libc::c_int).cast(),
+            size,
+        );
+    }
+}
+
+/// One datagram and its kernel receive timestamp (ns since the epoch), without blocking.
+fn recvmsg_stamped(
+    fd: std::os::fd::RawFd,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<i128>)> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr points at live buffers for the duration of the call; the cmsg walk uses
+    // the libc macros over the control buffer the kernel filled.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                stamp = Some(i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok((n as usize, stamp))
+    }
+}
+
+async fn recv_stamped(rtp: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<i128>)> {
+    use std::os::fd::AsRawFd;
+    loop {
+        rtp.readable().await?;
+        match rtp.try_io(tokio::io::Interest::READABLE, || {
+            recvmsg_stamped(rtp.as_raw_fd(), buf)
+        }) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Talks until `until`: 20 ms frames out (with RFC 4733 digits at `digits` offsets),
 /// arrival gaps in. Returns early if the switch sends BYE.
 async fn talk(
@@ -518,7 +609,7 @@ async fn talk(
     let mut sbuf = vec![0u8; 4096];
     let mut next_digit = 0usize;
     let mut event: Option<(u64, u8)> = None;
-    let mut last_arrival: Option<(Instant, u16)> = None;
+    let mut last_arrival: Option<(i128, u16)> = None;
     let mut first_seq: Option<u32> = None;
     let mut ext_last: u32 = 0;
     loop {
@@ -555,9 +646,11 @@ async fn talk(
                 seq = seq.wrapping_add(1);
                 tick += 1;
             }
-            r = rtp.recv_from(&mut rbuf) => {
-                let now = Instant::now();
-                let Ok((n, _)) = r else { continue };
+            r = recv_stamped(rtp, &mut rbuf) => {
+                let Ok((n, stamp)) = r else { continue };
+                // The kernel's receive time describes the switch's pacing; our own wake-up
+                // time would add this process's scheduling delay.
+                let now = stamp.unwrap_or_else(|| wall_ns(start));
                 let Some(h) = sipwire::parse_rtp(&rbuf[..n]) else { continue };
                 res.rx_packets += 1;
                 // Extended sequence number for loss counting across wrap-around.
@@ -572,7 +665,7 @@ async fn talk(
                 };
                 if let Some((t, s)) = last_arrival {
                     if h.seq == s.wrapping_add(1) {
-                        let gap = now.duration_since(t).as_secs_f64() * 1000.0;
+                        let gap = (now - t) as f64 / 1e6;
                         res.gap_err_ms.push((gap - 20.0).abs() as f32);
                     }
                 }
@@ -665,6 +758,7 @@ async fn call_flow(
             return res;
         }
     };
+    tune_socket(&rtp);
     let Ok(rtp_addr) = rtp.local_addr() else {
         res.fail = Some(Fail::Socket);
         return res;

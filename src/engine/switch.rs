@@ -685,6 +685,35 @@ impl Engine {
         });
     }
 
+    /// Sends the final non-2xx response to a call's INVITE while it is still ringing (CANCEL,
+    /// early BYE, media failure, shutdown). `retry_after_s` adds Retry-After (for 503).
+    fn refuse_ringing(
+        &mut self,
+        now: Millis,
+        call_key: u64,
+        status: u16,
+        reason: &str,
+        retry_after_s: Option<u32>,
+    ) {
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
+        let (key, invite, peer, tag) = (
+            call.invite_key.clone(),
+            call.invite.clone(),
+            call.peer,
+            call.local_tag.clone(),
+        );
+        let opts = ResponseOpts {
+            to_tag: Some(&tag),
+            extra_headers: retry_after_s
+                .map(|s| vec![("Retry-After", s.to_string())])
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        self.respond(now, &key, &invite, peer, status, reason, opts);
+    }
+
     fn contact(&self, peer: Peer) -> String {
         match peer.transport {
             super::Transport::Udp => format!("<sip:ccswitch@{}>", self.cfg.sent_by),
@@ -965,17 +994,7 @@ impl Engine {
         if call.state != CallState::Ringing {
             return; // Too late: the 200 is out (RFC 3261 9.2).
         }
-        let (ik, invite, cpeer, tag) = (
-            call.invite_key.clone(),
-            call.invite.clone(),
-            call.peer,
-            call.local_tag.clone(),
-        );
-        let opts = ResponseOpts {
-            to_tag: Some(&tag),
-            ..Default::default()
-        };
-        self.respond(now, &ik, &invite, cpeer, 487, "Request Terminated", opts);
+        self.refuse_ringing(now, call_key, 487, "Request Terminated", None);
         self.end_call_with_status(now, call_key, EndedBy::Caller, "cancel", 487, false);
     }
 
@@ -998,17 +1017,7 @@ impl Engine {
             CallState::Terminating => {}
             CallState::Ringing => {
                 // BYE in the early dialog: the INVITE gets 487 (RFC 3261 15.1.2).
-                let (ik, invite, cpeer, tag) = (
-                    call.invite_key.clone(),
-                    call.invite.clone(),
-                    call.peer,
-                    call.local_tag.clone(),
-                );
-                let opts = ResponseOpts {
-                    to_tag: Some(&tag),
-                    ..Default::default()
-                };
-                self.respond(now, &ik, &invite, cpeer, 487, "Request Terminated", opts);
+                self.refuse_ringing(now, call_key, 487, "Request Terminated", None);
                 self.end_call_with_status(now, call_key, EndedBy::Caller, "bye", 487, false);
             }
             CallState::Answered => self.end_call(now, call_key, EndedBy::Caller, "bye", false),
@@ -1086,18 +1095,7 @@ impl Engine {
                     return;
                 };
                 if call.state == CallState::Ringing {
-                    let (ik, invite, cpeer, tag) = (
-                        call.invite_key.clone(),
-                        call.invite.clone(),
-                        call.peer,
-                        call.local_tag.clone(),
-                    );
-                    let opts = ResponseOpts {
-                        to_tag: Some(&tag),
-                        extra_headers: vec![("Retry-After", "5".to_string())],
-                        ..Default::default()
-                    };
-                    self.respond(now, &ik, &invite, cpeer, 503, "Service Unavailable", opts);
+                    self.refuse_ringing(now, call_key, 503, "Service Unavailable", Some(5));
                     let why = format!("error: media: {reason}");
                     self.end_call_with_status(now, call_key, EndedBy::System, &why, 503, false);
                 } else {
@@ -1395,18 +1393,7 @@ impl Engine {
             match call.state {
                 CallState::Terminating => {}
                 CallState::Ringing => {
-                    let (ik, invite, cpeer, tag) = (
-                        call.invite_key.clone(),
-                        call.invite.clone(),
-                        call.peer,
-                        call.local_tag.clone(),
-                    );
-                    let opts = ResponseOpts {
-                        to_tag: Some(&tag),
-                        extra_headers: vec![("Retry-After", "30".to_string())],
-                        ..Default::default()
-                    };
-                    self.respond(now, &ik, &invite, cpeer, 503, "Service Unavailable", opts);
+                    self.refuse_ringing(now, call_key, 503, "Service Unavailable", Some(30));
                     self.end_call_with_status(
                         now,
                         call_key,

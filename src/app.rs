@@ -8,7 +8,7 @@ use crate::control::{self, Inputs, Shells};
 use crate::engine::txn::TxnConfig;
 use crate::engine::{Command, Engine, EngineConfig, PromptKey};
 use crate::media::prompts::{load_prompts, PromptSet};
-use crate::media::runtime::{MediaConfig, MediaHandle};
+use crate::media::runtime::{MediaConfig, MediaHandle, RuntimeOptions};
 use crate::net::{self, NetSender};
 use crate::store::{self, Store};
 use anyhow::{anyhow, Context};
@@ -125,10 +125,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let sent_by = SocketAddr::new(advertised, sip_addr.port()).to_string();
 
     let (media_tx, media_rx) = mpsc::unbounded_channel();
-    let media = MediaHandle::start(
+    let media = MediaHandle::start_with(
         MediaConfig {
             bind_ip: config.rtp.bind_ip,
-            workers: 2,
+            workers: config.rtp.workers,
+        },
+        RuntimeOptions {
+            realtime_priority: (config.rtp.realtime_priority > 0)
+                .then_some(i32::from(config.rtp.realtime_priority)),
         },
         Arc::new(prompts),
         clock,

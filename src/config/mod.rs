@@ -125,6 +125,12 @@ pub struct RtpSection {
     pub port_max: u16,
     /// No RTP from a caller for this long ends the call (0 = never).
     pub inactivity_ms: u64,
+    /// Media worker threads (each owns a share of the legs and one 20 ms ticker).
+    pub workers: usize,
+    /// SCHED_FIFO priority of the media workers (1-99; 0 = normal scheduling). Real-time
+    /// priority keeps prompt pacing exact when the host is busy; it needs CAP_SYS_NICE and
+    /// silently falls back to normal scheduling without it.
+    pub realtime_priority: u8,
 }
 
 impl Default for RtpSection {
@@ -134,6 +140,8 @@ impl Default for RtpSection {
             port_min: 20000,
             port_max: 29999,
             inactivity_ms: 30_000,
+            workers: 2,
+            realtime_priority: 10,
         }
     }
 }
@@ -293,6 +301,12 @@ fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
             "answer.answer_after_rings",
             three_ring_reason(i64::from(m.answer.answer_after_rings)),
         ));
+    }
+    if m.rtp.workers == 0 || m.rtp.workers > 64 {
+        return Err(("rtp.workers", "must be 1 to 64".into()));
+    }
+    if m.rtp.realtime_priority > 99 {
+        return Err(("rtp.realtime_priority", "must be 0 (off) to 99".into()));
     }
     if m.rtp.port_min == 0 {
         return Err(("rtp.port_min", "must not be 0".into()));

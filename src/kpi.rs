@@ -352,9 +352,7 @@ impl QueueStats {
                 self.answered_within_sl += 1;
             }
             self.answer_wait_ms_total = self.answer_wait_ms_total.saturating_add(wait);
-            self.frt_ms_total = self
-                .frt_ms_total
-                .saturating_add(c.frt_ms().unwrap_or(0));
+            self.frt_ms_total = self.frt_ms_total.saturating_add(c.frt_ms().unwrap_or(0));
         }
         if c.abandoned() {
             self.abandoned += 1;
@@ -794,7 +792,14 @@ mod tests {
                 outcome: Some("no_answer".into()),
             },
         ];
-        let m = agent_stats(&[c], &offers, &changes, None, Millis(3 * q), Interval::Quarter);
+        let m = agent_stats(
+            &[c],
+            &offers,
+            &changes,
+            None,
+            Millis(3 * q),
+            Interval::Quarter,
+        );
         let a = m[&("alice".to_string(), Millis(q))];
         assert_eq!(a.offers, 2);
         assert_eq!(a.offers_answered, 1);

@@ -55,7 +55,11 @@ impl std::fmt::Debug for Store {
 
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "calls", include_str!("migrations/sqlite/0001_calls.sql")),
-    (2, "agents", include_str!("migrations/sqlite/0002_agents.sql")),
+    (
+        2,
+        "agents",
+        include_str!("migrations/sqlite/0002_agents.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (

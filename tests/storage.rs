@@ -7,8 +7,8 @@
 use ccswitch::engine::record::{EndedBy, IvrOutcome, Record};
 use ccswitch::engine::time::Millis;
 use ccswitch::kpi::{
-    self, AgentStats, CallFacts, CallTimes, HoldSpan, Interval, OfferFacts, QueueStats, Range,
-    StateChange, Summary,
+    self, AgentStats, CallFacts, CallTimes, HoldSpan, Interval, OfferFacts, Range, StateChange,
+    Summary,
 };
 use ccswitch::store::report::{render_agents, render_calls, render_queues, ReportFormat};
 use ccswitch::store::{spawn_writer, spawn_writer_with, Store, WriterConfig};

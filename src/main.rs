@@ -93,8 +93,8 @@ struct IntervalOpts {
     /// Start (inclusive): RFC 3339 time, YYYY-MM-DD, or epoch milliseconds.
     #[arg(long, value_parser = parse_time)]
     since: Option<Millis>,
-    /// End (exclusive), same forms as --since. Default: now (an agent's current state
-    /// counts up to it).
+    /// End (exclusive), same forms as --since. Default: unbounded for queues; now for agents
+    /// (an agent's current state counts up to it).
     #[arg(long, value_parser = parse_time)]
     until: Option<Millis>,
     #[arg(long, value_enum, default_value = "day")]

@@ -1,6 +1,22 @@
 //! The sqlx shell: the engine's records become rows, in SQLite or PostgreSQL chosen by URL.
 //! One code path for both through the `Any` driver; the backends differ only in their
 //! migrations. Timestamps are BIGINT UTC epoch milliseconds everywhere.
+//!
+//! Agent and queue records (migration 0002), for whoever emits them:
+//! - `CallQueued`: the *first* queue and `queued_at` stick (an overflow to another queue keeps
+//!   them), so queue wait and the per-queue figures count from the first entry.
+//! - `OfferStarted` / `OfferEnded`: one `offer_attempts` row per (call, attempt); emit
+//!   `OfferEnded` for every attempt (`cancelled` when the caller hangs up while it rings).
+//! - `AgentAnswered`: the earliest one sets the call's `agent` and `agent_answered_at`.
+//! - `WrapUpEnded`: sets `wrapup_ended_at` only for the call's answering agent.
+//! - `AgentStateChanged`: one row each; (agent, at, state) is the replay key, so two changes
+//!   to the same state in the same millisecond for one agent are one row.
+//! - `close_unfinished` (startup) also ends ringing offers as `failed`; it never invents a
+//!   wrap-up end.
+//!
+//! Queries: `calls`/`call` (rows with offers and per-call figures), `summary`,
+//! `summary_by_interval`, `queue_stats`, `agent_stats` (one SQL query each, equal to the
+//! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
 
 mod queries;
 pub mod report;
@@ -654,6 +670,50 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(busy, 5000);
+    }
+
+    /// A database made by the issue #2 build (migration 0001 only, with a call in it) is
+    /// upgraded in place: the call keeps its fields and gains empty agent fields.
+    #[tokio::test]
+    async fn upgrades_a_0001_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("old.db").display());
+        INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (norm, _) = normalize_url(&url).unwrap();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&norm)
+            .await
+            .unwrap();
+        let mut old = migrator(Backend::Sqlite);
+        old.migrations = Cow::Owned(old.migrations[..1].to_vec());
+        old.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO calls (call_id, arrived_at, ended_at, ended_by, last_event_at) \
+             VALUES ('old', 5, 9, 'caller', 9)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let store = Store::open(&url).await.unwrap();
+        let c = store.call("old").await.unwrap().unwrap();
+        assert_eq!(c.ended_at, Some(Millis(9)));
+        assert_eq!(
+            (c.queue.clone(), c.agent.clone(), c.queued_at),
+            (None, None, None)
+        );
+        assert!(c.offers.is_empty() && !c.abandoned && c.aht_ms.is_none());
+        store
+            .write_batch(&[Record::AgentStateChanged {
+                agent: "alice".into(),
+                at: Millis(10),
+                state: "ready".into(),
+                reason: None,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.agent_state_changes().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

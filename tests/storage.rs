@@ -807,6 +807,8 @@ async fn agents_and_queues(store: &Store) {
     assert_eq!(r.acw_ms, Some(30_000));
     assert_eq!(r.aht_ms, Some(150_000));
     assert!(!r.abandoned);
+    let figs = store.call_figures(Range::default()).await.unwrap();
+    assert!(figs.contains(&r.figures()));
     let rows = store.calls(None, None).await.unwrap();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows.iter().find(|c| c.call_id == "q1"), Some(&r));
@@ -1293,6 +1295,18 @@ fn queue_kpis_match_sql(open: impl std::future::Future<Output = Option<TestDb>>,
             let rows = store.calls(all.since, all.until).await.map_err(fail)?;
             prop_assert_eq!(rows.len(), cs.calls.len());
             let row_times: Vec<CallTimes> = rows.iter().map(|r| r.times()).collect();
+
+            // Per call: FRT, queue wait, talk, hold, ACW, AHT, abandoned in SQL == kpi.rs.
+            let sql_figs = store.call_figures(all).await.map_err(fail)?;
+            let rust_figs: Vec<_> = rows.iter().map(|r| r.figures()).collect();
+            prop_assert_eq!(&sql_figs, &rust_figs);
+            for r in &rows {
+                let i: usize = r.call_id.rsplit('-').next().unwrap().parse().unwrap();
+                let t = &times[i];
+                prop_assert_eq!(r.times(), t.clone());
+                prop_assert_eq!(r.aht_ms, t.aht_ms());
+                prop_assert_eq!(r.queue_wait_ms, t.queue_wait_ms());
+            }
 
             // Per queue.
             let sql = store

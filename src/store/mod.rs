@@ -14,7 +14,8 @@
 //! - `close_unfinished` (startup) also ends ringing offers as `failed`; it never invents a
 //!   wrap-up end.
 //!
-//! Queries: `calls`/`call` (rows with offers and per-call figures), `summary`,
+//! Queries: `calls`/`call` (rows with offers and per-call figures), `call_figures` (the
+//! same figures in SQL), `summary`,
 //! `summary_by_interval`, `queue_stats`, `agent_stats` (one SQL query each, equal to the
 //! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
 
@@ -22,7 +23,7 @@ mod queries;
 pub mod report;
 mod writer;
 
-pub use queries::{CallRow, IvrStepRow, OfferRow};
+pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
 pub use writer::{
     spawn_writer, spawn_writer_with, RecordSink, WriterConfig, WriterHandle, WriterStats,
 };

@@ -36,6 +36,20 @@ pub struct OfferRow {
     pub outcome: Option<String>,
 }
 
+/// METRICS.md per-call figures of one call, as SQL computes them (`Store::call_figures`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallFigures {
+    pub call_id: String,
+    pub frt_ms: Option<u64>,
+    pub queue_wait_ms: Option<u64>,
+    pub talk_ms: Option<u64>,
+    pub hold_ms: u64,
+    pub acw_ms: Option<u64>,
+    pub aht_ms: Option<u64>,
+    pub abandoned: bool,
+    pub short_abandon: bool,
+}
+
 /// A call as stored, with what hangs off it and its per-call figures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallRow {
@@ -86,6 +100,21 @@ pub struct CallRow {
 }
 
 impl CallRow {
+    /// The per-call figures as `kpi` computed them when the row was read.
+    pub fn figures(&self) -> CallFigures {
+        CallFigures {
+            call_id: self.call_id.clone(),
+            frt_ms: self.frt_ms,
+            queue_wait_ms: self.queue_wait_ms,
+            talk_ms: self.talk_ms,
+            hold_ms: self.hold_ms,
+            acw_ms: self.acw_ms,
+            aht_ms: self.aht_ms,
+            abandoned: self.abandoned,
+            short_abandon: self.short_abandon,
+        }
+    }
+
     pub fn times(&self) -> CallTimes {
         CallTimes {
             arrived_at: self.arrived_at,
@@ -468,6 +497,38 @@ impl Store {
         Ok(out)
     }
 
+    /// Per-call figures of the calls that arrived in `[since, until)`, computed in SQL (one
+    /// query; the twin of `CallRow::figures`), ordered like `calls()`.
+    pub async fn call_figures(&self, range: Range) -> Result<Vec<CallFigures>, StoreError> {
+        let (lo, hi) = range_of(range);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(call_figures_sql()))
+            .bind(lo)
+            .bind(hi)
+            .bind(ms_to_db(kpi::SHORT_ABANDON_MS))
+            .fetch_all(&self.pool)
+            .await?;
+        let opt = |row: &AnyRow, col: &str| -> Result<Option<u64>, sqlx::Error> {
+            Ok(row
+                .try_get::<Option<i64>, _>(col)?
+                .map(|v| u64::try_from(v).unwrap_or(0)))
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            out.push(CallFigures {
+                call_id: row.try_get("call_id")?,
+                frt_ms: opt(row, "frt_ms")?,
+                queue_wait_ms: opt(row, "queue_wait_ms")?,
+                talk_ms: opt(row, "talk_ms")?,
+                hold_ms: get_u64(row, "hold_ms")?,
+                acw_ms: opt(row, "acw_ms")?,
+                aht_ms: opt(row, "aht_ms")?,
+                abandoned: get_u64(row, "abandoned")? != 0,
+                short_abandon: get_u64(row, "short_abandon")? != 0,
+            });
+        }
+        Ok(out)
+    }
+
     /// `kpi::queue_stats` by one SQL query: per queue and bucket of `queued_at`.
     pub async fn queue_stats(
         &self,
@@ -698,6 +759,47 @@ fn per_call_columns() -> String {
          CASE WHEN c.agent_answered_at IS NOT NULL AND c.ended_at IS NOT NULL \
               AND c.wrapup_ended_at IS NOT NULL THEN 1 ELSE 0 END AS handled, \
          {talk} AS talk, {acw} AS acw, {talk} + {hold} + {acw} AS aht"
+    )
+}
+
+/// Per-call METRICS.md figures with NULL where `kpi` gives `None`. $1 since, $2 until
+/// (on `arrived_at`), $3 short-abandon threshold.
+fn call_figures_sql() -> String {
+    let hold = "COALESCE(h.hold_ms, 0)";
+    let talk = format!(
+        "CASE WHEN c.agent_answered_at IS NULL OR c.ended_at IS NULL THEN NULL \
+              WHEN c.ended_at - c.agent_answered_at - {hold} > 0 \
+              THEN c.ended_at - c.agent_answered_at - {hold} ELSE 0 END"
+    );
+    let acw = "CASE WHEN c.wrapup_ended_at IS NULL OR c.ended_at IS NULL THEN NULL \
+                    WHEN c.wrapup_ended_at > c.ended_at \
+                    THEN c.wrapup_ended_at - c.ended_at ELSE 0 END";
+    let abandoned = "CASE WHEN c.queued_at IS NOT NULL AND c.agent_answered_at IS NULL \
+                          AND c.ended_by = 'caller' THEN 1 ELSE 0 END";
+    let abandon_wait = "CASE WHEN c.ended_at > c.queued_at \
+                             THEN c.ended_at - c.queued_at ELSE 0 END";
+    format!(
+        "SELECT c.call_id, \
+           CAST(CASE WHEN c.agent_answered_at IS NULL THEN NULL \
+                WHEN c.agent_answered_at > c.arrived_at \
+                THEN c.agent_answered_at - c.arrived_at ELSE 0 END AS BIGINT) AS frt_ms, \
+           CAST(CASE WHEN c.queued_at IS NULL THEN NULL \
+                WHEN c.agent_answered_at IS NOT NULL THEN \
+                  CASE WHEN c.agent_answered_at > c.queued_at \
+                  THEN c.agent_answered_at - c.queued_at ELSE 0 END \
+                WHEN {abandoned} = 1 THEN {abandon_wait} \
+                ELSE NULL END AS BIGINT) AS queue_wait_ms, \
+           CAST({talk} AS BIGINT) AS talk_ms, \
+           CAST({hold} AS BIGINT) AS hold_ms, \
+           CAST({acw} AS BIGINT) AS acw_ms, \
+           CAST(CASE WHEN ({talk}) IS NULL OR ({acw}) IS NULL THEN NULL \
+                ELSE ({talk}) + {hold} + ({acw}) END AS BIGINT) AS aht_ms, \
+           CAST({abandoned} AS BIGINT) AS abandoned, \
+           CAST(CASE WHEN {abandoned} = 1 AND {abandon_wait} < $3 THEN 1 ELSE 0 END AS BIGINT) \
+             AS short_abandon \
+         FROM calls c LEFT JOIN ({HOLD_BY_CALL}) h ON h.call_id = c.call_id \
+         WHERE c.arrived_at >= $1 AND c.arrived_at < $2 \
+         ORDER BY c.arrived_at, c.call_id"
     )
 }
 

@@ -988,7 +988,7 @@ struct QSpec {
     /// (agent index, delay)
     agent_answer: Option<(usize, u64)>,
     holds: Vec<(u64, Option<u64>)>,
-    /// (after, who: 0 caller, 1 agent, 2 system)
+    /// (after, who: 0-1 caller, 2 agent, 3 system)
     end: Option<(u64, usize)>,
     wrapup_after: Option<u64>,
     batch_size: usize,
@@ -1017,13 +1017,19 @@ fn qspec() -> impl Strategy<Value = QSpec> {
         (
             0u64..172_800_000,
             proptest::option::of(0u64..20_000),
-            proptest::option::of((0usize..3, 0u64..40_000)),
-            proptest::collection::vec((0usize..3, 0u64..30_000, 0usize..7), 0..3),
+            proptest::option::weighted(0.8, (0usize..3, 0u64..40_000)),
+            prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec((0usize..3, 0u64..30_000, 0usize..7), 0..3)
+            ],
             proptest::option::of((0usize..3, 0u64..60_000)),
         ),
         (
-            proptest::collection::vec((0u64..5_000, proptest::option::of(1u64..60_000)), 0..3),
-            proptest::option::of((0u64..400_000, 0usize..3)),
+            prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec((0u64..5_000, proptest::option::of(1u64..60_000)), 0..3)
+            ],
+            proptest::option::weighted(0.8, (prop_oneof![0u64..6_000, 0u64..400_000], 0usize..4)),
             proptest::option::of(0u64..120_000),
             1usize..8,
             any::<bool>(),
@@ -1148,7 +1154,12 @@ fn qspec_records(
     }
     if let Some((after, who)) = s.end {
         t += after;
-        let by = [EndedBy::Caller, EndedBy::Agent, EndedBy::System][who];
+        let by = [
+            EndedBy::Caller,
+            EndedBy::Caller,
+            EndedBy::Agent,
+            EndedBy::System,
+        ][who];
         times.ended_at = Some(Millis(t));
         times.ended_by = Some(by);
         recs.push(Record::CallEnded {

@@ -1,13 +1,39 @@
 //! METRICS.md formulas as pure functions over per-call facts. `store` computes the same
-//! aggregates in SQL (`Store::summary`); a property test keeps the two equal.
+//! aggregates in SQL (`Store::summary`, `Store::queue_stats`, `Store::agent_stats`); a
+//! property test (tests/storage.rs) keeps the two equal on SQLite and PostgreSQL.
 //!
-//! Only figures whose timestamps exist so far are here: rings before answer, 3-ring
-//! compliance, hold time and IVR containment. Aggregates are kept as integer counts and
-//! millisecond sums so Rust and SQL agree exactly; ratios are derived from them.
+//! Aggregates are kept as integer counts and millisecond sums so Rust and SQL agree exactly;
+//! ratios are derived from them.
+//!
+//! Per-call figures (`CallTimes`), exactly as METRICS.md:
+//! - FRT = `agent_answered_at - arrived_at`.
+//! - queue wait = `agent_answered_at - queued_at`, or `ended_at - queued_at` if abandoned.
+//! - hold = the sum of *all* the call's hold segments (METRICS.md says "sum of hold
+//!   segments"; holds only happen while an agent is on the call, so no segment is dropped).
+//! - talk = `ended_at - agent_answered_at - hold` (0 if that would be negative).
+//! - ACW = `wrapup_ended_at - ended_at`.
+//! - AHT contribution = talk + hold + ACW, for calls an agent handled to the end of wrap-up
+//!   (`agent_answered_at`, `ended_at` and `wrapup_ended_at` all known): a call whose wrap-up
+//!   end was never seen is left out of AHT rather than given an invented ACW.
+//! - abandoned = queued, the caller hung up (`ended_by = caller`), no agent answered;
+//!   short abandon = abandoned with queue wait under 5 s.
+//!
+//! Differences are saturating (a later "earlier" timestamp gives 0), the same in SQL.
+//!
+//! Interval aggregates (`queue_stats`, `agent_stats`) bucket by UTC day or 15 minutes:
+//! - per queue, a call counts in the bucket of its `queued_at` (range filter on `queued_at`);
+//! - per agent, a call counts for its answering agent in the bucket of `agent_answered_at`,
+//!   an offer in the bucket of its `offered_at`; the whole handle time of a call lands in
+//!   that bucket (it is not split across buckets);
+//! - staffed time (occupancy's denominator) is the time in states `ready`, `reserved`,
+//!   `on_call`, `wrap_up` (logged in and not on break / not ready), from the agent's state
+//!   changes, split exactly across buckets and clipped to `[since, until)`; the agent's last
+//!   state lasts until `until`.
 
-use crate::engine::record::IvrOutcome;
+use crate::engine::record::{EndedBy, IvrOutcome};
 use crate::engine::time::Millis;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// `(answered_at - arrived_at) / ring_cycle`: how many ring cycles the caller heard.
 /// `None` when the call was not answered or the ring cycle is unknown / zero.
@@ -137,6 +163,421 @@ fn ratio(num: u64, den: u64) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
 
+// ---------- agents and queues (issue #3) ----------
+
+/// A short abandon is an abandon after less than this much queue wait.
+pub const SHORT_ABANDON_MS: u64 = 5_000;
+/// Default service-level threshold T (answered within 20 s).
+pub const DEFAULT_SERVICE_LEVEL_MS: u64 = 20_000;
+/// Agent states that count as staffed time (logged in, not on break, not "not ready").
+pub const STAFFED_STATES: [&str; 4] = ["ready", "reserved", "on_call", "wrap_up"];
+
+/// `agent_answered_at - arrived_at`: how long the caller waited for a person.
+pub fn frt_ms(arrived_at: Millis, agent_answered_at: Option<Millis>) -> Option<u64> {
+    agent_answered_at.map(|a| a.since(arrived_at))
+}
+
+/// Queued, the caller hung up, and no agent answered.
+pub fn abandoned(
+    queued_at: Option<Millis>,
+    agent_answered_at: Option<Millis>,
+    ended_by: Option<EndedBy>,
+) -> bool {
+    queued_at.is_some() && agent_answered_at.is_none() && ended_by == Some(EndedBy::Caller)
+}
+
+/// `agent_answered_at - queued_at`, or `ended_at - queued_at` if abandoned; `None` otherwise
+/// (not queued, or still waiting, or ended by the system before an agent answered).
+pub fn queue_wait_ms(
+    queued_at: Option<Millis>,
+    agent_answered_at: Option<Millis>,
+    ended_at: Option<Millis>,
+    ended_by: Option<EndedBy>,
+) -> Option<u64> {
+    let q = queued_at?;
+    if let Some(a) = agent_answered_at {
+        return Some(a.since(q));
+    }
+    if abandoned(queued_at, agent_answered_at, ended_by) {
+        // An abandoned call has ended; a row without ended_at (cannot happen) waits 0.
+        return Some(ended_at.map_or(0, |e| e.since(q)));
+    }
+    None
+}
+
+/// `ended_at - agent_answered_at - hold`, never negative.
+pub fn talk_ms(
+    agent_answered_at: Option<Millis>,
+    ended_at: Option<Millis>,
+    hold_ms: u64,
+) -> Option<u64> {
+    Some(ended_at?.since(agent_answered_at?).saturating_sub(hold_ms))
+}
+
+/// `wrapup_ended_at - ended_at`.
+pub fn acw_ms(ended_at: Option<Millis>, wrapup_ended_at: Option<Millis>) -> Option<u64> {
+    Some(wrapup_ended_at?.since(ended_at?))
+}
+
+/// What the queue and agent figures need from one call.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CallTimes {
+    pub arrived_at: Millis,
+    pub queue: Option<String>,
+    pub queued_at: Option<Millis>,
+    pub agent: Option<String>,
+    pub agent_answered_at: Option<Millis>,
+    pub ended_at: Option<Millis>,
+    pub ended_by: Option<EndedBy>,
+    pub wrapup_ended_at: Option<Millis>,
+    /// `hold_ms` of the call's segments (see `hold_ms`).
+    pub hold_ms: u64,
+}
+
+impl CallTimes {
+    pub fn frt_ms(&self) -> Option<u64> {
+        frt_ms(self.arrived_at, self.agent_answered_at)
+    }
+
+    pub fn abandoned(&self) -> bool {
+        abandoned(self.queued_at, self.agent_answered_at, self.ended_by)
+    }
+
+    pub fn short_abandon(&self) -> bool {
+        self.abandoned() && self.queue_wait_ms().is_some_and(|w| w < SHORT_ABANDON_MS)
+    }
+
+    pub fn queue_wait_ms(&self) -> Option<u64> {
+        queue_wait_ms(
+            self.queued_at,
+            self.agent_answered_at,
+            self.ended_at,
+            self.ended_by,
+        )
+    }
+
+    pub fn talk_ms(&self) -> Option<u64> {
+        talk_ms(self.agent_answered_at, self.ended_at, self.hold_ms)
+    }
+
+    /// Hold time of an agent-answered call (`None` if no agent answered).
+    pub fn agent_hold_ms(&self) -> Option<u64> {
+        self.agent_answered_at.map(|_| self.hold_ms)
+    }
+
+    pub fn acw_ms(&self) -> Option<u64> {
+        acw_ms(self.ended_at, self.wrapup_ended_at)
+    }
+
+    /// talk + hold + ACW, for a call handled through wrap-up (see the module notes).
+    pub fn aht_ms(&self) -> Option<u64> {
+        let talk = self.talk_ms()?;
+        let acw = self.acw_ms()?;
+        Some(talk.saturating_add(self.hold_ms).saturating_add(acw))
+    }
+}
+
+/// Report bucket width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interval {
+    Day,
+    #[serde(rename = "15m")]
+    Quarter,
+}
+
+impl Interval {
+    pub fn width_ms(self) -> u64 {
+        match self {
+            Interval::Day => 86_400_000,
+            Interval::Quarter => 900_000,
+        }
+    }
+
+    /// Start of the (UTC) bucket holding `t`.
+    pub fn bucket(self, t: Millis) -> Millis {
+        let w = self.width_ms();
+        Millis(t.as_u64() / w * w)
+    }
+}
+
+/// `[since, until)`; `None` is unbounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+impl Range {
+    pub fn contains(&self, t: Millis) -> bool {
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+/// Per queue and bucket, as exact integers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    /// Calls offered to the queue (queued).
+    pub offered: u64,
+    /// Calls an agent answered.
+    pub answered: u64,
+    /// Answered with queue wait <= T.
+    pub answered_within_sl: u64,
+    pub abandoned: u64,
+    pub short_abandoned: u64,
+    /// Sum of queue waits of answered calls (ASA's numerator).
+    pub answer_wait_ms_total: u64,
+    /// Sum of queue waits of abandoned calls.
+    pub abandon_wait_ms_total: u64,
+    /// Sum of FRT of answered calls.
+    pub frt_ms_total: u64,
+    /// Calls handled through wrap-up (AHT's denominator) and their sums.
+    pub handled: u64,
+    pub talk_ms_total: u64,
+    pub hold_ms_total: u64,
+    pub acw_ms_total: u64,
+    pub aht_ms_total: u64,
+}
+
+impl QueueStats {
+    pub fn add(&mut self, c: &CallTimes, sl_threshold_ms: u64) {
+        if c.queued_at.is_none() {
+            return;
+        }
+        self.offered += 1;
+        if c.agent_answered_at.is_some() {
+            let wait = c.queue_wait_ms().unwrap_or(0);
+            self.answered += 1;
+            if wait <= sl_threshold_ms {
+                self.answered_within_sl += 1;
+            }
+            self.answer_wait_ms_total = self.answer_wait_ms_total.saturating_add(wait);
+            self.frt_ms_total = self.frt_ms_total.saturating_add(c.frt_ms().unwrap_or(0));
+        }
+        if c.abandoned() {
+            self.abandoned += 1;
+            if c.short_abandon() {
+                self.short_abandoned += 1;
+            }
+            self.abandon_wait_ms_total = self
+                .abandon_wait_ms_total
+                .saturating_add(c.queue_wait_ms().unwrap_or(0));
+        }
+        self.add_handled(c);
+    }
+
+    fn add_handled(&mut self, c: &CallTimes) {
+        if let (Some(talk), Some(acw), Some(aht)) = (c.talk_ms(), c.acw_ms(), c.aht_ms()) {
+            self.handled += 1;
+            self.talk_ms_total = self.talk_ms_total.saturating_add(talk);
+            self.hold_ms_total = self.hold_ms_total.saturating_add(c.hold_ms);
+            self.acw_ms_total = self.acw_ms_total.saturating_add(acw);
+            self.aht_ms_total = self.aht_ms_total.saturating_add(aht);
+        }
+    }
+
+    /// Answered within T / (offered - short abandons) (target >= 80 %).
+    pub fn service_level(&self) -> Option<f64> {
+        ratio(
+            self.answered_within_sl,
+            self.offered.saturating_sub(self.short_abandoned),
+        )
+    }
+
+    /// ASA: mean queue wait of answered calls, ms.
+    pub fn asa_ms(&self) -> Option<f64> {
+        ratio(self.answer_wait_ms_total, self.answered)
+    }
+
+    /// Mean FRT of answered calls, ms.
+    pub fn mean_frt_ms(&self) -> Option<f64> {
+        ratio(self.frt_ms_total, self.answered)
+    }
+
+    /// AHT: mean talk + hold + ACW of handled calls, ms (target <= 300 s).
+    pub fn aht_ms(&self) -> Option<f64> {
+        ratio(self.aht_ms_total, self.handled)
+    }
+
+    /// Abandoned / offered.
+    pub fn abandonment_rate(&self) -> Option<f64> {
+        ratio(self.abandoned, self.offered)
+    }
+}
+
+/// Per queue and bucket start, over calls queued in `range`.
+pub fn queue_stats<'a>(
+    calls: impl IntoIterator<Item = &'a CallTimes>,
+    range: Range,
+    interval: Interval,
+    sl_threshold_ms: u64,
+) -> BTreeMap<(String, Millis), QueueStats> {
+    let mut out: BTreeMap<(String, Millis), QueueStats> = BTreeMap::new();
+    for c in calls {
+        let Some(q) = c.queued_at.filter(|q| range.contains(*q)) else {
+            continue;
+        };
+        let key = (c.queue.clone().unwrap_or_default(), interval.bucket(q));
+        out.entry(key).or_default().add(c, sl_threshold_ms);
+    }
+    out
+}
+
+/// One offer attempt as the agent figures need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfferFacts {
+    pub agent: String,
+    pub offered_at: Millis,
+    /// `None` while ringing.
+    pub outcome: Option<String>,
+}
+
+/// One agent state change; `seq` orders changes within one millisecond (the row id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    pub agent: String,
+    pub at: Millis,
+    pub seq: i64,
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+/// Per agent and bucket, as exact integers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AgentStats {
+    pub offers: u64,
+    pub offers_answered: u64,
+    pub offers_no_answer: u64,
+    /// Busy or rejected.
+    pub offers_declined: u64,
+    /// Calls this agent answered (first agent).
+    pub answered: u64,
+    pub handled: u64,
+    pub talk_ms_total: u64,
+    pub hold_ms_total: u64,
+    pub acw_ms_total: u64,
+    pub aht_ms_total: u64,
+    /// Logged in and not on break (see `STAFFED_STATES`).
+    pub staffed_ms: u64,
+}
+
+impl AgentStats {
+    /// AHT: mean talk + hold + ACW of handled calls, ms.
+    pub fn aht_ms(&self) -> Option<f64> {
+        ratio(self.aht_ms_total, self.handled)
+    }
+
+    /// (talk + hold + ACW) / staffed time.
+    pub fn occupancy(&self) -> Option<f64> {
+        ratio(self.aht_ms_total, self.staffed_ms)
+    }
+
+    fn add_call(&mut self, c: &CallTimes) {
+        self.answered += 1;
+        let mut q = QueueStats::default();
+        q.add_handled(c);
+        self.handled += q.handled;
+        self.talk_ms_total = self.talk_ms_total.saturating_add(q.talk_ms_total);
+        self.hold_ms_total = self.hold_ms_total.saturating_add(q.hold_ms_total);
+        self.acw_ms_total = self.acw_ms_total.saturating_add(q.acw_ms_total);
+        self.aht_ms_total = self.aht_ms_total.saturating_add(q.aht_ms_total);
+    }
+
+    fn add_offer(&mut self, o: &OfferFacts) {
+        self.offers += 1;
+        match o.outcome.as_deref() {
+            Some("answered") => self.offers_answered += 1,
+            Some("no_answer") => self.offers_no_answer += 1,
+            Some("busy" | "rejected") => self.offers_declined += 1,
+            _ => {}
+        }
+    }
+}
+
+/// Staffed milliseconds per (agent, bucket start): each state lasts until the agent's next
+/// change (ties ordered by `seq`), the last until `until`; clipped to `[since, until)`.
+pub fn staffed_ms(
+    changes: &[StateChange],
+    since: Option<Millis>,
+    until: Millis,
+    interval: Interval,
+) -> BTreeMap<(String, Millis), u64> {
+    let mut by_agent: BTreeMap<&str, Vec<&StateChange>> = BTreeMap::new();
+    for c in changes {
+        by_agent.entry(c.agent.as_str()).or_default().push(c);
+    }
+    let w = interval.width_ms();
+    let mut out = BTreeMap::new();
+    for (agent, mut list) in by_agent {
+        list.sort_by_key(|c| (c.at, c.seq));
+        for (i, c) in list.iter().enumerate() {
+            if !STAFFED_STATES.contains(&c.state.as_str()) {
+                continue;
+            }
+            let end = list.get(i + 1).map_or(until, |n| n.at).min(until);
+            let start = since.map_or(c.at, |s| c.at.max(s));
+            let (mut s, e) = (start.as_u64(), end.as_u64());
+            while s < e {
+                let b = s / w * w;
+                let piece_end = (b + w).min(e);
+                *out.entry((agent.to_string(), Millis(b))).or_insert(0u64) += piece_end - s;
+                s = piece_end;
+            }
+        }
+    }
+    out
+}
+
+/// Per agent and bucket start: calls answered in `[since, until)` (by `agent_answered_at`),
+/// offers made in it (by `offered_at`) and staffed time within it.
+pub fn agent_stats<'a>(
+    calls: impl IntoIterator<Item = &'a CallTimes>,
+    offers: &[OfferFacts],
+    changes: &[StateChange],
+    since: Option<Millis>,
+    until: Millis,
+    interval: Interval,
+) -> BTreeMap<(String, Millis), AgentStats> {
+    let range = Range {
+        since,
+        until: Some(until),
+    };
+    let mut out: BTreeMap<(String, Millis), AgentStats> = BTreeMap::new();
+    for c in calls {
+        let (Some(agent), Some(a)) = (&c.agent, c.agent_answered_at) else {
+            continue;
+        };
+        if range.contains(a) {
+            out.entry((agent.clone(), interval.bucket(a)))
+                .or_default()
+                .add_call(c);
+        }
+    }
+    for o in offers.iter().filter(|o| range.contains(o.offered_at)) {
+        out.entry((o.agent.clone(), interval.bucket(o.offered_at)))
+            .or_default()
+            .add_offer(o);
+    }
+    for (key, ms) in staffed_ms(changes, since, until, interval) {
+        out.entry(key).or_default().staffed_ms += ms;
+    }
+    out
+}
+
+/// Interval buckets of the whole-system `Summary` (3-ring compliance, IVR containment), by
+/// `arrived_at`.
+pub fn summary_by_interval<'a>(
+    calls: impl IntoIterator<Item = &'a CallFacts>,
+    range: Range,
+    interval: Interval,
+) -> BTreeMap<Millis, Summary> {
+    let mut out: BTreeMap<Millis, Summary> = BTreeMap::new();
+    for c in calls.into_iter().filter(|c| range.contains(c.arrived_at)) {
+        out.entry(interval.bucket(c.arrived_at)).or_default().add(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +663,150 @@ mod tests {
         assert_eq!(s.ivr_containment(), Some(0.5));
         assert_eq!(s.mean_answer_delay_ms(), Some(10_000.0));
         assert_eq!(Summary::default().ivr_containment(), None);
+    }
+    fn call(queued: u64, answered: Option<u64>, ended: Option<(u64, EndedBy)>) -> CallTimes {
+        CallTimes {
+            arrived_at: Millis(0),
+            queue: Some("support".into()),
+            queued_at: Some(Millis(queued)),
+            agent: answered.map(|_| "alice".into()),
+            agent_answered_at: answered.map(Millis),
+            ended_at: ended.map(|e| Millis(e.0)),
+            ended_by: ended.map(|e| e.1),
+            wrapup_ended_at: None,
+            hold_ms: 0,
+        }
+    }
+
+    #[test]
+    fn per_call_figures_hand_worked() {
+        // Arrived 0, queued 10 s, agent answers 25 s, 30 s hold, ends 205 s, wrap-up 235 s.
+        let mut c = call(10_000, Some(25_000), Some((205_000, EndedBy::Agent)));
+        c.hold_ms = 30_000;
+        c.wrapup_ended_at = Some(Millis(235_000));
+        assert_eq!(c.frt_ms(), Some(25_000));
+        assert_eq!(c.queue_wait_ms(), Some(15_000));
+        assert_eq!(c.talk_ms(), Some(150_000));
+        assert_eq!(c.acw_ms(), Some(30_000));
+        assert_eq!(c.aht_ms(), Some(210_000));
+        assert!(!c.abandoned());
+
+        // Abandoned after 4 s in queue: short abandon; wait measured to the hang-up.
+        let a = call(10_000, None, Some((14_000, EndedBy::Caller)));
+        assert!(a.abandoned() && a.short_abandon());
+        assert_eq!(a.queue_wait_ms(), Some(4_000));
+        let long = call(10_000, None, Some((15_000, EndedBy::Caller)));
+        assert!(long.abandoned() && !long.short_abandon());
+        // Ended by the system before an agent answered: not abandoned, no wait.
+        let s = call(10_000, None, Some((15_000, EndedBy::System)));
+        assert!(!s.abandoned());
+        assert_eq!(s.queue_wait_ms(), None);
+        // Never queued: never abandoned.
+        let mut n = call(0, None, Some((1, EndedBy::Caller)));
+        n.queued_at = None;
+        assert!(!n.abandoned());
+        // Hold longer than the talk window: talk is 0, not negative.
+        assert_eq!(talk_ms(Some(Millis(10)), Some(Millis(20)), 50), Some(0));
+        // No wrap-up end seen: no AHT.
+        let open = call(0, Some(1_000), Some((9_000, EndedBy::Caller)));
+        assert_eq!(open.aht_ms(), None);
+        assert_eq!(open.talk_ms(), Some(8_000));
+    }
+
+    #[test]
+    fn queue_stats_hand_worked() {
+        let mut handled = call(0, Some(12_000), Some((72_000, EndedBy::Caller)));
+        handled.wrapup_ended_at = Some(Millis(82_000));
+        let calls = vec![
+            handled,
+            call(1_000, Some(31_000), Some((40_000, EndedBy::Agent))),
+            call(2_000, None, Some((4_000, EndedBy::Caller))),
+            call(3_000, None, Some((63_000, EndedBy::Caller))),
+            call(4_000, None, None),
+        ];
+        let m = queue_stats(
+            &calls,
+            Range::default(),
+            Interval::Day,
+            DEFAULT_SERVICE_LEVEL_MS,
+        );
+        assert_eq!(m.len(), 1);
+        let s = m[&("support".to_string(), Millis(0))];
+        assert_eq!(s.offered, 5);
+        assert_eq!(s.answered, 2);
+        assert_eq!(s.answered_within_sl, 1);
+        assert_eq!(s.abandoned, 2);
+        assert_eq!(s.short_abandoned, 1);
+        assert_eq!(s.answer_wait_ms_total, 12_000 + 30_000);
+        assert_eq!(s.handled, 1);
+        assert_eq!(s.aht_ms_total, 60_000 + 10_000);
+        // SL = 1 / (5 - 1); ASA = 21 s; abandonment 2/5.
+        assert_eq!(s.service_level(), Some(0.25));
+        assert_eq!(s.asa_ms(), Some(21_000.0));
+        assert_eq!(s.abandonment_rate(), Some(0.4));
+        assert_eq!(s.aht_ms(), Some(70_000.0));
+        // Range filters on queued_at.
+        let r = Range {
+            since: Some(Millis(1_000)),
+            until: Some(Millis(3_000)),
+        };
+        let m = queue_stats(&calls, r, Interval::Quarter, 20_000);
+        assert_eq!(m[&("support".to_string(), Millis(0))].offered, 2);
+    }
+
+    #[test]
+    fn staffed_time_splits_across_buckets_and_skips_breaks() {
+        let ch = |at: u64, seq: i64, state: &str| StateChange {
+            agent: "alice".into(),
+            at: Millis(at),
+            seq,
+            state: state.into(),
+            reason: None,
+        };
+        let q = 900_000;
+        let changes = vec![
+            ch(q - 100_000, 1, "ready"),
+            ch(q + 50_000, 2, "not_ready"),
+            ch(q + 80_000, 3, "on_call"),
+            ch(2 * q + 10, 4, "logged_out"),
+        ];
+        let m = staffed_ms(&changes, None, Millis(3 * q), Interval::Quarter);
+        assert_eq!(m[&("alice".to_string(), Millis(0))], 100_000);
+        assert_eq!(m[&("alice".to_string(), Millis(q))], 50_000 + (q - 80_000));
+        assert_eq!(m[&("alice".to_string(), Millis(2 * q))], 10);
+        // Clipped to since; the last state runs to `until`.
+        let m = staffed_ms(&changes[..1], Some(Millis(q)), Millis(q + 5), Interval::Day);
+        assert_eq!(m[&("alice".to_string(), Millis(0))], 5);
+
+        let mut c = call(0, Some(q + 100_000), Some((q + 400_000, EndedBy::Agent)));
+        c.wrapup_ended_at = Some(Millis(q + 460_000));
+        let offers = [
+            OfferFacts {
+                agent: "alice".into(),
+                offered_at: Millis(q + 90_000),
+                outcome: Some("answered".into()),
+            },
+            OfferFacts {
+                agent: "alice".into(),
+                offered_at: Millis(q + 80_000),
+                outcome: Some("no_answer".into()),
+            },
+        ];
+        let m = agent_stats(
+            &[c],
+            &offers,
+            &changes,
+            None,
+            Millis(3 * q),
+            Interval::Quarter,
+        );
+        let a = m[&("alice".to_string(), Millis(q))];
+        assert_eq!(a.offers, 2);
+        assert_eq!(a.offers_answered, 1);
+        assert_eq!(a.offers_no_answer, 1);
+        assert_eq!(a.answered, 1);
+        assert_eq!(a.handled, 1);
+        assert_eq!(a.aht_ms_total, 360_000);
+        assert_eq!(a.occupancy(), Some(360_000.0 / a.staffed_ms as f64));
     }
 }

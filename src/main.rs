@@ -2,6 +2,7 @@
 
 use ccswitch::app::{self, RunOptions};
 use ccswitch::engine::Millis;
+use ccswitch::kpi::{Interval, Range};
 use ccswitch::store::{report, Store};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -67,6 +68,46 @@ enum ReportCmd {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// Per queue and interval: offered, answered, abandoned, service level, ASA, AHT; and the
+    /// whole system's 3-ring compliance and IVR containment per interval (METRICS.md).
+    Queues {
+        #[command(flatten)]
+        opts: IntervalOpts,
+        /// Service-level threshold T in seconds (answered within T).
+        #[arg(long, default_value_t = 20)]
+        service_level_secs: u64,
+    },
+    /// Per agent and interval: offers and outcomes, handled calls, AHT, occupancy.
+    Agents {
+        #[command(flatten)]
+        opts: IntervalOpts,
+    },
+}
+
+#[derive(clap::Args)]
+struct IntervalOpts {
+    #[arg(long, default_value = "config")]
+    config: PathBuf,
+    #[arg(long, env = "CCSWITCH_DATABASE_URL")]
+    database: Option<String>,
+    /// Start (inclusive): RFC 3339 time, YYYY-MM-DD, or epoch milliseconds.
+    #[arg(long, value_parser = parse_time)]
+    since: Option<Millis>,
+    /// End (exclusive), same forms as --since. Default: unbounded for queues; now for agents
+    /// (an agent's current state counts up to it).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<Millis>,
+    #[arg(long, value_enum, default_value = "day")]
+    interval: IntervalArg,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IntervalArg {
+    Day,
+    #[value(name = "15m")]
+    Quarter,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -135,6 +176,16 @@ fn main() -> ExitCode {
                 },
         } => runtime()
             .and_then(|rt| rt.block_on(report_calls(config, database, since, until, format))),
+        Cmd::Report {
+            what:
+                ReportCmd::Queues {
+                    opts,
+                    service_level_secs,
+                },
+        } => runtime().and_then(|rt| rt.block_on(report_queues(opts, service_level_secs))),
+        Cmd::Report {
+            what: ReportCmd::Agents { opts },
+        } => runtime().and_then(|rt| rt.block_on(report_agents(opts))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -165,6 +216,35 @@ fn check_config(dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn open_store(
+    config_dir: &std::path::Path,
+    database: Option<String>,
+) -> anyhow::Result<Store> {
+    let url = match database {
+        Some(u) => u,
+        None => {
+            let cfg = ccswitch::config::load(config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+            cfg.database.url.clone()
+        }
+    };
+    Ok(Store::open(&url).await?)
+}
+
+fn report_format(format: Format) -> report::ReportFormat {
+    match format {
+        Format::Table => report::ReportFormat::Table,
+        Format::Csv => report::ReportFormat::Csv,
+        Format::Json => report::ReportFormat::Json,
+    }
+}
+
+fn interval(i: IntervalArg) -> Interval {
+    match i {
+        IntervalArg::Day => Interval::Day,
+        IntervalArg::Quarter => Interval::Quarter,
+    }
+}
+
 async fn report_calls(
     config_dir: PathBuf,
     database: Option<String>,
@@ -172,20 +252,41 @@ async fn report_calls(
     until: Option<Millis>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let url = match database {
-        Some(u) => u,
-        None => {
-            let cfg = ccswitch::config::load(&config_dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-            cfg.database.url.clone()
-        }
-    };
-    let store = Store::open(&url).await?;
+    let store = open_store(&config_dir, database).await?;
     let rows = store.calls(since, until).await?;
-    let format = match format {
-        Format::Table => report::ReportFormat::Table,
-        Format::Csv => report::ReportFormat::Csv,
-        Format::Json => report::ReportFormat::Json,
+    print!("{}", report::render_calls(&rows, report_format(format)));
+    Ok(())
+}
+
+async fn report_queues(o: IntervalOpts, service_level_secs: u64) -> anyhow::Result<()> {
+    let store = open_store(&o.config, o.database).await?;
+    let range = Range {
+        since: o.since,
+        until: o.until,
     };
-    print!("{}", report::render_calls(&rows, format));
+    let iv = interval(o.interval);
+    let queues = store
+        .queue_stats(range, iv, service_level_secs.saturating_mul(1000))
+        .await?;
+    let system = store.summary_by_interval(range, iv).await?;
+    print!(
+        "{}",
+        report::render_queues(&queues, &system, iv, report_format(o.format))
+    );
+    Ok(())
+}
+
+async fn report_agents(o: IntervalOpts) -> anyhow::Result<()> {
+    let store = open_store(&o.config, o.database).await?;
+    // An agent's current state lasts until `until`; without one, until now.
+    let until = o
+        .until
+        .unwrap_or_else(|| ccswitch::clock::Clock::new().now());
+    let iv = interval(o.interval);
+    let agents = store.agent_stats(o.since, until, iv).await?;
+    print!(
+        "{}",
+        report::render_agents(&agents, iv, report_format(o.format))
+    );
     Ok(())
 }

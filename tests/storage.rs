@@ -6,8 +6,11 @@
 
 use ccswitch::engine::record::{EndedBy, IvrOutcome, Record};
 use ccswitch::engine::time::Millis;
-use ccswitch::kpi::{self, CallFacts, HoldSpan, Summary};
-use ccswitch::store::report::{render_calls, ReportFormat};
+use ccswitch::kpi::{
+    self, AgentStats, CallFacts, CallTimes, HoldSpan, Interval, OfferFacts, Range, StateChange,
+    Summary,
+};
+use ccswitch::store::report::{render_agents, render_calls, render_queues, ReportFormat};
 use ccswitch::store::{spawn_writer, spawn_writer_with, Store, WriterConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -636,6 +639,768 @@ both_backends!(
     writer_flushes_everything,
     writer_flushes_everything_sqlite,
     writer_flushes_everything_postgres
+);
+
+// ---------- agents and queues ----------
+
+/// A queued call: ringing agent bob times out, alice answers, holds, the caller hangs up,
+/// alice wraps up; recorded, then transferred (after the fact, for the fields).
+fn agent_call(id: &str, t: u64) -> Vec<Record> {
+    let c = || id.to_string();
+    let mut recs = full_call(id, t);
+    // Replace the IVR outcome and the end: the call leaves the IVR for a queue.
+    recs.retain(|r| !matches!(r, Record::IvrLeft { .. } | Record::CallEnded { .. }));
+    recs.extend([
+        Record::IvrLeft {
+            call_id: c(),
+            at: Millis(t + 30_000),
+            outcome: IvrOutcome::Queued,
+        },
+        Record::CallQueued {
+            call_id: c(),
+            at: Millis(t + 30_000),
+            queue: "support".into(),
+            priority: 1,
+        },
+        Record::OfferStarted {
+            call_id: c(),
+            attempt: 1,
+            agent: "bob".into(),
+            at: Millis(t + 31_000),
+        },
+        Record::OfferEnded {
+            call_id: c(),
+            attempt: 1,
+            at: Millis(t + 46_000),
+            outcome: "no_answer".into(),
+        },
+        Record::OfferStarted {
+            call_id: c(),
+            attempt: 2,
+            agent: "alice".into(),
+            at: Millis(t + 46_100),
+        },
+        Record::OfferEnded {
+            call_id: c(),
+            attempt: 2,
+            at: Millis(t + 50_000),
+            outcome: "answered".into(),
+        },
+        Record::AgentAnswered {
+            call_id: c(),
+            agent: "alice".into(),
+            at: Millis(t + 50_000),
+        },
+        Record::HoldStarted {
+            call_id: c(),
+            at: Millis(t + 60_000),
+        },
+        Record::HoldEnded {
+            call_id: c(),
+            at: Millis(t + 70_000),
+        },
+        Record::CallTransferred {
+            call_id: c(),
+            at: Millis(t + 80_000),
+            target: "queue:complaints".into(),
+            by: "alice".into(),
+        },
+        Record::CallEnded {
+            call_id: c(),
+            ended_at: Millis(t + 170_000),
+            ended_by: EndedBy::Caller,
+            reason: "bye".into(),
+            final_status: 200,
+        },
+        Record::RecordingSaved {
+            call_id: c(),
+            at: Millis(t + 170_100),
+            path: format!("recordings/{id}.wav"),
+        },
+        Record::WrapUpEnded {
+            call_id: c(),
+            agent: "alice".into(),
+            at: Millis(t + 200_000),
+        },
+    ]);
+    recs
+}
+
+fn state(agent: &str, at: u64, state: &str, reason: Option<&str>) -> Record {
+    Record::AgentStateChanged {
+        agent: agent.into(),
+        at: Millis(at),
+        state: state.into(),
+        reason: reason.map(String::from),
+    }
+}
+
+async fn agents_and_queues(store: &Store) {
+    let recs = agent_call("q1", T0);
+    // Written in uneven batches, then everything replayed: nothing doubles.
+    for chunk in recs.chunks(5) {
+        store.write_batch(chunk).await.unwrap();
+    }
+    store.write_batch(&recs).await.unwrap();
+    let states = [
+        state("alice", T0, "ready", None),
+        state("alice", T0 + 46_100, "reserved", None),
+        state("alice", T0 + 50_000, "on_call", None),
+        state("alice", T0 + 170_000, "wrap_up", None),
+        state("alice", T0 + 200_000, "not_ready", Some("break")),
+        state("alice", T0 + 300_000, "ready", None),
+        state("bob", T0, "ready", None),
+        state("bob", T0 + 46_000, "not_ready", Some("missed_call")),
+    ];
+    store.write_batch(&states).await.unwrap();
+    store.write_batch(&states[2..5]).await.unwrap();
+    // Abandoned after 3 s in queue (short), and after 30 s (long).
+    for (id, wait) in [("ab1", 3_000u64), ("ab2", 30_000)] {
+        let t = T0 + 1_000;
+        store
+            .write_batch(&[
+                full_call(id, t)[0].clone(),
+                Record::CallQueued {
+                    call_id: id.into(),
+                    at: Millis(t + 10_000),
+                    queue: "support".into(),
+                    priority: 0,
+                },
+                Record::CallbackRequested {
+                    call_id: id.into(),
+                    at: Millis(t + 10_000 + wait),
+                    queue: "support".into(),
+                    number: "+4930999".into(),
+                },
+                Record::CallEnded {
+                    call_id: id.into(),
+                    ended_at: Millis(t + 10_000 + wait),
+                    ended_by: EndedBy::Caller,
+                    reason: "bye".into(),
+                    final_status: 200,
+                },
+            ])
+            .await
+            .unwrap();
+    }
+
+    let r = store.call("q1").await.unwrap().unwrap();
+    assert_eq!(r.queue.as_deref(), Some("support"));
+    assert_eq!(r.queue_priority, Some(1));
+    assert_eq!(r.queued_at, Some(Millis(T0 + 30_000)));
+    assert_eq!(r.agent.as_deref(), Some("alice"));
+    assert_eq!(r.agent_answered_at, Some(Millis(T0 + 50_000)));
+    assert_eq!(r.wrapup_ended_at, Some(Millis(T0 + 200_000)));
+    assert_eq!(r.recording_path.as_deref(), Some("recordings/q1.wav"));
+    assert_eq!(r.transferred_to.as_deref(), Some("queue:complaints"));
+    assert_eq!(r.transferred_by.as_deref(), Some("alice"));
+    assert_eq!(r.offers.len(), 2);
+    assert_eq!(r.offers[0].agent, "bob");
+    assert_eq!(r.offers[0].outcome.as_deref(), Some("no_answer"));
+    assert_eq!(r.offers[1].offered_at, Millis(T0 + 46_100));
+    assert_eq!(r.offers[1].ended_at, Some(Millis(T0 + 50_000)));
+    // Hold: the IVR-time hold (3.5 s) and the agent's (10 s): every segment counts.
+    assert_eq!(r.hold_ms, 13_500);
+    assert_eq!(r.frt_ms, Some(50_000));
+    assert_eq!(r.queue_wait_ms, Some(20_000));
+    assert_eq!(r.talk_ms, Some(120_000 - 13_500));
+    assert_eq!(r.acw_ms, Some(30_000));
+    assert_eq!(r.aht_ms, Some(150_000));
+    assert!(!r.abandoned);
+    let figs = store.call_figures(Range::default()).await.unwrap();
+    assert!(figs.contains(&r.figures()));
+    let rows = store.calls(None, None).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().find(|c| c.call_id == "q1"), Some(&r));
+    let ab1 = rows.iter().find(|c| c.call_id == "ab1").unwrap();
+    assert!(ab1.abandoned && ab1.short_abandon);
+    assert_eq!(ab1.queue_wait_ms, Some(3_000));
+    assert_eq!(store.callbacks(Range::default()).await.unwrap().len(), 2);
+
+    // Per queue: the SQL query and kpi.rs agree, with the hand-worked figures.
+    let range = Range::default();
+    let sql = store
+        .queue_stats(range, Interval::Day, kpi::DEFAULT_SERVICE_LEVEL_MS)
+        .await
+        .unwrap();
+    let times: Vec<CallTimes> = rows.iter().map(|c| c.times()).collect();
+    let rust = kpi::queue_stats(&times, range, Interval::Day, kpi::DEFAULT_SERVICE_LEVEL_MS);
+    assert_eq!(sql, flatten(&rust));
+    assert_eq!(sql.len(), 1);
+    let q = sql[0].2;
+    assert_eq!(
+        (q.offered, q.answered, q.abandoned, q.short_abandoned),
+        (3, 1, 2, 1)
+    );
+    assert_eq!(q.answered_within_sl, 1);
+    assert_eq!(q.service_level(), Some(0.5));
+    assert_eq!(q.asa_ms(), Some(20_000.0));
+    assert_eq!(q.aht_ms(), Some(150_000.0));
+
+    // Per agent, over [T0, T0 + 400 s): alice staffed except her 100 s break.
+    let until = Millis(T0 + 400_000);
+    let sql = store
+        .agent_stats(Some(Millis(T0)), until, Interval::Quarter)
+        .await
+        .unwrap();
+    let offers = store.offer_facts(range).await.unwrap();
+    let changes = store.agent_state_changes().await.unwrap();
+    assert_eq!(changes.len(), 8);
+    let rust = kpi::agent_stats(
+        &times,
+        &offers,
+        &changes,
+        Some(Millis(T0)),
+        until,
+        Interval::Quarter,
+    );
+    assert_eq!(sql, flatten(&rust));
+    let alice: AgentStats = sql
+        .iter()
+        .filter(|(a, _, _)| a == "alice")
+        .fold(AgentStats::default(), |acc, (_, _, s)| add_agent(acc, s));
+    assert_eq!(alice.staffed_ms, 300_000);
+    assert_eq!(alice.offers_answered, 1);
+    assert_eq!(alice.aht_ms_total, 150_000);
+    assert_eq!(alice.occupancy(), Some(0.5));
+    let bob: AgentStats = sql
+        .iter()
+        .filter(|(a, _, _)| a == "bob")
+        .fold(AgentStats::default(), |acc, (_, _, s)| add_agent(acc, s));
+    assert_eq!(bob.staffed_ms, 46_000);
+    assert_eq!(bob.offers_no_answer, 1);
+
+    // Reports render the same figures.
+    let json: serde_json::Value =
+        serde_json::from_str(&render_calls(std::slice::from_ref(&r), ReportFormat::Json)).unwrap();
+    let c = &json["calls"][0];
+    assert_eq!(c["queue"], "support");
+    assert_eq!(c["agent"], "alice");
+    assert_eq!(c["queued_at_ms"], T0 + 30_000);
+    assert_eq!(c["agent_answered_at_ms"], T0 + 50_000);
+    assert_eq!(c["wrapup_ended_at_ms"], T0 + 200_000);
+    assert_eq!(c["frt_ms"], 50_000);
+    assert_eq!(c["queue_wait_ms"], 20_000);
+    assert_eq!(c["talk_ms"], 106_500);
+    assert_eq!(c["hold_ms"], 13_500);
+    assert_eq!(c["acw_ms"], 30_000);
+    assert_eq!(c["aht_ms"], 150_000);
+    assert_eq!(c["abandoned"], false);
+    assert_eq!(c["recording_path"], "recordings/q1.wav");
+    assert_eq!(c["offers"][0]["attempt"], 1);
+    assert_eq!(c["offers"][0]["agent"], "bob");
+    assert_eq!(c["offers"][0]["outcome"], "no_answer");
+    assert_eq!(c["offers"][1]["offered_at_ms"], T0 + 46_100);
+    let queues = store
+        .queue_stats(range, Interval::Day, kpi::DEFAULT_SERVICE_LEVEL_MS)
+        .await
+        .unwrap();
+    let system = store
+        .summary_by_interval(range, Interval::Day)
+        .await
+        .unwrap();
+    let qj: serde_json::Value = serde_json::from_str(&render_queues(
+        &queues,
+        &system,
+        Interval::Day,
+        ReportFormat::Json,
+    ))
+    .unwrap();
+    assert_eq!(qj["queues"][0]["queue"], "support");
+    assert_eq!(qj["queues"][0]["offered"], 3);
+    assert_eq!(qj["queues"][0]["service_level"], 0.5);
+    assert_eq!(qj["queues"][0]["short_abandoned"], 1);
+    assert_eq!(qj["system"][0]["calls"], 3);
+    let table = render_queues(&queues, &system, Interval::Day, ReportFormat::Table);
+    assert!(table.contains("support"));
+    let csv = render_queues(&queues, &system, Interval::Day, ReportFormat::Csv);
+    assert!(csv.lines().count() >= 2);
+    let aj: serde_json::Value =
+        serde_json::from_str(&render_agents(&sql, Interval::Quarter, ReportFormat::Json)).unwrap();
+    assert!(aj["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["agent"] == "alice" && a["offers_answered"] == 1));
+    let table = render_agents(&sql, Interval::Quarter, ReportFormat::Table);
+    assert!(table.contains("alice") && table.contains("bob"));
+    assert!(render_agents(&sql, Interval::Quarter, ReportFormat::Csv).contains("alice"));
+}
+
+fn add_agent(a: AgentStats, b: &AgentStats) -> AgentStats {
+    AgentStats {
+        offers: a.offers + b.offers,
+        offers_answered: a.offers_answered + b.offers_answered,
+        offers_no_answer: a.offers_no_answer + b.offers_no_answer,
+        offers_declined: a.offers_declined + b.offers_declined,
+        answered: a.answered + b.answered,
+        handled: a.handled + b.handled,
+        talk_ms_total: a.talk_ms_total + b.talk_ms_total,
+        hold_ms_total: a.hold_ms_total + b.hold_ms_total,
+        acw_ms_total: a.acw_ms_total + b.acw_ms_total,
+        aht_ms_total: a.aht_ms_total + b.aht_ms_total,
+        staffed_ms: a.staffed_ms + b.staffed_ms,
+    }
+}
+
+fn flatten<T: Copy>(
+    m: &std::collections::BTreeMap<(String, Millis), T>,
+) -> Vec<(String, Millis, T)> {
+    m.iter().map(|((k, b), v)| (k.clone(), *b, *v)).collect()
+}
+
+/// A crash while an offer rings and while an answered call is in wrap-up: the offer is closed
+/// as failed at the call's end; no wrap-up end is invented.
+async fn close_unfinished_offers(store: &Store) {
+    let recs = agent_call("u1", T0);
+    let cut = recs
+        .iter()
+        .position(|r| matches!(r, Record::OfferEnded { attempt: 2, .. }))
+        .unwrap();
+    store.write_batch(&recs[..cut]).await.unwrap();
+    let wrap = recs
+        .iter()
+        .position(|r| matches!(r, Record::WrapUpEnded { .. }))
+        .unwrap();
+    let recs2 = agent_call("u2", T0 + 1);
+    store.write_batch(&recs2[..wrap]).await.unwrap();
+    assert_eq!(store.close_unfinished().await.unwrap(), 1);
+    let u1 = store.call("u1").await.unwrap().unwrap();
+    assert_eq!(u1.offers[1].outcome.as_deref(), Some("failed"));
+    assert_eq!(u1.offers[1].ended_at, u1.ended_at);
+    assert_eq!(u1.offers[0].outcome.as_deref(), Some("no_answer"));
+    let u2 = store.call("u2").await.unwrap().unwrap();
+    assert_eq!(u2.ended_by, Some(EndedBy::Caller));
+    assert_eq!(u2.wrapup_ended_at, None);
+    assert_eq!(u2.aht_ms, None);
+    assert_eq!(u2.talk_ms, Some(106_500));
+}
+
+/// One random queued call.
+#[derive(Clone, Debug)]
+struct QSpec {
+    arrive_off: u64,
+    answer_delay: Option<u64>,
+    /// (queue index, delay after arrival/answer)
+    queued: Option<(usize, u64)>,
+    /// (agent index, ring length, outcome index; 6 = never ended)
+    offers: Vec<(usize, u64, usize)>,
+    /// (agent index, delay)
+    agent_answer: Option<(usize, u64)>,
+    holds: Vec<(u64, Option<u64>)>,
+    /// (after, who: 0-1 caller, 2 agent, 3 system)
+    end: Option<(u64, usize)>,
+    wrapup_after: Option<u64>,
+    batch_size: usize,
+    replay: bool,
+}
+
+const OUTCOMES: [&str; 6] = [
+    "answered",
+    "no_answer",
+    "busy",
+    "rejected",
+    "failed",
+    "cancelled",
+];
+const STATES: [&str; 6] = [
+    "logged_out",
+    "ready",
+    "reserved",
+    "on_call",
+    "wrap_up",
+    "not_ready",
+];
+
+fn qspec() -> impl Strategy<Value = QSpec> {
+    (
+        (
+            0u64..172_800_000,
+            proptest::option::of(0u64..20_000),
+            proptest::option::weighted(0.8, (0usize..3, 0u64..40_000)),
+            prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec((0usize..3, 0u64..30_000, 0usize..7), 0..3)
+            ],
+            proptest::option::of((0usize..3, 0u64..60_000)),
+        ),
+        (
+            prop_oneof![
+                Just(Vec::new()),
+                proptest::collection::vec((0u64..5_000, proptest::option::of(1u64..60_000)), 0..3)
+            ],
+            proptest::option::weighted(0.8, (prop_oneof![0u64..6_000, 0u64..400_000], 0usize..4)),
+            proptest::option::of(0u64..120_000),
+            1usize..8,
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (arrive_off, answer_delay, queued, offers, agent_answer),
+                (holds, end, wrapup_after, batch_size, replay),
+            )| QSpec {
+                arrive_off,
+                answer_delay,
+                queued,
+                offers,
+                agent_answer,
+                holds,
+                end,
+                wrapup_after,
+                batch_size,
+                replay,
+            },
+        )
+}
+
+fn qspec_records(
+    id: &str,
+    base: u64,
+    agents: &[String],
+    s: &QSpec,
+) -> (Vec<Record>, CallTimes, CallFacts) {
+    let arrived = base + s.arrive_off;
+    let mut recs = vec![Record::CallStarted {
+        call_id: id.into(),
+        sip_call_id: id.into(),
+        caller: "100".into(),
+        dialled: "800".into(),
+        transport: "udp".into(),
+        arrived_at: Millis(arrived),
+        ring_cycle_ms: 6_000,
+    }];
+    let mut t = arrived;
+    let mut times = CallTimes {
+        arrived_at: Millis(arrived),
+        ..CallTimes::default()
+    };
+    let mut answered_at = None;
+    if let Some(d) = s.answer_delay {
+        t += d;
+        answered_at = Some(Millis(t));
+        recs.push(Record::CallAnswered {
+            call_id: id.into(),
+            answered_at: Millis(t),
+            within_three_rings: d <= 18_000,
+        });
+    }
+    let queues = ["support", "sales", "complaints"];
+    if let Some((q, d)) = s.queued {
+        t += d;
+        times.queue = Some(queues[q].to_string());
+        times.queued_at = Some(Millis(t));
+        recs.push(Record::CallQueued {
+            call_id: id.into(),
+            at: Millis(t),
+            queue: queues[q].into(),
+            priority: 0,
+        });
+    }
+    for (i, (a, len, o)) in s.offers.iter().enumerate() {
+        let attempt = u32::try_from(i + 1).unwrap();
+        t += 1;
+        recs.push(Record::OfferStarted {
+            call_id: id.into(),
+            attempt,
+            agent: agents[*a].clone(),
+            at: Millis(t),
+        });
+        if let Some(outcome) = OUTCOMES.get(*o) {
+            t += len;
+            recs.push(Record::OfferEnded {
+                call_id: id.into(),
+                attempt,
+                at: Millis(t),
+                outcome: (*outcome).into(),
+            });
+        }
+    }
+    if let Some((a, d)) = s.agent_answer {
+        t += d;
+        times.agent = Some(agents[a].clone());
+        times.agent_answered_at = Some(Millis(t));
+        recs.push(Record::AgentAnswered {
+            call_id: id.into(),
+            agent: agents[a].clone(),
+            at: Millis(t),
+        });
+    }
+    let mut spans = Vec::new();
+    for (i, (gap, len)) in s.holds.iter().enumerate() {
+        t += gap + 1;
+        recs.push(Record::HoldStarted {
+            call_id: id.into(),
+            at: Millis(t),
+        });
+        let start = t;
+        let len = if i + 1 == s.holds.len() {
+            *len
+        } else {
+            Some(len.unwrap_or(1))
+        };
+        let end = len.map(|l| {
+            t += l;
+            recs.push(Record::HoldEnded {
+                call_id: id.into(),
+                at: Millis(t),
+            });
+            Millis(t)
+        });
+        spans.push(HoldSpan {
+            started_at: Millis(start),
+            ended_at: end,
+        });
+    }
+    if let Some((after, who)) = s.end {
+        t += after;
+        let by = [
+            EndedBy::Caller,
+            EndedBy::Caller,
+            EndedBy::Agent,
+            EndedBy::System,
+        ][who];
+        times.ended_at = Some(Millis(t));
+        times.ended_by = Some(by);
+        recs.push(Record::CallEnded {
+            call_id: id.into(),
+            ended_at: Millis(t),
+            ended_by: by,
+            reason: "bye".into(),
+            final_status: 200,
+        });
+        if let (Some(w), Some(agent)) = (s.wrapup_after, &times.agent) {
+            t += w;
+            times.wrapup_ended_at = Some(Millis(t));
+            recs.push(Record::WrapUpEnded {
+                call_id: id.into(),
+                agent: agent.clone(),
+                at: Millis(t),
+            });
+        }
+    }
+    let last_event = recs.iter().map(Record::at).max().unwrap_or(Millis(arrived));
+    times.hold_ms = kpi::hold_ms(&spans, times.ended_at, last_event);
+    let facts = CallFacts {
+        arrived_at: Millis(arrived),
+        answered_at,
+        ring_cycle_ms: Some(6_000),
+        ivr_outcome: None,
+        hold_ms: times.hold_ms,
+    };
+    (recs, times, facts)
+}
+
+/// Per agent: state changes at increasing times, the last always logged_out (so an agent of
+/// one case adds no staffed time to a later case's window).
+fn agent_states() -> impl Strategy<Value = Vec<Vec<(u64, usize)>>> {
+    proptest::collection::vec(
+        proptest::collection::vec((1u64..20_000_000, 0usize..6), 0..8),
+        3,
+    )
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    calls: Vec<QSpec>,
+    states: Vec<Vec<(u64, usize)>>,
+    since_off: u64,
+    until_cut: u64,
+    quarter: bool,
+    sl_ms: u64,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        proptest::collection::vec(qspec(), 0..10),
+        agent_states(),
+        0u64..86_400_000,
+        0u64..86_400_000,
+        any::<bool>(),
+        prop_oneof![Just(20_000u64), 1u64..60_000],
+    )
+        .prop_map(
+            |(calls, states, since_off, until_cut, quarter, sl_ms)| Case {
+                calls,
+                states,
+                since_off,
+                until_cut,
+                quarter,
+                sl_ms,
+            },
+        )
+}
+
+/// Random queued calls and agent shifts: queue and agent interval figures from kpi.rs (over
+/// the spec, and over the rows read back) equal the SQL queries'.
+fn queue_kpis_match_sql(open: impl std::future::Future<Output = Option<TestDb>>, cases: u32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(db) = rt.block_on(open) else { return };
+    let store = &db.store;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let n = Cell::new(0u64);
+    let result = runner.run(&case(), |cs| {
+        n.set(n.get() + 1);
+        let k = n.get();
+        let base = T0 + k * 10_000_000_000;
+        let all = Range {
+            since: Some(Millis(base)),
+            until: Some(Millis(base + 5_000_000_000)),
+        };
+        let since = Millis(base + cs.since_off);
+        let until = Millis(base + 3 * 86_400_000 - cs.until_cut);
+        let range = Range {
+            since: Some(since),
+            until: Some(until),
+        };
+        let interval = if cs.quarter {
+            Interval::Quarter
+        } else {
+            Interval::Day
+        };
+        let agents: Vec<String> = (0..3).map(|a| format!("a{k}-{a}")).collect();
+        let fail = |e: ccswitch::store::StoreError| TestCaseError::fail(e.to_string());
+        rt.block_on(async {
+            let mut times = Vec::new();
+            let mut facts = Vec::new();
+            for (i, s) in cs.calls.iter().enumerate() {
+                let (recs, t, f) = qspec_records(&format!("q{k}-{i}"), base, &agents, s);
+                for chunk in recs.chunks(s.batch_size) {
+                    store.write_batch(chunk).await.map_err(fail)?;
+                    if s.replay {
+                        store.write_batch(chunk).await.map_err(fail)?;
+                    }
+                }
+                times.push(t);
+                facts.push(f);
+            }
+            let mut changes = Vec::new();
+            for (a, list) in cs.states.iter().enumerate() {
+                let mut t = base;
+                let mut recs = Vec::new();
+                for (j, (gap, st)) in list.iter().enumerate() {
+                    t += gap;
+                    let st = if j + 1 == list.len() {
+                        "logged_out"
+                    } else {
+                        STATES[*st]
+                    };
+                    recs.push(state(&agents[a], t, st, None));
+                    changes.push(StateChange {
+                        agent: agents[a].clone(),
+                        at: Millis(t),
+                        seq: i64::try_from(j).unwrap(),
+                        state: st.into(),
+                        reason: None,
+                    });
+                }
+                store.write_batch(&recs).await.map_err(fail)?;
+            }
+            let rows = store.calls(all.since, all.until).await.map_err(fail)?;
+            prop_assert_eq!(rows.len(), cs.calls.len());
+            let row_times: Vec<CallTimes> = rows.iter().map(|r| r.times()).collect();
+
+            // Per call: FRT, queue wait, talk, hold, ACW, AHT, abandoned in SQL == kpi.rs.
+            let sql_figs = store.call_figures(all).await.map_err(fail)?;
+            let rust_figs: Vec<_> = rows.iter().map(|r| r.figures()).collect();
+            prop_assert_eq!(&sql_figs, &rust_figs);
+            for r in &rows {
+                let i: usize = r.call_id.rsplit('-').next().unwrap().parse().unwrap();
+                let t = &times[i];
+                prop_assert_eq!(r.times(), t.clone());
+                prop_assert_eq!(r.aht_ms, t.aht_ms());
+                prop_assert_eq!(r.queue_wait_ms, t.queue_wait_ms());
+            }
+
+            // Per queue.
+            let sql = store
+                .queue_stats(range, interval, cs.sl_ms)
+                .await
+                .map_err(fail)?;
+            let spec_q = flatten(&kpi::queue_stats(&times, range, interval, cs.sl_ms));
+            let rows_q = flatten(&kpi::queue_stats(&row_times, range, interval, cs.sl_ms));
+            prop_assert_eq!(&rows_q, &sql);
+            prop_assert_eq!(&spec_q, &sql);
+
+            // Per agent.
+            let sql = store
+                .agent_stats(Some(since), until, interval)
+                .await
+                .map_err(fail)?;
+            let spec_offers: Vec<OfferFacts> = rows
+                .iter()
+                .flat_map(|r| r.offers.iter())
+                .map(|o| OfferFacts {
+                    agent: o.agent.clone(),
+                    offered_at: o.offered_at,
+                    outcome: o.outcome.clone(),
+                })
+                .collect();
+            let db_offers = store.offer_facts(range).await.map_err(fail)?;
+            let db_changes = store.agent_state_changes().await.map_err(fail)?;
+            let spec_a = flatten(&kpi::agent_stats(
+                &times,
+                &spec_offers,
+                &changes,
+                Some(since),
+                until,
+                interval,
+            ));
+            let rows_a = flatten(&kpi::agent_stats(
+                &row_times,
+                &db_offers,
+                &db_changes,
+                Some(since),
+                until,
+                interval,
+            ));
+            prop_assert_eq!(&rows_a, &sql);
+            prop_assert_eq!(&spec_a, &sql);
+
+            // Whole system, by interval.
+            let sql = store
+                .summary_by_interval(range, interval)
+                .await
+                .map_err(fail)?;
+            let spec_s: Vec<(Millis, Summary)> = kpi::summary_by_interval(&facts, range, interval)
+                .into_iter()
+                .collect();
+            prop_assert_eq!(&spec_s, &sql);
+            Ok(())
+        })
+    });
+    if let Err(e) = result {
+        panic!("queue/agent kpi != SQL: {e}");
+    }
+    drop(db);
+}
+
+#[test]
+fn queue_kpis_match_sql_sqlite() {
+    queue_kpis_match_sql(sqlite_db(), 40);
+}
+
+#[test]
+fn queue_kpis_match_sql_postgres() {
+    queue_kpis_match_sql(pg_db(), 16);
+}
+
+both_backends!(
+    agents_and_queues,
+    agents_and_queues_sqlite,
+    agents_and_queues_postgres
+);
+both_backends!(
+    close_unfinished_offers,
+    close_unfinished_offers_sqlite,
+    close_unfinished_offers_postgres
 );
 
 #[test]

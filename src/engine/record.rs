@@ -142,10 +142,75 @@ pub enum Record {
         /// Final SIP status sent to the caller's INVITE (200, 487, 503, 488, ...).
         final_status: u16,
     },
+    /// The call entered a queue (`queued_at`). The first queue a call enters is the one its
+    /// figures are counted under.
+    CallQueued {
+        call_id: String,
+        at: Millis,
+        queue: String,
+        /// Caller priority in the queue (higher goes first).
+        priority: i32,
+    },
+    /// An agent's phone was sent an INVITE for this call (`offered_at` of attempt `attempt`,
+    /// 1-based and unique within the call).
+    OfferStarted {
+        call_id: String,
+        attempt: u32,
+        agent: String,
+        at: Millis,
+    },
+    /// How an offer ended: "answered", "no_answer", "busy", "rejected", "failed", "cancelled".
+    OfferEnded {
+        call_id: String,
+        attempt: u32,
+        at: Millis,
+        outcome: String,
+    },
+    /// The first agent answered (`agent_answered_at`).
+    AgentAnswered {
+        call_id: String,
+        agent: String,
+        at: Millis,
+    },
+    /// The agent left after-call work for this call (`wrapup_ended_at`): timer or ready code.
+    WrapUpEnded {
+        call_id: String,
+        agent: String,
+        at: Millis,
+    },
+    /// The agent blind-transferred the call (REFER) to a queue or an extension.
+    CallTransferred {
+        call_id: String,
+        at: Millis,
+        target: String,
+        by: String,
+    },
+    /// The call's recording was written.
+    RecordingSaved {
+        call_id: String,
+        at: Millis,
+        path: String,
+    },
+    /// The caller left a callback request (maximum wait reached).
+    CallbackRequested {
+        call_id: String,
+        at: Millis,
+        queue: String,
+        number: String,
+    },
+    /// An agent changed state: "logged_out", "ready", "reserved", "on_call", "wrap_up",
+    /// "not_ready" (with a reason: "break", "lunch", "missed_call", ...). Not tied to a call.
+    AgentStateChanged {
+        agent: String,
+        at: Millis,
+        state: String,
+        reason: Option<String>,
+    },
 }
 
 impl Record {
-    pub fn call_id(&self) -> &str {
+    /// The call the record belongs to; `None` for agent state changes.
+    pub fn call_id(&self) -> Option<&str> {
         match self {
             Record::CallStarted { call_id, .. }
             | Record::CallRinging { call_id, .. }
@@ -155,7 +220,40 @@ impl Record {
             | Record::CallVariable { call_id, .. }
             | Record::HoldStarted { call_id, .. }
             | Record::HoldEnded { call_id, .. }
-            | Record::CallEnded { call_id, .. } => call_id,
+            | Record::CallEnded { call_id, .. }
+            | Record::CallQueued { call_id, .. }
+            | Record::OfferStarted { call_id, .. }
+            | Record::OfferEnded { call_id, .. }
+            | Record::AgentAnswered { call_id, .. }
+            | Record::WrapUpEnded { call_id, .. }
+            | Record::CallTransferred { call_id, .. }
+            | Record::RecordingSaved { call_id, .. }
+            | Record::CallbackRequested { call_id, .. } => Some(call_id),
+            Record::AgentStateChanged { .. } => None,
+        }
+    }
+
+    /// A short name of the record's kind, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::CallStarted { .. } => "call_started",
+            Record::CallRinging { .. } => "call_ringing",
+            Record::CallAnswered { .. } => "call_answered",
+            Record::IvrStep { .. } => "ivr_step",
+            Record::IvrLeft { .. } => "ivr_left",
+            Record::CallVariable { .. } => "call_variable",
+            Record::HoldStarted { .. } => "hold_started",
+            Record::HoldEnded { .. } => "hold_ended",
+            Record::CallEnded { .. } => "call_ended",
+            Record::CallQueued { .. } => "call_queued",
+            Record::OfferStarted { .. } => "offer_started",
+            Record::OfferEnded { .. } => "offer_ended",
+            Record::AgentAnswered { .. } => "agent_answered",
+            Record::WrapUpEnded { .. } => "wrapup_ended",
+            Record::CallTransferred { .. } => "call_transferred",
+            Record::RecordingSaved { .. } => "recording_saved",
+            Record::CallbackRequested { .. } => "callback_requested",
+            Record::AgentStateChanged { .. } => "agent_state_changed",
         }
     }
 
@@ -169,7 +267,16 @@ impl Record {
             | Record::IvrLeft { at, .. }
             | Record::CallVariable { at, .. }
             | Record::HoldStarted { at, .. }
-            | Record::HoldEnded { at, .. } => *at,
+            | Record::HoldEnded { at, .. }
+            | Record::CallQueued { at, .. }
+            | Record::OfferStarted { at, .. }
+            | Record::OfferEnded { at, .. }
+            | Record::AgentAnswered { at, .. }
+            | Record::WrapUpEnded { at, .. }
+            | Record::CallTransferred { at, .. }
+            | Record::RecordingSaved { at, .. }
+            | Record::CallbackRequested { at, .. }
+            | Record::AgentStateChanged { at, .. } => *at,
             Record::CallEnded { ended_at, .. } => *ended_at,
         }
     }

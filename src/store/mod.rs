@@ -1,17 +1,35 @@
 //! The sqlx shell: the engine's records become rows, in SQLite or PostgreSQL chosen by URL.
 //! One code path for both through the `Any` driver; the backends differ only in their
 //! migrations. Timestamps are BIGINT UTC epoch milliseconds everywhere.
+//!
+//! Agent and queue records (migration 0002), for whoever emits them:
+//! - `CallQueued`: the *first* queue and `queued_at` stick (an overflow to another queue keeps
+//!   them), so queue wait and the per-queue figures count from the first entry.
+//! - `OfferStarted` / `OfferEnded`: one `offer_attempts` row per (call, attempt); emit
+//!   `OfferEnded` for every attempt (`cancelled` when the caller hangs up while it rings).
+//! - `AgentAnswered`: the earliest one sets the call's `agent` and `agent_answered_at`.
+//! - `WrapUpEnded`: sets `wrapup_ended_at` only for the call's answering agent.
+//! - `AgentStateChanged`: one row each; (agent, at, state) is the replay key, so two changes
+//!   to the same state in the same millisecond for one agent are one row.
+//! - `close_unfinished` (startup) also ends ringing offers as `failed`; it never invents a
+//!   wrap-up end.
+//!
+//! Queries: `calls`/`call` (rows with offers and per-call figures), `call_figures` (the
+//! same figures in SQL), `summary`,
+//! `summary_by_interval`, `queue_stats`, `agent_stats` (one SQL query each, equal to the
+//! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
 
 mod queries;
 pub mod report;
 mod writer;
 
-pub use queries::{CallRow, IvrStepRow};
+pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
 pub use writer::{
     spawn_writer, spawn_writer_with, RecordSink, WriterConfig, WriterHandle, WriterStats,
 };
 
 use crate::engine::record::Record;
+use crate::engine::time::Millis;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, SqlSafeStr};
@@ -52,13 +70,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "calls", include_str!("migrations/sqlite/0001_calls.sql"))];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "calls",
-    include_str!("migrations/postgres/0001_calls.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "calls", include_str!("migrations/sqlite/0001_calls.sql")),
+    (
+        2,
+        "agents",
+        include_str!("migrations/sqlite/0002_agents.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "calls",
+        include_str!("migrations/postgres/0001_calls.sql"),
+    ),
+    (
+        2,
+        "agents",
+        include_str!("migrations/postgres/0002_agents.sql"),
+    ),
+];
 
 /// Migrations are embedded by hand (the `migrate!` macro would pull in sqlx's proc macros).
 fn migrator(backend: Backend) -> Migrator {
@@ -223,8 +254,9 @@ impl Store {
         let mut touched: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
         for r in records {
             let at = r.at().as_u64();
+            let Some(call_id) = r.call_id() else { continue };
             touched
-                .entry(r.call_id())
+                .entry(call_id)
                 .and_modify(|(first, last)| {
                     *first = (*first).min(at);
                     *last = (*last).max(at);
@@ -254,7 +286,9 @@ impl Store {
 
     /// At startup: calls left open by a previous run (crash, kill) are closed at their last
     /// known event, by the system, with IVR outcome `failed` if none was recorded; their open
-    /// hold segments end with them. Returns how many calls were closed.
+    /// hold segments end with them, and offers still ringing end there too with outcome
+    /// `failed`. A call an agent answered whose wrap-up end was never seen keeps
+    /// `wrapup_ended_at` NULL (no ACW is invented). Returns how many calls were closed.
     pub async fn close_unfinished(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let closed = sqlx::query(
@@ -269,6 +303,15 @@ impl Store {
         .await?
         .rows_affected();
         close_open_holds(&mut tx, None).await?;
+        sqlx::query(
+            "UPDATE offer_attempts SET outcome = 'failed', ended_at = \
+               (SELECT CASE WHEN c.ended_at > offer_attempts.offered_at THEN c.ended_at \
+                       ELSE offer_attempts.offered_at END \
+                FROM calls c WHERE c.call_id = offer_attempts.call_id) \
+             WHERE ended_at IS NULL",
+        )
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(closed)
     }
@@ -300,7 +343,8 @@ async fn close_open_holds(tx: &mut Tx, call_id: Option<&str>) -> Result<(), sqlx
 
 /// One record's effect; its call row exists already (see `write_batch`).
 async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
-    let id = text(r.call_id()).into_owned();
+    let id = text(r.call_id().unwrap_or("")).into_owned();
+    let ms = |t: &Millis| ms_to_db(t.as_u64());
     match r {
         Record::CallStarted {
             sip_call_id,
@@ -437,6 +481,133 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             .await?;
             close_open_holds(tx, Some(&id)).await?;
         }
+        Record::CallQueued {
+            at,
+            queue,
+            priority,
+            ..
+        } => {
+            // The first queue the call entered counts (a later overflow keeps it).
+            sqlx::query(
+                "UPDATE calls SET queue = COALESCE(queue, $2), \
+                   queue_priority = COALESCE(queue_priority, $3), \
+                   queued_at = COALESCE(queued_at, $4) WHERE call_id = $1",
+            )
+            .bind(id)
+            .bind(text(queue).into_owned())
+            .bind(*priority)
+            .bind(ms(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::OfferStarted {
+            attempt, agent, at, ..
+        } => {
+            // Upsert: an OfferEnded written first (its batch isolated) left a placeholder.
+            sqlx::query(
+                "INSERT INTO offer_attempts (call_id, attempt, agent, offered_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (call_id, attempt) \
+                 DO UPDATE SET agent = excluded.agent, offered_at = excluded.offered_at",
+            )
+            .bind(id)
+            .bind(i64::from(*attempt))
+            .bind(text(agent).into_owned())
+            .bind(ms(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::OfferEnded {
+            attempt,
+            at,
+            outcome,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO offer_attempts (call_id, attempt, agent, offered_at, ended_at, \
+                   outcome) VALUES ($1, $2, '', $3, $3, $4) ON CONFLICT (call_id, attempt) \
+                 DO UPDATE SET ended_at = excluded.ended_at, outcome = excluded.outcome",
+            )
+            .bind(id)
+            .bind(i64::from(*attempt))
+            .bind(ms(at))
+            .bind(text(outcome).into_owned())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::AgentAnswered { agent, at, .. } => {
+            // The first agent to answer is the call's agent (METRICS.md agent_answered_at).
+            sqlx::query(
+                "UPDATE calls SET agent = $2, agent_answered_at = $3 \
+                 WHERE call_id = $1 AND (agent_answered_at IS NULL OR agent_answered_at >= $3)",
+            )
+            .bind(id)
+            .bind(text(agent).into_owned())
+            .bind(ms(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::WrapUpEnded { agent, at, .. } => {
+            // Only the answering agent's wrap-up is the call's ACW (not a transfer target's).
+            sqlx::query(
+                "UPDATE calls SET wrapup_ended_at = $3 \
+                 WHERE call_id = $1 AND (agent IS NULL OR agent = $2)",
+            )
+            .bind(id)
+            .bind(text(agent).into_owned())
+            .bind(ms(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::CallTransferred { at, target, by, .. } => {
+            sqlx::query(
+                "UPDATE calls SET transferred_to = $2, transferred_by = $3, transferred_at = $4 \
+                 WHERE call_id = $1",
+            )
+            .bind(id)
+            .bind(text(target).into_owned())
+            .bind(text(by).into_owned())
+            .bind(ms(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::RecordingSaved { path, .. } => {
+            sqlx::query("UPDATE calls SET recording_path = $2 WHERE call_id = $1")
+                .bind(id)
+                .bind(text(path).into_owned())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Record::CallbackRequested {
+            at, queue, number, ..
+        } => {
+            sqlx::query(
+                "INSERT INTO callbacks (call_id, requested_at, queue, number) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (call_id, requested_at) DO NOTHING",
+            )
+            .bind(id)
+            .bind(ms(at))
+            .bind(text(queue).into_owned())
+            .bind(text(number).into_owned())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::AgentStateChanged {
+            agent,
+            at,
+            state,
+            reason,
+        } => {
+            sqlx::query(
+                "INSERT INTO agent_state_changes (agent, at, state, reason) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (agent, at, state) DO NOTHING",
+            )
+            .bind(text(agent).into_owned())
+            .bind(ms(at))
+            .bind(text(state).into_owned())
+            .bind(opt_text(reason))
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }
@@ -500,6 +671,50 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(busy, 5000);
+    }
+
+    /// A database made by the issue #2 build (migration 0001 only, with a call in it) is
+    /// upgraded in place: the call keeps its fields and gains empty agent fields.
+    #[tokio::test]
+    async fn upgrades_a_0001_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("old.db").display());
+        INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let (norm, _) = normalize_url(&url).unwrap();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&norm)
+            .await
+            .unwrap();
+        let mut old = migrator(Backend::Sqlite);
+        old.migrations = Cow::Owned(old.migrations[..1].to_vec());
+        old.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO calls (call_id, arrived_at, ended_at, ended_by, last_event_at) \
+             VALUES ('old', 5, 9, 'caller', 9)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let store = Store::open(&url).await.unwrap();
+        let c = store.call("old").await.unwrap().unwrap();
+        assert_eq!(c.ended_at, Some(Millis(9)));
+        assert_eq!(
+            (c.queue.clone(), c.agent.clone(), c.queued_at),
+            (None, None, None)
+        );
+        assert!(c.offers.is_empty() && !c.abandoned && c.aht_ms.is_none());
+        store
+            .write_batch(&[Record::AgentStateChanged {
+                agent: "alice".into(),
+                at: Millis(10),
+                state: "ready".into(),
+                reason: None,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.agent_state_changes().await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -1,8 +1,11 @@
 //! Call reports for supervisors: an aligned table, CSV, or JSON. Callers are shown in full
 //! (supervisors may see them); peer-supplied text is kept from breaking the layout.
+//! `render_queues` / `render_agents` show the interval aggregates of `kpi` (as computed by
+//! `Store::queue_stats`, `Store::agent_stats`, `Store::summary_by_interval`).
 
 use super::CallRow;
 use crate::engine::time::Millis;
+use crate::kpi::{AgentStats, Interval, QueueStats, Summary};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
@@ -96,6 +99,54 @@ fn call_json(c: &CallRow) -> Value {
         c.final_status.map_or(Value::Null, Value::from),
     );
     o.insert("hold_ms".into(), c.hold_ms.into());
+    let opt_str = |v: &Option<String>| v.clone().map_or(Value::Null, Value::from);
+    o.insert("queue".into(), opt_str(&c.queue));
+    o.insert(
+        "queue_priority".into(),
+        c.queue_priority.map_or(Value::Null, Value::from),
+    );
+    o.insert("agent".into(), opt_str(&c.agent));
+    let agent_times = [
+        ("queued_at", c.queued_at),
+        ("agent_answered_at", c.agent_answered_at),
+        ("wrapup_ended_at", c.wrapup_ended_at),
+        ("transferred_at", c.transferred_at),
+    ];
+    for (name, t) in agent_times {
+        o.insert(name.into(), time_value(t));
+        o.insert(format!("{name}_ms"), ms_value(t));
+    }
+    let figures = [
+        ("frt_ms", c.frt_ms),
+        ("queue_wait_ms", c.queue_wait_ms),
+        ("talk_ms", c.talk_ms),
+        ("acw_ms", c.acw_ms),
+        ("aht_ms", c.aht_ms),
+    ];
+    for (name, v) in figures {
+        o.insert(name.into(), v.map_or(Value::Null, Value::from));
+    }
+    o.insert("abandoned".into(), c.abandoned.into());
+    o.insert("short_abandon".into(), c.short_abandon.into());
+    o.insert("recording_path".into(), opt_str(&c.recording_path));
+    o.insert("transferred_to".into(), opt_str(&c.transferred_to));
+    o.insert("transferred_by".into(), opt_str(&c.transferred_by));
+    let offers: Vec<Value> = c
+        .offers
+        .iter()
+        .map(|f| {
+            json!({
+                "attempt": f.attempt,
+                "agent": f.agent,
+                "offered_at": rfc3339(f.offered_at),
+                "offered_at_ms": f.offered_at.as_u64(),
+                "ended_at": time_value(f.ended_at),
+                "ended_at_ms": ms_value(f.ended_at),
+                "outcome": f.outcome,
+            })
+        })
+        .collect();
+    o.insert("offers".into(), Value::Array(offers));
     let vars: Map<String, Value> = c
         .variables
         .iter()
@@ -121,7 +172,7 @@ fn call_json(c: &CallRow) -> Value {
     Value::Object(o)
 }
 
-const CSV_HEADER: [&str; 23] = [
+const CSV_HEADER: [&str; 35] = [
     "call_id",
     "sip_call_id",
     "caller",
@@ -145,6 +196,18 @@ const CSV_HEADER: [&str; 23] = [
     "hold_ms",
     "ivr_path",
     "variables",
+    "queue",
+    "queued_at",
+    "agent",
+    "agent_answered_at",
+    "wrapup_ended_at",
+    "frt_ms",
+    "queue_wait_ms",
+    "talk_ms",
+    "acw_ms",
+    "aht_ms",
+    "abandoned",
+    "recording_path",
 ];
 
 /// A compact path: `main[2]>billing[1234#]>goodbye`.
@@ -196,6 +259,18 @@ fn fields(c: &CallRow) -> Vec<String> {
         c.hold_ms.to_string(),
         path_text(c),
         vars_text(c),
+        c.queue.clone().unwrap_or_default(),
+        opt(c.queued_at.map(rfc3339)),
+        c.agent.clone().unwrap_or_default(),
+        opt(c.agent_answered_at.map(rfc3339)),
+        opt(c.wrapup_ended_at.map(rfc3339)),
+        opt(c.frt_ms),
+        opt(c.queue_wait_ms),
+        opt(c.talk_ms),
+        opt(c.acw_ms),
+        opt(c.aht_ms),
+        c.abandoned.to_string(),
+        c.recording_path.clone().unwrap_or_default(),
     ]
 }
 
@@ -230,6 +305,383 @@ fn printable(s: &str) -> String {
     s.chars()
         .map(|ch| if ch.is_control() { ' ' } else { ch })
         .collect()
+}
+
+/// Left-aligned columns with a dashed rule under the header.
+fn aligned(header: &[&str], body: &[Vec<String>]) -> String {
+    let body: Vec<Vec<String>> = body
+        .iter()
+        .map(|r| r.iter().map(|f| printable(f)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &body {
+        for (w, f) in widths.iter_mut().zip(row) {
+            *w = (*w).max(f.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}", w = *w))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&head);
+    out.push('\n');
+    out.push_str(&line(
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    ));
+    out.push('\n');
+    for row in &body {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out
+}
+
+fn ratio_value(r: Option<f64>) -> Value {
+    r.and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_default()
+}
+
+fn secs(ms: Option<f64>) -> String {
+    ms.map(|ms| format!("{:.1}", ms / 1000.0))
+        .unwrap_or_default()
+}
+
+fn interval_name(i: Interval) -> &'static str {
+    match i {
+        Interval::Day => "day",
+        Interval::Quarter => "15m",
+    }
+}
+
+fn csv_lines(header: &[&str], body: &[Vec<String>]) -> String {
+    let mut out = header.join(",");
+    out.push_str("\r\n");
+    for row in body {
+        let line: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+const QUEUE_HEADER: [&str; 21] = [
+    "interval_start",
+    "queue",
+    "offered",
+    "answered",
+    "answered_within_sl",
+    "abandoned",
+    "short_abandoned",
+    "service_level",
+    "asa_ms",
+    "mean_frt_ms",
+    "aht_ms",
+    "abandonment_rate",
+    "handled",
+    "answer_wait_ms_total",
+    "abandon_wait_ms_total",
+    "frt_ms_total",
+    "talk_ms_total",
+    "hold_ms_total",
+    "acw_ms_total",
+    "aht_ms_total",
+    "interval",
+];
+
+fn opt_f(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+/// Per queue and interval (service level, ASA, AHT, abandonment), then the whole system per
+/// interval (3-ring compliance, IVR containment).
+pub fn render_queues(
+    queues: &[(String, Millis, QueueStats)],
+    system: &[(Millis, Summary)],
+    interval: Interval,
+    f: ReportFormat,
+) -> String {
+    let iname = interval_name(interval);
+    match f {
+        ReportFormat::Json => {
+            let q: Vec<Value> = queues
+                .iter()
+                .map(|(queue, b, s)| {
+                    json!({
+                        "interval": iname,
+                        "interval_start": rfc3339(*b),
+                        "interval_start_ms": b.as_u64(),
+                        "queue": queue,
+                        "offered": s.offered,
+                        "answered": s.answered,
+                        "answered_within_sl": s.answered_within_sl,
+                        "abandoned": s.abandoned,
+                        "short_abandoned": s.short_abandoned,
+                        "handled": s.handled,
+                        "service_level": ratio_value(s.service_level()),
+                        "asa_ms": ratio_value(s.asa_ms()),
+                        "mean_frt_ms": ratio_value(s.mean_frt_ms()),
+                        "aht_ms": ratio_value(s.aht_ms()),
+                        "abandonment_rate": ratio_value(s.abandonment_rate()),
+                        "answer_wait_ms_total": s.answer_wait_ms_total,
+                        "abandon_wait_ms_total": s.abandon_wait_ms_total,
+                        "frt_ms_total": s.frt_ms_total,
+                        "talk_ms_total": s.talk_ms_total,
+                        "hold_ms_total": s.hold_ms_total,
+                        "acw_ms_total": s.acw_ms_total,
+                        "aht_ms_total": s.aht_ms_total,
+                    })
+                })
+                .collect();
+            let sys: Vec<Value> = system
+                .iter()
+                .map(|(b, s)| {
+                    json!({
+                        "interval": iname,
+                        "interval_start": rfc3339(*b),
+                        "interval_start_ms": b.as_u64(),
+                        "calls": s.calls,
+                        "answered": s.answered,
+                        "answered_within_three_rings": s.answered_within_three_rings,
+                        "three_ring_compliance": ratio_value(s.three_ring_compliance()),
+                        "ivr_entered": s.ivr_entered(),
+                        "self_served": s.self_served,
+                        "ivr_containment": ratio_value(s.ivr_containment()),
+                        "queued": s.queued,
+                    })
+                })
+                .collect();
+            let doc = json!({ "interval": iname, "queues": q, "system": sys });
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{\"queues\":[]}".to_string())
+        }
+        ReportFormat::Csv => {
+            let body: Vec<Vec<String>> = queues
+                .iter()
+                .map(|(queue, b, s)| {
+                    vec![
+                        rfc3339(*b),
+                        queue.clone(),
+                        s.offered.to_string(),
+                        s.answered.to_string(),
+                        s.answered_within_sl.to_string(),
+                        s.abandoned.to_string(),
+                        s.short_abandoned.to_string(),
+                        opt_f(s.service_level()),
+                        opt_f(s.asa_ms()),
+                        opt_f(s.mean_frt_ms()),
+                        opt_f(s.aht_ms()),
+                        opt_f(s.abandonment_rate()),
+                        s.handled.to_string(),
+                        s.answer_wait_ms_total.to_string(),
+                        s.abandon_wait_ms_total.to_string(),
+                        s.frt_ms_total.to_string(),
+                        s.talk_ms_total.to_string(),
+                        s.hold_ms_total.to_string(),
+                        s.acw_ms_total.to_string(),
+                        s.aht_ms_total.to_string(),
+                        iname.to_string(),
+                    ]
+                })
+                .collect();
+            csv_lines(&QUEUE_HEADER, &body)
+        }
+        ReportFormat::Table => {
+            let header = [
+                "interval_start",
+                "queue",
+                "offered",
+                "answered",
+                "abandoned",
+                "short_ab",
+                "SL",
+                "ASA_s",
+                "FRT_s",
+                "AHT_s",
+                "aband_rate",
+            ];
+            let body: Vec<Vec<String>> = queues
+                .iter()
+                .map(|(queue, b, s)| {
+                    vec![
+                        rfc3339(*b),
+                        queue.clone(),
+                        s.offered.to_string(),
+                        s.answered.to_string(),
+                        s.abandoned.to_string(),
+                        s.short_abandoned.to_string(),
+                        pct(s.service_level()),
+                        secs(s.asa_ms()),
+                        secs(s.mean_frt_ms()),
+                        secs(s.aht_ms()),
+                        pct(s.abandonment_rate()),
+                    ]
+                })
+                .collect();
+            let mut out = aligned(&header, &body);
+            out.push('\n');
+            let header = [
+                "interval_start",
+                "calls",
+                "answered",
+                "3ring_compliance",
+                "ivr_entered",
+                "self_served",
+                "ivr_containment",
+            ];
+            let body: Vec<Vec<String>> = system
+                .iter()
+                .map(|(b, s)| {
+                    vec![
+                        rfc3339(*b),
+                        s.calls.to_string(),
+                        s.answered.to_string(),
+                        pct(s.three_ring_compliance()),
+                        s.ivr_entered().to_string(),
+                        s.self_served.to_string(),
+                        pct(s.ivr_containment()),
+                    ]
+                })
+                .collect();
+            out.push_str(&aligned(&header, &body));
+            out.push_str(&format!(
+                "{} queue interval(s), {} system interval(s), interval {iname}\n",
+                queues.len(),
+                system.len()
+            ));
+            out
+        }
+    }
+}
+
+const AGENT_HEADER: [&str; 17] = [
+    "interval_start",
+    "agent",
+    "offers",
+    "offers_answered",
+    "offers_no_answer",
+    "offers_declined",
+    "answered",
+    "handled",
+    "aht_ms",
+    "occupancy",
+    "talk_ms_total",
+    "hold_ms_total",
+    "acw_ms_total",
+    "aht_ms_total",
+    "staffed_ms",
+    "interval",
+    "interval_start_ms",
+];
+
+/// Per agent and interval: offers and their outcomes, handled calls, AHT, occupancy.
+pub fn render_agents(
+    agents: &[(String, Millis, AgentStats)],
+    interval: Interval,
+    f: ReportFormat,
+) -> String {
+    let iname = interval_name(interval);
+    match f {
+        ReportFormat::Json => {
+            let a: Vec<Value> = agents
+                .iter()
+                .map(|(agent, b, s)| {
+                    json!({
+                        "interval": iname,
+                        "interval_start": rfc3339(*b),
+                        "interval_start_ms": b.as_u64(),
+                        "agent": agent,
+                        "offers": s.offers,
+                        "offers_answered": s.offers_answered,
+                        "offers_no_answer": s.offers_no_answer,
+                        "offers_declined": s.offers_declined,
+                        "answered": s.answered,
+                        "handled": s.handled,
+                        "aht_ms": ratio_value(s.aht_ms()),
+                        "occupancy": ratio_value(s.occupancy()),
+                        "talk_ms_total": s.talk_ms_total,
+                        "hold_ms_total": s.hold_ms_total,
+                        "acw_ms_total": s.acw_ms_total,
+                        "aht_ms_total": s.aht_ms_total,
+                        "staffed_ms": s.staffed_ms,
+                    })
+                })
+                .collect();
+            let doc = json!({ "interval": iname, "agents": a });
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{\"agents\":[]}".to_string())
+        }
+        ReportFormat::Csv => {
+            let body: Vec<Vec<String>> = agents
+                .iter()
+                .map(|(agent, b, s)| {
+                    vec![
+                        rfc3339(*b),
+                        agent.clone(),
+                        s.offers.to_string(),
+                        s.offers_answered.to_string(),
+                        s.offers_no_answer.to_string(),
+                        s.offers_declined.to_string(),
+                        s.answered.to_string(),
+                        s.handled.to_string(),
+                        opt_f(s.aht_ms()),
+                        opt_f(s.occupancy()),
+                        s.talk_ms_total.to_string(),
+                        s.hold_ms_total.to_string(),
+                        s.acw_ms_total.to_string(),
+                        s.aht_ms_total.to_string(),
+                        s.staffed_ms.to_string(),
+                        iname.to_string(),
+                        b.as_u64().to_string(),
+                    ]
+                })
+                .collect();
+            csv_lines(&AGENT_HEADER, &body)
+        }
+        ReportFormat::Table => {
+            let header = [
+                "interval_start",
+                "agent",
+                "offers",
+                "answered_offers",
+                "no_answer",
+                "declined",
+                "handled",
+                "AHT_s",
+                "staffed_s",
+                "occupancy",
+            ];
+            let body: Vec<Vec<String>> = agents
+                .iter()
+                .map(|(agent, b, s)| {
+                    vec![
+                        rfc3339(*b),
+                        agent.clone(),
+                        s.offers.to_string(),
+                        s.offers_answered.to_string(),
+                        s.offers_no_answer.to_string(),
+                        s.offers_declined.to_string(),
+                        s.handled.to_string(),
+                        secs(s.aht_ms()),
+                        format!("{:.0}", s.staffed_ms as f64 / 1000.0),
+                        pct(s.occupancy()),
+                    ]
+                })
+                .collect();
+            let mut out = aligned(&header, &body);
+            out.push_str(&format!(
+                "{} agent interval(s), interval {iname}\n",
+                agents.len()
+            ));
+            out
+        }
+    }
 }
 
 fn table(rows: &[CallRow]) -> String {

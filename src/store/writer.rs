@@ -63,7 +63,7 @@ impl RecordSink {
             self.depth.fetch_sub(1, Ordering::Relaxed);
             metrics::counter!(RECORDS_LOST).increment(1);
             tracing::error!(
-                call_id = r.call_id(),
+                call_id = r.call_id().unwrap_or(""),
                 "record pushed after the store writer stopped; not written"
             );
         }
@@ -250,8 +250,8 @@ async fn write_with_retry(store: &Store, batch: &[Record], stats: &SharedStats, 
             stats.lost.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(RECORDS_LOST).increment(1);
             tracing::error!(
-                call_id = r.call_id(),
-                record = record_kind(r),
+                call_id = r.call_id().unwrap_or(""),
+                record = r.kind(),
                 "the database keeps refusing this record while accepting others; dropped"
             );
         }
@@ -325,19 +325,5 @@ async fn try_write(
             }
         }
         backoff = (backoff * 2).min(inbox.cfg.backoff_max);
-    }
-}
-
-fn record_kind(r: &Record) -> &'static str {
-    match r {
-        Record::CallStarted { .. } => "call_started",
-        Record::CallRinging { .. } => "call_ringing",
-        Record::CallAnswered { .. } => "call_answered",
-        Record::IvrStep { .. } => "ivr_step",
-        Record::IvrLeft { .. } => "ivr_left",
-        Record::CallVariable { .. } => "call_variable",
-        Record::HoldStarted { .. } => "hold_started",
-        Record::HoldEnded { .. } => "hold_ended",
-        Record::CallEnded { .. } => "call_ended",
     }
 }

@@ -315,8 +315,7 @@ fn check_registrar(r: &RegistrarSection) -> Result<(), (&'static str, String)> {
 fn is_realm(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
@@ -330,7 +329,9 @@ fn check_feature_codes(f: &FeatureCodes) -> Result<(), (String, String)> {
         let key = format!("feature_codes.{name}");
         if code.is_empty()
             || code.len() > 16
-            || !code.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
         {
             return Err((
                 key,
@@ -400,7 +401,10 @@ fn check_agent(raw: RawAgent, default_realm: &str) -> Result<AgentConfig, (Strin
             ));
         }
         if raw.languages[..j].contains(lang) {
-            return Err((format!("languages[{j}]"), format!("`{lang}` is listed twice")));
+            return Err((
+                format!("languages[{j}]"),
+                format!("`{lang}` is listed twice"),
+            ));
         }
     }
     for (j, q) in raw.queues.iter().enumerate() {
@@ -419,8 +423,7 @@ fn check_agent(raw: RawAgent, default_realm: &str) -> Result<AgentConfig, (Strin
     if ha1_md5.is_none() && ha1_sha256.is_none() {
         return Err((
             "ha1_md5".into(),
-            "an agent needs ha1_md5 and/or ha1_sha256 (from `ccswitch agent hash-password`)"
-                .into(),
+            "an agent needs ha1_md5 and/or ha1_sha256 (from `ccswitch agent hash-password`)".into(),
         ));
     }
     let realm = raw.realm.unwrap_or_else(|| default_realm.to_string());
@@ -453,8 +456,7 @@ fn check_ha1(v: Option<String>, len: usize) -> Result<Option<String>, String> {
 /// Skill and queue names: `[a-z0-9_]{1,32}`.
 fn is_name(s: &str) -> bool {
     (1..=32).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
@@ -536,8 +538,18 @@ mod tests {
             "agents[1].extension",
             "1-16 digits",
         );
-        broken("tech = 5", "tech = 6", "agents[0].skills.tech", "out of range");
-        broken("tech = 5", "tech = 0", "agents[0].skills.tech", "out of range");
+        broken(
+            "tech = 5",
+            "tech = 6",
+            "agents[0].skills.tech",
+            "out of range",
+        );
+        broken(
+            "tech = 5",
+            "tech = 0",
+            "agents[0].skills.tech",
+            "out of range",
+        );
         broken(
             "ha1_md5 = \"",
             "ha1_md5 = \"ab",
@@ -568,7 +580,12 @@ mod tests {
             "registrar.min_expires_s",
             "between",
         );
-        broken("name = \"Bob\"", "nme = \"Bob\"", "agents[1].nme", "unknown field");
+        broken(
+            "name = \"Bob\"",
+            "nme = \"Bob\"",
+            "agents[1].nme",
+            "unknown field",
+        );
     }
 
     #[test]

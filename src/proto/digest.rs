@@ -148,7 +148,10 @@ fn parse_params(s: &str) -> Option<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut chars = s.char_indices().peekable();
     let skip_ws = |it: &mut std::iter::Peekable<std::str::CharIndices>| {
-        while it.peek().is_some_and(|(_, c)| matches!(c, ' ' | '\t' | '\r' | '\n')) {
+        while it
+            .peek()
+            .is_some_and(|(_, c)| matches!(c, ' ' | '\t' | '\r' | '\n'))
+        {
             it.next();
         }
     };
@@ -240,7 +243,10 @@ pub fn challenge(c: &Challenge) -> String {
     if let Some(o) = c.opaque {
         s.push_str(&format!(", opaque=\"{}\"", quote(o)));
     }
-    s.push_str(&format!(", algorithm={}, qop=\"auth\"", c.algorithm.as_str()));
+    s.push_str(&format!(
+        ", algorithm={}, qop=\"auth\"",
+        c.algorithm.as_str()
+    ));
     if c.stale {
         s.push_str(", stale=true");
     }
@@ -311,9 +317,7 @@ pub fn verify(
     let qop = match params.qop() {
         None => None,
         Some(q) if q.eq_ignore_ascii_case("auth") => match (params.nc(), params.cnonce()) {
-            (Some(nc), Some(cnonce)) if params.nc_value().is_some() => {
-                Some(QopAuth { nc, cnonce })
-            }
+            (Some(nc), Some(cnonce)) if params.nc_value().is_some() => Some(QopAuth { nc, cnonce }),
             _ => return false,
         },
         Some(_) => return false,
@@ -456,7 +460,10 @@ mod tests {
         }
         let many = format!(
             "Digest {}",
-            (0..40).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join(",")
+            (0..40)
+                .map(|i| format!("p{i}=1"))
+                .collect::<Vec<_>>()
+                .join(",")
         );
         assert_eq!(parse_credentials(&many), None);
         // Multi-byte characters anywhere.
@@ -495,7 +502,10 @@ mod tests {
 
     #[test]
     fn algorithms() {
-        assert_eq!(Algorithm::from_param(Some("sha-256")), Some(Algorithm::Sha256));
+        assert_eq!(
+            Algorithm::from_param(Some("sha-256")),
+            Some(Algorithm::Sha256)
+        );
         assert_eq!(Algorithm::from_param(Some("MD5-sess")), None);
         assert_eq!(Algorithm::from_param(None), Some(Algorithm::Md5));
         assert!(ct_eq(b"abc", b"abc"));

@@ -311,6 +311,29 @@ fn check_registrar(r: &RegistrarSection) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// The `ha1_md5 = "..."` and `ha1_sha256 = "..."` lines (with a comment naming extension
+/// and realm) for `ccswitch agent hash-password`. Errors name what is wrong.
+pub fn hash_password_lines(extension: &str, realm: &str, password: &str) -> Result<String, String> {
+    use crate::proto::digest::{ha1, Algorithm};
+    if extension.is_empty()
+        || extension.len() > 16
+        || !extension.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!("`{extension}` is not an extension: 1-16 digits"));
+    }
+    if !is_realm(realm) {
+        return Err(realm_reason(realm));
+    }
+    if password.is_empty() {
+        return Err("the password (first line of standard input) is empty".into());
+    }
+    Ok(format!(
+        "# extension {extension}, realm \"{realm}\"\nha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n",
+        ha1(Algorithm::Md5, extension, realm, password),
+        ha1(Algorithm::Sha256, extension, realm, password)
+    ))
+}
+
 /// A realm goes into quoted strings and HA1 input: printable ASCII, no quote/backslash.
 fn is_realm(s: &str) -> bool {
     !s.is_empty()
@@ -603,6 +626,25 @@ mod tests {
         let a = d.get("7").unwrap();
         assert_eq!(a.ha1_md5.as_deref(), Some("ab".repeat(16).as_str()));
         assert_eq!(a.realm, "other");
+    }
+
+    #[test]
+    fn hash_password_lines_paste_into_agents_toml() {
+        let lines = hash_password_lines("1001", "ccswitch", "demo1001").unwrap();
+        let text = format!("[[agents]]\nextension = \"1001\"\nname = \"A\"\n{lines}");
+        let d = p(&text).unwrap();
+        let shipped = p(&shipped()).unwrap();
+        assert_eq!(
+            d.get("1001").unwrap().ha1_md5,
+            shipped.get("1001").unwrap().ha1_md5
+        );
+        assert_eq!(
+            d.get("1001").unwrap().ha1_sha256,
+            shipped.get("1001").unwrap().ha1_sha256
+        );
+        assert!(hash_password_lines("10a", "ccswitch", "x").is_err());
+        assert!(hash_password_lines("1", "bad realm", "x").is_err());
+        assert!(hash_password_lines("1", "r", "").is_err());
     }
 
     #[test]

@@ -648,6 +648,32 @@ mod tests {
     }
 
     #[test]
+    fn config_load_wires_the_agents_and_names_a_broken_file() {
+        let shipped_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let cfg = crate::config::load(&shipped_dir).unwrap();
+        assert_eq!(cfg.agents.len(), 3);
+        // A copy of the folder with a broken agents.toml: file, key and reason.
+        let tmp = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(&shipped_dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+            }
+        }
+        let path = tmp.path().join(AGENTS_FILE);
+        std::fs::write(&path, shipped().replacen("tech = 5", "tech = 9", 1)).unwrap();
+        let e = crate::config::load(tmp.path()).unwrap_err();
+        assert_eq!(e.file, path);
+        assert_eq!(e.key, "agents[0].skills.tech");
+        assert!(e.reason.contains("out of range"), "{e}");
+        // Without the file: no agents, default settings.
+        std::fs::remove_file(&path).unwrap();
+        let cfg = crate::config::load(tmp.path()).unwrap();
+        assert!(cfg.agents.is_empty());
+        assert_eq!(cfg.agents.registrar.realm, DEFAULT_REALM);
+    }
+
+    #[test]
     fn missing_file_is_empty_and_unreadable_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let d = AgentDirectory::load(&dir.path().join(AGENTS_FILE)).unwrap();

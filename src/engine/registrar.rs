@@ -316,42 +316,51 @@ impl Registrar {
         if values.is_empty() {
             return Check::Challenge { stale: false };
         }
-        // Several credentials may come (one per realm): take ours.
+        // Several credentials may come (one per realm, or one per algorithm from phones
+        // that answer every challenge): ours first, the first that verifies wins.
         let parsed: Vec<Credentials> = values
             .iter()
             .filter_map(|v| digest::parse_credentials(v))
             .collect();
-        let creds = parsed
+        let dir = Arc::clone(&self.dir);
+        let agent_of = |c: &Credentials| -> Option<&AgentConfig> {
+            c.username()
+                .and_then(|u| dir.get(u))
+                .filter(|a| c.realm() == Some(a.realm.as_str()))
+        };
+        let ordered = parsed
             .iter()
-            .find(|c| {
-                c.username()
-                    .and_then(|u| self.dir.get(u))
-                    .is_some_and(|a| c.realm() == Some(a.realm.as_str()))
-            })
-            .or_else(|| parsed.first());
-        let Some(creds) = creds else {
-            return self.failed(now, ip);
-        };
-        let Some(alg) = digest::Algorithm::from_param(creds.algorithm()) else {
-            // Not a password fault: offer what we support.
-            return Check::Challenge { stale: false };
-        };
-        let Some(uri) = creds.uri() else {
-            return self.failed(now, ip);
-        };
-        if uri != req.uri {
-            return Check::Bad("Bad Request (digest uri differs from Request-URI)");
+            .filter(|c| agent_of(c).is_some())
+            .chain(parsed.iter().filter(|c| agent_of(c).is_none()));
+        let (mut supported, mut uri_mismatch, mut verified) = (false, false, None);
+        for c in ordered {
+            let Some(alg) = Algorithm::from_param(c.algorithm()) else {
+                continue;
+            };
+            supported = true;
+            let Some(uri) = c.uri() else { continue };
+            if uri != req.uri {
+                uri_mismatch = true;
+                continue;
+            }
+            let Some(agent) = agent_of(c) else { continue };
+            let ha1 = match alg {
+                Algorithm::Md5 => agent.ha1_md5.as_deref(),
+                Algorithm::Sha256 => agent.ha1_sha256.as_deref(),
+            };
+            if ha1.is_some_and(|h| digest::verify(alg, h, req.method.as_str(), uri, c)) {
+                verified = Some((c, agent));
+                break;
+            }
         }
-        let agent: Option<&AgentConfig> = creds
-            .username()
-            .and_then(|u| self.dir.get(u))
-            .filter(|a| creds.realm() == Some(a.realm.as_str()));
-        let ha1 = agent.and_then(|a| match alg {
-            Algorithm::Md5 => a.ha1_md5.as_deref(),
-            Algorithm::Sha256 => a.ha1_sha256.as_deref(),
-        });
-        let verified = ha1.is_some_and(|h| digest::verify(alg, h, req.method.as_str(), uri, creds));
-        let (true, Some(agent)) = (verified, agent) else {
+        let Some((creds, agent)) = verified else {
+            if !parsed.is_empty() && !supported {
+                // Not a password fault (e.g. MD5-sess only): offer what we support.
+                return Check::Challenge { stale: false };
+            }
+            if uri_mismatch {
+                return Check::Bad("Bad Request (digest uri differs from Request-URI)");
+            }
             return self.failed(now, ip);
         };
         let user = agent.extension.clone();
@@ -1604,5 +1613,65 @@ mod tests {
         let rep = r.register(t0, src(), Transport::Udp, &build(&m, "REGISTER"));
         assert_eq!(rep.status, 401);
         assert!(rep.headers[0].1.contains("stale=true"));
+    }
+
+    #[test]
+    fn one_of_several_credentials_may_verify() {
+        let mut r = registrar();
+        let t0 = Millis(1_000_000);
+        let ch = r.register(t0, src(), Transport::Udp, &build(&reg("1001"), "REGISTER"));
+        let good = answer(&ch, Algorithm::Md5, "1001", "pw1001", 1, "REGISTER");
+        let bad = answer(&ch, Algorithm::Sha256, "1001", "garbled", 1, "REGISTER");
+        let mut m = reg("1001");
+        m.cseq = 2;
+        m.auth = Some(format!("{bad}\r\nAuthorization: {good}"));
+        let rep = r.register(t0, src(), Transport::Udp, &build(&m, "REGISTER"));
+        assert_eq!(rep.status, 200);
+        assert!(r.failures.is_empty());
+        // Only an unsupported algorithm: re-challenged, not counted.
+        let mut m = reg("1001");
+        m.cseq = 3;
+        m.auth = Some(good.replace("algorithm=MD5", "algorithm=MD5-sess"));
+        let rep = r.register(t0, src(), Transport::Udp, &build(&m, "REGISTER"));
+        assert_eq!(rep.status, 401);
+        assert!(r.failures.is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever a peer puts in Authorization, Contact and Expires: no panic, and only
+        /// the statuses a registrar gives.
+        #[test]
+        fn peer_input_never_panics(
+            auth in "[ -~]{0,120}",
+            contact in proptest::prop_oneof![
+                "<sip:1001@10\\.0\\.0\\.[0-9]{1,2}>;expires=[0-9]{0,6}",
+                "\\*",
+                "<sip:[a-z]{1,4}@h>, <sip:[a-z]{1,4}@h>;q=0\\.[0-9]",
+                "[ -~]{0,60}",
+            ],
+            expires in "[0-9a-z]{0,12}",
+            digest_like in proptest::bool::ANY,
+        ) {
+            let mut r = registrar();
+            let auth = if digest_like { format!("Digest {auth}") } else { auth };
+            let text = format!(
+                "REGISTER sip:ccswitch.example SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1\r\nFrom: <sip:1001@x>;tag=1\r\nTo: <sip:1001@x>\r\nCall-ID: p\r\nCSeq: 1 REGISTER\r\nContact: {contact}\r\nExpires: {expires}\r\nAuthorization: {auth}\r\nContent-Length: 0\r\n\r\n"
+            );
+            if let Ok(Message::Request(mut req)) = parse(text.as_bytes()) {
+                // Half the time with credentials that verify, to reach the binding code.
+                if digest_like && auth.len() % 2 == 0 {
+                    let nonce = r.new_nonce(Millis(1), "ccswitch");
+                    // The template's Request-URI is the one `answer_nonce` signs.
+                    let ok = answer_nonce(&nonce, None, Algorithm::Md5, "1001", "pw1001", 1, "REGISTER");
+                    req.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("Authorization"));
+                    req.headers.push(("Authorization".into(), ok));
+                }
+                let rep = r.register(Millis(1), src(), Transport::Udp, &req);
+                proptest::prop_assert!(matches!(rep.status, 200 | 400 | 401 | 403 | 423 | 500));
+                let _ = r.authenticate_request(Millis(2), src(), &req);
+                let _ = r.handle_timeout(Millis(u64::MAX));
+            }
+        }
     }
 }

@@ -28,7 +28,20 @@
 //! Failed authentications (unknown user, wrong password, wrong realm, malformed
 //! credentials) are counted per source IP; `max_failures` within `failure_window_ms`
 //! block the IP for `block_ms` (403 without a challenge). Unknown users are challenged
-//! like known ones, so the replies do not reveal which extensions exist.
+//! like agents with both HA1s (SHA-256 and MD5), so the replies do not reveal which
+//! extensions exist; an agent with only one HA1 is offered only that algorithm (the way
+//! to serve old phones that fail on a SHA-256 challenge). Stale nonces, nc replays and
+//! unsupported algorithms are re-challenged without counting as failures.
+//!
+//! Other answers: 400 when the digest `uri` is not the Request-URI, a `*` Contact is not
+//! alone with `Expires: 0`, or Contact/Expires are malformed; 403 when the To user (From
+//! user for `authenticate_request`) is not the authenticated extension; 423 with
+//! `Min-Expires` below `min_expires_s` (nothing changes); 500 for a CSeq not above the
+//! binding's on the same Call-ID (RFC 3261 10.3 step 7). Credentials without `qop`
+//! (RFC 2069 phones) are accepted; only the nonce lifetime bounds their replay.
+//!
+//! `secret` (32 bytes) should be drawn at random by the shell at startup; a restart then
+//! makes every outstanding nonce stale, which phones handle silently.
 //!
 //! Bindings are keyed by the Contact URI as sent. A refresh from a new source address
 //! or transport replaces the binding (`Unregistered{Replaced}` then `Registered`). A new

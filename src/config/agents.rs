@@ -39,6 +39,21 @@ pub struct AgentConfig {
     pub realm: String,
 }
 
+impl AgentConfig {
+    /// Proficiency in `skill` (1-5), if the agent has it.
+    pub fn proficiency(&self, skill: &str) -> Option<u8> {
+        self.skills.get(skill).copied()
+    }
+
+    pub fn speaks(&self, language: &str) -> bool {
+        self.languages.iter().any(|l| l == language)
+    }
+
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues.iter().any(|q| q == queue)
+    }
+}
+
 /// `[registrar]`, in the file's units (seconds).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -509,6 +524,10 @@ mod tests {
         assert_eq!(alice.name, "Alice");
         assert_eq!(alice.skills.get("tech"), Some(&5));
         assert_eq!(alice.languages, vec!["en", "zh"]);
+        assert_eq!(alice.proficiency("tech"), Some(5));
+        assert_eq!(alice.proficiency("complaints"), None);
+        assert!(alice.speaks("zh") && !d.get("1002").unwrap().speaks("zh"));
+        assert!(alice.serves("tech") && !alice.serves("complaints"));
         assert_eq!(d.get("1003").unwrap().skills.get("complaints"), Some(&5));
         assert_eq!(d.feature_codes.lookup("*21"), Some("ready"));
         assert_eq!(d.feature_codes.lookup("*99"), None);

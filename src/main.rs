@@ -49,6 +49,25 @@ enum Cmd {
         #[command(subcommand)]
         what: ReportCmd,
     },
+    /// Agent tools.
+    Agent {
+        #[command(subcommand)]
+        what: AgentCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Reads a password from standard input and prints the `ha1_md5` / `ha1_sha256` lines
+    /// for the agent's entry in agents.toml (the password itself is never stored).
+    HashPassword {
+        /// The agent's extension (the SIP username).
+        #[arg(long)]
+        extension: String,
+        /// Digest realm: `[registrar] realm` of agents.toml, or the agent's own `realm`.
+        #[arg(long, default_value = ccswitch::config::agents::DEFAULT_REALM)]
+        realm: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -186,6 +205,9 @@ fn main() -> ExitCode {
         Cmd::Report {
             what: ReportCmd::Agents { opts },
         } => runtime().and_then(|rt| rt.block_on(report_agents(opts))),
+        Cmd::Agent {
+            what: AgentCmd::HashPassword { extension, realm },
+        } => hash_password(&extension, &realm),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,9 +228,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn check_config(dir: PathBuf) -> anyhow::Result<()> {
     let v = app::validate(&dir)?;
     println!(
-        "{}: ok ({} IVR prompts, languages {}, answer after {} ring(s) of {} ms)",
+        "{}: ok ({} IVR prompts, {} agents, languages {}, answer after {} ring(s) of {} ms)",
         dir.display(),
         v.config.ivr.prompt_ids().len(),
+        v.config.agents.len(),
         v.config.prompts.languages.join(", "),
         v.config.answer.answer_after_rings,
         v.config.answer.ring_cycle_ms
@@ -243,6 +266,19 @@ fn interval(i: IntervalArg) -> Interval {
         IntervalArg::Day => Interval::Day,
         IntervalArg::Quarter => Interval::Quarter,
     }
+}
+
+/// First line of standard input (without the line ending) is the password.
+fn hash_password(extension: &str, realm: &str) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let lines = ccswitch::config::agents::hash_password_lines(extension, realm, password)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    print!("{lines}");
+    Ok(())
 }
 
 async fn report_calls(

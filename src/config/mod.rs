@@ -7,6 +7,7 @@
 //! root, so `prompts` and `sqlite:ccswitch.db` land next to `config/` whatever the working
 //! directory. Tables named in `ivr.toml` are relative to the config folder itself.
 
+pub mod agents;
 mod ivr;
 mod toml_error;
 
@@ -17,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use agents::{AgentConfig, AgentDirectory, AGENTS_FILE};
 pub use toml_error::ConfigError;
 
 /// The main settings file inside the config folder.
@@ -39,6 +41,8 @@ pub struct Config {
     pub database: DatabaseSection,
     pub prompts: PromptsSection,
     pub ivr: Arc<IvrGraph>,
+    /// `agents.toml`; empty when the file is absent.
+    pub agents: Arc<AgentDirectory>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -232,6 +236,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     let ivr_path = dir.join(IVR_FILE);
     let ivr_text = read(&ivr_path)?;
     let graph = ivr::parse(&ivr_path, &ivr_text, dir, &prompts.languages)?;
+    let agents = AgentDirectory::load(&dir.join(AGENTS_FILE))?;
 
     Ok(Config {
         dir: dir.to_path_buf(),
@@ -243,6 +248,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         database,
         prompts,
         ivr: Arc::new(graph),
+        agents: Arc::new(agents),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod ivr;
 pub mod media;
 pub mod ports;
 pub mod record;
+pub mod registrar;
 pub mod switch;
 pub mod time;
 pub mod txn;

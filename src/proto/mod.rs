@@ -1,5 +1,6 @@
 //! Pure wire formats: no state, no I/O.
 
+pub mod digest;
 pub mod dtmf;
 pub mod g711;
 pub mod rtp;

@@ -1,0 +1,703 @@
+//! `agents.toml`: the agents (extension, skills, languages, queues, digest HA1s), the
+//! `[registrar]` settings and the `[feature_codes]` agents dial. Passwords are never
+//! stored: `ccswitch agent hash-password` prints the HA1 lines. Queue names are checked
+//! against the queues config by whoever loads both.
+
+use super::toml_error::{self, ConfigError};
+use crate::engine::registrar::RegistrarConfig;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// The agents file inside the config folder (optional: absent means no agents).
+pub const AGENTS_FILE: &str = "agents.toml";
+
+/// Realm when `[registrar] realm` is not given.
+pub const DEFAULT_REALM: &str = "ccswitch";
+
+/// Skill proficiency range.
+pub const MIN_PROFICIENCY: u8 = 1;
+pub const MAX_PROFICIENCY: u8 = 5;
+
+/// One agent, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Digits only; also the SIP digest username.
+    pub extension: String,
+    pub name: String,
+    /// Skill name -> proficiency 1-5.
+    pub skills: BTreeMap<String, u8>,
+    /// Language skills ("en", "zh").
+    pub languages: Vec<String>,
+    /// Queue names served, in the order given.
+    pub queues: Vec<String>,
+    /// Lower-case hex, 32 digits: MD5(extension:realm:password).
+    pub ha1_md5: Option<String>,
+    /// Lower-case hex, 64 digits: SHA-256(extension:realm:password).
+    pub ha1_sha256: Option<String>,
+    /// The realm the HA1s were made for.
+    pub realm: String,
+}
+
+impl AgentConfig {
+    /// Proficiency in `skill` (1-5), if the agent has it.
+    pub fn proficiency(&self, skill: &str) -> Option<u8> {
+        self.skills.get(skill).copied()
+    }
+
+    pub fn speaks(&self, language: &str) -> bool {
+        self.languages.iter().any(|l| l == language)
+    }
+
+    pub fn serves(&self, queue: &str) -> bool {
+        self.queues.iter().any(|q| q == queue)
+    }
+}
+
+/// `[registrar]`, in the file's units (seconds).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarSection {
+    pub realm: String,
+    /// A nonce older than this is answered 401 stale=true.
+    pub nonce_ttl_s: u64,
+    /// Shorter asked expiries get 423 Interval Too Brief.
+    pub min_expires_s: u64,
+    /// Longer asked expiries are cut to this.
+    pub max_expires_s: u64,
+    /// When the REGISTER names no expiry.
+    pub default_expires_s: u64,
+    /// Failed authentications from one source IP within `failure_window_s` that block it.
+    pub max_failures: u32,
+    pub failure_window_s: u64,
+    /// How long a blocked IP gets 403.
+    pub block_s: u64,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> Self {
+        RegistrarSection {
+            realm: DEFAULT_REALM.into(),
+            nonce_ttl_s: 300,
+            min_expires_s: 60,
+            max_expires_s: 3600,
+            default_expires_s: 3600,
+            max_failures: 5,
+            failure_window_s: 60,
+            block_s: 300,
+        }
+    }
+}
+
+impl RegistrarSection {
+    /// The registrar's settings in milliseconds.
+    pub fn to_registrar_config(&self) -> RegistrarConfig {
+        RegistrarConfig {
+            realm: self.realm.clone(),
+            nonce_ttl_ms: self.nonce_ttl_s.saturating_mul(1000),
+            min_expires_s: self.min_expires_s,
+            max_expires_s: self.max_expires_s,
+            default_expires_s: self.default_expires_s,
+            max_failures: self.max_failures,
+            failure_window_ms: self.failure_window_s.saturating_mul(1000),
+            block_ms: self.block_s.saturating_mul(1000),
+        }
+    }
+}
+
+/// `[feature_codes]`: what an agent dials to change state.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeatureCodes {
+    pub ready: String,
+    #[serde(rename = "break")]
+    pub break_: String,
+    pub logout: String,
+    pub lunch: String,
+    pub training: String,
+}
+
+impl Default for FeatureCodes {
+    fn default() -> Self {
+        FeatureCodes {
+            ready: "*21".into(),
+            break_: "*22".into(),
+            logout: "*23".into(),
+            lunch: "*24".into(),
+            training: "*25".into(),
+        }
+    }
+}
+
+impl FeatureCodes {
+    /// (config key, code) pairs in a fixed order.
+    pub fn all(&self) -> [(&'static str, &str); 5] {
+        [
+            ("ready", &self.ready),
+            ("break", &self.break_),
+            ("logout", &self.logout),
+            ("lunch", &self.lunch),
+            ("training", &self.training),
+        ]
+    }
+
+    /// Which feature (config key) a dialled string is, if any.
+    pub fn lookup(&self, dialled: &str) -> Option<&'static str> {
+        self.all()
+            .into_iter()
+            .find(|(_, code)| *code == dialled)
+            .map(|(k, _)| k)
+    }
+}
+
+/// Every agent plus the registrar settings and feature codes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentDirectory {
+    pub agents: Vec<AgentConfig>,
+    by_extension: HashMap<String, usize>,
+    pub registrar: RegistrarSection,
+    pub feature_codes: FeatureCodes,
+}
+
+impl AgentDirectory {
+    /// No agents, default settings (no `agents.toml`).
+    pub fn empty() -> AgentDirectory {
+        AgentDirectory::default()
+    }
+
+    /// Builds a directory from already valid parts (tests, tools).
+    pub fn new(
+        agents: Vec<AgentConfig>,
+        registrar: RegistrarSection,
+        feature_codes: FeatureCodes,
+    ) -> AgentDirectory {
+        let by_extension = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.extension.clone(), i))
+            .collect();
+        AgentDirectory {
+            agents,
+            by_extension,
+            registrar,
+            feature_codes,
+        }
+    }
+
+    pub fn get(&self, extension: &str) -> Option<&AgentConfig> {
+        self.by_extension
+            .get(extension)
+            .and_then(|i| self.agents.get(*i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// Reads `path` if it exists; an absent file is an empty directory.
+    pub fn load(path: &Path) -> Result<AgentDirectory, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AgentDirectory::empty()),
+            Err(e) => Err(ConfigError::new(
+                path,
+                "",
+                format!("cannot read the file: {e}"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsFile {
+    #[serde(default)]
+    registrar: RegistrarSection,
+    #[serde(default)]
+    feature_codes: FeatureCodes,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    extension: String,
+    name: String,
+    #[serde(default)]
+    skills: BTreeMap<String, i64>,
+    #[serde(default)]
+    languages: Vec<String>,
+    #[serde(default)]
+    queues: Vec<String>,
+    ha1_md5: Option<String>,
+    ha1_sha256: Option<String>,
+    realm: Option<String>,
+    /// Only here to refuse it with a clear reason (deny_unknown_fields would say
+    /// "unknown field").
+    password: Option<toml::Value>,
+}
+
+/// Parses and validates the text of `agents.toml` (`path` names it in errors).
+pub fn parse(path: &Path, text: &str) -> Result<AgentDirectory, ConfigError> {
+    let file: AgentsFile = toml_error::parse(path, text)?;
+    let err = |key: String, reason: String| ConfigError::new(path, key, reason);
+    check_registrar(&file.registrar).map_err(|(k, r)| err(k.into(), r))?;
+    check_feature_codes(&file.feature_codes).map_err(|(k, r)| err(k, r))?;
+    let mut agents = Vec::with_capacity(file.agents.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in file.agents.into_iter().enumerate() {
+        let key = |field: &str| format!("agents[{i}].{field}");
+        let a = check_agent(raw, &file.registrar.realm).map_err(|(f, r)| err(key(&f), r))?;
+        if let Some(first) = seen.insert(a.extension.clone(), i) {
+            return Err(err(
+                key("extension"),
+                format!(
+                    "extension `{}` is already used by agents[{first}]",
+                    a.extension
+                ),
+            ));
+        }
+        agents.push(a);
+    }
+    Ok(AgentDirectory::new(
+        agents,
+        file.registrar,
+        file.feature_codes,
+    ))
+}
+
+fn check_registrar(r: &RegistrarSection) -> Result<(), (&'static str, String)> {
+    if !is_realm(&r.realm) {
+        return Err(("registrar.realm", realm_reason(&r.realm)));
+    }
+    if !(10..=86_400).contains(&r.nonce_ttl_s) {
+        return Err((
+            "registrar.nonce_ttl_s",
+            "must be between 10 and 86400".into(),
+        ));
+    }
+    if !(1..=86_400).contains(&r.min_expires_s) {
+        return Err((
+            "registrar.min_expires_s",
+            "must be between 1 and 86400".into(),
+        ));
+    }
+    if r.max_expires_s < r.min_expires_s || r.max_expires_s > 604_800 {
+        return Err((
+            "registrar.max_expires_s",
+            format!(
+                "must be at least min_expires_s ({}) and at most 604800 (a week)",
+                r.min_expires_s
+            ),
+        ));
+    }
+    if !(r.min_expires_s..=r.max_expires_s).contains(&r.default_expires_s) {
+        return Err((
+            "registrar.default_expires_s",
+            format!(
+                "must be between min_expires_s ({}) and max_expires_s ({})",
+                r.min_expires_s, r.max_expires_s
+            ),
+        ));
+    }
+    if !(1..=1000).contains(&r.max_failures) {
+        return Err((
+            "registrar.max_failures",
+            "must be between 1 and 1000".into(),
+        ));
+    }
+    if !(1..=86_400).contains(&r.failure_window_s) {
+        return Err((
+            "registrar.failure_window_s",
+            "must be between 1 and 86400".into(),
+        ));
+    }
+    if r.block_s > 604_800 {
+        return Err((
+            "registrar.block_s",
+            "must be at most 604800 (a week)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The `ha1_md5 = "..."` and `ha1_sha256 = "..."` lines (with a comment naming extension
+/// and realm) for `ccswitch agent hash-password`. Errors name what is wrong.
+pub fn hash_password_lines(extension: &str, realm: &str, password: &str) -> Result<String, String> {
+    use crate::proto::digest::{ha1, Algorithm};
+    if extension.is_empty()
+        || extension.len() > 16
+        || !extension.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(format!("`{extension}` is not an extension: 1-16 digits"));
+    }
+    if !is_realm(realm) {
+        return Err(realm_reason(realm));
+    }
+    if password.is_empty() {
+        return Err("the password (first line of standard input) is empty".into());
+    }
+    Ok(format!(
+        "# extension {extension}, realm \"{realm}\"\nha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n",
+        ha1(Algorithm::Md5, extension, realm, password),
+        ha1(Algorithm::Sha256, extension, realm, password)
+    ))
+}
+
+/// A realm goes into quoted strings and HA1 input: printable ASCII, no quote/backslash.
+fn is_realm(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
+fn realm_reason(s: &str) -> String {
+    format!("`{s}` is not a realm: 1-128 printable ASCII characters without spaces, `\"` or `\\`")
+}
+
+fn check_feature_codes(f: &FeatureCodes) -> Result<(), (String, String)> {
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, code) in f.all() {
+        let key = format!("feature_codes.{name}");
+        if code.is_empty()
+            || code.len() > 16
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        {
+            return Err((
+                key,
+                format!("`{code}` is not dialable: 1-16 of the keys 0-9, * and #"),
+            ));
+        }
+        if let Some(other) = seen.insert(code, name) {
+            return Err((
+                key,
+                format!("`{code}` is already the code for feature_codes.{other}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns the agent or (field within the agent, reason).
+fn check_agent(raw: RawAgent, default_realm: &str) -> Result<AgentConfig, (String, String)> {
+    if raw.password.is_some() {
+        return Err((
+            "password".into(),
+            "plaintext passwords are not accepted: store ha1_md5 / ha1_sha256 made by \
+             `ccswitch agent hash-password --extension EXT`"
+                .into(),
+        ));
+    }
+    let ext = &raw.extension;
+    if ext.is_empty() || ext.len() > 16 || !ext.bytes().all(|b| b.is_ascii_digit()) {
+        return Err((
+            "extension".into(),
+            format!("`{ext}` is not an extension: 1-16 digits"),
+        ));
+    }
+    let name = raw.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err((
+            "name".into(),
+            "must be 1-100 characters without control characters".into(),
+        ));
+    }
+    let mut skills = BTreeMap::new();
+    for (skill, level) in &raw.skills {
+        if !is_name(skill) {
+            return Err((
+                format!("skills.{skill}"),
+                format!("`{skill}` is not a skill name: lower-case letters, digits and _"),
+            ));
+        }
+        let level = u8::try_from(*level)
+            .ok()
+            .filter(|l| (MIN_PROFICIENCY..=MAX_PROFICIENCY).contains(l))
+            .ok_or_else(|| {
+                (
+                    format!("skills.{skill}"),
+                    format!(
+                        "proficiency {level} is out of range: must be {MIN_PROFICIENCY} to {MAX_PROFICIENCY}"
+                    ),
+                )
+            })?;
+        skills.insert(skill.clone(), level);
+    }
+    for (j, lang) in raw.languages.iter().enumerate() {
+        if !super::is_language_code(lang) {
+            return Err((
+                format!("languages[{j}]"),
+                format!("`{lang}` is not a language code like \"en\" or \"zh\""),
+            ));
+        }
+        if raw.languages[..j].contains(lang) {
+            return Err((
+                format!("languages[{j}]"),
+                format!("`{lang}` is listed twice"),
+            ));
+        }
+    }
+    for (j, q) in raw.queues.iter().enumerate() {
+        if !is_name(q) {
+            return Err((
+                format!("queues[{j}]"),
+                format!("`{q}` is not a queue name: lower-case letters, digits and _"),
+            ));
+        }
+        if raw.queues[..j].contains(q) {
+            return Err((format!("queues[{j}]"), format!("`{q}` is listed twice")));
+        }
+    }
+    let ha1_md5 = check_ha1(raw.ha1_md5, 32).map_err(|r| ("ha1_md5".to_string(), r))?;
+    let ha1_sha256 = check_ha1(raw.ha1_sha256, 64).map_err(|r| ("ha1_sha256".to_string(), r))?;
+    if ha1_md5.is_none() && ha1_sha256.is_none() {
+        return Err((
+            "ha1_md5".into(),
+            "an agent needs ha1_md5 and/or ha1_sha256 (from `ccswitch agent hash-password`)".into(),
+        ));
+    }
+    let realm = raw.realm.unwrap_or_else(|| default_realm.to_string());
+    if !is_realm(&realm) {
+        return Err(("realm".into(), realm_reason(&realm)));
+    }
+    Ok(AgentConfig {
+        extension: raw.extension,
+        name: name.to_string(),
+        skills,
+        languages: raw.languages,
+        queues: raw.queues,
+        ha1_md5,
+        ha1_sha256,
+        realm,
+    })
+}
+
+fn check_ha1(v: Option<String>, len: usize) -> Result<Option<String>, String> {
+    let Some(v) = v else { return Ok(None) };
+    if v.len() != len || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "must be {len} hex digits (got {} characters); make it with `ccswitch agent hash-password`",
+            v.chars().count()
+        ));
+    }
+    Ok(Some(v.to_ascii_lowercase()))
+}
+
+/// Skill and queue names: `[a-z0-9_]{1,32}`.
+fn is_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::digest::{ha1, Algorithm};
+
+    fn shipped() -> String {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config")
+                .join(AGENTS_FILE),
+        )
+        .unwrap()
+    }
+
+    fn p(text: &str) -> Result<AgentDirectory, ConfigError> {
+        parse(Path::new("agents.toml"), text)
+    }
+
+    #[test]
+    fn shipped_file_loads_with_the_documented_demo_passwords() {
+        let d = p(&shipped()).unwrap();
+        assert_eq!(d.len(), 3);
+        let alice = d.get("1001").unwrap();
+        assert_eq!(alice.name, "Alice");
+        assert_eq!(alice.skills.get("tech"), Some(&5));
+        assert_eq!(alice.languages, vec!["en", "zh"]);
+        assert_eq!(alice.proficiency("tech"), Some(5));
+        assert_eq!(alice.proficiency("complaints"), None);
+        assert!(alice.speaks("zh") && !d.get("1002").unwrap().speaks("zh"));
+        assert!(alice.serves("tech") && !alice.serves("complaints"));
+        assert_eq!(d.get("1003").unwrap().skills.get("complaints"), Some(&5));
+        assert_eq!(d.feature_codes.lookup("*21"), Some("ready"));
+        assert_eq!(d.feature_codes.lookup("*99"), None);
+        // The comments document demo passwords `demo<extension>`; keep them in sync.
+        for a in &d.agents {
+            let pw = format!("demo{}", a.extension);
+            assert_eq!(
+                a.ha1_md5.as_deref(),
+                Some(ha1(Algorithm::Md5, &a.extension, &a.realm, &pw).as_str())
+            );
+            assert_eq!(
+                a.ha1_sha256.as_deref(),
+                Some(ha1(Algorithm::Sha256, &a.extension, &a.realm, &pw).as_str())
+            );
+        }
+        let rc = d.registrar.to_registrar_config();
+        assert_eq!(rc.realm, "ccswitch");
+        assert_eq!(rc.nonce_ttl_ms, d.registrar.nonce_ttl_s * 1000);
+    }
+
+    #[test]
+    fn empty_text_is_an_empty_directory() {
+        let d = p("").unwrap();
+        assert!(d.is_empty());
+        assert_eq!(d.registrar, RegistrarSection::default());
+        assert_eq!(d.feature_codes.ready, "*21");
+    }
+
+    /// The shipped file with `from` replaced by `to` must fail at `key`, reason containing `why`.
+    fn broken(from: &str, to: &str, key: &str, why: &str) {
+        let text = shipped();
+        assert!(text.contains(from), "shipped file lacks {from:?}");
+        let e = p(&text.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(e.file, Path::new("agents.toml"));
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.reason.contains(why), "{e}");
+    }
+
+    #[test]
+    fn broken_copies_name_file_key_and_reason() {
+        broken(
+            "extension = \"1002\"",
+            "extension = \"1001\"",
+            "agents[1].extension",
+            "already used by agents[0]",
+        );
+        broken(
+            "extension = \"1002\"",
+            "extension = \"10a2\"",
+            "agents[1].extension",
+            "1-16 digits",
+        );
+        broken(
+            "tech = 5",
+            "tech = 6",
+            "agents[0].skills.tech",
+            "out of range",
+        );
+        broken(
+            "tech = 5",
+            "tech = 0",
+            "agents[0].skills.tech",
+            "out of range",
+        );
+        broken(
+            "ha1_md5 = \"",
+            "ha1_md5 = \"ab",
+            "agents[0].ha1_md5",
+            "32 hex digits",
+        );
+        broken(
+            "name = \"Alice\"",
+            "name = \"Alice\"\npassword = \"secret\"",
+            "agents[0].password",
+            "plaintext passwords are not accepted",
+        );
+        broken(
+            "languages = [\"en\", \"zh\"]",
+            "languages = [\"EN\"]",
+            "agents[0].languages[0]",
+            "language code",
+        );
+        broken(
+            "lunch = \"*24\"",
+            "lunch = \"*21\"",
+            "feature_codes.lunch",
+            "already the code for feature_codes.ready",
+        );
+        broken(
+            "min_expires_s = 60",
+            "min_expires_s = 0",
+            "registrar.min_expires_s",
+            "between",
+        );
+        broken(
+            "name = \"Bob\"",
+            "nme = \"Bob\"",
+            "agents[1].nme",
+            "unknown field",
+        );
+    }
+
+    #[test]
+    fn agent_needs_a_hash_and_passwords_are_refused_even_alone() {
+        let e = p("[[agents]]\nextension = \"7\"\nname = \"X\"\n").unwrap_err();
+        assert_eq!(e.key, "agents[0].ha1_md5");
+        let e = p("[[agents]]\nextension = \"7\"\nname = \"X\"\npassword = \"pw\"\n").unwrap_err();
+        assert_eq!(e.key, "agents[0].password");
+        // Upper-case hex is accepted and stored lower-case.
+        let d = p(&format!(
+            "[[agents]]\nextension = \"7\"\nname = \"X\"\nrealm = \"other\"\nha1_md5 = \"{}\"\n",
+            "AB".repeat(16)
+        ))
+        .unwrap();
+        let a = d.get("7").unwrap();
+        assert_eq!(a.ha1_md5.as_deref(), Some("ab".repeat(16).as_str()));
+        assert_eq!(a.realm, "other");
+    }
+
+    #[test]
+    fn hash_password_lines_paste_into_agents_toml() {
+        let lines = hash_password_lines("1001", "ccswitch", "demo1001").unwrap();
+        let text = format!("[[agents]]\nextension = \"1001\"\nname = \"A\"\n{lines}");
+        let d = p(&text).unwrap();
+        let shipped = p(&shipped()).unwrap();
+        assert_eq!(
+            d.get("1001").unwrap().ha1_md5,
+            shipped.get("1001").unwrap().ha1_md5
+        );
+        assert_eq!(
+            d.get("1001").unwrap().ha1_sha256,
+            shipped.get("1001").unwrap().ha1_sha256
+        );
+        assert!(hash_password_lines("10a", "ccswitch", "x").is_err());
+        assert!(hash_password_lines("1", "bad realm", "x").is_err());
+        assert!(hash_password_lines("1", "r", "").is_err());
+    }
+
+    #[test]
+    fn config_load_wires_the_agents_and_names_a_broken_file() {
+        let shipped_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let cfg = crate::config::load(&shipped_dir).unwrap();
+        assert_eq!(cfg.agents.len(), 3);
+        // A copy of the folder with a broken agents.toml: file, key and reason.
+        let tmp = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(&shipped_dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
+            }
+        }
+        let path = tmp.path().join(AGENTS_FILE);
+        std::fs::write(&path, shipped().replacen("tech = 5", "tech = 9", 1)).unwrap();
+        let e = crate::config::load(tmp.path()).unwrap_err();
+        assert_eq!(e.file, path);
+        assert_eq!(e.key, "agents[0].skills.tech");
+        assert!(e.reason.contains("out of range"), "{e}");
+        // Without the file: no agents, default settings.
+        std::fs::remove_file(&path).unwrap();
+        let cfg = crate::config::load(tmp.path()).unwrap();
+        assert!(cfg.agents.is_empty());
+        assert_eq!(cfg.agents.registrar.realm, DEFAULT_REALM);
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_unreadable_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = AgentDirectory::load(&dir.path().join(AGENTS_FILE)).unwrap();
+        assert!(d.is_empty());
+        let e = AgentDirectory::load(dir.path()).unwrap_err();
+        assert!(e.reason.contains("cannot read"), "{e}");
+    }
+}

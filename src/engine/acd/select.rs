@@ -1,0 +1,158 @@
+//! Selection order, kept in per-queue ordered sets so a routing decision never sorts.
+//!
+//! * Agents for a call (`ReadyIndex`): the repeat caller's last agent first (checked by the
+//!   caller of `best_agent`), then the highest proficiency in the queue's skill, then the
+//!   longest idle (earliest `ready_since`), then the lower agent index (profile order).
+//! * Calls in one queue (`WaitIndex`): higher priority first, then the earliest entry into
+//!   the queue, then arrival order.
+//! * Calls for a free agent across the queues it serves (`best_call`): higher queue priority
+//!   first, then higher call priority, then the oldest entry into its queue, then arrival
+//!   order. Deterministic: no hash order, no randomness.
+//!
+//! Cost: the first eligible entry in order wins, so a decision is O(log n) plus the number of
+//! ineligible entries skipped (other language, skill below the call's current step, or an
+//! agent who already refused the call).
+
+use crate::engine::Millis;
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+pub(crate) type AgentIdx = usize;
+
+/// Ready agents serving one queue, in selection order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReadyIndex {
+    set: BTreeSet<(Reverse<u8>, Millis, AgentIdx)>,
+}
+
+impl ReadyIndex {
+    pub(crate) fn insert(&mut self, level: u8, ready_since: Millis, a: AgentIdx) {
+        self.set.insert((Reverse(level), ready_since, a));
+    }
+
+    pub(crate) fn remove(&mut self, level: u8, ready_since: Millis, a: AgentIdx) {
+        self.set.remove(&(Reverse(level), ready_since, a));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub(crate) fn contains(&self, level: u8, ready_since: Millis, a: AgentIdx) -> bool {
+        self.set.contains(&(Reverse(level), ready_since, a))
+    }
+}
+
+/// The order key of a waiting call inside its queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct WaitKey {
+    pub(crate) priority: Reverse<i32>,
+    pub(crate) entered_at: Millis,
+    pub(crate) seq: u64,
+}
+
+/// Waiting (not ringing) calls of one queue, in service order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WaitIndex {
+    set: BTreeSet<(WaitKey, u64)>,
+}
+
+impl WaitIndex {
+    pub(crate) fn insert(&mut self, key: WaitKey, call: u64) {
+        self.set.insert((key, call));
+    }
+
+    pub(crate) fn remove(&mut self, key: WaitKey, call: u64) -> bool {
+        self.set.remove(&(key, call))
+    }
+
+    pub(crate) fn contains(&self, key: WaitKey, call: u64) -> bool {
+        self.set.contains(&(key, call))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// 1-based position of a waiting call (calls ahead of it + 1).
+    pub(crate) fn position(&self, key: WaitKey, call: u64) -> usize {
+        self.set.range(..(key, call)).count() + 1
+    }
+
+    pub(crate) fn first_eligible(
+        &self,
+        mut eligible: impl FnMut(u64) -> bool,
+    ) -> Option<(WaitKey, u64)> {
+        self.set.iter().find(|(_, c)| eligible(*c)).copied()
+    }
+}
+
+/// The best Ready agent for a call: `owner` (the repeat caller's last agent) if eligible,
+/// else the first eligible agent in `ready` order.
+pub(crate) fn best_agent(
+    ready: &ReadyIndex,
+    owner: Option<AgentIdx>,
+    eligible: impl Fn(AgentIdx) -> bool,
+) -> Option<AgentIdx> {
+    if let Some(o) = owner.filter(|o| eligible(*o)) {
+        return Some(o);
+    }
+    ready.set.iter().map(|(_, _, a)| *a).find(|a| eligible(*a))
+}
+
+/// Cross-queue order key of a candidate call (smaller is served first).
+pub(crate) type CrossKey = (Reverse<i32>, Reverse<i32>, Millis, u64);
+
+pub(crate) fn cross_key(queue_priority: i32, key: WaitKey) -> CrossKey {
+    (
+        Reverse(queue_priority),
+        key.priority,
+        key.entered_at,
+        key.seq,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(prio: i32, at: u64, seq: u64) -> WaitKey {
+        WaitKey {
+            priority: Reverse(prio),
+            entered_at: Millis(at),
+            seq,
+        }
+    }
+
+    #[test]
+    fn agents_best_level_then_longest_idle() {
+        let mut r = ReadyIndex::default();
+        r.insert(3, Millis(100), 0);
+        r.insert(5, Millis(300), 1);
+        r.insert(5, Millis(200), 2);
+        r.insert(1, Millis(0), 3);
+        assert_eq!(best_agent(&r, None, |_| true), Some(2));
+        assert_eq!(best_agent(&r, None, |a| a != 2), Some(1));
+        assert_eq!(best_agent(&r, Some(3), |_| true), Some(3), "owner first");
+        assert_eq!(best_agent(&r, Some(3), |a| a != 3), Some(2));
+        assert_eq!(best_agent(&r, None, |_| false), None);
+    }
+
+    #[test]
+    fn calls_priority_then_oldest() {
+        let mut w = WaitIndex::default();
+        w.insert(key(0, 10, 1), 100);
+        w.insert(key(5, 50, 2), 200);
+        w.insert(key(0, 5, 3), 300);
+        assert_eq!(w.first_eligible(|_| true).map(|x| x.1), Some(200));
+        assert_eq!(w.first_eligible(|c| c != 200).map(|x| x.1), Some(300));
+        assert_eq!(w.position(key(0, 10, 1), 100), 3);
+    }
+
+    #[test]
+    fn across_queues_queue_priority_then_call_priority_then_oldest() {
+        assert!(cross_key(1, key(0, 99, 2)) < cross_key(0, key(9, 0, 1)));
+        assert!(cross_key(1, key(5, 99, 2)) < cross_key(1, key(0, 0, 1)));
+        assert!(cross_key(1, key(0, 50, 3)) < cross_key(1, key(0, 99, 2)));
+    }
+}

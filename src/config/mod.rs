@@ -8,8 +8,10 @@
 //! directory. Tables named in `ivr.toml` are relative to the config folder itself.
 
 mod ivr;
+mod queues;
 mod toml_error;
 
+use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -23,6 +25,8 @@ pub use toml_error::ConfigError;
 pub const MAIN_FILE: &str = "ccswitch.toml";
 /// The IVR menu graph inside the config folder.
 pub const IVR_FILE: &str = "ivr.toml";
+/// Queues for the ACD inside the config folder; optional (no queues when absent).
+pub const QUEUES_FILE: &str = "queues.toml";
 
 /// The most rings a caller may hear before we answer (the three-ring rule).
 pub const MAX_ANSWER_AFTER_RINGS: u8 = 3;
@@ -39,6 +43,8 @@ pub struct Config {
     pub database: DatabaseSection,
     pub prompts: PromptsSection,
     pub ivr: Arc<IvrGraph>,
+    /// Empty when `queues.toml` is absent.
+    pub queues: Arc<QueueSet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -225,6 +231,14 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     let ivr_text = read(&ivr_path)?;
     let graph = ivr::parse(&ivr_path, &ivr_text, dir, &prompts.languages)?;
 
+    let queues_path = dir.join(QUEUES_FILE);
+    let queues = if queues_path.exists() {
+        let text = read(&queues_path)?;
+        queues::parse(&queues_path, &text, main.answer.ring_cycle_ms)?
+    } else {
+        QueueSet::default()
+    };
+
     Ok(Config {
         dir: dir.to_path_buf(),
         switch: main.switch,
@@ -235,6 +249,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         database,
         prompts,
         ivr: Arc::new(graph),
+        queues: Arc::new(queues),
     })
 }
 

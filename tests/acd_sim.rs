@@ -369,6 +369,7 @@ fn wrap_up_ends_by_timer_and_by_the_ready_code() {
     assert_eq!(s.state("1001"), AgentState::Ready);
     // A call that waited during wrap-up is offered the moment the agent is ready.
     s.acd.set_not_ready(s.now, "1002", "lunch").unwrap();
+    s.take_actions();
     s.call(3, "+3", "tech");
     assert_eq!(offers(&s.take_actions()), vec![offer(3, "1001", 1)]);
 }
@@ -500,6 +501,7 @@ fn max_wait_overflows_then_closes() {
     };
     let mut b = QueueSpec::new("general", "general", 1);
     b.max_wait_ms = 50_000;
+    b.ring_timeout_ms = 60_000;
     let mut s = Sim::new(
         vec![a, b],
         vec![agent("2001", &[("general", 2)], &[], &["general"])],
@@ -586,7 +588,8 @@ fn transfer_to_queue_frees_the_agent() {
     s.take_actions();
     s.acd.transfer_to_queue(s.now, 1, "after_sales").unwrap();
     assert_eq!(s.state("1001"), AgentState::WrapUp { call: 1 });
-    assert_eq!(offers(&s.take_actions()), vec![offer(1, "3001", 1)]);
+    // Attempts are numbered per call, across queues.
+    assert_eq!(offers(&s.take_actions()), vec![offer(1, "3001", 2)]);
     assert!(s.acd.transfer_to_queue(s.now, 1, "nope").is_err());
 }
 

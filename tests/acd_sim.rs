@@ -2,8 +2,8 @@
 //! "ring no answer after 18 s, offer the next agent" runs in microseconds.
 
 use ccswitch::engine::acd::{
-    Acd, AcdAction, AcdEvent, AgentProfile, AgentState, MaxWaitPolicy, MaxWaitThen,
-    OfferOutcome, QueueSet, QueueSpec, QueuedCall, Relaxation, VipRules,
+    Acd, AcdAction, AcdEvent, AgentProfile, AgentState, MaxWaitPolicy, MaxWaitThen, OfferOutcome,
+    QueueSet, QueueSpec, QueuedCall, Relaxation, VipRules,
 };
 use ccswitch::engine::Millis;
 use proptest::prelude::*;
@@ -163,7 +163,9 @@ fn best_proficiency_gets_the_offer_and_ring_no_answer_moves_on() {
     s.call(1, "+8613800000001", "tech");
     let a = s.take_actions();
     assert_eq!(offers(&a), vec![offer(1, "1001", 1)]);
-    assert!(a.iter().any(|x| matches!(x, AcdAction::PlayHold { prompt, .. } if prompt == "hold_music")));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, AcdAction::PlayHold { prompt, .. } if prompt == "hold_music")));
     assert_eq!(s.state("1001"), AgentState::Reserved { call: 1 });
     s.advance(17_999);
     assert!(s.take_actions().is_empty(), "still ringing");
@@ -184,7 +186,9 @@ fn best_proficiency_gets_the_offer_and_ring_no_answer_moves_on() {
     s.acd.offer_answered(s.now, 1, "1002").unwrap();
     let ev = s.take_events();
     assert_eq!(outcomes(&ev), vec![("1002".to_string(), "answered")]);
-    assert!(ev.iter().any(|e| matches!(e, AcdEvent::AgentAnswered { call: 1, agent, .. } if agent == "1002")));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, AcdEvent::AgentAnswered { call: 1, agent, .. } if agent == "1002")));
 }
 
 #[test]
@@ -197,7 +201,10 @@ fn busy_agent_passes_to_the_next_and_stays_ready() {
         .unwrap();
     assert_eq!(offers(&s.take_actions()), vec![offer(1, "1002", 2)]);
     assert_eq!(s.state("1001"), AgentState::Ready);
-    assert_eq!(outcomes(&s.take_events()), vec![("1001".to_string(), "busy")]);
+    assert_eq!(
+        outcomes(&s.take_events()),
+        vec![("1001".to_string(), "busy")]
+    );
     // 1002 rejects too: 1001 already refused this call, so it waits.
     s.acd
         .offer_failed(s.now, 1, "1002", OfferOutcome::Rejected)
@@ -213,7 +220,10 @@ fn busy_agent_passes_to_the_next_and_stays_ready() {
 
 #[test]
 fn abandon_in_queue_and_short_abandon() {
-    let mut s = Sim::new(vec![tech()], vec![agent("1001", &[("tech", 5)], &[], &["tech"])]);
+    let mut s = Sim::new(
+        vec![tech()],
+        vec![agent("1001", &[("tech", 5)], &[], &["tech"])],
+    );
     s.call(1, "+1", "tech");
     s.call(2, "+2", "tech");
     s.advance(3_000);
@@ -249,13 +259,19 @@ fn abandon_while_ringing_cancels_the_offer() {
             agent: "1001".into()
         }]
     );
-    assert_eq!(outcomes(&s.take_events()), vec![("1001".to_string(), "cancelled")]);
+    assert_eq!(
+        outcomes(&s.take_events()),
+        vec![("1001".to_string(), "cancelled")]
+    );
     assert_eq!(s.state("1001"), AgentState::Ready);
 }
 
 #[test]
 fn relaxation_widens_the_pool_after_the_configured_wait() {
-    let mut s = Sim::new(vec![tech()], vec![agent("1003", &[("tech", 1)], &[], &["tech"])]);
+    let mut s = Sim::new(
+        vec![tech()],
+        vec![agent("1003", &[("tech", 1)], &[], &["tech"])],
+    );
     s.login(&["1003"]);
     s.call(1, "+1", "tech");
     assert!(offers(&s.take_actions()).is_empty(), "tech 1 is below 3");
@@ -273,7 +289,10 @@ fn alternative_skill_step() {
         min_proficiency: None,
         alt_skill: Some(("after_sales".into(), 2)),
     }];
-    let mut s = Sim::new(vec![q], vec![agent("1004", &[("after_sales", 3)], &[], &["tech"])]);
+    let mut s = Sim::new(
+        vec![q],
+        vec![agent("1004", &[("after_sales", 3)], &[], &["tech"])],
+    );
     s.login(&["1004"]);
     s.call(1, "+1", "tech");
     assert!(offers(&s.take_actions()).is_empty());
@@ -283,7 +302,10 @@ fn alternative_skill_step() {
 
 #[test]
 fn vip_goes_ahead_of_earlier_callers() {
-    let mut s = Sim::new(vec![tech()], vec![agent("1001", &[("tech", 5)], &[], &["tech"])]);
+    let mut s = Sim::new(
+        vec![tech()],
+        vec![agent("1001", &[("tech", 5)], &[], &["tech"])],
+    );
     s.call(1, "+8613800000001", "tech");
     s.advance(1_000);
     s.call(2, "+8699912345", "tech");
@@ -355,7 +377,10 @@ fn wrap_up_ends_by_timer_and_by_the_ready_code() {
     s.advance(29_999);
     assert!(wrap_up_ended(&s.take_events()).is_empty());
     s.advance(1);
-    assert_eq!(wrap_up_ended(&s.take_events()), vec![(1, ended.plus(30_000))]);
+    assert_eq!(
+        wrap_up_ended(&s.take_events()),
+        vec![(1, ended.plus(30_000))]
+    );
     assert_eq!(s.state("1001"), AgentState::Ready);
 
     s.call(2, "+2", "tech");
@@ -403,7 +428,10 @@ fn registration_lost_mid_offer_moves_to_the_next_agent() {
     );
     assert_eq!(offers(&a), vec![offer(1, "1002", 2)]);
     assert_eq!(s.state("1001"), AgentState::LoggedOut);
-    assert_eq!(outcomes(&s.take_events()), vec![("1001".to_string(), "cancelled")]);
+    assert_eq!(
+        outcomes(&s.take_events()),
+        vec![("1001".to_string(), "cancelled")]
+    );
     // Losing it again is harmless; commands on a logged-out agent are refused.
     s.acd.registration_lost(s.now, "1001").unwrap();
     assert!(s.acd.set_ready(s.now, "1001").is_err());
@@ -412,7 +440,10 @@ fn registration_lost_mid_offer_moves_to_the_next_agent() {
 
 #[test]
 fn apology_only_after_a_long_wait() {
-    let mut s = Sim::new(vec![tech()], vec![agent("1001", &[("tech", 5)], &[], &["tech"])]);
+    let mut s = Sim::new(
+        vec![tech()],
+        vec![agent("1001", &[("tech", 5)], &[], &["tech"])],
+    );
     s.call(1, "+1", "tech");
     s.advance(59_000);
     s.login(&["1001"]);
@@ -436,7 +467,10 @@ fn apology_only_after_a_long_wait() {
 #[test]
 fn announcements_when_the_expected_wait_is_long() {
     // One logged-in agent on a break: 180 s default handle time / 1 agent * position.
-    let mut s = Sim::new(vec![tech()], vec![agent("1001", &[("tech", 5)], &[], &["tech"])]);
+    let mut s = Sim::new(
+        vec![tech()],
+        vec![agent("1001", &[("tech", 5)], &[], &["tech"])],
+    );
     s.login(&["1001"]);
     s.acd.set_not_ready(s.now, "1001", "break").unwrap();
     s.call(1, "+1", "tech");
@@ -486,10 +520,12 @@ fn no_announcement_when_the_wait_is_short() {
     }
     s.call(1, "+1", "tech");
     s.advance(50_000);
-    assert!(!s
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, AcdAction::Announce { .. })), "180 s / 4 agents = 45 s < 60 s");
+    assert!(
+        !s.take_actions()
+            .iter()
+            .any(|a| matches!(a, AcdAction::Announce { .. })),
+        "180 s / 4 agents = 45 s < 60 s"
+    );
 }
 
 #[test]
@@ -533,7 +569,9 @@ fn max_wait_overflows_then_closes() {
             callback: true
         }
     }));
-    assert!(!acts.iter().any(|a| matches!(a, AcdAction::MaxWaitReached { call: 1, .. })));
+    assert!(!acts
+        .iter()
+        .any(|a| matches!(a, AcdAction::MaxWaitReached { call: 1, .. })));
     s.acd
         .offer_failed(s.now, 1, "2001", OfferOutcome::NoAnswer)
         .unwrap();
@@ -554,7 +592,12 @@ fn language_and_cross_queue_order() {
     let mut s = Sim::new(
         vec![tech(), c],
         vec![
-            agent("1001", &[("tech", 5), ("complaints", 1)], &["en"], &["tech", "complaints"]),
+            agent(
+                "1001",
+                &[("tech", 5), ("complaints", 1)],
+                &["en"],
+                &["tech", "complaints"],
+            ),
             agent("1002", &[("tech", 5)], &["zh"], &["tech"]),
         ],
     );
@@ -570,7 +613,11 @@ fn language_and_cross_queue_order() {
         "complaints has the higher queue priority"
     );
     s.login(&["1002"]);
-    assert_eq!(offers(&s.take_actions()), vec![offer(3, "1002", 1)], "zh only");
+    assert_eq!(
+        offers(&s.take_actions()),
+        vec![offer(3, "1002", 1)],
+        "zh only"
+    );
 }
 
 #[test]
@@ -651,11 +698,36 @@ fn prop_sim() -> Sim {
     Sim::new(
         vec![t, s, c],
         vec![
-            agent("a1", &[("tech", 5), ("complaints", 2)], &["en"], &["tech", "complaints"]),
-            agent("a2", &[("tech", 2), ("after_sales", 3)], &["zh"], &["tech", "after_sales"]),
-            agent("a3", &[("after_sales", 5)], &["en", "zh"], &["after_sales", "complaints"]),
-            agent("a4", &[("complaints", 1), ("tech", 4)], &["en"], &["complaints", "tech"]),
-            agent("a5", &[("tech", 3), ("after_sales", 1), ("complaints", 5)], &["en", "zh"], &["tech", "after_sales", "complaints"]),
+            agent(
+                "a1",
+                &[("tech", 5), ("complaints", 2)],
+                &["en"],
+                &["tech", "complaints"],
+            ),
+            agent(
+                "a2",
+                &[("tech", 2), ("after_sales", 3)],
+                &["zh"],
+                &["tech", "after_sales"],
+            ),
+            agent(
+                "a3",
+                &[("after_sales", 5)],
+                &["en", "zh"],
+                &["after_sales", "complaints"],
+            ),
+            agent(
+                "a4",
+                &[("complaints", 1), ("tech", 4)],
+                &["en"],
+                &["complaints", "tech"],
+            ),
+            agent(
+                "a5",
+                &[("tech", 3), ("after_sales", 1), ("complaints", 5)],
+                &["en", "zh"],
+                &["tech", "after_sales", "complaints"],
+            ),
         ],
     )
 }

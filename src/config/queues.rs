@@ -179,7 +179,11 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
         .ring_timeout_ms
         .or(d.ring_timeout_ms)
         .unwrap_or(DEFAULT_OFFER_RINGS * ring_cycle_ms);
-    s.wrap_up_ms = secs(&key("wrap_up_s"), q.wrap_up_s.or(d.wrap_up_s).unwrap_or(30), 3600)?;
+    s.wrap_up_ms = secs(
+        &key("wrap_up_s"),
+        q.wrap_up_s.or(d.wrap_up_s).unwrap_or(30),
+        3600,
+    )?;
     s.max_wait_ms = secs(
         &key("max_wait_s"),
         q.max_wait_s.or(d.max_wait_s).unwrap_or(600),
@@ -196,7 +200,10 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
             "must be 0 (never) or at least 10".into(),
         ));
     }
-    s.announce_min_wait_s = q.announce_min_wait_s.or(d.announce_min_wait_s).unwrap_or(60);
+    s.announce_min_wait_s = q
+        .announce_min_wait_s
+        .or(d.announce_min_wait_s)
+        .unwrap_or(60);
     s.apology_after_ms = secs(
         &key("apology_after_s"),
         q.apology_after_s.or(d.apology_after_s).unwrap_or(60),
@@ -210,7 +217,9 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
         86_400,
     )?;
     let prompt = |k: &str, own: Option<String>, def: &Option<String>, builtin: &str| {
-        let id = own.or_else(|| def.clone()).unwrap_or_else(|| builtin.into());
+        let id = own
+            .or_else(|| def.clone())
+            .unwrap_or_else(|| builtin.into());
         check_id(&key(k), &id).map(|_| id)
     };
     s.hold_prompt = prompt("hold_prompt", q.hold_prompt, &d.hold_prompt, "hold_music")?;
@@ -220,7 +229,12 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
         &d.apology_prompt,
         "sorry_wait",
     )?;
-    let closing = prompt("closing_prompt", q.closing_prompt, &d.closing_prompt, "closed")?;
+    let closing = prompt(
+        "closing_prompt",
+        q.closing_prompt,
+        &d.closing_prompt,
+        "closed",
+    )?;
     s.on_max_wait = match q.overflow {
         Some(queue) => MaxWaitPolicy::Overflow { queue },
         None => MaxWaitPolicy::Closing { prompt: closing },
@@ -311,8 +325,8 @@ mod tests {
     fn faults_name_the_key() {
         let e = p("[queues.a]\nskill = \"x\"\nmin_proficiency = 9\n").unwrap_err();
         assert_eq!(e.key, "queues.a.min_proficiency");
-        let e = p("[queues.a]\nskill = \"x\"\nmin_proficiency = 1\noverflow = \"nope\"\n")
-            .unwrap_err();
+        let e =
+            p("[queues.a]\nskill = \"x\"\nmin_proficiency = 1\noverflow = \"nope\"\n").unwrap_err();
         assert_eq!(e.key, "queues.a.overflow");
         let e = p("[queues.a]\nskill = \"x\"\nmin_proficiency = 1\ncolour = 1\n").unwrap_err();
         assert_eq!(e.key, "queues.a.colour");

@@ -142,9 +142,7 @@ impl Agent {
             (Command::Ready, S::NotReady(_)) => Ok(Effect::Now),
             (Command::Ready, S::WrapUp { call }) => Ok(Effect::EndWrapUp(*call)),
             // Ready while ringing or talking means nothing: the agent is already routed to.
-            (Command::Ready, S::Reserved { .. } | S::OnCall { .. }) => {
-                Err(AcdError::Busy(id()))
-            }
+            (Command::Ready, S::Reserved { .. } | S::OnCall { .. }) => Err(AcdError::Busy(id())),
             (Command::NotReady | Command::Logout, S::Ready | S::NotReady(_)) => Ok(Effect::Now),
             (Command::NotReady | Command::Logout, S::Reserved { call }) => {
                 Ok(Effect::CancelOffer(*call))

@@ -107,16 +107,28 @@ pub enum AcdAction {
         ring_timeout_ms: u64,
     },
     /// CANCEL the INVITE of this offer (ring timeout, caller gone, agent went away).
-    CancelOffer { call: u64, agent: String },
+    CancelOffer {
+        call: u64,
+        agent: String,
+    },
     /// Play the queue's hold audio to the caller (on entering a queue).
-    PlayHold { call: u64, prompt: String },
+    PlayHold {
+        call: u64,
+        prompt: String,
+    },
     Announce {
         call: u64,
         position: usize,
         expected_wait_s: u64,
     },
-    PlayApology { call: u64, prompt: String },
-    MaxWaitReached { call: u64, then: MaxWaitThen },
+    PlayApology {
+        call: u64,
+        prompt: String,
+    },
+    MaxWaitReached {
+        call: u64,
+        then: MaxWaitThen,
+    },
 }
 
 /// Records to persist (agent_state_changes, offer_attempts, call timestamps).
@@ -260,10 +272,7 @@ impl Acd {
     /// them); a repeated agent id keeps its first profile.
     pub fn new(set: Arc<QueueSet>, agents: Vec<AgentProfile>) -> Acd {
         let names: Vec<String> = set.names().map(str::to_string).collect();
-        let specs: Vec<QueueSpec> = names
-            .iter()
-            .filter_map(|n| set.get(n).cloned())
-            .collect();
+        let specs: Vec<QueueSpec> = names.iter().filter_map(|n| set.get(n).cloned()).collect();
         let q_index: HashMap<String, usize> = names
             .iter()
             .enumerate()
@@ -376,7 +385,12 @@ impl Acd {
         Ok(())
     }
 
-    pub fn set_not_ready(&mut self, now: Millis, agent: &str, reason: &str) -> Result<(), AcdError> {
+    pub fn set_not_ready(
+        &mut self,
+        now: Millis,
+        agent: &str,
+        reason: &str,
+    ) -> Result<(), AcdError> {
         let a = self.agent_idx(agent)?;
         let effect = self.agents[a].check(Command::NotReady)?;
         self.leave(now, a, effect, AgentState::NotReady(reason.to_string()));
@@ -480,7 +494,8 @@ impl Acd {
             at: now,
         });
         if let Some(prompt) = apology {
-            self.actions.push_back(AcdAction::PlayApology { call, prompt });
+            self.actions
+                .push_back(AcdAction::PlayApology { call, prompt });
         }
         self.agents[a].answered_at = now;
         self.agents[a].wrap_queue = wrap_queue;
@@ -518,7 +533,12 @@ impl Acd {
 
     /// Moves a call to another queue: a waiting call keeps waiting there, a ringing offer is
     /// cancelled, and a connected call (agent's blind transfer) frees its agent into wrap-up.
-    pub fn transfer_to_queue(&mut self, now: Millis, call: u64, queue: &str) -> Result<(), AcdError> {
+    pub fn transfer_to_queue(
+        &mut self,
+        now: Millis,
+        call: u64,
+        queue: &str,
+    ) -> Result<(), AcdError> {
         let q = self.queue_idx(queue)?;
         let c = self.calls.get(&call).ok_or(AcdError::UnknownCall(call))?;
         match c.state {
@@ -578,7 +598,10 @@ impl Acd {
                     _ => CallState::Connected(a),
                 };
                 if self.calls.get(&call).map(|c| c.state) != Some(expect) {
-                    return Err(format!("agent {a} state {:?} disagrees with call", ag.state));
+                    return Err(format!(
+                        "agent {a} state {:?} disagrees with call",
+                        ag.state
+                    ));
                 }
             }
             for s in &self.serves[a] {
@@ -589,7 +612,9 @@ impl Acd {
             }
         }
         for (id, c) in &self.calls {
-            let waiting = self.rt[c.queue].waiting.contains(c.key, *id);
+            let waiting = self.rt[c.queue]
+                .waiting
+                .contains(&c.language, c.step, c.key, *id);
             if waiting != (c.state == CallState::Waiting) {
                 return Err(format!("call {id} wait index mismatch"));
             }
@@ -601,9 +626,9 @@ impl Acd {
                 }
                 CallState::Waiting => {
                     if !c.max_wait_due {
-                        if let Some(a) = (0..self.agents.len()).find(|&a| {
-                            self.agents[a].is_ready() && self.eligible(a, c)
-                        }) {
+                        if let Some(a) = (0..self.agents.len())
+                            .find(|&a| self.agents[a].is_ready() && self.eligible(a, c))
+                        {
                             return Err(format!("call {id} waits while agent {a} is ready for it"));
                         }
                     }
@@ -793,7 +818,9 @@ impl Acd {
             return;
         };
         c.state = CallState::Waiting;
-        self.rt[c.queue].waiting.insert(c.key, call);
+        self.rt[c.queue]
+            .waiting
+            .insert(&c.language, c.step, c.key, call);
         if c.max_wait_due {
             self.max_wait(now, call);
         } else {
@@ -818,7 +845,7 @@ impl Acd {
         c.refused.clear();
         c.max_wait_due = false;
         c.state = CallState::Waiting;
-        self.rt[q].waiting.insert(c.key, call);
+        self.rt[q].waiting.insert(&c.language, c.step, c.key, call);
         self.cancel_wait_timers(call);
         let spec = &self.specs[q];
         self.events.push_back(AcdEvent::Queued {
@@ -838,7 +865,8 @@ impl Acd {
                 .set(Timer::Announce(call), now.plus(spec.announce_every_ms));
         }
         if spec.max_wait_ms > 0 {
-            self.timers.set(Timer::MaxWait(call), now.plus(spec.max_wait_ms));
+            self.timers
+                .set(Timer::MaxWait(call), now.plus(spec.max_wait_ms));
         }
         self.route_call(now, call);
     }
@@ -851,7 +879,9 @@ impl Acd {
 
     fn unwait(&mut self, call: u64) {
         if let Some(c) = self.calls.get(&call) {
-            self.rt[c.queue].waiting.remove(c.key, call);
+            self.rt[c.queue]
+                .waiting
+                .remove(&c.language, c.step, c.key, call);
         }
     }
 
@@ -867,7 +897,13 @@ impl Acd {
         };
         let spec = &self.specs[c.queue];
         if c.step < spec.relax.len() {
+            // Waiting calls live in a bucket per step: move it.
+            let w = &mut self.rt[c.queue].waiting;
+            let moved = w.remove(&c.language, c.step, c.key, call);
             c.step += 1;
+            if moved {
+                w.insert(&c.language, c.step, c.key, call);
+            }
         }
         if let Some(next) = spec.relax.get(c.step) {
             let at = c.key.entered_at.plus(next.after_ms);
@@ -1021,11 +1057,11 @@ impl Acd {
         }
         let mut best: Option<(select::CrossKey, u64)> = None;
         for s in &self.serves[a] {
-            let found = self.rt[s.q].waiting.first_eligible(|id| {
-                self.calls
-                    .get(&id)
-                    .is_some_and(|c| self.eligible(a, c))
-            });
+            let langs = &self.agents[a].profile.languages;
+            let found = self.rt[s.q].waiting.first_eligible(
+                |lang, step| step >= s.min_step && lang.as_ref().is_none_or(|l| langs.contains(l)),
+                |id| self.calls.get(&id).is_some_and(|c| !c.refused.contains(&a)),
+            );
             if let Some((k, id)) = found {
                 let ck = select::cross_key(self.specs[s.q].priority, k);
                 if best.as_ref().is_none_or(|(b, _)| ck < *b) {
@@ -1047,7 +1083,8 @@ impl Acd {
         c.attempt += 1;
         let attempt = c.attempt;
         let ring_timeout_ms = self.specs[c.queue].ring_timeout_ms;
-        self.timers.set(Timer::Ring(call), now.plus(ring_timeout_ms));
+        self.timers
+            .set(Timer::Ring(call), now.plus(ring_timeout_ms));
         self.set_state(now, a, AgentState::Reserved { call });
         let agent = self.agents[a].profile.id.clone();
         self.events.push_back(AcdEvent::OfferStarted {

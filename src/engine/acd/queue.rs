@@ -155,7 +155,9 @@ impl QueueSet {
                     return Err((k, "needs min_proficiency and/or skill".into()));
                 }
                 if r.min_proficiency.is_some_and(|m| !(1..=5).contains(&m))
-                    || r.alt_skill.as_ref().is_some_and(|(_, m)| !(1..=5).contains(m))
+                    || r.alt_skill
+                        .as_ref()
+                        .is_some_and(|(_, m)| !(1..=5).contains(m))
                 {
                     return Err((k, "proficiency must be 1 to 5".into()));
                 }
@@ -261,8 +263,7 @@ pub(crate) fn min_step(
         return None;
     }
     steps.iter().position(|st| {
-        level(&q.skill) >= st.primary_min
-            || st.alternatives.iter().any(|(s, m)| level(s) >= *m)
+        level(&q.skill) >= st.primary_min || st.alternatives.iter().any(|(s, m)| level(s) >= *m)
     })
 }
 
@@ -338,9 +339,16 @@ mod tests {
         }];
         let set = QueueSet::new(vec![q], VipRules::default(), 0, 10).unwrap();
         let q = set.get("c").unwrap();
-        assert_eq!(min_step(q, set.steps("c"), &skills(&[("complaints", 5)])), None);
         assert_eq!(
-            min_step(q, set.steps("c"), &skills(&[("complaints", 1), ("tech", 2)])),
+            min_step(q, set.steps("c"), &skills(&[("complaints", 5)])),
+            None
+        );
+        assert_eq!(
+            min_step(
+                q,
+                set.steps("c"),
+                &skills(&[("complaints", 1), ("tech", 2)])
+            ),
             Some(1)
         );
     }

@@ -9,13 +9,14 @@
 //!   first, then higher call priority, then the oldest entry into its queue, then arrival
 //!   order. Deterministic: no hash order, no randomness.
 //!
-//! Cost: the first eligible entry in order wins, so a decision is O(log n) plus the number of
-//! ineligible entries skipped (other language, skill below the call's current step, or an
-//! agent who already refused the call).
+//! Cost: waiting calls are bucketed by (language, relaxation step), so a free agent reads the
+//! head of each bucket it qualifies for: O(buckets * log n), plus the rare calls the agent
+//! already refused. A new call reads Ready agents in order and takes the first eligible one:
+//! O(log n) plus the agents skipped (other language, skill only good at a later step).
 
 use crate::engine::Millis;
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) type AgentIdx = usize;
 
@@ -51,39 +52,85 @@ pub(crate) struct WaitKey {
     pub(crate) seq: u64,
 }
 
-/// Waiting (not ringing) calls of one queue, in service order.
+/// Waiting (not ringing) calls of one queue, in service order, split into buckets by the
+/// call's language and relaxation step, so a free agent looks only at the head of each bucket
+/// it qualifies for instead of skipping ineligible calls one by one.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WaitIndex {
-    set: BTreeSet<(WaitKey, u64)>,
+    buckets: BTreeMap<(Option<String>, usize), BTreeSet<(WaitKey, u64)>>,
+    len: usize,
 }
 
 impl WaitIndex {
-    pub(crate) fn insert(&mut self, key: WaitKey, call: u64) {
-        self.set.insert((key, call));
+    pub(crate) fn insert(&mut self, lang: &Option<String>, step: usize, key: WaitKey, call: u64) {
+        if self
+            .buckets
+            .entry((lang.clone(), step))
+            .or_default()
+            .insert((key, call))
+        {
+            self.len += 1;
+        }
     }
 
-    pub(crate) fn remove(&mut self, key: WaitKey, call: u64) -> bool {
-        self.set.remove(&(key, call))
+    pub(crate) fn remove(
+        &mut self,
+        lang: &Option<String>,
+        step: usize,
+        key: WaitKey,
+        call: u64,
+    ) -> bool {
+        let b = (lang.clone(), step);
+        let Some(set) = self.buckets.get_mut(&b) else {
+            return false;
+        };
+        let removed = set.remove(&(key, call));
+        if set.is_empty() {
+            self.buckets.remove(&b);
+        }
+        if removed {
+            self.len -= 1;
+        }
+        removed
     }
 
-    pub(crate) fn contains(&self, key: WaitKey, call: u64) -> bool {
-        self.set.contains(&(key, call))
+    pub(crate) fn contains(
+        &self,
+        lang: &Option<String>,
+        step: usize,
+        key: WaitKey,
+        call: u64,
+    ) -> bool {
+        self.buckets
+            .get(&(lang.clone(), step))
+            .is_some_and(|s| s.contains(&(key, call)))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.set.len()
+        self.len
     }
 
-    /// 1-based position of a waiting call (calls ahead of it + 1).
+    /// 1-based position of a waiting call among all calls of the queue.
     pub(crate) fn position(&self, key: WaitKey, call: u64) -> usize {
-        self.set.range(..(key, call)).count() + 1
+        self.buckets
+            .values()
+            .map(|s| s.range(..(key, call)).count())
+            .sum::<usize>()
+            + 1
     }
 
+    /// The first call in service order among the buckets `allowed` admits for which
+    /// `eligible` holds.
     pub(crate) fn first_eligible(
         &self,
+        allowed: impl Fn(&Option<String>, usize) -> bool,
         mut eligible: impl FnMut(u64) -> bool,
     ) -> Option<(WaitKey, u64)> {
-        self.set.iter().find(|(_, c)| eligible(*c)).copied()
+        self.buckets
+            .iter()
+            .filter(|((lang, step), _)| allowed(lang, *step))
+            .filter_map(|(_, set)| set.iter().find(|(_, c)| eligible(*c)).copied())
+            .min()
     }
 }
 
@@ -141,12 +188,26 @@ mod tests {
     #[test]
     fn calls_priority_then_oldest() {
         let mut w = WaitIndex::default();
-        w.insert(key(0, 10, 1), 100);
-        w.insert(key(5, 50, 2), 200);
-        w.insert(key(0, 5, 3), 300);
-        assert_eq!(w.first_eligible(|_| true).map(|x| x.1), Some(200));
-        assert_eq!(w.first_eligible(|c| c != 200).map(|x| x.1), Some(300));
+        let en = Some("en".to_string());
+        w.insert(&None, 0, key(0, 10, 1), 100);
+        w.insert(&en, 1, key(5, 50, 2), 200);
+        w.insert(&None, 1, key(0, 5, 3), 300);
+        let all = |_: &Option<String>, _: usize| true;
+        assert_eq!(w.first_eligible(all, |_| true).map(|x| x.1), Some(200));
+        assert_eq!(w.first_eligible(all, |c| c != 200).map(|x| x.1), Some(300));
+        assert_eq!(
+            w.first_eligible(|l, _| l.is_none(), |_| true).map(|x| x.1),
+            Some(300)
+        );
+        assert_eq!(
+            w.first_eligible(|_, s| s == 0, |_| true).map(|x| x.1),
+            Some(100)
+        );
         assert_eq!(w.position(key(0, 10, 1), 100), 3);
+        assert_eq!(w.len(), 3);
+        assert!(w.remove(&en, 1, key(5, 50, 2), 200));
+        assert!(!w.remove(&en, 1, key(5, 50, 2), 200));
+        assert_eq!(w.len(), 2);
     }
 
     #[test]

@@ -769,21 +769,15 @@ proptest! {
                             holds.remove(&agent);
                         }
                     }
-                    AcdEvent::AgentAnswered { call, .. } => {
-                        // A transferred call can be answered again; the first answer is its outcome.
-                        if answered.insert(call) {
-                            *finals.entry(call).or_default() += 1;
-                        }
+                    // A transferred call can be answered again; the first answer is its
+                    // outcome, and a later abandon or max wait is not a second one.
+                    AcdEvent::AgentAnswered { call, .. } if answered.insert(call) => {
+                        *finals.entry(call).or_default() += 1;
                     }
-                    AcdEvent::Abandoned { call, .. } => {
-                        if !answered.contains(&call) {
-                            *finals.entry(call).or_default() += 1;
-                        }
-                    }
-                    AcdEvent::MaxWait { call, overflow_to: None, .. } => {
-                        if !answered.contains(&call) {
-                            *finals.entry(call).or_default() += 1;
-                        }
+                    AcdEvent::Abandoned { call, .. } | AcdEvent::MaxWait { call, overflow_to: None, .. }
+                        if !answered.contains(&call) =>
+                    {
+                        *finals.entry(call).or_default() += 1;
                     }
                     _ => {}
                 }

@@ -52,12 +52,15 @@ pub(crate) struct WaitKey {
     pub(crate) seq: u64,
 }
 
+/// (call language, relaxation step).
+type Bucket = (Option<String>, usize);
+
 /// Waiting (not ringing) calls of one queue, in service order, split into buckets by the
 /// call's language and relaxation step, so a free agent looks only at the head of each bucket
 /// it qualifies for instead of skipping ineligible calls one by one.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WaitIndex {
-    buckets: BTreeMap<(Option<String>, usize), BTreeSet<(WaitKey, u64)>>,
+    buckets: BTreeMap<Bucket, BTreeSet<(WaitKey, u64)>>,
     len: usize,
 }
 

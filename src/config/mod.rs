@@ -508,6 +508,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_loads_its_queues() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let cfg = load(&dir).unwrap();
+        let names: Vec<&str> = cfg.queues.names().collect();
+        assert_eq!(names, vec!["after_sales", "complaints", "tech"]);
+    }
+
+    #[test]
     fn default_language_must_be_listed() {
         let e = parse_main("[prompts]\ndefault_language = \"fr\"\n").unwrap_err();
         assert_eq!(e.key, "prompts.default_language");

@@ -742,6 +742,9 @@ proptest! {
     #[test]
     fn never_double_booked_and_one_outcome_per_call(ops in proptest::collection::vec(op(), 1..120)) {
         let mut s = prop_sim();
+        // Start staffed so most cases reach offers and answers; ops log agents out and in.
+        s.login(&AGENTS);
+        s.take_events();
         let mut next_call = 1u64;
         let mut enqueued: Vec<u64> = Vec::new();
         // call -> agent ringing / connected, as seen from the events.

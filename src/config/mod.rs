@@ -9,8 +9,10 @@
 
 pub mod agents;
 mod ivr;
+mod queues;
 mod toml_error;
 
+use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -25,6 +27,8 @@ pub use toml_error::ConfigError;
 pub const MAIN_FILE: &str = "ccswitch.toml";
 /// The IVR menu graph inside the config folder.
 pub const IVR_FILE: &str = "ivr.toml";
+/// Queues for the ACD inside the config folder; optional (no queues when absent).
+pub const QUEUES_FILE: &str = "queues.toml";
 
 /// The most rings a caller may hear before we answer (the three-ring rule).
 pub const MAX_ANSWER_AFTER_RINGS: u8 = 3;
@@ -43,6 +47,8 @@ pub struct Config {
     pub ivr: Arc<IvrGraph>,
     /// `agents.toml`; empty when the file is absent.
     pub agents: Arc<AgentDirectory>,
+    /// Empty when `queues.toml` is absent.
+    pub queues: Arc<QueueSet>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -238,6 +244,29 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     let graph = ivr::parse(&ivr_path, &ivr_text, dir, &prompts.languages)?;
     let agents = AgentDirectory::load(&dir.join(AGENTS_FILE))?;
 
+    let queues_path = dir.join(QUEUES_FILE);
+    let queues = if queues_path.exists() {
+        let text = read(&queues_path)?;
+        queues::parse(&queues_path, &text, main.answer.ring_cycle_ms)?
+    } else {
+        QueueSet::default()
+    };
+    // An agent serving a queue that does not exist would silently never get its calls.
+    for (i, agent) in agents.agents.iter().enumerate() {
+        for q in &agent.queues {
+            if queues.get(q).is_none() {
+                return Err(ConfigError::new(
+                    &dir.join(AGENTS_FILE),
+                    format!("agents[{i}].queues"),
+                    format!(
+                        "agent {} serves queue `{q}`, which {} does not define",
+                        agent.extension, QUEUES_FILE
+                    ),
+                ));
+            }
+        }
+    }
+
     Ok(Config {
         dir: dir.to_path_buf(),
         switch: main.switch,
@@ -249,6 +278,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         prompts,
         ivr: Arc::new(graph),
         agents: Arc::new(agents),
+        queues: Arc::new(queues),
     })
 }
 
@@ -510,6 +540,14 @@ mod tests {
     fn bad_address_is_named() {
         let e = parse_main("[http]\nlisten = \"localhost\"\n").unwrap_err();
         assert_eq!(e.key, "http.listen");
+    }
+
+    #[test]
+    fn shipped_config_loads_its_queues() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let cfg = load(&dir).unwrap();
+        let names: Vec<&str> = cfg.queues.names().collect();
+        assert_eq!(names, vec!["after_sales", "complaints", "tech"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The sans-IO core. Fed `(now, Input)`, it yields `Output`s; it never touches a socket, a
 //! clock, the database or an unseeded RNG. See DESIGN.md section 3.
 
+pub mod acd;
 pub mod call;
 pub mod deadlines;
 pub mod ivr;

@@ -26,7 +26,7 @@ speak() {
 # id|English|Mandarin
 PROMPTS=$(cat <<TXT
 greeting|Hello, thank you for calling ${COMPANY}. How may I help you?|您好，感谢致电${COMPANY}。请问有什么可以帮您？
-main_menu|For opening hours, press 1. For our address, press 2. For returning a product, press 3. To file a complaint, press 4. To look up the status of an order, press 5. To hear these options again, press 9.|查询营业时间，请按1。查询我们的地址，请按2。退货，请按3。投诉，请按4。查询订单状态，请按5。重听以上选项，请按9。
+main_menu|For opening hours, press 1. For our address, press 2. For returning a product, press 3. To file a complaint, press 4. To look up the status of an order, press 5. For technical support, press 6. For after-sales service, press 7. To speak to a person about a complaint, press 8. To hear these options again, press 9.|查询营业时间，请按1。查询我们的地址，请按2。退货，请按3。投诉，请按4。查询订单状态，请按5。技术支持，请按6。售后服务，请按7。人工投诉，请按8。重听以上选项，请按9。
 hours|We are open Monday to Friday, from 9 AM to 6 PM, and Saturday from 10 AM to 4 PM.|我们的营业时间是星期一至星期五上午九点到下午六点，星期六上午十点到下午四点。
 closed|We are closed now. We are open Monday to Friday, from 9 AM to 6 PM, and Saturday from 10 AM to 4 PM.|我们现在已经下班。我们的营业时间是星期一至星期五上午九点到下午六点，星期六上午十点到下午四点。
 address|Our address is 100 Main Street, Springfield.|我们的地址是春田市主街100号。

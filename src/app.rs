@@ -155,6 +155,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             t4_ms: config.sip.t4_ms,
         },
         ivr: config.ivr.clone(),
+        agents: config.agents.clone(),
+        queues: config.queues.clone(),
+        registrar_secret: {
+            use rand::TryRngCore;
+            let mut secret = [0u8; 32];
+            // The OS RNG failing is not recoverable; fall back to the seed-derived value.
+            if rand::rngs::OsRng.try_fill_bytes(&mut secret).is_err() {
+                secret[..8].copy_from_slice(&clock.now().as_u64().to_le_bytes());
+            }
+            secret
+        },
         default_language: config.prompts.default_language.clone(),
         seed: clock.now().as_u64() ^ u64::from(std::process::id()),
     });

@@ -35,6 +35,9 @@ fn config(answer_after_rings: u8, max_calls: usize) -> EngineConfig {
         ivr: cfg.ivr.clone(),
         default_language: "en".to_string(),
         seed: 7,
+        agents: cfg.agents.clone(),
+        queues: cfg.queues.clone(),
+        registrar_secret: [9; 32],
     }
 }
 

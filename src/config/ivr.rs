@@ -129,6 +129,7 @@ struct RawNode {
     not_found_prompt: Option<String>,
     found: Option<String>,
     not_found: Option<String>,
+    queue: Option<String>,
 }
 
 const INPUT_FIELDS: &[&str] = &[
@@ -175,6 +176,7 @@ impl RawNode {
             ("not_found_prompt", self.not_found_prompt.is_some()),
             ("found", self.found.is_some()),
             ("not_found", self.not_found.is_some()),
+            ("queue", self.queue.is_some()),
         ];
         flags
             .iter()
@@ -217,6 +219,7 @@ fn allowed_fields(kind: &str) -> Option<Vec<&'static str>> {
             "barge_in",
         ],
         "hangup" => vec!["prompt"],
+        "queue" => vec!["queue"],
         _ => return None,
     })
 }
@@ -434,7 +437,7 @@ impl NodeCtx<'_> {
             fault(
                 self.key("kind"),
                 format!(
-                    "unknown kind `{}` (menu, play, collect, language, office_hours, lookup, hangup)",
+                    "unknown kind `{}` (menu, play, collect, language, office_hours, lookup, hangup, queue)",
                     r.kind
                 ),
             )
@@ -484,6 +487,9 @@ impl NodeCtx<'_> {
                 closed: self.required("closed", &r.closed)?.clone(),
             },
             "lookup" => self.lookup(tables)?,
+            "queue" => Node::Queue {
+                queue: self.required("queue", &r.queue)?.clone(),
+            },
             _ => Node::HangUp {
                 prompt: self.prompts(false)?,
             },

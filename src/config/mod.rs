@@ -251,6 +251,18 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     } else {
         QueueSet::default()
     };
+    // A queue node naming an unknown queue would strand its callers.
+    for (id, node) in graph.nodes() {
+        if let crate::engine::ivr::graph::Node::Queue { queue } = node {
+            if queues.get(queue).is_none() {
+                return Err(ConfigError::new(
+                    &ivr_path,
+                    format!("nodes.{id}.queue"),
+                    format!("queue `{queue}` is not defined in {QUEUES_FILE}"),
+                ));
+            }
+        }
+    }
     // An agent serving a queue that does not exist would silently never get its calls.
     for (i, agent) in agents.agents.iter().enumerate() {
         for q in &agent.queues {

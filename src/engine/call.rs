@@ -9,6 +9,16 @@ use crate::proto::sdp::Negotiated;
 use crate::proto::sip::Request;
 use bytes::Bytes;
 
+/// Where the call stands with the ACD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcdPhase {
+    None,
+    /// Waiting in a queue (hold audio, offers ringing).
+    Queued,
+    /// An agent answered.
+    Connected,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallState {
     /// 180 sent, waiting for the answer policy's ring count.
@@ -82,6 +92,19 @@ pub struct Call {
     /// The goodbye prompt played before the system hangs up.
     pub goodbye_play: Option<u64>,
     pub bye_key: Option<TxnKey>,
+    /// Why the system hangs up after `goodbye_play` ("shutdown", "feature_code", "max_wait").
+    pub goodbye_reason: &'static str,
+    /// An agent's feature-code call (answered at once, confirmed, hung up).
+    pub feature: Option<String>,
+    pub acd: AcdPhase,
+    /// The queue the call was sent to.
+    pub queue: Option<String>,
+    /// The agent leg (media leg id) connected to this call.
+    pub agent_leg: Option<LegId>,
+    pub hold_prompt: Option<String>,
+    pub hold_play: Option<u64>,
+    pub announce_play: Option<u64>,
+    pub apology_play: Option<u64>,
     /// Every log line about this call is emitted inside this span.
     pub span: tracing::Span,
 }

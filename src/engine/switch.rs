@@ -3,18 +3,26 @@
 //! Sans-IO: `handle_input(now, input)`, then `poll_output` until None, then sleep until
 //! `poll_timeout`.
 
-use super::call::{Call, CallState, CallTimer, ALL_CALL_TIMERS};
+#[path = "agent_leg.rs"]
+mod agent_leg;
+
+use super::acd::{Acd, AgentProfile, QueueSet};
+use super::call::{AcdPhase, Call, CallState, CallTimer, ALL_CALL_TIMERS};
 use super::deadlines::DeadlineIndex;
 use super::ivr::{IvrAction, IvrGraph, IvrSession};
 use super::media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
 use super::ports::PortPool;
 use super::record::{EndedBy, IvrOutcome, Record};
+use super::registrar::Registrar;
 use super::time::Millis;
 use super::txn::{ClientMatch, ServerMatch, Transactions, TxnConfig, TxnKey, TxnOutput};
 use super::{mask_number, Command, Input, Output, Peer};
+use crate::config::agents::FeatureCodes;
+use crate::config::AgentDirectory;
 use crate::proto::dtmf;
 use crate::proto::sdp::{self, Direction, Negotiated, SdpError};
 use crate::proto::sip::{self, Message, Method, Request, RequestOpts, Response, ResponseOpts};
+use agent_leg::AgentLeg;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,7 +31,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Methods we implement, for Allow headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER";
 
 /// Engine-wide timers share the deadline index with calls under this owner key.
 const ENGINE_OWNER: u64 = u64::MAX;
@@ -48,6 +56,11 @@ pub struct EngineConfig {
     pub default_language: String,
     /// Seeds tags, branches and SDP session ids (no unseeded RNG in the engine).
     pub seed: u64,
+    /// Agents (registrar credentials, feature codes, skills).
+    pub agents: Arc<AgentDirectory>,
+    pub queues: Arc<QueueSet>,
+    /// Keys the registrar's nonces; the shell draws it at random at startup.
+    pub registrar_secret: [u8; 32],
 }
 
 /// Operations counters the shell exports to Prometheus.
@@ -89,13 +102,52 @@ pub struct Engine {
     shutting_down: bool,
     drained: bool,
     stats: EngineStats,
+    registrar: Registrar,
+    acd: Acd,
+    features: FeatureCodes,
+    agent_dir: Arc<AgentDirectory>,
+    /// Agent legs by their media leg id.
+    agent_legs: HashMap<LegId, AgentLeg>,
+    /// Branch of an agent INVITE fork / BYE -> its leg.
+    agent_by_branch: HashMap<String, LegId>,
+    agent_by_callid: HashMap<String, LegId>,
+    /// Call key -> the leg of the offer ringing for it.
+    offers: HashMap<u64, LegId>,
+    /// ACD call key -> (persisted call id, caller), kept until wrap-up ends.
+    acd_call_ids: HashMap<u64, (String, String)>,
 }
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let offset: u16 = rng.random();
+        let registrar = Registrar::new(
+            cfg.agents.clone(),
+            cfg.agents.registrar.to_registrar_config(),
+            cfg.registrar_secret,
+        );
+        let profiles = cfg
+            .agents
+            .agents
+            .iter()
+            .map(|a| AgentProfile {
+                id: a.extension.clone(),
+                skills: a.skills.clone(),
+                languages: a.languages.iter().cloned().collect(),
+                queues: a.queues.clone(),
+            })
+            .collect();
+        let acd = Acd::new(cfg.queues.clone(), profiles);
         Engine {
+            registrar,
+            acd,
+            features: cfg.agents.feature_codes.clone(),
+            agent_dir: cfg.agents.clone(),
+            agent_legs: HashMap::new(),
+            agent_by_branch: HashMap::new(),
+            agent_by_callid: HashMap::new(),
+            offers: HashMap::new(),
+            acd_call_ids: HashMap::new(),
             txns: Transactions::new(cfg.txn.clone()),
             ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max, offset),
             rng,
@@ -125,6 +177,7 @@ impl Engine {
             Input::Command(Command::Shutdown { grace_ms }) => self.on_shutdown(now, grace_ms),
             Input::Timeout => {}
         }
+        self.drain_acd(now);
         self.drain_txns(now);
         self.check_drained();
     }
@@ -134,10 +187,20 @@ impl Engine {
     }
 
     pub fn poll_timeout(&self) -> Option<Millis> {
-        match (self.deadlines.next(), self.txns.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.deadlines.next(),
+            self.txns.poll_timeout(),
+            self.registrar.poll_timeout(),
+            self.acd.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The ACD's view of an agent (for tests and the API).
+    pub fn agent_state(&self, agent: &str) -> Option<&super::acd::AgentState> {
+        self.acd.agent_state(agent)
     }
 
     pub fn active_calls(&self) -> usize {
@@ -188,6 +251,9 @@ impl Engine {
                 TxnOutput::Transmit { peer, bytes } => self.transmit(peer, bytes),
                 TxnOutput::Timeout { key, client, timer } => {
                     tracing::debug!(branch = %key.branch, timer, client, "transaction timeout");
+                    if client && self.on_agent_txn_timeout(now, &key) {
+                        continue;
+                    }
                     if client {
                         if let Some(call_key) = self.by_bye.remove(&key) {
                             self.remove_call(call_key);
@@ -213,6 +279,13 @@ impl Engine {
 
     fn run_timers(&mut self, now: Millis) {
         self.txns.handle_timeout(now);
+        if self.registrar.poll_timeout().is_some_and(|t| t <= now) {
+            let events = self.registrar.handle_timeout(now);
+            self.on_registrar_events(now, events);
+        }
+        if self.acd.poll_timeout().is_some_and(|t| t <= now) {
+            self.acd.handle_timeout(now);
+        }
         while let Some((owner, timer)) = self.deadlines.pop_due(now) {
             match timer {
                 EngineTimer::ShutdownGrace => self.on_grace_over(now),
@@ -370,7 +443,11 @@ impl Engine {
             .and_then(|k| self.calls.get(&k))
             .map(|c| c.span.clone());
         let _entered = span.as_ref().map(|s| s.enter());
+        if req.to.tag.is_some() && self.on_agent_request(now, peer, &key, &req) {
+            return;
+        }
         match req.method {
+            Method::Register => self.on_register(now, peer, key, req),
             Method::Invite if req.to.tag.is_none() => self.on_new_invite(now, peer, key, req),
             Method::Invite => self.on_reinvite(now, peer, key, req),
             Method::Cancel => self.on_cancel(now, peer, key, req),
@@ -441,6 +518,10 @@ impl Engine {
             return self.reply(now, &key, &req, peer, 400, "Dialog Already Exists");
         }
 
+        let feature = match self.screen_invite(now, peer, &key, &req) {
+            Ok(f) => f,
+            Err(()) => return,
+        };
         if self.shutting_down {
             return self.reject_call(
                 now,
@@ -618,15 +699,29 @@ impl Engine {
             awaiting_answer_in_ack: false,
             on_hold: false,
             goodbye_play: None,
+            goodbye_reason: "shutdown",
+            acd: AcdPhase::None,
+            queue: None,
+            agent_leg: None,
+            hold_prompt: None,
+            hold_play: None,
+            announce_play: None,
+            apology_play: None,
             bye_key: None,
             span: span.clone(),
             invite: req,
+            feature,
         };
         self.by_dialog.insert(dialog, call_key);
         self.by_invite.insert(key, call_key);
         self.by_leg.insert(leg, call_key);
         self.calls.insert(call_key, call);
-        let answer_at = now.plus(self.cfg.ring_cycle_ms * u64::from(self.cfg.answer_after_rings));
+        let rings = if self.calls[&call_key].feature.is_some() {
+            0 // An agent's own feature call is not made to wait.
+        } else {
+            self.cfg.ring_cycle_ms * u64::from(self.cfg.answer_after_rings)
+        };
+        let answer_at = now.plus(rings);
         if answer_at <= now {
             self.answer(now, call_key);
         } else {
@@ -774,14 +869,25 @@ impl Engine {
         let within = now.since(call.arrived_at) <= 3 * ring_cycle;
         let call_id = call.id.clone();
         let dialled = call.invite.uri_user.clone().unwrap_or_default();
-        let entry = graph.entry_for(&dialled).to_string();
-        call.ivr = Some(IvrSession::start(graph, &entry, now, &lang));
+        let feature = call.feature.is_some();
+        if !feature {
+            let entry = graph.entry_for(&dialled).to_string();
+            call.ivr = Some(IvrSession::start(graph, &entry, now, &lang));
+        }
         tracing::info!(call = %call_id, within_three_rings = within, "call answered");
         self.persist(Record::CallAnswered {
             call_id,
             answered_at: now,
             within_three_rings: within,
         });
+        if feature {
+            // The confirmation for a feature code: goodbye, then our BYE.
+            self.say_goodbye(now, call_key, now.plus(30_000));
+            if let Some(c) = self.calls.get_mut(&call_key) {
+                c.goodbye_reason = "feature_code";
+            }
+            return;
+        }
         self.drive_ivr(now, call_key);
     }
 
@@ -834,7 +940,11 @@ impl Engine {
                 self.drive_ivr(now, call_key);
             }
             CallTimer::GoodbyeDeadline => {
-                self.end_call(now, call_key, EndedBy::System, "shutdown", true);
+                let reason = self
+                    .calls
+                    .get(&call_key)
+                    .map_or("shutdown", |c| c.goodbye_reason);
+                self.end_call(now, call_key, EndedBy::System, reason, true);
             }
         }
     }
@@ -1063,6 +1173,9 @@ impl Engine {
             method: resp.cseq_method.as_str().to_string(),
             sent_by: String::new(),
         };
+        if self.on_agent_response(now, &key, &resp) {
+            return;
+        }
         match self.txns.client_response(now, &key, resp.status, None) {
             ClientMatch::Pass if resp.status >= 200 => {
                 if let Some(call_key) = self.by_bye.remove(&key) {
@@ -1081,8 +1194,13 @@ impl Engine {
             MediaEvent::OpenFailed { leg, .. }
             | MediaEvent::Digit { leg, .. }
             | MediaEvent::PlayFinished { leg, .. }
-            | MediaEvent::Inactive { leg, .. } => *leg,
+            | MediaEvent::Inactive { leg, .. }
+            | MediaEvent::RecordingFinished { leg, .. } => *leg,
         };
+        let failed = matches!(ev, MediaEvent::OpenFailed { .. });
+        if self.on_agent_media(now, leg, failed) {
+            return;
+        }
         let Some(&call_key) = self.by_leg.get(&leg) else {
             return;
         };
@@ -1118,13 +1236,23 @@ impl Engine {
                     call.current_play = None;
                 }
                 if call.goodbye_play == Some(play_id) {
-                    self.end_call(now, call_key, EndedBy::System, "shutdown", true);
+                    let reason = call.goodbye_reason;
+                    self.end_call(now, call_key, EndedBy::System, reason, true);
                     return;
                 }
+                if self.on_system_play_finished(now, call_key, play_id) {
+                    return;
+                }
+                let Some(call) = self.calls.get_mut(&call_key) else {
+                    return;
+                };
                 if let Some(ivr) = call.ivr.as_mut() {
                     ivr.on_play_finished(now, play_id, interrupted);
                 }
                 self.drive_ivr(now, call_key);
+            }
+            MediaEvent::RecordingFinished { path, ok, .. } => {
+                tracing::info!(path = %path.display(), ok, "recording finished");
             }
             MediaEvent::Inactive { .. } => {
                 tracing::warn!("no RTP from the caller: ending the call");
@@ -1233,6 +1361,10 @@ impl Engine {
                         value,
                     });
                 }
+                IvrAction::Queue { queue } => {
+                    self.enqueue_call(now, call_key, queue);
+                    return;
+                }
                 IvrAction::HangUp { outcome } => {
                     self.leave_ivr(now, call_key, outcome);
                     self.end_call(now, call_key, EndedBy::System, "ivr_hangup", true);
@@ -1282,6 +1414,10 @@ impl Engine {
         if call.state == CallState::Terminating {
             return;
         }
+        self.acd_call_over(now, call_key);
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
         let resolved = call.ivr.as_ref().is_some_and(|s| s.resolved());
         let outcome = match (resolved, by, reason) {
             (true, _, _) => IvrOutcome::SelfServed,

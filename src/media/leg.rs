@@ -188,6 +188,11 @@ impl Leg {
             } => self.play(now, *play_id, resolve(prompts, keys), *looped, *barge_in),
             MediaCommand::StopPlay { .. } => self.stop_play(),
             MediaCommand::Close { .. } => self.close(),
+            // Pair-level commands never reach a single leg (runtime drops them for now).
+            MediaCommand::Bridge { .. }
+            | MediaCommand::Unbridge { .. }
+            | MediaCommand::StartRecording { .. }
+            | MediaCommand::StopRecording { .. } => {}
         }
     }
 

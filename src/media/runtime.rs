@@ -151,7 +151,14 @@ impl MediaHandle {
     /// Hands a command to the worker owning the leg. Never blocks on the workers.
     pub fn send(&self, cmd: MediaCommand) {
         let inner = &self.inner;
-        let leg = command_leg(&cmd);
+        let Some(leg) = command_leg(&cmd) else {
+            // Bridging lands with the `bridge` branch; until then these are dropped.
+            tracing::warn!(
+                ?cmd,
+                "media bridging/recording not supported by this media plane"
+            );
+            return;
+        };
         if inner.stopped.load(Ordering::Acquire) {
             if let MediaCommand::Open { leg, .. } = cmd {
                 let reason = "media plane is shut down".to_string();
@@ -234,13 +241,17 @@ impl MediaHandle {
     }
 }
 
-fn command_leg(cmd: &MediaCommand) -> LegId {
+fn command_leg(cmd: &MediaCommand) -> Option<LegId> {
     match cmd {
         MediaCommand::Open { leg, .. }
         | MediaCommand::Update { leg, .. }
         | MediaCommand::Play { leg, .. }
         | MediaCommand::StopPlay { leg }
-        | MediaCommand::Close { leg } => *leg,
+        | MediaCommand::Close { leg } => Some(*leg),
+        MediaCommand::Bridge { .. }
+        | MediaCommand::Unbridge { .. }
+        | MediaCommand::StartRecording { .. }
+        | MediaCommand::StopRecording { .. } => None,
     }
 }
 
@@ -423,7 +434,9 @@ impl Worker {
                 }
             }
             other => {
-                let leg = command_leg(&other);
+                let Some(leg) = command_leg(&other) else {
+                    return;
+                };
                 let Some(&slot) = self.index.get(&leg) else {
                     return;
                 };

@@ -120,6 +120,8 @@ pub enum Node {
     },
     /// Say goodbye, then end the call.
     HangUp { prompt: Vec<String> },
+    /// Hand the call to an ACD queue; the IVR's part of the call ends here.
+    Queue { queue: String },
 }
 
 impl Node {
@@ -133,6 +135,7 @@ impl Node {
             Node::OfficeHours { .. } => "office_hours",
             Node::Lookup { .. } => "lookup",
             Node::HangUp { .. } => "hangup",
+            Node::Queue { .. } => "queue",
         }
     }
 
@@ -163,7 +166,7 @@ impl Node {
                 out.push(("found".into(), found));
                 out.push(("not_found".into(), not_found));
             }
-            Node::HangUp { .. } => {}
+            Node::HangUp { .. } | Node::Queue { .. } => {}
         }
         out
     }
@@ -182,7 +185,7 @@ impl Node {
             Node::Play { prompt, .. } | Node::HangUp { prompt } => {
                 out.extend(prompt.iter().cloned())
             }
-            Node::OfficeHours { .. } => {}
+            Node::OfficeHours { .. } | Node::Queue { .. } => {}
             Node::Lookup {
                 statuses,
                 found_prompt,

@@ -47,6 +47,8 @@ pub enum IvrAction {
     Variable { name: String, value: String },
     /// The IVR ended the call.
     HangUp { outcome: IvrOutcome },
+    /// The caller goes to this ACD queue; the session is finished (no more actions).
+    Queue { queue: String },
 }
 
 /// More node entries than this without waiting for the caller is a broken graph.
@@ -330,6 +332,16 @@ impl IvrSession {
                     self.step(now, None, Some(detail));
                     self.state = State::Inform { next, resolves };
                     self.play(&prompts, *barge_in);
+                    return;
+                }
+                Node::Queue { queue } => {
+                    self.step(now, None, Some(queue));
+                    self.state = State::Done;
+                    self.deadline = None;
+                    self.playing = None;
+                    self.actions.push_back(IvrAction::Queue {
+                        queue: queue.clone(),
+                    });
                     return;
                 }
                 Node::HangUp { prompt } => {

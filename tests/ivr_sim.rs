@@ -66,6 +66,10 @@ impl Sim {
                     assert!(self.outcome.is_none(), "one hang-up only");
                     self.outcome = Some(outcome);
                 }
+                IvrAction::Queue { .. } => {
+                    assert!(self.outcome.is_none(), "one exit only");
+                    self.outcome = Some(IvrOutcome::Queued);
+                }
             }
         }
     }
@@ -246,8 +250,8 @@ fn main_menu_timeouts_and_retries_fall_back_to_goodbye() {
     assert!(sim.has_step("main_menu", None, Some("timeout")));
     assert_eq!(sim.current_prompt_ids(), vec!["no_input", "main_menu"]);
     sim.hear(10_000);
-    sim.press("7");
-    assert!(sim.has_step("main_menu", Some("7"), Some("invalid")));
+    sim.press("0");
+    assert!(sim.has_step("main_menu", Some("0"), Some("invalid")));
     assert_eq!(sim.current_prompt_ids(), vec!["invalid", "main_menu"]);
     sim.hear(10_000);
     sim.wait_for_timeout();
@@ -262,8 +266,8 @@ fn invalid_digit_then_valid_choice() {
     let mut sim = Sim::start("", open_monday());
     sim.hear(4000);
     sim.press("1");
-    sim.press("8"); // barge-in into the main menu with a wrong key
-    assert!(sim.has_step("main_menu", Some("8"), Some("invalid")));
+    sim.press("0"); // barge-in into the main menu with a wrong key
+    assert!(sim.has_step("main_menu", Some("0"), Some("invalid")));
     assert_eq!(sim.current_prompt_ids(), vec!["invalid", "main_menu"]);
     sim.press("2");
     assert_eq!(sim.current_prompt_ids(), vec!["address"]);
@@ -437,6 +441,8 @@ mod random_walks {
                         prop_assert_eq!(outcome, expected);
                         self.hung_up = true;
                     }
+                    // Leaving for a queue ends the session like a hang-up.
+                    IvrAction::Queue { .. } => self.hung_up = true,
                 }
             }
             if let Some(at) = self.ivr.deadline() {

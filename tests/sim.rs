@@ -919,3 +919,669 @@ mod properties {
         }
     }
 }
+
+// ---- agents: registration, feature codes, queues and offers ------------------------------
+
+mod agents {
+    use super::*;
+    use ccswitch::engine::acd::AgentState;
+    use ccswitch::proto::digest::{self, Algorithm, QopAuth};
+
+    const AGENT1: &str = "127.0.0.1:5081";
+    const AGENT2: &str = "127.0.0.1:5082";
+
+    /// Several SIP peers around one engine; every message the engine sends is kept with its
+    /// destination.
+    struct Net {
+        engine: Engine,
+        now: Millis,
+        sent: Vec<(Millis, SocketAddr, String)>,
+        records: Vec<Record>,
+        media: Vec<MediaCommand>,
+        branch: u32,
+    }
+
+    fn addr(a: &str) -> SocketAddr {
+        a.parse().unwrap()
+    }
+
+    fn crlf(text: &str) -> String {
+        text.replace("\r\n", "\n").replace('\n', "\r\n")
+    }
+
+    impl Net {
+        fn new() -> Net {
+            Net {
+                engine: Engine::new(config(1, 100)),
+                now: START,
+                sent: vec![],
+                records: vec![],
+                media: vec![],
+                branch: 0,
+            }
+        }
+
+        fn input(&mut self, input: Input) {
+            self.engine.handle_input(self.now, input);
+            while let Some(o) = self.engine.poll_output() {
+                match o {
+                    Output::Transmit { peer, bytes } => self.sent.push((
+                        self.now,
+                        peer.addr,
+                        String::from_utf8_lossy(&bytes).to_string(),
+                    )),
+                    Output::Persist(r) => self.records.push(r),
+                    Output::Media(m) => self.media.push(m),
+                    Output::Drained => {}
+                }
+            }
+        }
+
+        fn send(&mut self, from: &str, text: &str) {
+            let peer = Peer {
+                transport: Transport::Udp,
+                addr: addr(from),
+            };
+            let bytes = Bytes::from(crlf(text));
+            self.input(Input::Sip { peer, bytes });
+        }
+
+        fn advance(&mut self, ms: u64) {
+            let target = self.now.plus(ms);
+            while let Some(t) = self.engine.poll_timeout() {
+                if t > target {
+                    break;
+                }
+                self.now = t.max(self.now);
+                self.input(Input::Timeout);
+            }
+            self.now = target;
+        }
+
+        fn next_branch(&mut self) -> String {
+            self.branch += 1;
+            format!("z9hG4bKt{}", self.branch)
+        }
+
+        fn to(&self, dest: &str) -> Vec<String> {
+            let d = addr(dest);
+            self.sent
+                .iter()
+                .filter(|(_, a, _)| *a == d)
+                .map(|(_, _, m)| m.clone())
+                .collect()
+        }
+
+        fn requests_to(&self, dest: &str, method: &str) -> Vec<String> {
+            let prefix = format!("{method} ");
+            self.to(dest)
+                .into_iter()
+                .filter(|m| m.starts_with(&prefix))
+                .collect()
+        }
+
+        fn last_status_to(&self, dest: &str) -> Option<u16> {
+            self.to(dest).iter().rev().find_map(|m| status_of(m))
+        }
+
+        fn register(&mut self, ext: &str, at: &str, expires: u32) {
+            let pw = format!("demo{ext}");
+            let b = self.next_branch();
+            let base = format!(
+                "REGISTER sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {at};branch={b};rport
+Max-Forwards: 70
+From: <sip:{ext}@127.0.0.1>;tag=r{ext}
+To: <sip:{ext}@127.0.0.1>
+Call-ID: reg-{ext}
+CSeq: 1 REGISTER
+Contact: <sip:{ext}@{at}>
+Expires: {expires}
+"
+            );
+            self.send(at, &format!("{base}Content-Length: 0\n\n"));
+            let challenge = self.to(at).last().cloned().expect("a challenge");
+            assert_eq!(status_of(&challenge), Some(401), "{challenge}");
+            let auth = authorization(
+                &challenge,
+                "WWW-Authenticate",
+                ext,
+                &pw,
+                "REGISTER",
+                "sip:127.0.0.1:5060",
+            );
+            let b = self.next_branch();
+            let second = base
+                .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
+                .replace(
+                    &format!("branch=z9hG4bKt{}", self.branch - 1),
+                    &format!("branch={b}"),
+                );
+            self.send(
+                at,
+                &format!("{second}Authorization: {auth}\nContent-Length: 0\n\n"),
+            );
+            assert_eq!(
+                self.last_status_to(at),
+                Some(200),
+                "{:?}",
+                self.to(at).last()
+            );
+        }
+
+        fn caller_leg(&self) -> u64 {
+            self.media
+                .iter()
+                .find_map(|m| match m {
+                    MediaCommand::Open { leg, .. } => Some(*leg),
+                    _ => None,
+                })
+                .expect("caller leg")
+        }
+
+        fn last_caller_play(&self) -> Option<(u64, Vec<String>)> {
+            let leg = self.caller_leg();
+            self.media.iter().rev().find_map(|m| match m {
+                MediaCommand::Play {
+                    leg: l,
+                    play_id,
+                    prompts,
+                    ..
+                } if *l == leg => Some((*play_id, prompts.iter().map(|p| p.id.clone()).collect())),
+                _ => None,
+            })
+        }
+
+        /// A caller dials in, picks English, then `choice` in the main menu.
+        fn call_and_pick(&mut self, choice: char) -> String {
+            self.send(CALLER, &invite("c1", "z9hG4bKinv1", SDP_OFFER));
+            self.advance(6000);
+            let ok = self
+                .to(CALLER)
+                .into_iter()
+                .rev()
+                .find(|m| status_of(m) == Some(200))
+                .expect("answered");
+            let tag = header(&ok, "To")
+                .and_then(|t| t.split(";tag=").nth(1))
+                .unwrap()
+                .to_string();
+            self.send(
+                CALLER,
+                &in_dialog("ACK", "c1", "z9hG4bKack1", &tag, 1, "", ""),
+            );
+            let leg = self.caller_leg();
+            for _ in 0..30 {
+                if self
+                    .records
+                    .iter()
+                    .any(|r| matches!(r, Record::CallQueued { .. }))
+                {
+                    return tag;
+                }
+                let (play_id, prompts) = self.last_caller_play().expect("a prompt");
+                let digit = if prompts.iter().any(|p| p == "language_menu") {
+                    Some('1')
+                } else if prompts.iter().any(|p| p == "main_menu") {
+                    Some(choice)
+                } else {
+                    None
+                };
+                match digit {
+                    Some(d) => {
+                        let at = self.now;
+                        self.input(Input::Media(MediaEvent::Digit { leg, digit: d, at }));
+                    }
+                    None => {
+                        self.advance(2000);
+                        self.input(Input::Media(MediaEvent::PlayFinished {
+                            leg,
+                            play_id,
+                            interrupted: false,
+                        }));
+                    }
+                }
+            }
+            panic!("never queued: {:#?}", self.records);
+        }
+
+        /// The agent phone at `at` answers `invite` with `status` (and SDP for 2xx).
+        fn answer(&mut self, at: &str, invite: &str, status: u16, reason: &str) {
+            let mut m = format!("SIP/2.0 {status} {reason}\n");
+            for name in ["Via", "From", "Call-ID", "CSeq"] {
+                m.push_str(&format!("{name}: {}\n", header(invite, name).unwrap()));
+            }
+            m.push_str(&format!(
+                "To: {};tag=agent{}\n",
+                header(invite, "To").unwrap(),
+                at.len()
+            ));
+            let ext = if at == AGENT1 { "1001" } else { "1002" };
+            m.push_str(&format!("Contact: <sip:{ext}@{at}>\n"));
+            if (200..300).contains(&status) {
+                let body = "v=0\no=agent 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 42000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=sendrecv\n".replace('\n', "\r\n");
+                m.push_str(&format!(
+                    "Content-Type: application/sdp\nContent-Length: {}\n\n",
+                    body.len()
+                ));
+                self.send(at, &(crlf(&m) + &body));
+            } else {
+                m.push_str("Content-Length: 0\n\n");
+                self.send(at, &m);
+            }
+        }
+
+        fn state(&self, agent: &str) -> AgentState {
+            self.engine
+                .agent_state(agent)
+                .cloned()
+                .expect("known agent")
+        }
+
+        fn has(&self, f: impl Fn(&Record) -> bool) -> bool {
+            self.records.iter().any(f)
+        }
+    }
+
+    /// An Authorization value answering the MD5 challenge in `resp`'s `hname` headers.
+    fn authorization(
+        resp: &str,
+        hname: &str,
+        user: &str,
+        pw: &str,
+        method: &str,
+        uri: &str,
+    ) -> String {
+        let chal = resp
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(hname))
+            .map(|(_, v)| v.trim().to_string())
+            .find(|v| v.contains("algorithm=MD5"))
+            .unwrap_or_else(|| panic!("an MD5 challenge in {resp}"));
+        let param = |name: &str| -> String {
+            let start = chal.find(&format!("{name}=")).expect("param") + name.len() + 1;
+            let rest = &chal[start..];
+            if let Some(r) = rest.strip_prefix('"') {
+                r.split('"').next().unwrap().to_string()
+            } else {
+                rest.split(',').next().unwrap().trim().to_string()
+            }
+        };
+        let (realm, nonce) = (param("realm"), param("nonce"));
+        let ha1 = digest::ha1(Algorithm::Md5, user, &realm, pw);
+        let qop = QopAuth {
+            nc: "00000001",
+            cnonce: "0a4f113b",
+        };
+        let r = digest::response(Algorithm::Md5, &ha1, method, uri, &nonce, Some(qop));
+        format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{r}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"0a4f113b\""
+        )
+    }
+
+    fn agent_invites(net: &Net, at: &str) -> Vec<String> {
+        net.requests_to(at, "INVITE")
+    }
+
+    #[test]
+    fn registered_agent_gets_the_tech_call_and_is_bridged_then_wraps_up() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.register("1002", AGENT2, 3600);
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        assert!(net.has(|r| matches!(r, Record::AgentStateChanged { agent, state, .. } if agent == "1001" && state == "ready")));
+
+        net.call_and_pick('6');
+        assert!(net.has(|r| matches!(
+            r,
+            Record::IvrLeft {
+                outcome: IvrOutcome::Queued,
+                ..
+            }
+        )));
+        assert!(net.has(|r| matches!(r, Record::CallQueued { queue, .. } if queue == "tech")));
+        // Hold audio loops on the caller leg.
+        assert!(net.media.iter().any(|m| matches!(m, MediaCommand::Play { looped: true, prompts, .. } if prompts[0].id == "hold_music")));
+        // Best proficiency first: Alice (tech 5), never Bob (tech 3) at the same time.
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1, "{:?}", net.to(AGENT1));
+        assert!(agent_invites(&net, AGENT2).is_empty());
+        assert_eq!(header(&inv[0], "X-Caller"), Some("+8613812345678"));
+        assert_eq!(header(&inv[0], "X-Queue"), Some("tech"));
+        assert!(header(&inv[0], "From").unwrap().contains("+8613812345678"));
+        assert!(inv[0].starts_with("INVITE sip:1001@127.0.0.1:5081 SIP/2.0"));
+        assert!(net.has(
+            |r| matches!(r, Record::OfferStarted { agent, attempt: 1, .. } if agent == "1001")
+        ));
+        assert!(matches!(net.state("1001"), AgentState::Reserved { .. }));
+
+        net.answer(AGENT1, &inv[0], 180, "Ringing");
+        net.advance(3000);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let acks = net.requests_to(AGENT1, "ACK");
+        assert_eq!(acks.len(), 1);
+        assert!(acks[0].starts_with("ACK sip:1001@127.0.0.1:5081"));
+        assert!(
+            net.has(|r| matches!(r, Record::OfferEnded { outcome, .. } if outcome == "answered"))
+        );
+        assert!(net.has(|r| matches!(r, Record::AgentAnswered { agent, .. } if agent == "1001")));
+        let caller_leg = net.caller_leg();
+        assert!(net
+            .media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Bridge { a, .. } if *a == caller_leg)));
+        assert!(matches!(net.state("1001"), AgentState::OnCall { .. }));
+
+        // The caller hangs up: the agent gets a BYE and wraps up, then is ready again.
+        net.advance(20_000);
+        let tag = header(
+            &net.to(CALLER)
+                .into_iter()
+                .rev()
+                .find(|m| status_of(m) == Some(200))
+                .unwrap(),
+            "To",
+        )
+        .and_then(|t| t.split(";tag=").nth(1))
+        .unwrap()
+        .to_string();
+        net.send(
+            CALLER,
+            &in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""),
+        );
+        assert_eq!(net.requests_to(AGENT1, "BYE").len(), 1);
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded {
+                ended_by: EndedBy::Caller,
+                ..
+            }
+        )));
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+        assert!(net
+            .media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Unbridge { .. })));
+        net.advance(31_000);
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        assert!(net.has(|r| matches!(r, Record::WrapUpEnded { agent, .. } if agent == "1001")));
+    }
+
+    #[test]
+    fn ring_no_answer_cancels_after_18_s_and_offers_the_next_agent() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1);
+        net.answer(AGENT1, &inv[0], 180, "Ringing");
+        net.advance(17_000);
+        assert!(net.requests_to(AGENT1, "CANCEL").is_empty());
+        net.advance(2_000);
+        let mut cancels = net.requests_to(AGENT1, "CANCEL");
+        cancels.dedup(); // Timer E retransmits the CANCEL until the phone answers it.
+        assert_eq!(cancels.len(), 1, "{:?}", net.to(AGENT1));
+        // RFC 3261 9.1: same branch as the INVITE.
+        assert_eq!(header(&cancels[0], "Via"), header(&inv[0], "Via"));
+        assert_eq!(
+            net.state("1001"),
+            AgentState::NotReady("missed_call".into())
+        );
+        assert!(net.has(|r| matches!(r, Record::OfferEnded { outcome, attempt: 1, .. } if outcome == "no_answer")));
+        // The phone answers the CANCEL and the INVITE (487); we ACK the 487.
+        net.answer(AGENT1, &inv[0], 487, "Request Terminated");
+        assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
+        // Bob rings next.
+        let inv2 = agent_invites(&net, AGENT2);
+        assert_eq!(inv2.len(), 1, "{:?}", net.to(AGENT2));
+        assert!(net.has(
+            |r| matches!(r, Record::OfferStarted { agent, attempt: 2, .. } if agent == "1002")
+        ));
+    }
+
+    #[test]
+    fn busy_agent_486_passes_the_call_to_the_next() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 486, "Busy Here");
+        assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
+        assert!(net.has(|r| matches!(r, Record::OfferEnded { outcome, .. } if outcome == "busy")));
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        assert_eq!(agent_invites(&net, AGENT2).len(), 1);
+    }
+
+    #[test]
+    fn caller_abandons_while_the_agent_rings() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        let tag = net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 180, "Ringing");
+        net.advance(4000);
+        net.send(
+            CALLER,
+            &in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""),
+        );
+        assert_eq!(net.requests_to(AGENT1, "CANCEL").len(), 1);
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        assert!(
+            net.has(|r| matches!(r, Record::OfferEnded { outcome, .. } if outcome == "cancelled"))
+        );
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded {
+                ended_by: EndedBy::Caller,
+                ..
+            }
+        )));
+        assert!(net.has(|r| matches!(
+            r,
+            Record::IvrLeft {
+                outcome: IvrOutcome::Queued,
+                ..
+            }
+        )));
+        net.answer(AGENT1, &inv[0], 487, "Request Terminated");
+        net.advance(60_000);
+        assert_eq!(net.engine.active_calls(), 0);
+    }
+
+    #[test]
+    fn caller_abandons_in_queue_with_no_agent() {
+        let mut net = Net::new();
+        let tag = net.call_and_pick('7');
+        assert!(
+            net.has(|r| matches!(r, Record::CallQueued { queue, .. } if queue == "after_sales"))
+        );
+        net.advance(3000);
+        net.send(
+            CALLER,
+            &in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""),
+        );
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded {
+                ended_by: EndedBy::Caller,
+                ..
+            }
+        )));
+        assert_eq!(net.engine.active_calls(), 0);
+    }
+
+    #[test]
+    fn agent_hangs_up_first_and_hold_is_recorded() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let call_id = header(&inv[0], "Call-ID").unwrap().to_string();
+        let from = header(&inv[0], "From").unwrap().to_string();
+        let to = format!(
+            "{};tag=agent{}",
+            header(&inv[0], "To").unwrap(),
+            AGENT1.len()
+        );
+        let hold_sdp = "v=0\r\no=agent 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+        // In-dialog requests from the agent: From/To swap.
+        let req = |method: &str, branch: &str, cseq: u32, body: &str| {
+            let ct = if body.is_empty() {
+                String::new()
+            } else {
+                "Content-Type: application/sdp\r\n".to_string()
+            };
+            format!(
+                "{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT1};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:1001@{AGENT1}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        net.send(AGENT1, &req("INVITE", "z9hG4bKah1", 10, hold_sdp));
+        assert_eq!(net.last_status_to(AGENT1), Some(200));
+        assert!(net.has(|r| matches!(r, Record::HoldStarted { .. })));
+        net.advance(5000);
+        net.send(
+            AGENT1,
+            &req(
+                "INVITE",
+                "z9hG4bKah2",
+                11,
+                &hold_sdp.replace("sendonly", "sendrecv"),
+            ),
+        );
+        assert!(net.has(|r| matches!(r, Record::HoldEnded { .. })));
+        net.advance(5000);
+        net.send(AGENT1, &req("BYE", "z9hG4bKab1", 12, ""));
+        assert_eq!(net.last_status_to(AGENT1), Some(200));
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded {
+                ended_by: EndedBy::Agent,
+                ..
+            }
+        )));
+        assert_eq!(net.requests_to(CALLER, "BYE").len(), 1);
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+    }
+
+    fn feature_invite(
+        ext: &str,
+        at: &str,
+        code: &str,
+        branch: &str,
+        cseq: u32,
+        auth: Option<&str>,
+    ) -> String {
+        let auth = auth
+            .map(|a| format!("Proxy-Authorization: {a}\n"))
+            .unwrap_or_default();
+        format!(
+            "INVITE sip:{code}@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {at};branch={branch};rport
+Max-Forwards: 70
+From: <sip:{ext}@127.0.0.1>;tag=f{ext}
+To: <sip:{code}@127.0.0.1>
+Call-ID: feat-{ext}-{cseq}
+CSeq: {cseq} INVITE
+Contact: <sip:{ext}@{at}>
+{auth}Content-Type: application/sdp
+Content-Length: {}
+
+{}",
+            SDP_OFFER.replace('\n', "\r\n").len(),
+            SDP_OFFER
+        )
+    }
+
+    #[test]
+    fn feature_code_with_proxy_auth_sets_break_then_ready() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, "*22", "z9hG4bKf1", 1, None),
+        );
+        let chal = net
+            .to(AGENT1)
+            .into_iter()
+            .rev()
+            .find(|m| status_of(m) == Some(407))
+            .expect("407");
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        let auth = authorization(
+            &chal,
+            "Proxy-Authenticate",
+            "1001",
+            "demo1001",
+            "INVITE",
+            "sip:*22@127.0.0.1:5060",
+        );
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, "*22", "z9hG4bKf2", 2, Some(&auth)),
+        );
+        assert_eq!(net.state("1001"), AgentState::NotReady("break".into()));
+        assert!(net.has(|r| matches!(r, Record::AgentStateChanged { state, reason: Some(r), .. } if state == "not_ready" && r == "break")));
+        // Answered at once with a confirmation, then our BYE.
+        assert!(net
+            .to(AGENT1)
+            .iter()
+            .any(|m| status_of(m) == Some(200) && header(m, "CSeq") == Some("2 INVITE")));
+        assert!(net.media.iter().any(
+            |m| matches!(m, MediaCommand::Play { prompts, .. } if prompts[0].id == "goodbye")
+        ));
+    }
+
+    #[test]
+    fn unauthenticated_feature_codes_and_agent_extensions_are_refused() {
+        let mut net = Net::new();
+        // A stranger with made-up credentials gets challenged, then refused.
+        net.send(
+            CALLER,
+            &feature_invite("1001", CALLER, "*21", "z9hG4bKx1", 1, None),
+        );
+        assert_eq!(net.last_status_to(CALLER), Some(407));
+        let chal = net.to(CALLER).last().cloned().unwrap();
+        let auth = authorization(
+            &chal,
+            "Proxy-Authenticate",
+            "1001",
+            "wrong",
+            "INVITE",
+            "sip:*21@127.0.0.1:5060",
+        );
+        net.send(
+            CALLER,
+            &feature_invite("1001", CALLER, "*21", "z9hG4bKx2", 2, Some(&auth)),
+        );
+        assert!(matches!(net.last_status_to(CALLER), Some(403) | Some(407)));
+        // Dialling an agent's extension or another star code never reaches anyone.
+        net.send(
+            CALLER,
+            &feature_invite("9999", CALLER, "1001", "z9hG4bKx3", 3, None),
+        );
+        assert_eq!(net.last_status_to(CALLER), Some(404));
+        net.send(
+            CALLER,
+            &feature_invite("9999", CALLER, "*99", "z9hG4bKx4", 4, None),
+        );
+        assert_eq!(net.last_status_to(CALLER), Some(404));
+        assert_eq!(net.engine.active_calls(), 0);
+    }
+
+    #[test]
+    fn registration_expiry_logs_the_agent_out() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 60);
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        net.advance(61_000);
+        assert_eq!(net.state("1001"), AgentState::LoggedOut);
+        assert!(net.has(
+            |r| matches!(r, Record::AgentStateChanged { state, .. } if state == "logged_out")
+        ));
+    }
+}

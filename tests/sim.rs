@@ -1585,4 +1585,102 @@ Content-Length: {}
             |r| matches!(r, Record::AgentStateChanged { state, .. } if state == "logged_out")
         ));
     }
+
+    /// Sends an in-dialog request from agent 1's phone in the dialog of `inv`.
+    fn agent_request(
+        net: &mut Net,
+        inv: &str,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        extra: &str,
+        body: &str,
+    ) {
+        let call_id = header(inv, "Call-ID").unwrap().to_string();
+        let from = header(inv, "From").unwrap().to_string();
+        let to = format!("{};tag=agent{}", header(inv, "To").unwrap(), AGENT1.len());
+        let ct = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        let m = format!(
+            "{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT1};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:1001@{AGENT1}>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        net.send(AGENT1, &m);
+    }
+
+    #[test]
+    fn wrap_up_ended_by_the_ready_code() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        net.advance(10_000);
+        agent_request(&mut net, &inv[0], "BYE", "z9hG4bKab1", 5, "", "");
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+        net.advance(5_000);
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, "*21", "z9hG4bKr1", 1, None),
+        );
+        let chal = net
+            .to(AGENT1)
+            .into_iter()
+            .rev()
+            .find(|m| status_of(m) == Some(407))
+            .expect("407");
+        let auth = authorization(
+            &chal,
+            "Proxy-Authenticate",
+            "1001",
+            "demo1001",
+            "INVITE",
+            "sip:*21@127.0.0.1:5060",
+        );
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, "*21", "z9hG4bKr2", 2, Some(&auth)),
+        );
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        assert!(net.has(|r| matches!(r, Record::WrapUpEnded { agent, .. } if agent == "1001")));
+    }
+
+    #[test]
+    fn blind_transfer_to_a_queue_by_refer() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        net.advance(10_000);
+        agent_request(
+            &mut net,
+            &inv[0],
+            "REFER",
+            "z9hG4bKrf1",
+            5,
+            "Refer-To: <sip:after_sales@127.0.0.1>\r\n",
+            "",
+        );
+        assert!(net.to(AGENT1).iter().any(|m| status_of(m) == Some(202)));
+        let notify = net.requests_to(AGENT1, "NOTIFY");
+        assert_eq!(notify.len(), 1);
+        assert!(notify[0].contains("SIP/2.0 200 OK"));
+        assert_eq!(net.requests_to(AGENT1, "BYE").len(), 1);
+        assert!(net.has(|r| matches!(r, Record::CallTransferred { target, by, .. } if target == "after_sales" && by == "1001")));
+        assert!(
+            net.has(|r| matches!(r, Record::CallQueued { queue, .. } if queue == "after_sales"))
+        );
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+        // The caller is not hung up and hears hold audio again.
+        assert!(net.requests_to(CALLER, "BYE").is_empty());
+        assert!(matches!(
+            net.media.last(),
+            Some(MediaCommand::Play { looped: true, .. })
+        ));
+        assert_eq!(net.engine.active_calls(), 1);
+    }
 }

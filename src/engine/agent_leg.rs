@@ -17,7 +17,9 @@
 //! * On answer: hold stops, the apology (if the ACD asks) plays to the caller first, then
 //!   `Bridge { a: caller leg, b: agent leg }` (the media plane refuses plays while bridged).
 //! * Announcements play `please_hold`, then the hold audio resumes.
-//! * Not done: REFER (answered 501), call recording (QueueSpec has no recording option yet),
+//! * REFER (blind transfer) accepts queue names only (`Refer-To: <sip:after_sales@..>`):
+//!   202, NOTIFY with sipfrag 200, our BYE to the agent; other targets get 404.
+//! * Not done: transfer to an extension, call recording (QueueSpec has no recording option yet),
 //!   2xx retransmission of our answers to agent re-INVITEs (sent once).
 
 use super::Engine;
@@ -677,8 +679,11 @@ impl Engine {
         if resp.cseq_method != Method::Invite {
             // CANCEL / BYE answers only drive their transactions.
             let m = self.txns.client_response(now, key, resp.status, None);
-            if m == ClientMatch::Pass && resp.status >= 200 && resp.cseq_method == Method::Bye {
+            let done = m == ClientMatch::Pass && resp.status >= 200;
+            if done && matches!(resp.cseq_method, Method::Bye | Method::Notify) {
                 self.agent_by_branch.remove(&key.branch);
+            }
+            if done && resp.cseq_method == Method::Bye {
                 self.release_bye_done(leg);
             }
             return true;
@@ -975,6 +980,9 @@ impl Engine {
                 self.agent_by_branch.remove(&key.branch);
                 self.release_bye_done(leg);
             }
+            "NOTIFY" => {
+                self.agent_by_branch.remove(&key.branch);
+            }
             _ => {}
         }
         true
@@ -1036,19 +1044,126 @@ impl Engine {
                 }
                 self.media(MediaCommand::Unbridge { leg });
                 self.release_leg(leg);
-                if let Some(c) = self.calls.get_mut(&call_key) {
-                    if c.agent_leg == Some(leg) {
-                        c.agent_leg = None;
-                    }
+                // After a transfer (or our own BYE) the caller's call no longer hangs on
+                // this leg.
+                let ours = self
+                    .calls
+                    .get_mut(&call_key)
+                    .is_some_and(|c| c.agent_leg.take() == Some(leg));
+                if ours {
+                    self.end_call(now, call_key, EndedBy::Agent, "agent_bye", true);
                 }
-                self.end_call(now, call_key, EndedBy::Agent, "agent_bye", true);
             }
             Method::Invite => self.on_agent_reinvite(now, peer, key, req, leg),
-            Method::Refer => self.reply(now, key, req, peer, 501, "Not Implemented"),
+            Method::Refer => self.on_agent_refer(now, peer, key, req, leg),
             Method::Options | Method::Info => self.reply(now, key, req, peer, 200, "OK"),
             _ => self.reply(now, key, req, peer, 405, "Method Not Allowed"),
         }
         true
+    }
+
+    /// Blind transfer by the agent to a queue (`Refer-To: <sip:QUEUE@...>`): 202, a final
+    /// NOTIFY (sipfrag 200), our BYE to the agent (who enters wrap-up), and the caller
+    /// waits in the new queue with hold audio.
+    fn on_agent_refer(&mut self, now: Millis, peer: Peer, key: &TxnKey, req: &Request, leg: LegId) {
+        let target = req
+            .header("Refer-To")
+            .or_else(|| req.header("r"))
+            .and_then(|v| {
+                let v = v.trim().trim_start_matches('<');
+                let rest = v.strip_prefix("sip:").or_else(|| v.strip_prefix("sips:"))?;
+                let user = rest.split(['@', '>', ';']).next()?;
+                Some(user.to_string())
+            });
+        let Some(target) = target else {
+            return self.reply(now, key, req, peer, 400, "Bad Refer-To");
+        };
+        let Some(l) = self.agent_legs.get(&leg) else {
+            return;
+        };
+        let call_key = l.call_key;
+        let connected = l.state == AgentLegState::Up
+            && self
+                .calls
+                .get(&call_key)
+                .is_some_and(|c| c.agent_leg == Some(leg) && c.acd == AcdPhase::Connected);
+        if !connected {
+            return self.reply(now, key, req, peer, 481, "Call/Transaction Does Not Exist");
+        }
+        if self.acd.queues().get(&target).is_none() {
+            // Only queues are transfer targets: ccswitch never dials anything else.
+            return self.reply(now, key, req, peer, 404, "Not Found");
+        }
+        self.reply(now, key, req, peer, 202, "Accepted");
+        self.send_notify(now, leg, "SIP/2.0 200 OK\r\n");
+        let agent = self
+            .agent_legs
+            .get(&leg)
+            .map(|l| l.agent.clone())
+            .unwrap_or_default();
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        call.agent_leg = None;
+        call.acd = AcdPhase::Queued;
+        call.queue = Some(target.clone());
+        let (caller_leg, call_id) = (call.leg, call.id.clone());
+        self.media(MediaCommand::Unbridge { leg: caller_leg });
+        self.agent_bye(now, leg);
+        self.persist(Record::CallTransferred {
+            call_id,
+            at: now,
+            target: target.clone(),
+            by: agent,
+        });
+        if let Err(e) = self.acd.transfer_to_queue(now, call_key, &target) {
+            tracing::warn!(error = %e, "transfer refused: ending the call");
+            if let Some(c) = self.calls.get_mut(&call_key) {
+                c.acd = AcdPhase::None;
+            }
+            self.end_call(now, call_key, EndedBy::System, "transfer_failed", true);
+        }
+    }
+
+    /// The final NOTIFY of a REFER's implicit subscription (RFC 3515).
+    fn send_notify(&mut self, now: Millis, leg: LegId, sipfrag: &str) {
+        let sent_by = self.cfg.sent_by.clone();
+        let branch = sip::new_branch(self.rng.random());
+        let Some(l) = self.agent_legs.get_mut(&leg) else {
+            return;
+        };
+        let Some(peer) = l.peer else {
+            return;
+        };
+        l.local_cseq = l.local_cseq.max(l.invite_cseq) + 1;
+        let bytes = sip::request(&RequestOpts {
+            method: Method::Notify,
+            uri: &l.remote_target,
+            transport: peer.transport,
+            sent_by: &sent_by,
+            branch: &branch,
+            from: &l.from,
+            to: &l.to,
+            call_id: &l.sip_call_id,
+            cseq: l.local_cseq,
+            contact: None,
+            route: vec![],
+            extra_headers: vec![
+                ("Event", "refer".to_string()),
+                (
+                    "Subscription-State",
+                    "terminated;reason=noresource".to_string(),
+                ),
+            ],
+            body: Some(("message/sipfrag;version=2.0", sipfrag.as_bytes())),
+        });
+        let key = TxnKey {
+            branch: branch.clone(),
+            method: "NOTIFY".to_string(),
+            sent_by: String::new(),
+        };
+        self.agent_by_branch.insert(branch, leg);
+        self.txns.client_send(now, key, peer, false, bytes);
     }
 
     fn on_agent_reinvite(

@@ -2082,7 +2082,8 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     let sw = Switch::start(&cfg, 11);
     let t = timeline();
     let talk = 8.0;
-    let hangup = t.main + 18.0 + 2.0 + talk + prompt_secs("main_menu", 14.0);
+    // Digit 6 barges into the main menu; then 18 s of ringing Alice, Bob answers in 1 s.
+    let hangup = t.main + 18.0 + 3.0 + talk;
     let speech = speech_wav(cfg.tmp.path());
     let alice = spawn_agent(&py, &sw, "1001", -1.0, None, None, hangup + 20.0);
     let bob = spawn_agent(

@@ -10,7 +10,7 @@ Prints {"event": "registered", "code": 200} once the registrar accepted it (or
 {"event": "done", "registered": bool, "calls": [{call_id, remote, x_caller,
 x_queue, confirmed, cancelled, disconnected_by, duration_s}]}.
 --answer-after < 0 never answers (the switch's ring timeout CANCELs the offer).
-Exits after --calls answered calls have ended, or at --max-duration.
+Exits after --calls calls have ended (answered or cancelled), or at --max-duration.
 """
 
 import argparse
@@ -126,7 +126,7 @@ def main():
     ap.add_argument("--play", help="WAV played into each answered call (looped)")
     ap.add_argument("--record", help="WAV for what the agent hears (last call)")
     ap.add_argument("--hangup-after", type=float, default=0.0, help="0 = wait for the BYE")
-    ap.add_argument("--calls", type=int, default=1, help="exit after this many answered calls ended")
+    ap.add_argument("--calls", type=int, default=1, help="exit after this many calls ended (answered or cancelled)")
     ap.add_argument("--max-duration", type=float, default=60.0)
     ap.add_argument("--log-file")
     args = ap.parse_args()
@@ -169,7 +169,7 @@ def main():
                     c.hangup(pj.CallOpParam())
                 except pj.Error as e:
                     log(f"agent hangup failed: {e.info()}")
-        ended = [c for c in acc.calls if c.confirmed_at is not None and c.disconnected_at is not None]
+        ended = [c for c in acc.calls if c.disconnected_at is not None]
         if args.calls > 0 and len(ended) >= args.calls:
             break
     result = {"event": "done", "registered": acc.registered, "calls": [c.summary() for c in acc.calls]}

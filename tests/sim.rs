@@ -1033,7 +1033,7 @@ Via: SIP/2.0/UDP {at};branch={b};rport
 Max-Forwards: 70
 From: <sip:{ext}@127.0.0.1>;tag=r{ext}
 To: <sip:{ext}@127.0.0.1>
-Call-ID: reg-{ext}
+Call-ID: reg-{ext}-{at}
 CSeq: 1 REGISTER
 Contact: <sip:{ext}@{at}>
 Expires: {expires}
@@ -1156,7 +1156,7 @@ Expires: {expires}
                 header(invite, "To").unwrap(),
                 at.len()
             ));
-            let ext = if at == AGENT1 { "1001" } else { "1002" };
+            let ext = if at == AGENT2 { "1002" } else { "1001" };
             m.push_str(&format!("Contact: <sip:{ext}@{at}>\n"));
             if (200..300).contains(&status) {
                 let body = "v=0\no=agent 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 42000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=sendrecv\n".replace('\n', "\r\n");
@@ -1682,5 +1682,43 @@ Content-Length: {}
             Some(MediaCommand::Play { looped: true, .. })
         ));
         assert_eq!(net.engine.active_calls(), 1);
+    }
+
+    #[test]
+    fn offers_fork_to_every_contact_and_the_first_answer_wins() {
+        const DESK: &str = "127.0.0.1:5091";
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.register("1001", DESK, 3600);
+        net.call_and_pick('6');
+        let soft = agent_invites(&net, AGENT1);
+        let desk = agent_invites(&net, DESK);
+        assert_eq!((soft.len(), desk.len()), (1, 1), "both contacts ring");
+        assert_eq!(header(&soft[0], "Call-ID"), header(&desk[0], "Call-ID"));
+        assert_ne!(header(&soft[0], "Via"), header(&desk[0], "Via"));
+        net.answer(DESK, &desk[0], 180, "Ringing");
+        net.answer(AGENT1, &soft[0], 180, "Ringing");
+        net.answer(DESK, &desk[0], 200, "OK");
+        assert_eq!(net.requests_to(DESK, "ACK").len(), 1);
+        // The softphone's fork is withdrawn.
+        let cancels = net.requests_to(AGENT1, "CANCEL");
+        assert_eq!(cancels.len(), 1, "{:?}", net.to(AGENT1));
+        assert_eq!(header(&cancels[0], "Via"), header(&soft[0], "Via"));
+        assert!(matches!(net.state("1001"), AgentState::OnCall { .. }));
+        // A retransmitted 200 gets the same ACK again.
+        net.answer(DESK, &desk[0], 200, "OK");
+        let acks = net.requests_to(DESK, "ACK");
+        assert_eq!(acks.len(), 2);
+        assert_eq!(acks[0], acks[1]);
+        net.answer(AGENT1, &soft[0], 487, "Request Terminated");
+        assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
+        assert_eq!(
+            net.records
+                .iter()
+                .filter(|r| matches!(r, Record::OfferStarted { .. }))
+                .count(),
+            1,
+            "one offer, two forks"
+        );
     }
 }

@@ -794,6 +794,19 @@ impl Engine {
     }
 
     fn on_agent_2xx(&mut self, now: Millis, leg: LegId, fi: usize, resp: &Response) {
+        let Some(l) = self.agent_legs.get(&leg) else {
+            return;
+        };
+        let same_dialog = matches!(l.state, AgentLegState::Up | AgentLegState::Terminating)
+            && l.to == resp.to.raw;
+        if same_dialog {
+            // A 2xx retransmission (our ACK was lost): the same ACK again (RFC 3261 13.2.2.4).
+            if let (Some(ack), Some(peer)) = (l.ack.clone(), l.peer) {
+                self.stats.retransmissions += 1;
+                self.transmit(peer, ack);
+            }
+            return;
+        }
         let Some((ack, peer)) = self.ack_2xx(leg, fi, resp) else {
             return;
         };
@@ -806,11 +819,6 @@ impl Engine {
         }
         let won = l.state == AgentLegState::Ringing;
         if !won {
-            let already_up = l.state == AgentLegState::Up
-                && l.to.contains(resp.to.tag.as_deref().unwrap_or("\u{0}"));
-            if already_up {
-                return; // A 2xx retransmission: the ACK above is all it needs.
-            }
             // Late answer from a cancelled offer or a losing fork: hang that phone up.
             self.bye_stray(now, leg, fi, resp);
             self.maybe_release_leg(leg);

@@ -54,6 +54,10 @@ no_input|Sorry, I did not hear your choice.|抱歉，我没有听到您的选择
 goodbye|Thank you for calling. Goodbye.|感谢您的来电，再见。
 please_hold|Please hold.|请稍候。
 sorry_wait|Sorry to keep you waiting.|抱歉让您久等了。
+queue_position|You are number|您现在排在第
+queue_position_end|in the queue.|位。
+expected_wait|The expected wait is about|预计等待时间大约
+minutes|minutes.|分钟。
 TXT
 )
 

@@ -5,6 +5,8 @@ use crate::api::{self, ApiState};
 use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::control::{self, Inputs, Shells};
+use crate::engine::acd::MaxWaitPolicy;
+use crate::engine::switch::ANNOUNCE_PROMPTS;
 use crate::engine::txn::TxnConfig;
 use crate::engine::{Command, Engine, EngineConfig, PromptKey};
 use crate::media::prompts::{load_prompts, PromptSet};
@@ -42,6 +44,20 @@ pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
         load_prompts(&config.prompts.dir, &config.prompts.languages).map_err(|e| anyhow!("{e}"))?;
     let mut ids = config.ivr.prompt_ids();
     ids.insert("goodbye".to_string());
+    // What queues play: hold audio, apology, closing prompt, position announcements.
+    for name in config.queues.names() {
+        if let Some(q) = config.queues.get(name) {
+            ids.insert(q.hold_prompt.clone());
+            ids.insert(q.apology_prompt.clone());
+            if let MaxWaitPolicy::Closing { prompt } = &q.on_max_wait {
+                ids.insert(prompt.clone());
+            }
+        }
+    }
+    if !config.queues.is_empty() {
+        ids.extend(ANNOUNCE_PROMPTS.iter().map(|p| p.to_string()));
+        ids.extend((0..10).map(|d| format!("digit_{d}")));
+    }
     for lang in &config.prompts.languages {
         for id in &ids {
             let key = PromptKey {

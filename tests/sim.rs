@@ -1721,4 +1721,29 @@ Content-Length: {}
             "one offer, two forks"
         );
     }
+
+    #[test]
+    fn waiting_caller_hears_position_and_expected_wait_then_hold_again() {
+        let mut net = Net::new();
+        net.call_and_pick('7');
+        let holds = |net: &Net| {
+            net.media
+                .iter()
+                .filter(|m| matches!(m, MediaCommand::Play { looped: true, .. }))
+                .count()
+        };
+        assert_eq!(holds(&net), 1);
+        net.advance(46_000);
+        let (play_id, prompts) = net.last_caller_play().expect("announcement");
+        assert_eq!(prompts.first().map(String::as_str), Some("queue_position"));
+        assert!(prompts.contains(&"digit_1".to_string()), "{prompts:?}");
+        assert_eq!(prompts.last().map(String::as_str), Some("please_hold"));
+        let leg = net.caller_leg();
+        net.input(Input::Media(MediaEvent::PlayFinished {
+            leg,
+            play_id,
+            interrupted: false,
+        }));
+        assert_eq!(holds(&net), 2, "hold audio resumes after the announcement");
+    }
 }

@@ -16,7 +16,8 @@
 //!   sent only after the fork's first provisional response (RFC 3261 9.1).
 //! * On answer: hold stops, the apology (if the ACD asks) plays to the caller first, then
 //!   `Bridge { a: caller leg, b: agent leg }` (the media plane refuses plays while bridged).
-//! * Announcements play `please_hold`, then the hold audio resumes.
+//! * Announcements play "You are number N in the queue. The expected wait is about M
+//!   minutes. Please hold." (`announcement`), then the hold audio resumes.
 //! * REFER (blind transfer) accepts queue names only (`Refer-To: <sip:after_sales@..>`):
 //!   202, NOTIFY with sipfrag 200, our BYE to the agent; other targets get 404.
 //! * Not done: transfer to an extension, call recording (QueueSpec has no recording option yet),
@@ -84,6 +85,35 @@ pub struct AgentLeg {
     pub remote_media: Option<Negotiated>,
     pub on_hold: bool,
     pub ack: Option<Bytes>,
+}
+
+/// Prompts the announcement uses besides `digit_0`..`digit_9` (the app checks they exist).
+pub const ANNOUNCE_PROMPTS: [&str; 5] = [
+    "queue_position",
+    "queue_position_end",
+    "expected_wait",
+    "minutes",
+    "please_hold",
+];
+
+/// "You are number 3 in the queue. The expected wait is about 4 minutes. Please hold."
+/// Numbers are read digit by digit (`digit_N`), which needs no grammar per language.
+pub fn announcement(position: usize, expected_wait_s: u64) -> Vec<String> {
+    let digits = |n: u64| -> Vec<String> {
+        n.to_string()
+            .chars()
+            .map(|c| format!("digit_{c}"))
+            .collect()
+    };
+    let minutes = expected_wait_s.div_ceil(60).max(1);
+    let mut p = vec!["queue_position".to_string()];
+    p.extend(digits(position.max(1) as u64));
+    p.push("queue_position_end".into());
+    p.push("expected_wait".into());
+    p.extend(digits(minutes));
+    p.push("minutes".into());
+    p.push("please_hold".into());
+    p
 }
 
 /// The offer outcome of an agent phone's final response.
@@ -325,8 +355,13 @@ impl Engine {
                 }
             }
             AcdAction::PlayHold { call, prompt } => self.play_hold(call, &prompt),
-            AcdAction::Announce { call, .. } => {
-                let id = self.play_system(call, "please_hold", false);
+            AcdAction::Announce {
+                call,
+                position,
+                expected_wait_s,
+            } => {
+                let prompts = announcement(position, expected_wait_s);
+                let id = self.play_prompts(call, prompts, false);
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.announce_play = id;
                 }
@@ -379,10 +414,14 @@ impl Engine {
     }
 
     fn play_system(&mut self, call: u64, prompt: &str, looped: bool) -> Option<u64> {
-        self.play_system_looped(call, prompt, looped)
+        self.play_prompts(call, vec![prompt.to_string()], looped)
     }
 
-    fn play_system_looped(&mut self, call_key: u64, prompt: &str, looped: bool) -> Option<u64> {
+    fn play_system_looped(&mut self, call: u64, prompt: &str, looped: bool) -> Option<u64> {
+        self.play_prompts(call, vec![prompt.to_string()], looped)
+    }
+
+    fn play_prompts(&mut self, call_key: u64, ids: Vec<String>, looped: bool) -> Option<u64> {
         let default_lang = self.cfg.default_language.clone();
         let play_id = self.next_system_play;
         self.next_system_play += 1;
@@ -392,10 +431,13 @@ impl Engine {
         self.media(MediaCommand::Play {
             leg,
             play_id,
-            prompts: vec![PromptKey {
-                id: prompt.to_string(),
-                lang,
-            }],
+            prompts: ids
+                .into_iter()
+                .map(|id| PromptKey {
+                    id,
+                    lang: lang.clone(),
+                })
+                .collect(),
             looped,
             barge_in: false,
         });

@@ -6,6 +6,8 @@
 #[path = "agent_leg.rs"]
 mod agent_leg;
 
+pub use agent_leg::{announcement, ANNOUNCE_PROMPTS};
+
 use super::acd::{Acd, AgentProfile, QueueSet};
 use super::call::{AcdPhase, Call, CallState, CallTimer, ALL_CALL_TIMERS};
 use super::deadlines::DeadlineIndex;

@@ -1746,4 +1746,31 @@ Content-Length: {}
         }));
         assert_eq!(holds(&net), 2, "hold audio resumes after the announcement");
     }
+
+    #[test]
+    fn max_wait_plays_the_closing_prompt_records_a_callback_and_hangs_up() {
+        let mut net = Net::new();
+        net.call_and_pick('7');
+        net.advance(601_000);
+        assert!(net.has(
+            |r| matches!(r, Record::CallbackRequested { queue, number, .. } if queue == "after_sales" && number == "+8613812345678")
+        ));
+        let (play_id, prompts) = net.last_caller_play().expect("closing prompt");
+        assert_eq!(prompts, vec!["closed".to_string()]);
+        let leg = net.caller_leg();
+        net.input(Input::Media(MediaEvent::PlayFinished {
+            leg,
+            play_id,
+            interrupted: false,
+        }));
+        assert_eq!(net.requests_to(CALLER, "BYE").len(), 1);
+        assert!(net.has(|r| matches!(r, Record::CallEnded { ended_by: EndedBy::System, reason, .. } if reason == "max_wait")));
+        assert!(net.has(|r| matches!(
+            r,
+            Record::IvrLeft {
+                outcome: IvrOutcome::Queued,
+                ..
+            }
+        )));
+    }
 }

@@ -1773,4 +1773,151 @@ Content-Length: {}
             }
         )));
     }
+
+    fn caller_addr(n: usize) -> String {
+        format!("127.0.0.1:{}", 6000 + n)
+    }
+
+    /// Caller `n` on the tech hotline (straight into the tech queue).
+    fn hotline_request(n: usize, method: &str, branch: &str, to_tag: &str, cseq: u32) -> String {
+        let at = caller_addr(n);
+        let to_tag = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        let body = if method == "INVITE" {
+            SDP_OFFER.replace('\n', "\r\n")
+        } else {
+            String::new()
+        };
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\n"
+        };
+        let cseq_method = if method == "CANCEL" { "INVITE" } else { method };
+        let cseq_line = if method == "CANCEL" {
+            "1 CANCEL".to_string()
+        } else {
+            format!("{cseq} {cseq_method}")
+        };
+        crlf(&format!(
+            "{method} sip:4008006@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {at};branch={branch};rport
+Max-Forwards: 70
+From: <sip:+86138000{n:05}@127.0.0.1>;tag=pc{n}
+To: <sip:4008006@127.0.0.1>{to_tag}
+Call-ID: prop-{n}
+CSeq: {cseq_line}
+Contact: <sip:c{n}@{at}>
+{ct}Content-Length: {}
+
+",
+            body.len()
+        )) + &body
+    }
+
+    fn to_tag_from(net: &Net, at: &str) -> String {
+        net.to(at)
+            .iter()
+            .rev()
+            .find(|m| {
+                matches!(status_of(m), Some(180..=299))
+                    && header(m, "CSeq").is_some_and(|c| c.ends_with("INVITE"))
+            })
+            .and_then(|m| header(m, "To"))
+            .and_then(|t| t.split(";tag=").nth(1))
+            .map(|t| t.split(';').next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Callers come and go, agents answer, refuse, ignore or hang up at random: no
+            /// agent is ever offered two calls or talks on two, and everything ends cleanly.
+            #[test]
+            fn agents_are_never_double_booked_and_nothing_leaks(
+                actions in prop::collection::vec((0u8..8, 0usize..4, 0u64..12_000), 1..40)
+            ) {
+                let mut net = Net::new();
+                net.register("1001", AGENT1, 3600);
+                net.register("1002", AGENT2, 3600);
+                let mut callers = 0usize;
+                for (i, (action, who, wait)) in actions.into_iter().enumerate() {
+                    net.advance(wait);
+                    let agent = if who % 2 == 0 { AGENT1 } else { AGENT2 };
+                    let cseq = 10 + i as u32;
+                    match action {
+                        0 | 1 if callers < 4 => {
+                            let b = format!("z9hG4bKpi{callers}");
+                            let m = hotline_request(callers, "INVITE", &b, "", 1);
+                            let at = caller_addr(callers);
+                            net.send(&at, &m);
+                            callers += 1;
+                        }
+                        2 if callers > 0 => {
+                            let n = who % callers;
+                            let at = caller_addr(n);
+                            let tag = to_tag_from(&net, &at);
+                            if !tag.is_empty() {
+                                let m = hotline_request(n, "ACK", &format!("z9hG4bKpa{i}"), &tag, 1);
+                                net.send(&at, &m);
+                            }
+                        }
+                        3 if callers > 0 => {
+                            let n = who % callers;
+                            let at = caller_addr(n);
+                            let tag = to_tag_from(&net, &at);
+                            let m = hotline_request(n, "BYE", &format!("z9hG4bKpb{i}"), &tag, cseq);
+                            net.send(&at, &m);
+                        }
+                        _ => {
+                            // The agent's phone answers its latest INVITE.
+                            if let Some(inv) = agent_invites(&net, agent).last().cloned() {
+                                let (status, reason) = match (action, who) {
+                                    (4, _) => (180, "Ringing"),
+                                    (5, 0 | 1) => (200, "OK"),
+                                    (5, _) => (486, "Busy Here"),
+                                    (6, 0) => (603, "Decline"),
+                                    (6, _) => (487, "Request Terminated"),
+                                    _ => (200, "OK"),
+                                };
+                                net.answer(agent, &inv, status, reason);
+                            }
+                        }
+                    }
+                    prop_assert_eq!(net.engine.check_agent_invariants(), Ok(()));
+                }
+                // Everyone hangs up; phones answer what is left with 487; timers run out.
+                for n in 0..callers {
+                    let at = caller_addr(n);
+                    let tag = to_tag_from(&net, &at);
+                    let m = hotline_request(n, "BYE", &format!("z9hG4bKpz{n}"), &tag, 999);
+                    net.send(&at, &m);
+                }
+                for agent in [AGENT1, AGENT2] {
+                    for inv in agent_invites(&net, agent) {
+                        net.answer(agent, &inv, 487, "Request Terminated");
+                    }
+                }
+                net.advance(300_000);
+                prop_assert_eq!(net.engine.check_agent_invariants(), Ok(()));
+                prop_assert_eq!(net.engine.active_calls(), 0);
+                prop_assert_eq!(net.engine.agent_legs(), 0, "agent legs left behind");
+                for a in ["1001", "1002"] {
+                    let st = net.state(a);
+                    prop_assert!(matches!(st, AgentState::Ready | AgentState::NotReady(_)), "{} {:?}", a, st);
+                }
+                let started = net.records.iter().filter(|r| matches!(r, Record::CallStarted { .. })).count();
+                let ended = net.records.iter().filter(|r| matches!(r, Record::CallEnded { .. })).count();
+                prop_assert_eq!(started, ended);
+            }
+        }
+    }
 }

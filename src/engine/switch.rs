@@ -200,6 +200,37 @@ impl Engine {
         .min()
     }
 
+    /// Agent legs alive (ringing, cancelling, up or hanging up).
+    pub fn agent_legs(&self) -> usize {
+        self.agent_legs.len()
+    }
+
+    /// Consistency of the ACD and the agent legs; for tests.
+    #[doc(hidden)]
+    pub fn check_agent_invariants(&self) -> Result<(), String> {
+        self.acd.check_invariants()?;
+        let mut ringing: HashMap<&str, u64> = HashMap::new();
+        for (leg, l) in &self.agent_legs {
+            if l.state == agent_leg::AgentLegState::Ringing {
+                if let Some(other) = ringing.insert(l.agent.as_str(), *leg) {
+                    return Err(format!("agent {} rings on legs {other} and {leg}", l.agent));
+                }
+            }
+        }
+        let mut up: HashMap<&str, u64> = HashMap::new();
+        for (leg, l) in &self.agent_legs {
+            if l.state == agent_leg::AgentLegState::Up {
+                if let Some(other) = up.insert(l.agent.as_str(), *leg) {
+                    return Err(format!("agent {} talks on legs {other} and {leg}", l.agent));
+                }
+                if ringing.contains_key(l.agent.as_str()) {
+                    return Err(format!("agent {} rings while on a call", l.agent));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The ACD's view of an agent (for tests and the API).
     pub fn agent_state(&self, agent: &str) -> Option<&super::acd::AgentState> {
         self.acd.agent_state(agent)

@@ -58,6 +58,10 @@ queue_position|You are number|您现在排在第
 queue_position_end|in the queue.|位。
 expected_wait|The expected wait is about|预计等待时间大约
 minutes|minutes.|分钟。
+feature_ready|You are ready for calls.|您现在可以接听电话了。
+feature_not_ready|You are not ready. Calls will not be offered to you.|您已暂停接听，系统不会为您分配来电。
+feature_logged_out|You are logged out.|您已退出登录。
+feature_refused|Sorry, that is not possible now.|抱歉，现在无法执行该操作。
 TXT
 )
 

@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::{self, Config};
 use crate::control::{self, Inputs, Shells};
 use crate::engine::acd::MaxWaitPolicy;
-use crate::engine::switch::ANNOUNCE_PROMPTS;
+use crate::engine::switch::{ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
 use crate::engine::txn::TxnConfig;
 use crate::engine::{Command, Engine, EngineConfig, PromptKey};
 use crate::media::prompts::{load_prompts, PromptSet};
@@ -56,6 +56,7 @@ pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
     }
     if !config.queues.is_empty() {
         ids.extend(ANNOUNCE_PROMPTS.iter().map(|p| p.to_string()));
+        ids.extend(FEATURE_PROMPTS.iter().map(|p| p.to_string()));
         ids.extend((0..10).map(|d| format!("digit_{d}")));
     }
     for lang in &config.prompts.languages {

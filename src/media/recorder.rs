@@ -52,6 +52,9 @@ pub struct Aligner {
     written: u64,
     /// Per channel: samples from `written` on.
     pending: [VecDeque<i16>; 2],
+    /// Per channel: audio is flowing (the next chunk follows on). False at the start and after
+    /// wall-clock filling, so the next chunk is placed exactly where its arrival says.
+    flowing: [bool; 2],
 }
 
 impl Aligner {
@@ -60,6 +63,7 @@ impl Aligner {
             t0,
             written: 0,
             pending: [VecDeque::new(), VecDeque::new()],
+            flowing: [false; 2],
         }
     }
 
@@ -72,7 +76,8 @@ impl Aligner {
     pub fn push(&mut self, side: usize, at: Millis, samples: &[i16]) -> bool {
         let wall_end = self.wall(at);
         let written = self.written;
-        let Some(ch) = self.pending.get_mut(side) else {
+        let (Some(ch), Some(flowing)) = (self.pending.get_mut(side), self.flowing.get_mut(side))
+        else {
             return false;
         };
         let pos = written + ch.len() as u64;
@@ -80,7 +85,9 @@ impl Aligner {
             return false;
         }
         let start = wall_end.saturating_sub(samples.len() as u64);
-        if start > pos + JITTER {
+        let tolerance = if *flowing { JITTER } else { 0 };
+        *flowing = true;
+        if start > pos + tolerance {
             ch.extend(std::iter::repeat_n(0, (start - pos) as usize));
         }
         ch.extend(samples.iter().copied());
@@ -91,10 +98,11 @@ impl Aligner {
     pub fn advance(&mut self, now: Millis) {
         let horizon = self.wall(now).saturating_sub(LAG);
         let written = self.written;
-        for ch in &mut self.pending {
+        for (ch, flowing) in self.pending.iter_mut().zip(&mut self.flowing) {
             let pos = written + ch.len() as u64;
             if pos < horizon {
                 ch.extend(std::iter::repeat_n(0, (horizon - pos) as usize));
+                *flowing = false;
             }
         }
     }

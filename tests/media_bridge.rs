@@ -111,7 +111,10 @@ fn until_relayed(from: &UdpSocket, to: SocketAddr, at: &UdpSocket, pt: u8, body:
     panic!("the bridge never relayed");
 }
 
-fn next_event(rx: &mut UnboundedReceiver<MediaEvent>, want: impl Fn(&MediaEvent) -> bool) -> MediaEvent {
+fn next_event(
+    rx: &mut UnboundedReceiver<MediaEvent>,
+    want: impl Fn(&MediaEvent) -> bool,
+) -> MediaEvent {
     for _ in 0..300 {
         while let Ok(ev) = rx.try_recv() {
             if want(&ev) {
@@ -162,8 +165,11 @@ fn bridged_legs_relay_both_ways_transcoded_with_events_and_a_recording() {
     // Caller -> agent: mu-law 0x80 (+32124) arrives as A-law 0xAA (+32256).
     let mut seq = until_relayed(&a, leg_a, &b, 0, &[0x80; 160]);
     for _ in 0..20 {
-        a.send_to(&packet(0, seq, u32::from(seq) * 160, 1, &[0x80; 160]), leg_a)
-            .unwrap();
+        a.send_to(
+            &packet(0, seq, u32::from(seq) * 160, 1, &[0x80; 160]),
+            leg_a,
+        )
+        .unwrap();
         seq += 1;
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -174,7 +180,11 @@ fn bridged_legs_relay_both_ways_transcoded_with_events_and_a_recording() {
         assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
     }
     for p in &got {
-        assert_eq!((p.payload_type, p.ssrc), (8, ssrc), "agent's own stream, PCMA");
+        assert_eq!(
+            (p.payload_type, p.ssrc),
+            (8, ssrc),
+            "agent's own stream, PCMA"
+        );
         assert!(p.payload.iter().all(|&x| x == 0xAA));
     }
     // The relayed stream continued the prompt's sequence numbers (no restart).
@@ -189,15 +199,20 @@ fn bridged_legs_relay_both_ways_transcoded_with_events_and_a_recording() {
     assert_eq!(p[0].payload_type, 96);
     assert_eq!(p[0].payload.as_ref(), &[7, 10, 0, 160]);
     match next_event(&mut rx, |e| matches!(e, MediaEvent::Digit { .. })) {
-        MediaEvent::Digit { leg: 1, digit: '7', .. } => {}
+        MediaEvent::Digit {
+            leg: 1, digit: '7', ..
+        } => {}
         other => panic!("unexpected {other:?}"),
     }
 
     // Agent -> caller: A-law 0x2A (-32256) arrives as mu-law 0x00 (-32124).
     let mut bseq = until_relayed(&b, leg_b, &a, 8, &[0x2A; 160]);
     for _ in 0..20 {
-        b.send_to(&packet(8, bseq, u32::from(bseq) * 160, 2, &[0x2A; 160]), leg_b)
-            .unwrap();
+        b.send_to(
+            &packet(8, bseq, u32::from(bseq) * 160, 2, &[0x2A; 160]),
+            leg_b,
+        )
+        .unwrap();
         bseq += 1;
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -212,7 +227,9 @@ fn bridged_legs_relay_both_ways_transcoded_with_events_and_a_recording() {
 
     // Unbridge ends the recording; the WAV has the caller left and the agent right.
     media.send(MediaCommand::Unbridge { leg: 2 });
-    match next_event(&mut rx, |e| matches!(e, MediaEvent::RecordingFinished { .. })) {
+    match next_event(&mut rx, |e| {
+        matches!(e, MediaEvent::RecordingFinished { .. })
+    }) {
         MediaEvent::RecordingFinished {
             leg: 1,
             path: p,
@@ -223,20 +240,34 @@ fn bridged_legs_relay_both_ways_transcoded_with_events_and_a_recording() {
     }
     let mut wav = hound::WavReader::open(&path).unwrap();
     let spec = wav.spec();
-    assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 8000, 16));
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
     let s: Vec<i16> = wav.samples::<i16>().map(|x| x.unwrap()).collect();
     let left = s.iter().step_by(2).filter(|&&x| x == 32124).count();
-    let right = s.iter().skip(1).step_by(2).filter(|&&x| x == -32256).count();
+    let right = s
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .filter(|&&x| x == -32256)
+        .count();
     assert!(left >= 20 * 160, "caller audio on the left: {left}");
     assert!(right >= 20 * 160, "agent audio on the right: {right}");
-    assert!(s.iter().step_by(2).all(|&x| x == 32124 || x == 0), "nothing else on the left");
+    assert!(
+        s.iter().step_by(2).all(|&x| x == 32124 || x == 0),
+        "nothing else on the left"
+    );
     assert!(s.iter().skip(1).step_by(2).all(|&x| x == -32256 || x == 0));
 
     // After Unbridge nothing is relayed; the legs take prompts again.
     let mut buf = [0u8; 1500];
     while b.recv(&mut buf).is_ok() {}
-    a.send_to(&packet(0, seq, u32::from(seq) * 160, 1, &[0x80; 160]), leg_a)
-        .unwrap();
+    a.send_to(
+        &packet(0, seq, u32::from(seq) * 160, 1, &[0x80; 160]),
+        leg_a,
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     assert!(b.recv(&mut buf).is_err(), "unbridged: nothing relayed");
     media.send(MediaCommand::Play {
@@ -270,7 +301,9 @@ fn recording_needs_a_bridge_and_close_ends_bridge_and_recording() {
         b: 2,
         path: path.clone(),
     });
-    match next_event(&mut rx, |e| matches!(e, MediaEvent::RecordingFinished { .. })) {
+    match next_event(&mut rx, |e| {
+        matches!(e, MediaEvent::RecordingFinished { .. })
+    }) {
         MediaEvent::RecordingFinished {
             leg: 1, ok: false, ..
         } => {}
@@ -284,8 +317,11 @@ fn recording_needs_a_bridge_and_close_ends_bridge_and_recording() {
     });
     // Same codec: passed through byte for byte. Play on a bridged leg is refused.
     let seq = until_relayed(&a, leg_a, &b, 8, &[0x11; 160]);
-    a.send_to(&packet(8, seq, u32::from(seq) * 160, 1, &[0x33; 160]), leg_a)
-        .unwrap();
+    a.send_to(
+        &packet(8, seq, u32::from(seq) * 160, 1, &[0x33; 160]),
+        leg_a,
+    )
+    .unwrap();
     let p = recv_rtp(&b, 1, |_| true);
     assert!(p[0].payload.iter().all(|&x| x == 0x33));
     media.send(MediaCommand::Play {
@@ -304,7 +340,9 @@ fn recording_needs_a_bridge_and_close_ends_bridge_and_recording() {
         }
     );
     media.send(MediaCommand::Close { leg: 2 });
-    match next_event(&mut rx, |e| matches!(e, MediaEvent::RecordingFinished { .. })) {
+    match next_event(&mut rx, |e| {
+        matches!(e, MediaEvent::RecordingFinished { .. })
+    }) {
         MediaEvent::RecordingFinished {
             leg: 1, ok: true, ..
         } => {}

@@ -1134,7 +1134,9 @@ impl Engine {
                 self.end_call(now, call_key, EndedBy::System, "rtp_timeout", true);
             }
             // Recording is wired into the call flow by the bridging integration.
-            MediaEvent::RecordingFinished { path, ok, reason, .. } => {
+            MediaEvent::RecordingFinished {
+                path, ok, reason, ..
+            } => {
                 tracing::info!(path = %path.display(), ok, reason = ?reason, "recording finished");
             }
         }

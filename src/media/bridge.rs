@@ -217,13 +217,25 @@ mod tests {
         assert_eq!(v.payload, &[42, 43]);
         assert_eq!(v.payload_type, 8);
         // The plain packet agrees with the reference parser.
-        assert_eq!(rtp::parse(&p).unwrap().payload.as_ref(), view(&p).unwrap().payload);
+        assert_eq!(
+            rtp::parse(&p).unwrap().payload.as_ref(),
+            view(&p).unwrap().payload
+        );
         assert!(view(b"").is_none());
         assert!(view(&[0x80; 11]).is_none());
         assert!(view(&[0x40; 20]).is_none(), "version 1");
-        assert!(view(&[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none(), "RTCP");
-        assert!(view(&[0x8f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none(), "CSRCs cut off");
-        assert!(view(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50]).is_none(), "bad padding");
+        assert!(
+            view(&[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none(),
+            "RTCP"
+        );
+        assert!(
+            view(&[0x8f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_none(),
+            "CSRCs cut off"
+        );
+        assert!(
+            view(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50]).is_none(),
+            "bad padding"
+        );
         for len in 0..40 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 0x90) as u8).collect();
             let _ = view(&junk);
@@ -236,20 +248,36 @@ mod tests {
         // mu-law 0xFF / 0x7F are +0 / -0, both A-law 0xD5 (+8, the smallest A-law step, even
         // bits inverted). mu-law 0x80 = +32124 and 0x00 = -32124 map to the A-law extremes
         // 0xAA (+32256) and 0x2A (-32256).
-        transcode(Codec::Pcmu, Codec::Pcma, &[0xFF, 0x7F, 0x80, 0x00], &mut out);
+        transcode(
+            Codec::Pcmu,
+            Codec::Pcma,
+            &[0xFF, 0x7F, 0x80, 0x00],
+            &mut out,
+        );
         assert_eq!(out, [0xD5, 0xD5, 0xAA, 0x2A]);
         // A-law +-8 -> mu-law +-8 (0xFE / 0x7E); the extremes back to 0x80 / 0x00.
-        transcode(Codec::Pcma, Codec::Pcmu, &[0xD5, 0xAA, 0x2A, 0x55], &mut out);
+        transcode(
+            Codec::Pcma,
+            Codec::Pcmu,
+            &[0xD5, 0xAA, 0x2A, 0x55],
+            &mut out,
+        );
         assert_eq!(out, [0xFE, 0x80, 0x00, 0x7E]);
         // Every code: the decoded value after transcoding is within one A-law/mu-law step.
         for b in 0..=255u8 {
             let mut o = [0u8];
             transcode(Codec::Pcmu, Codec::Pcma, &[b], &mut o);
             let (x, y) = (g711::decode_ulaw(b), g711::decode_alaw(o[0]));
-            assert!((i32::from(x) - i32::from(y)).abs() <= 1024, "{b:#x}: {x} vs {y}");
+            assert!(
+                (i32::from(x) - i32::from(y)).abs() <= 1024,
+                "{b:#x}: {x} vs {y}"
+            );
             transcode(Codec::Pcma, Codec::Pcmu, &[b], &mut o);
             let (x, y) = (g711::decode_alaw(b), g711::decode_ulaw(o[0]));
-            assert!((i32::from(x) - i32::from(y)).abs() <= 1024, "{b:#x}: {x} vs {y}");
+            assert!(
+                (i32::from(x) - i32::from(y)).abs() <= 1024,
+                "{b:#x}: {x} vs {y}"
+            );
         }
         // Same codec: a copy; a short output buffer bounds the write.
         let mut o = [0u8; 2];

@@ -1018,7 +1018,10 @@ mod tests {
                 interrupted: true
             }]
         );
-        assert!(b.poll_transmit(Millis(1080)).is_none(), "no prompt while bridged");
+        assert!(
+            b.poll_transmit(Millis(1080)).is_none(),
+            "no prompt while bridged"
+        );
         // The caller's phone sends 0xFF (mu-law silence) frames with its own numbering.
         let mut got = Vec::new();
         for i in 0..5u16 {
@@ -1028,7 +1031,10 @@ mod tests {
         for (i, p) in got.iter().enumerate() {
             assert_eq!(p.ssrc, 0xabcd);
             assert_eq!(p.payload_type, 8, "agent gets PCMA");
-            assert!(p.payload.iter().all(|&x| x == 0xD5), "mu-law silence -> A-law silence");
+            assert!(
+                p.payload.iter().all(|&x| x == 0xD5),
+                "mu-law silence -> A-law silence"
+            );
             assert_eq!(p.sequence, last.sequence.wrapping_add(1 + i as u16));
             assert_eq!(p.marker, i == 0);
         }
@@ -1081,12 +1087,24 @@ mod tests {
             .unwrap();
         let p = rtp::parse(&out[..n]).unwrap();
         assert_eq!((p.payload_type, p.ssrc, p.marker), (0, 0x1234_5678, true));
-        assert!(p.payload.iter().all(|&x| x == 0xFE), "A-law +8 -> mu-law +8");
+        assert!(
+            p.payload.iter().all(|&x| x == 0xFE),
+            "A-law +8 -> mu-law +8"
+        );
         // An agent leg without telephone-event: events are dropped, no gap left.
         b.update(Millis(1060), b.destination(), Codec::Pcma, None, true);
         let a5 = relay(&mut caller, &mut b, 1060, &audio(5)).unwrap();
-        assert!(!a5.marker, "same codec and direction: the stream just goes on");
-        assert!(relay(&mut caller, &mut b, 1070, &rtp_bytes(101, 6, 960, &[6, 10, 0, 160])).is_none());
+        assert!(
+            !a5.marker,
+            "same codec and direction: the stream just goes on"
+        );
+        assert!(relay(
+            &mut caller,
+            &mut b,
+            1070,
+            &rtp_bytes(101, 6, 960, &[6, 10, 0, 160])
+        )
+        .is_none());
         let a7 = relay(&mut caller, &mut b, 1080, &audio(7)).unwrap();
         assert_eq!(a7.sequence, a5.sequence.wrapping_add(1));
         // Held agent (sendonly from its side): nothing relayed to it.
@@ -1111,7 +1129,13 @@ mod tests {
         let mut b = agent();
         caller.bridge();
         b.bridge();
-        let a = relay(&mut caller, &mut b, 1000, &rtp_bytes(0, 100, 0, &[0xff; 160])).unwrap();
+        let a = relay(
+            &mut caller,
+            &mut b,
+            1000,
+            &rtp_bytes(0, 100, 0, &[0xff; 160]),
+        )
+        .unwrap();
         // The phone restarts its stream (new SSRC is seen through the latched address).
         let mut head = [0u8; rtp::HEADER_LEN];
         rtp::write_header(&mut head, false, 0, 9, 123_456, 4242);

@@ -484,7 +484,10 @@ mod tests {
         assert!(a.push(1, Millis(1040), &[2; 160]));
         let f = frames(&mut a);
         assert_eq!(f.len(), 320, "both channels have 320 samples from t0");
-        assert!(f[..160].iter().all(|&(l, r)| l == 1 && r == 0), "right silent first");
+        assert!(
+            f[..160].iter().all(|&(l, r)| l == 1 && r == 0),
+            "right silent first"
+        );
         assert!(f[160..].iter().all(|&(l, r)| l == 1 && r == 2));
         // Left pauses (silence suppression) for 200 ms: its next frame is placed by time.
         assert!(a.push(1, Millis(1060), &[2; 160]));
@@ -566,7 +569,10 @@ mod tests {
             MediaEvent::RecordingFinished { leg: 2, ok: false, reason: Some(r), .. } if r.contains("cannot create"))));
         let mut r = hound::WavReader::open(&path).unwrap();
         let spec = r.spec();
-        assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 8000, 16));
+        assert_eq!(
+            (spec.channels, spec.sample_rate, spec.bits_per_sample),
+            (2, 8000, 16)
+        );
         let s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
         assert_eq!(s.len(), 2 * 1600);
         assert!(s.chunks(2).all(|c| c == [32124, -32256]));

@@ -97,7 +97,10 @@ enum WorkerMsg {
         b_incoming: bool,
     },
     /// Hand `leg` over to the worker behind `to` (which then gets `Adopt`).
-    Migrate { leg: LegId, to: Sender<WorkerMsg> },
+    Migrate {
+        leg: LegId,
+        to: Sender<WorkerMsg>,
+    },
     /// A migrating leg arrives (None: the sender did not have it, e.g. its Open failed).
     Adopt {
         leg: LegId,
@@ -716,8 +719,7 @@ impl Worker {
                 let socket = match bind(SocketAddr::new(self.bind_ip, local_port)) {
                     Ok(s) => s,
                     Err(e) => {
-                        let mut routes =
-                            self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
                         if routes.get(&leg) == Some(&self.me) {
                             routes.remove(&leg);
                         }
@@ -728,7 +730,9 @@ impl Worker {
                     }
                 };
                 // The emptiest phase slot spreads sends evenly over the 20 ms period.
-                let slot = (0..SLOTS).min_by_key(|&s| self.phases[s].len()).unwrap_or(0);
+                let slot = (0..SLOTS)
+                    .min_by_key(|&s| self.phases[s].len())
+                    .unwrap_or(0);
                 let params = LegParams {
                     leg,
                     remote,

@@ -218,6 +218,10 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// Sub-slots of the 20 ms period (100 us each): phones are spread over them, as independent
+/// phones would be, instead of arriving in one burst per millisecond.
+const PHASES: u64 = 200;
+
 /// Sends for phones `first..` stepping by `step`, each at its phase of the 20 ms period.
 fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
     let mut seq = vec![0u16; sh.phones.len()];
@@ -226,7 +230,7 @@ fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
     let mut tick: u64 = 0;
     let mut skipped = 0;
     while !sh.stop.load(Ordering::Relaxed) {
-        let due = start + Duration::from_millis(tick);
+        let due = start + Duration::from_micros(tick * 20_000 / PHASES);
         if let Some(left) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(left);
         } else if Instant::now() > due + Duration::from_millis(5) {
@@ -235,10 +239,10 @@ fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
             tick += 1;
             continue;
         }
-        let phase = (tick % 20) as usize;
-        let mut i = first;
+        let phase = (tick % PHASES) as usize;
+        let mut i = phase;
         while i < sh.phones.len() {
-            if i % 20 == phase {
+            if i % step == first {
                 let p = &sh.phones[i];
                 let s = seq[i];
                 let mut head = [0u8; rtp::HEADER_LEN];
@@ -270,7 +274,7 @@ fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
                 }
                 seq[i] = s.wrapping_add(1);
             }
-            i += step;
+            i += PHASES as usize;
         }
         tick += 1;
     }

@@ -346,6 +346,8 @@ struct LegSlot {
     peer: Option<usize>,
     /// The recording this leg feeds and its channel (0 left, 1 right).
     rec: Option<(RecordingId, u8)>,
+    /// The socket is in the epoll set (bridged): drained on readiness, not on the tick.
+    polled: bool,
 }
 
 struct Worker {
@@ -612,6 +614,7 @@ impl Worker {
         slot.phase = ((g + SLOTS as u64 - e) % SLOTS as u64) as usize;
         slot.peer = None;
         slot.rec = None;
+        slot.polled = false;
         let phase = slot.phase;
         let id = slot.leg.id();
         let idx = match self.free.pop() {
@@ -658,8 +661,10 @@ impl Worker {
             s.leg.bridge();
             let registered = self.poller.add(&s.socket, x as u64);
             if let Err(e) = registered {
+                // Still relayed, on its slot tick (up to 20 ms late).
                 tracing::error!(error = %e, "cannot poll a bridged leg's socket");
             } else {
+                s.polled = true;
                 self.registered += 1;
             }
             self.emit_leg_events(x);
@@ -676,9 +681,10 @@ impl Worker {
             if let Some(s) = self.slab.get_mut(x).and_then(Option::as_mut) {
                 s.peer = None;
                 s.leg.unbridge();
-                if self.poller.remove(&s.socket).is_ok() {
+                if s.polled && self.poller.remove(&s.socket).is_ok() {
                     self.registered = self.registered.saturating_sub(1);
                 }
+                s.polled = false;
             }
         }
     }
@@ -751,6 +757,7 @@ impl Worker {
                     phase: slot,
                     peer: None,
                     rec: None,
+                    polled: false,
                 });
                 self.counters.legs.fetch_add(1, Ordering::Relaxed);
             }
@@ -894,8 +901,16 @@ impl Worker {
             let Some(&idx) = self.phases[phase].get(k) else {
                 return;
             };
-            // Receive before sending so a barge-in digit stops this very frame.
-            self.receive(idx);
+            // Receive before sending so a barge-in digit stops this very frame. Polled sockets
+            // were drained as packets came (a recv here would only find it empty).
+            if self
+                .slab
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| !s.polled)
+            {
+                self.receive(idx);
+            }
             let now = self.clock.now();
             let Some(l) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
                 continue;

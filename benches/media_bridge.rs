@@ -38,6 +38,9 @@ struct Args {
     receivers: usize,
     same_codec: bool,
     no_rt: bool,
+    /// Phone threads at normal priority (default: SCHED_FIFO 5, below the workers' 10, so
+    /// CPU-bound neighbours on a shared machine do not stall the load itself).
+    phones_no_rt: bool,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +62,7 @@ fn parse_args() -> Args {
         receivers: get("--receivers").map_or(2, |v| v.max(1) as usize),
         same_codec: args.iter().any(|a| a == "--same-codec"),
         no_rt: args.iter().any(|a| a == "--no-rt"),
+        phones_no_rt: args.iter().any(|a| a == "--phones-no-rt"),
     }
 }
 
@@ -135,6 +139,15 @@ struct Phone {
     codec: Codec,
     peer_codec: Codec,
     leg: SocketAddr,
+}
+
+/// SCHED_FIFO at `priority` for the calling thread; false when not permitted.
+fn set_fifo(priority: i32) -> bool {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: pthread_self() is the calling thread; param is a valid sched_param.
+    unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
 }
 
 fn realtime_ns() -> i64 {
@@ -478,10 +491,16 @@ fn main() {
     for r in 0..args.receivers {
         let sh = sh.clone();
         let step = args.receivers;
+        let rt = !args.phones_no_rt;
         receivers.push(
             std::thread::Builder::new()
                 .name(format!("bench-rx-{r}"))
-                .spawn(move || receiver(sh, r, step))
+                .spawn(move || {
+                    if rt {
+                        set_fifo(5);
+                    }
+                    receiver(sh, r, step)
+                })
                 .expect("spawn receiver"),
         );
     }
@@ -489,10 +508,16 @@ fn main() {
     for s in 0..args.senders {
         let sh = sh.clone();
         let step = args.senders;
+        let rt = !args.phones_no_rt;
         senders.push(
             std::thread::Builder::new()
                 .name(format!("bench-tx-{s}"))
-                .spawn(move || sender(sh, s, step))
+                .spawn(move || {
+                    if rt {
+                        set_fifo(5);
+                    }
+                    sender(sh, s, step)
+                })
                 .expect("spawn sender"),
         );
     }
@@ -539,11 +564,12 @@ fn main() {
     let process_cpu = (cpu1.0 - cpu0.0) as f64 / 100.0;
     delays.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "media_bridge: pairs={} legs={} workers={} real-time={} transcoding={} measured {} s after {} s warm-up (open failures {open_failed})",
+        "media_bridge: pairs={} legs={} workers={} real-time={} phones real-time={} transcoding={} measured {} s after {} s warm-up (open failures {open_failed})",
         args.pairs,
         legs,
         args.workers,
         !args.no_rt,
+        !args.phones_no_rt,
         if args.same_codec { "none" } else { "every other pair" },
         args.seconds,
         args.warmup,

@@ -514,8 +514,10 @@ impl Worker {
             }
             let mut ready = std::mem::take(&mut self.ready);
             self.poller.wait(&self.clock, deadline, &mut ready);
+            // One datagram per readiness report: the set is level-triggered, so a socket with
+            // more queued is reported again, and the recv that would find it empty is saved.
             for &token in &ready {
-                self.receive(token as usize);
+                self.receive(token as usize, 1);
             }
             self.ready = ready;
         }
@@ -838,9 +840,10 @@ impl Worker {
         }
     }
 
-    /// Drains one leg's socket; bridged legs relay each packet to their peer at once.
-    fn receive(&mut self, idx: usize) {
-        for _ in 0..MAX_RECV_PER_VISIT {
+    /// Reads up to `max` datagrams from one leg's socket; bridged legs relay each packet to
+    /// their peer at once.
+    fn receive(&mut self, idx: usize, max: usize) {
+        for _ in 0..max {
             let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
                 return;
             };
@@ -909,7 +912,7 @@ impl Worker {
                 .and_then(Option::as_ref)
                 .is_some_and(|s| !s.polled)
             {
-                self.receive(idx);
+                self.receive(idx, MAX_RECV_PER_VISIT);
             }
             let now = self.clock.now();
             let Some(l) = self.slab.get_mut(idx).and_then(Option::as_mut) else {

@@ -1,8 +1,14 @@
-//! Bridged-call relay under load: N pairs of UDP "phones" on 127.0.0.1, each pair bridged
+//! Bridged-call relay under load: N pairs of "phones" on 127.0.0.1, each pair bridged
 //! through two media legs, every phone sending 50 packets/s (20 ms G.711) to its leg.
 //!
 //!   cargo bench --bench media_bridge -- [--pairs 1000] [--seconds 10] [--workers 2]
-//!                                       [--same-codec] [--no-rt] [--senders 1] [--receivers 2]
+//!                                       [--same-codec] [--no-rt] [--phones-no-rt]
+//!                                       [--sockets 16] [--receivers 2]
+//!
+//! The phones share `--sockets` UDP sockets and send/receive in batches (sendmmsg/recvmmsg)
+//! so that the load generator, which runs on the same two cores, costs far less than the
+//! relay it measures: phone i is socket i % sockets; its leg latches to that address, and
+//! the receiver tells streams apart by the leg's source port.
 //!
 //! Without `--bench` (as under `cargo test --benches` / `--all-targets`) it runs a quick mode:
 //! 10 pairs for 1 second. By default every other pair is PCMU <-> PCMA (transcoded);
@@ -34,7 +40,7 @@ struct Args {
     seconds: u64,
     warmup: u64,
     workers: usize,
-    senders: usize,
+    sockets: usize,
     receivers: usize,
     same_codec: bool,
     no_rt: bool,
@@ -58,7 +64,7 @@ fn parse_args() -> Args {
         seconds: get("--seconds").unwrap_or(if full { 10 } else { 1 }).max(1),
         warmup: get("--warmup").unwrap_or(2),
         workers: get("--workers").map_or(cores, |v| v as usize),
-        senders: get("--senders").map_or(1, |v| v.max(1) as usize),
+        sockets: get("--sockets").map_or(16, |v| v.max(1) as usize),
         receivers: get("--receivers").map_or(2, |v| v.max(1) as usize),
         same_codec: args.iter().any(|a| a == "--same-codec"),
         no_rt: args.iter().any(|a| a == "--no-rt"),
@@ -133,12 +139,28 @@ impl Nibbles {
     }
 }
 
-/// One phone: its socket, its codec, its leg's address, and the codec of the phone it hears.
+/// One phone: its socket (index), its codec, its leg's address, and the codec of the phone
+/// it hears.
 struct Phone {
-    socket: UdpSocket,
+    socket: usize,
     codec: Codec,
     peer_codec: Codec,
     leg: SocketAddr,
+}
+
+fn sockaddr(addr: SocketAddr) -> libc::sockaddr_in {
+    let (ip, port) = match addr {
+        SocketAddr::V4(a) => (*a.ip(), a.port()),
+        SocketAddr::V6(_) => (std::net::Ipv4Addr::LOCALHOST, 0),
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(ip.octets()),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 /// SCHED_FIFO at `priority` for the calling thread; false when not permitted.
@@ -185,41 +207,11 @@ fn tune(socket: &UdpSocket) {
     }
 }
 
-/// One datagram and its kernel timestamp (ns since the epoch), via recvmsg; None when empty.
-fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> Option<(usize, Option<i64>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut control = [0u64; 16];
-    // SAFETY: msghdr points at live buffers for the duration of the call; cmsg walking uses
-    // the libc macros over the control buffer the kernel filled.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let n = libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-        if n < 0 {
-            return None;
-        }
-        let mut stamp = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
-                stamp = Some(ts.tv_sec * 1_000_000_000 + ts.tv_nsec);
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        Some((n as usize, stamp))
-    }
-}
-
 struct Shared {
     phones: Vec<Phone>,
+    sockets: Vec<UdpSocket>,
+    /// Leg port -> leg (= phone) index.
+    by_port: std::collections::HashMap<u16, usize>,
     /// send_ns[phone * RING + seq % RING]: when that phone sent that packet.
     send_ns: Vec<AtomicI64>,
     nibbles: Nibbles,
@@ -235,10 +227,16 @@ struct Shared {
 /// phones would be, instead of arriving in one burst per millisecond.
 const PHASES: u64 = 200;
 
-/// Sends for phones `first..` stepping by `step`, each at its phase of the 20 ms period.
-fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
-    let mut seq = vec![0u16; sh.phones.len()];
-    let mut packet = [0u8; rtp::HEADER_LEN + 160];
+/// Sends every phone's packet at its phase of the 20 ms period, batched per socket.
+fn sender(sh: Arc<Shared>) -> u64 {
+    let n = sh.phones.len();
+    let mut seq = vec![0u16; n];
+    let per_phase = n.div_ceil(PHASES as usize) + 1;
+    let mut bufs = vec![[0u8; rtp::HEADER_LEN + 160]; per_phase];
+    let mut names = vec![sockaddr(SocketAddr::from(([127, 0, 0, 1], 0))); per_phase];
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(per_phase);
+    let mut msgs: Vec<libc::mmsghdr> = Vec::with_capacity(per_phase);
+    let mut batch: Vec<usize> = Vec::with_capacity(per_phase);
     let start = Instant::now();
     let mut tick: u64 = 0;
     let mut skipped = 0;
@@ -253,11 +251,24 @@ fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
             continue;
         }
         let phase = (tick % PHASES) as usize;
-        let mut i = phase;
-        while i < sh.phones.len() {
-            if i % step == first {
+        tick += 1;
+        for sock in 0..sh.sockets.len() {
+            batch.clear();
+            let mut i = phase;
+            while i < n {
+                if sh.phones[i].socket == sock {
+                    batch.push(i);
+                }
+                i += PHASES as usize;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            for (k, &i) in batch.iter().enumerate() {
                 let p = &sh.phones[i];
                 let s = seq[i];
+                seq[i] = s.wrapping_add(1);
+                let packet = &mut bufs[k];
                 let mut head = [0u8; rtp::HEADER_LEN];
                 rtp::write_header(
                     &mut head,
@@ -271,25 +282,54 @@ fn sender(sh: Arc<Shared>, first: usize, step: usize) -> u64 {
                 let body = &mut packet[rtp::HEADER_LEN..];
                 body.fill(sh.nibbles.codes[ci(p.codec)][0]);
                 sh.nibbles.write(p.codec, s, body);
-                let now = realtime_ns();
-                sh.send_ns[i * RING + usize::from(s) % RING].store(now, Ordering::Relaxed);
-                match p.socket.send_to(&packet, p.leg) {
-                    Ok(_) => {
-                        if now >= sh.from_ns.load(Ordering::Relaxed)
-                            && now < sh.to_ns.load(Ordering::Relaxed)
-                        {
-                            sh.sent_in_window.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(_) => {
-                        sh.send_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                seq[i] = s.wrapping_add(1);
+                names[k] = sockaddr(p.leg);
             }
-            i += PHASES as usize;
+            iovs.clear();
+            msgs.clear();
+            for k in 0..batch.len() {
+                iovs.push(libc::iovec {
+                    iov_base: bufs[k].as_mut_ptr().cast(),
+                    iov_len: bufs[k].len(),
+                });
+            }
+            for k in 0..batch.len() {
+                // SAFETY: zeroed mmsghdr is a valid empty message; pointers set below.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
+                m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                m.msg_hdr.msg_iov = &mut iovs[k];
+                m.msg_hdr.msg_iovlen = 1;
+                msgs.push(m);
+            }
+            // One send time for the batch: later messages in it are charged the time the
+            // kernel took for the earlier ones (overstates the relay delay, never hides it).
+            let now = realtime_ns();
+            for &i in &batch {
+                let s = seq[i].wrapping_sub(1);
+                sh.send_ns[i * RING + usize::from(s) % RING].store(now, Ordering::Relaxed);
+            }
+            let mut off = 0;
+            while off < msgs.len() {
+                // SAFETY: msgs[off..] point at live buffers, names and iovecs.
+                let r = unsafe {
+                    libc::sendmmsg(
+                        sh.sockets[sock].as_raw_fd(),
+                        msgs[off..].as_mut_ptr(),
+                        (msgs.len() - off) as u32,
+                        0,
+                    )
+                };
+                if r <= 0 {
+                    sh.send_errors
+                        .fetch_add((msgs.len() - off) as u64, Ordering::Relaxed);
+                    break;
+                }
+                off += r as usize;
+            }
+            if now >= sh.from_ns.load(Ordering::Relaxed) && now < sh.to_ns.load(Ordering::Relaxed) {
+                sh.sent_in_window.fetch_add(off as u64, Ordering::Relaxed);
+            }
         }
-        tick += 1;
     }
     skipped
 }
@@ -302,59 +342,111 @@ struct RxResult {
     unreadable: u64,
 }
 
-/// Receives for phones `first..` stepping by `step` via epoll.
+/// Receives on sockets `first..` stepping by `step` via epoll and recvmmsg.
 fn receiver(sh: Arc<Shared>, first: usize, step: usize) -> RxResult {
+    const BATCH: usize = 64;
     let mut res = RxResult::default();
     // SAFETY: plain epoll syscalls over sockets that outlive this thread (held by `sh`).
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(ep >= 0, "epoll_create1");
     let mut i = first;
-    while i < sh.phones.len() {
+    while i < sh.sockets.len() {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: i as u64,
         };
         // SAFETY: valid fds and event.
-        unsafe {
-            libc::epoll_ctl(
-                ep,
-                libc::EPOLL_CTL_ADD,
-                sh.phones[i].socket.as_raw_fd(),
-                &mut ev,
-            )
-        };
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, sh.sockets[i].as_raw_fd(), &mut ev) };
         i += step;
     }
-    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 512];
-    let mut buf = [0u8; 2048];
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+    let mut bufs = vec![[0u8; 512]; BATCH];
+    let mut controls = vec![[0u64; 8]; BATCH];
+    let mut names = vec![sockaddr(SocketAddr::from(([127, 0, 0, 1], 0))); BATCH];
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
     while !sh.stop.load(Ordering::Relaxed) {
         // SAFETY: the buffer holds events.len() entries.
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 100) };
         for ev in events.iter().take(n.max(0) as usize) {
-            let idx = ev.u64 as usize;
-            let p = &sh.phones[idx];
-            while let Some((len, stamp)) = recv_stamped(&p.socket, &mut buf) {
-                let Some(kernel) = stamp else {
-                    res.no_timestamp += 1;
-                    continue;
+            let sock = &sh.sockets[ev.u64 as usize];
+            loop {
+                let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+                    .map(|k| {
+                        // SAFETY: zeroed mmsghdr is valid; pointers set to live buffers.
+                        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                        m.msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
+                        m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+                        m.msg_hdr.msg_iov = &mut iovs[k];
+                        m.msg_hdr.msg_iovlen = 1;
+                        m.msg_hdr.msg_control = controls[k].as_mut_ptr().cast();
+                        m.msg_hdr.msg_controllen = std::mem::size_of_val(&controls[k]) as _;
+                        m
+                    })
+                    .collect();
+                // SAFETY: msgs point at live buffers for the call.
+                let got = unsafe {
+                    libc::recvmmsg(
+                        sock.as_raw_fd(),
+                        msgs.as_mut_ptr(),
+                        BATCH as u32,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                    )
                 };
-                let Ok(pkt) = rtp::parse(&buf[..len]) else {
-                    res.unreadable += 1;
-                    continue;
-                };
-                let Some(seq) = sh.nibbles.read(p.peer_codec, p.codec, &pkt.payload) else {
-                    res.unreadable += 1;
-                    continue;
-                };
-                // The sender of what this phone hears is its pair partner.
-                let partner = idx ^ 1;
-                let sent =
-                    sh.send_ns[partner * RING + usize::from(seq) % RING].load(Ordering::Relaxed);
-                if sent >= sh.from_ns.load(Ordering::Relaxed)
-                    && sent < sh.to_ns.load(Ordering::Relaxed)
-                {
-                    res.received_in_window += 1;
-                    res.delays_us.push(((kernel - sent) as f64 / 1000.0) as f32);
+                if got <= 0 {
+                    break;
+                }
+                for (k, m) in msgs.iter().take(got as usize).enumerate() {
+                    let mut stamp = None;
+                    // SAFETY: walking the control buffer the kernel filled for this message.
+                    unsafe {
+                        let mut cmsg = libc::CMSG_FIRSTHDR(&m.msg_hdr);
+                        while !cmsg.is_null() {
+                            if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                                && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                            {
+                                let ts: libc::timespec =
+                                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                                stamp = Some(ts.tv_sec * 1_000_000_000 + ts.tv_nsec);
+                            }
+                            cmsg = libc::CMSG_NXTHDR(&m.msg_hdr, cmsg);
+                        }
+                    }
+                    let Some(kernel) = stamp else {
+                        res.no_timestamp += 1;
+                        continue;
+                    };
+                    let from = u16::from_be(names[k].sin_port);
+                    let len = (m.msg_len as usize).min(bufs[k].len());
+                    let (Some(&leg), Ok(pkt)) =
+                        (sh.by_port.get(&from), rtp::parse(&bufs[k][..len]))
+                    else {
+                        res.unreadable += 1;
+                        continue;
+                    };
+                    // Leg `leg` sends to phone `leg` what phone `leg ^ 1` sent.
+                    let (me, partner) = (&sh.phones[leg], leg ^ 1);
+                    let Some(seq) = sh.nibbles.read(me.peer_codec, me.codec, &pkt.payload) else {
+                        res.unreadable += 1;
+                        continue;
+                    };
+                    let sent = sh.send_ns[partner * RING + usize::from(seq) % RING]
+                        .load(Ordering::Relaxed);
+                    if sent >= sh.from_ns.load(Ordering::Relaxed)
+                        && sent < sh.to_ns.load(Ordering::Relaxed)
+                    {
+                        res.received_in_window += 1;
+                        res.delays_us.push(((kernel - sent) as f64 / 1000.0) as f32);
+                    }
+                }
+                if (got as usize) < BATCH {
+                    break;
                 }
             }
         }
@@ -426,10 +518,15 @@ fn main() {
     )
     .expect("start media runtime");
 
-    // The phones bind first, so the ports picked for the legs below cannot be theirs.
+    // The phone sockets bind first, so the ports picked for the legs cannot be theirs.
     let legs = 2 * args.pairs;
-    let sockets: Vec<UdpSocket> = (0..legs)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind phone"))
+    let sockets: Vec<UdpSocket> = (0..args.sockets)
+        .map(|_| {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind phone socket");
+            s.set_nonblocking(true).expect("nonblocking");
+            tune(&s);
+            s
+        })
         .collect();
     // Ports for the legs: picked free, then released for the legs to bind.
     let holders: Vec<UdpSocket> = (0..legs)
@@ -450,19 +547,20 @@ fn main() {
         }
     };
     let mut phones = Vec::new();
-    for (i, (&port, socket)) in ports.iter().zip(sockets).enumerate() {
-        socket.set_nonblocking(true).expect("nonblocking");
-        tune(&socket);
+    let mut by_port = std::collections::HashMap::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let socket = i % sockets.len();
         let leg: SocketAddr = SocketAddr::from(([127, 0, 0, 1], port));
         media.send(MediaCommand::Open {
             leg: i as u64,
             call_id: format!("bench-{}", i / 2),
             local_port: port,
-            remote: Some(socket.local_addr().expect("addr")),
+            remote: Some(sockets[socket].local_addr().expect("addr")),
             codec: codec_of(i),
             telephone_event_pt: Some(101),
             inactivity_ms: 0,
         });
+        by_port.insert(port, i);
         phones.push(Phone {
             socket,
             codec: codec_of(i),
@@ -479,6 +577,8 @@ fn main() {
 
     let sh = Arc::new(Shared {
         phones,
+        sockets,
+        by_port,
         send_ns: (0..legs * RING).map(|_| AtomicI64::new(0)).collect(),
         nibbles: Nibbles::new(),
         from_ns: AtomicI64::new(i64::MAX),
@@ -488,9 +588,9 @@ fn main() {
         stop: AtomicBool::new(false),
     });
     let mut receivers = Vec::new();
-    for r in 0..args.receivers {
+    for r in 0..args.receivers.min(args.sockets) {
         let sh = sh.clone();
-        let step = args.receivers;
+        let step = args.receivers.min(args.sockets);
         let rt = !args.phones_no_rt;
         receivers.push(
             std::thread::Builder::new()
@@ -504,23 +604,19 @@ fn main() {
                 .expect("spawn receiver"),
         );
     }
-    let mut senders = Vec::new();
-    for s in 0..args.senders {
+    let sender_thread = {
         let sh = sh.clone();
-        let step = args.senders;
         let rt = !args.phones_no_rt;
-        senders.push(
-            std::thread::Builder::new()
-                .name(format!("bench-tx-{s}"))
-                .spawn(move || {
-                    if rt {
-                        set_fifo(5);
-                    }
-                    sender(sh, s, step)
-                })
-                .expect("spawn sender"),
-        );
-    }
+        std::thread::Builder::new()
+            .name("bench-tx".into())
+            .spawn(move || {
+                if rt {
+                    set_fifo(5);
+                }
+                sender(sh)
+            })
+            .expect("spawn sender")
+    };
 
     std::thread::sleep(Duration::from_secs(args.warmup));
     let window = args.seconds as i64 * 1_000_000_000;
@@ -535,7 +631,7 @@ fn main() {
     // Let the last packets of the window arrive.
     std::thread::sleep(Duration::from_millis(300));
     sh.stop.store(true, Ordering::Relaxed);
-    let skipped: u64 = senders.into_iter().map(|t| t.join().expect("sender")).sum();
+    let skipped = sender_thread.join().expect("sender");
     let mut delays = Vec::new();
     let (mut received, mut no_ts, mut unreadable) = (0, 0, 0);
     for r in receivers {
@@ -564,12 +660,13 @@ fn main() {
     let process_cpu = (cpu1.0 - cpu0.0) as f64 / 100.0;
     delays.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "media_bridge: pairs={} legs={} workers={} real-time={} phones real-time={} transcoding={} measured {} s after {} s warm-up (open failures {open_failed})",
+        "media_bridge: pairs={} legs={} workers={} real-time={} phones real-time={} phone sockets={} transcoding={} measured {} s after {} s warm-up (open failures {open_failed})",
         args.pairs,
         legs,
         args.workers,
         !args.no_rt,
         !args.phones_no_rt,
+        args.sockets,
         if args.same_codec { "none" } else { "every other pair" },
         args.seconds,
         args.warmup,

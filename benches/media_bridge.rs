@@ -286,18 +286,18 @@ fn sender(sh: Arc<Shared>) -> u64 {
             }
             iovs.clear();
             msgs.clear();
-            for k in 0..batch.len() {
+            for buf in bufs.iter_mut().take(batch.len()) {
                 iovs.push(libc::iovec {
-                    iov_base: bufs[k].as_mut_ptr().cast(),
-                    iov_len: bufs[k].len(),
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
                 });
             }
-            for k in 0..batch.len() {
+            for (name, iov) in names.iter_mut().zip(iovs.iter_mut()) {
                 // SAFETY: zeroed mmsghdr is a valid empty message; pointers set below.
                 let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                m.msg_hdr.msg_name = (&mut names[k] as *mut libc::sockaddr_in).cast();
+                m.msg_hdr.msg_name = (name as *mut libc::sockaddr_in).cast();
                 m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-                m.msg_hdr.msg_iov = &mut iovs[k];
+                m.msg_hdr.msg_iov = iov;
                 m.msg_hdr.msg_iovlen = 1;
                 msgs.push(m);
             }

@@ -206,14 +206,10 @@ fn bridged_legs_relay_both_ways_transcoded_with_events_and_a_recording() {
     }
 
     // Agent -> caller: A-law 0x2A (-32256) arrives as mu-law 0x00 (-32124).
-    let mut bseq = until_relayed(&b, leg_b, &a, 8, &[0x2A; 160]);
-    for _ in 0..20 {
-        b.send_to(
-            &packet(8, bseq, u32::from(bseq) * 160, 2, &[0x2A; 160]),
-            leg_b,
-        )
-        .unwrap();
-        bseq += 1;
+    let bseq = until_relayed(&b, leg_b, &a, 8, &[0x2A; 160]);
+    for s in bseq..bseq + 20 {
+        b.send_to(&packet(8, s, u32::from(s) * 160, 2, &[0x2A; 160]), leg_b)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
     let got = recv_rtp(&a, 20, |_| true);

@@ -440,13 +440,11 @@ impl Recording {
         let Some(wav) = self.wav.as_mut() else {
             return;
         };
-        let result = (|| {
-            let mut w = wav.get_i16_writer(frames.len() as u32);
-            for &s in frames {
-                w.write_sample(s);
-            }
-            w.flush()
-        })();
+        let mut w = wav.get_i16_writer(frames.len() as u32);
+        for &s in frames {
+            w.write_sample(s);
+        }
+        let result = w.flush();
         if let Err(e) = result {
             // A disk error ends writing; the event reports it when the recording ends.
             self.error = Some(format!("write failed: {e}"));

@@ -3,6 +3,7 @@
 
 use super::time::Millis;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// One RTP leg (one caller or one agent phone). Unique for the process lifetime.
 pub type LegId = u64;
@@ -66,8 +67,27 @@ pub enum MediaCommand {
     },
     /// Stop playback (silence is not sent; the RTP stream resumes with a marker bit later).
     StopPlay { leg: LegId },
-    /// Release the leg and its port.
+    /// Release the leg and its port. A bridge it is in ends (the peer leg goes idle) and its
+    /// recording is finalized.
     Close { leg: LegId },
+    /// From now on RTP received on `a` is relayed to `b`'s remote and vice versa, inside the
+    /// media plane (no per-packet hop through the engine). Playback stops on both legs
+    /// (`PlayFinished { interrupted: true }`); each leg keeps its own SSRC and continues its
+    /// sequence and timestamp (marker bit on the first relayed packet); PCMU<->PCMA is
+    /// transcoded when the codecs differ; RFC 4733 events are passed through with the payload
+    /// type mapped to `b`'s (dropped when `b` negotiated none). Digits are still reported as
+    /// `Digit` events. A leg already bridged elsewhere is unbridged first. While bridged, a
+    /// `Play` on either leg is refused (`PlayFinished { interrupted: true }` at once).
+    Bridge { a: LegId, b: LegId },
+    /// Ends the bridge `leg` is in: both legs go back to idle (silent until the next Play).
+    Unbridge { leg: LegId },
+    /// Records the bridge of `a` and `b` to a stereo 8 kHz 16-bit WAV: `a` (caller) left, `b`
+    /// (agent) right, silence where a side sent nothing. Written off the packet path; ends with
+    /// `RecordingFinished` on StopRecording, Unbridge or Close of either leg. The legs must be
+    /// bridged with each other (Bridge first); otherwise `RecordingFinished { ok: false }`.
+    StartRecording { a: LegId, b: LegId, path: PathBuf },
+    /// Finalizes the recording that leg `a` (either leg of it) is in.
+    StopRecording { a: LegId },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,4 +104,12 @@ pub enum MediaEvent {
     },
     /// No RTP for `inactivity_ms`.
     Inactive { leg: LegId, at: Millis },
+    /// A recording ended and its file is complete (`ok`), or it failed (`reason`). `leg` is
+    /// the recording's `a` leg.
+    RecordingFinished {
+        leg: LegId,
+        path: PathBuf,
+        ok: bool,
+        reason: Option<String>,
+    },
 }

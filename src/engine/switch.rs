@@ -1081,7 +1081,8 @@ impl Engine {
             MediaEvent::OpenFailed { leg, .. }
             | MediaEvent::Digit { leg, .. }
             | MediaEvent::PlayFinished { leg, .. }
-            | MediaEvent::Inactive { leg, .. } => *leg,
+            | MediaEvent::Inactive { leg, .. }
+            | MediaEvent::RecordingFinished { leg, .. } => *leg,
         };
         let Some(&call_key) = self.by_leg.get(&leg) else {
             return;
@@ -1129,6 +1130,12 @@ impl Engine {
             MediaEvent::Inactive { .. } => {
                 tracing::warn!("no RTP from the caller: ending the call");
                 self.end_call(now, call_key, EndedBy::System, "rtp_timeout", true);
+            }
+            // Recording is wired into the call flow by the bridging integration.
+            MediaEvent::RecordingFinished {
+                path, ok, reason, ..
+            } => {
+                tracing::info!(path = %path.display(), ok, reason = ?reason, "recording finished");
             }
         }
     }

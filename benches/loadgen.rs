@@ -396,6 +396,8 @@ struct CallResult {
     ended_by_switch: bool,
     bye_ok: bool,
     rx_packets: u64,
+    /// Packets of another SSRC (a stale stream to a reused port), not counted.
+    foreign_packets: u64,
     expected_packets: u64,
     gap_err_ms: Vec<f32>,
 }
@@ -611,6 +613,7 @@ async fn talk(
     let mut event: Option<(u64, u8)> = None;
     let mut last_arrival: Option<(i128, u16)> = None;
     let mut first_seq: Option<u32> = None;
+    let mut stream_ssrc: Option<u32> = None;
     let mut ext_last: u32 = 0;
     loop {
         let mut due = start + Duration::from_millis(20 * tick);
@@ -652,6 +655,13 @@ async fn talk(
                 // time would add this process's scheduling delay.
                 let now = stamp.unwrap_or_else(|| wall_ns(start));
                 let Some(h) = sipwire::parse_rtp(&rbuf[..n]) else { continue };
+                // Lock onto the call's stream, as a phone does: a stray packet from an earlier
+                // call whose port this socket reuses must not count as this call's loss.
+                match stream_ssrc {
+                    None => stream_ssrc = Some(h.ssrc),
+                    Some(s) if s != h.ssrc => { res.foreign_packets += 1; continue }
+                    Some(_) => {}
+                }
                 res.rx_packets += 1;
                 // Extended sequence number for loss counting across wrap-around.
                 let ext = match first_seq {
@@ -833,6 +843,7 @@ fn report(p: &mut PhaseStats) -> usize {
         .collect();
     let rx: u64 = p.results.iter().map(|r| r.rx_packets).sum();
     let expected: u64 = p.results.iter().map(|r| r.expected_packets).sum();
+    let foreign: u64 = p.results.iter().map(|r| r.foreign_packets).sum();
     let loss = if expected > 0 {
         100.0 * expected.saturating_sub(rx) as f64 / expected as f64
     } else {
@@ -875,7 +886,10 @@ fn report(p: &mut PhaseStats) -> usize {
         gaps.len()
     );
     println!("{:<34} {}", "pacing error |gap-20ms| ms", pct(&mut gaps));
-    println!("{:<34} {:.3}%", "RTP loss", loss);
+    println!(
+        "{:<34} {:.3}% (foreign-SSRC packets ignored: {foreign})",
+        "RTP loss", loss
+    );
     println!(
         "{:<34} {} / BYE not 200: {}",
         "calls ended by switch", ended_by_switch, bye_bad

@@ -86,6 +86,7 @@ pub fn database_url(config: &Config, overridden: Option<&str>) -> String {
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let signals = ShutdownSignals::register();
     let clock = Clock::new();
     let Validated {
         mut config,
@@ -202,7 +203,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let grace_ms = config.switch.shutdown_grace_ms;
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("signal received: graceful shutdown");
         let _ = cmd_tx.send(Command::Shutdown { grace_ms }).await;
         // Keep the sender alive so the control loop does not see a closed channel.
@@ -236,25 +237,49 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, registered at once: a signal that arrives before the control loop
+/// runs must still mean "shut down gracefully", not the default "die".
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn register() -> ShutdownSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            ShutdownSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                int: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        ShutdownSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

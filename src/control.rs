@@ -39,11 +39,11 @@ pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: S
             else => break,
         };
         engine.handle_input(clock.now(), input);
+        // Counters first: whoever sees our reply and then scrapes /metrics finds it counted.
+        publish(&engine, &mut published);
         if drain(&mut engine, &shells) {
-            publish(&engine, &mut published);
             break;
         }
-        publish(&engine, &mut published);
     }
 }
 

@@ -1284,12 +1284,15 @@ impl Engine {
                 }
                 self.drive_ivr(now, call_key);
             }
-            MediaEvent::RecordingFinished { path, ok, .. } => {
-                tracing::info!(path = %path.display(), ok, "recording finished");
-            }
             MediaEvent::Inactive { .. } => {
                 tracing::warn!("no RTP from the caller: ending the call");
                 self.end_call(now, call_key, EndedBy::System, "rtp_timeout", true);
+            }
+            // Recording is wired into the call flow by the bridging integration.
+            MediaEvent::RecordingFinished {
+                path, ok, reason, ..
+            } => {
+                tracing::info!(path = %path.display(), ok, reason = ?reason, "recording finished");
             }
         }
     }

@@ -6,7 +6,13 @@
 //! `last + 20`). A poll that comes a whole frame late or more skips the missed frames (counted
 //! as late) instead of sending a burst. The RTP timestamp is tied to the grid, so it advances
 //! 160 per 20 ms of wall time even over silence; the sequence number advances per packet sent.
+//!
+//! Bridging (see `bridge.rs`): a bridged leg plays nothing; packets its phone sends come out of
+//! `receive_relayed` and go to the peer leg's `relay_packet`, which rewrites them onto the peer's
+//! own SSRC/sequence/timestamp. The sequence counter and the last timestamp sent are shared
+//! with prompt playback, so prompt -> bridge -> prompt is one continuous stream per leg.
 
+use super::bridge::{self, PacketKind, RelayMap, RtpView, Source};
 use super::prompts::{Prompt, PromptSet, FRAME_SAMPLES};
 use crate::engine::media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
 use crate::engine::time::Millis;
@@ -118,6 +124,15 @@ pub struct Leg {
     events: VecDeque<MediaEvent>,
     stats: LegStats,
     closed: bool,
+    /// The last received packet started a new digit (for barge-in).
+    digit_seen: bool,
+    /// In relay mode: no playback, packets come from the bridge peer.
+    bridged: bool,
+    /// Incoming-to-outgoing offsets of the relayed stream; None until the next packet anchors.
+    relay: Option<RelayMap>,
+    /// Timestamp just past the last audio sent (prompt or relayed), so a new anchor never
+    /// steps back in time.
+    ts_end: Option<u32>,
 }
 
 impl Leg {
@@ -143,11 +158,53 @@ impl Leg {
             events: VecDeque::new(),
             stats: LegStats::default(),
             closed: false,
+            digit_seen: false,
+            bridged: false,
+            relay: None,
+            ts_end: None,
         }
+    }
+
+    pub fn is_bridged(&self) -> bool {
+        self.bridged
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// This leg as the source of relayed packets.
+    pub fn source(&self) -> Source {
+        Source {
+            codec: self.codec,
+            telephone_event_pt: self.telephone_event_pt,
+        }
+    }
+
+    /// Enters relay mode: playback stops (reported as interrupted) and the next relayed packet
+    /// starts a new talk-spurt (marker bit).
+    pub fn bridge(&mut self) {
+        self.finish_play(true);
+        self.bridged = true;
+        self.relay = None;
+        self.talking = false;
+    }
+
+    /// Leaves relay mode: the leg is idle (silent) until the next Play.
+    pub fn unbridge(&mut self) {
+        self.bridged = false;
+        self.relay = None;
+        self.talking = false;
     }
 
     pub fn id(&self) -> LegId {
         self.id
+    }
+
+    /// The leg's first send slot; its frames are due on this grid (the runtime keeps it when
+    /// a leg moves between workers).
+    pub fn grid_start(&self) -> Millis {
+        self.grid_start
     }
 
     pub fn stats(&self) -> LegStats {
@@ -188,7 +245,7 @@ impl Leg {
             } => self.play(now, *play_id, resolve(prompts, keys), *looped, *barge_in),
             MediaCommand::StopPlay { .. } => self.stop_play(),
             MediaCommand::Close { .. } => self.close(),
-            // Pair-level commands never reach a single leg (runtime drops them for now).
+            // Bridges and recordings span two legs: the runtime applies them.
             MediaCommand::Bridge { .. }
             | MediaCommand::Unbridge { .. }
             | MediaCommand::StartRecording { .. }
@@ -208,6 +265,10 @@ impl Leg {
     ) {
         if remote != self.signalled {
             self.latched = None;
+        }
+        if codec != self.codec || send != self.send {
+            // The relayed stream toward this leg anchors again (with a marker bit).
+            self.relay = None;
         }
         self.signalled = remote;
         if codec != self.codec {
@@ -239,6 +300,15 @@ impl Leg {
     ) {
         self.finish_play(true);
         let prompts: Vec<Arc<Prompt>> = prompts.into_iter().filter(|p| p.frames() > 0).collect();
+        if self.bridged {
+            // One stream per leg: a prompt cannot share it with the relayed audio.
+            self.events.push_back(MediaEvent::PlayFinished {
+                leg: self.id,
+                play_id,
+                interrupted: true,
+            });
+            return;
+        }
         if prompts.is_empty() {
             self.events.push_back(MediaEvent::PlayFinished {
                 leg: self.id,
@@ -290,18 +360,37 @@ impl Leg {
 
     /// Feeds one received datagram from `from`.
     pub fn handle_packet(&mut self, now: Millis, bytes: &[u8], from: SocketAddr) -> Received {
-        if self.closed {
+        if self.receive_relayed(now, bytes, from).is_none() {
             return Received::Dropped;
         }
-        let Ok(packet) = rtp::parse(bytes) else {
+        if self.digit_seen && self.playback.as_ref().is_some_and(|p| p.barge_in) {
+            self.finish_play(true);
+        }
+        Received::Rtp
+    }
+
+    /// Takes one datagram from this leg's phone: latching, counters, inactivity, digits (as
+    /// `Digit` events, never barge-in). Returns the packet when it is valid RTP from the
+    /// latched source, for the bridge to relay. No allocation.
+    pub fn receive_relayed<'b>(
+        &mut self,
+        now: Millis,
+        bytes: &'b [u8],
+        from: SocketAddr,
+    ) -> Option<RtpView<'b>> {
+        self.digit_seen = false;
+        if self.closed {
+            return None;
+        }
+        let Some(packet) = bridge::view(bytes) else {
             self.stats.dropped += 1;
-            return Received::Dropped;
+            return None;
         };
         match self.latched {
             None => self.latched = Some(from),
             Some(addr) if addr != from => {
                 self.stats.dropped += 1;
-                return Received::Dropped;
+                return None;
             }
             Some(_) => {}
         }
@@ -309,20 +398,92 @@ impl Leg {
         self.last_rx = now;
         self.inactive_reported = false;
         if self.telephone_event_pt == Some(packet.payload_type) {
-            if let Ok(event) = dtmf::parse_rfc4733(&packet.payload) {
+            if let Ok(event) = dtmf::parse_rfc4733(packet.payload) {
                 if let Some(digit) = self.digits.feed(packet.timestamp, &event) {
+                    self.digit_seen = true;
                     self.events.push_back(MediaEvent::Digit {
                         leg: self.id,
                         digit,
                         at: now,
                     });
-                    if self.playback.as_ref().is_some_and(|p| p.barge_in) {
-                        self.finish_play(true);
-                    }
                 }
             }
         }
-        Received::Rtp
+        Some(packet)
+    }
+
+    /// Writes `pkt`, received on the bridge peer described by `src`, as this leg's next
+    /// outgoing packet into `out`: header rewritten onto this leg's SSRC/seq/timestamp, audio
+    /// transcoded to this leg's codec, telephone events given this leg's payload type. None
+    /// when nothing is to be sent (not bridged, held, no address, a payload type this leg
+    /// cannot take, or `out` too small).
+    pub fn relay_packet(
+        &mut self,
+        now: Millis,
+        pkt: &RtpView<'_>,
+        src: Source,
+        out: &mut [u8],
+    ) -> Option<(SocketAddr, usize)> {
+        if self.closed || !self.bridged || !self.send {
+            return None;
+        }
+        let dest = self.destination()?;
+        let pt = match src.kind(pkt.payload_type) {
+            PacketKind::Audio => Some(self.codec.payload_type()),
+            PacketKind::TelephoneEvent => self.telephone_event_pt,
+            PacketKind::Other => None,
+        };
+        let len = rtp::HEADER_LEN + pkt.payload.len();
+        let (Some(pt), true) = (pt, len <= out.len()) else {
+            if let Some(map) = self.relay.as_mut() {
+                map.skip(pkt);
+            }
+            return None;
+        };
+        let mut first = false;
+        let map = match self.relay.as_mut() {
+            Some(map) if map.continues(pkt) => map,
+            _ => {
+                first = true;
+                // Continue from where this leg's stream is now: wall-clock timestamp, never
+                // before the end of what was last sent.
+                let wall = self
+                    .ts_base
+                    .wrapping_add((now.since(self.grid_start) as u32).wrapping_mul(8));
+                let ts = match self.ts_end {
+                    Some(end) if (end.wrapping_sub(wall) as i32) > 0 => end,
+                    _ => wall,
+                };
+                self.relay.insert(RelayMap::anchor(pkt, self.seq, ts))
+            }
+        };
+        let m = map.map(pkt);
+        let mut head = [0u8; rtp::HEADER_LEN];
+        rtp::write_header(
+            &mut head,
+            m.marker || first || !self.talking,
+            pt,
+            m.sequence,
+            m.timestamp,
+            self.ssrc,
+        );
+        out[..rtp::HEADER_LEN].copy_from_slice(&head);
+        let body = &mut out[rtp::HEADER_LEN..len];
+        if src.kind(pkt.payload_type) == PacketKind::Audio {
+            bridge::transcode(src.codec, self.codec, pkt.payload, body);
+            let end = m.timestamp.wrapping_add(pkt.payload.len() as u32);
+            if self.ts_end.is_none_or(|e| (end.wrapping_sub(e) as i32) > 0) {
+                self.ts_end = Some(end);
+            }
+        } else {
+            body.copy_from_slice(pkt.payload);
+        }
+        if (m.sequence.wrapping_sub(self.seq) as i16) >= 0 {
+            self.seq = m.sequence.wrapping_add(1);
+        }
+        self.talking = true;
+        self.stats.sent += 1;
+        Some((dest, len))
     }
 
     /// Reports inactivity when its deadline has passed (once until RTP arrives again).
@@ -422,7 +583,9 @@ impl Leg {
             }
             _ => None,
         };
-        if packet.is_some() {
+        if let Some(tx) = &packet {
+            let ts = u32::from_be_bytes([tx.packet[4], tx.packet[5], tx.packet[6], tx.packet[7]]);
+            self.ts_end = Some(ts.wrapping_add(FRAME_SAMPLES as u32));
             self.seq = self.seq.wrapping_add(1);
             self.stats.sent += 1;
             self.talking = true;
@@ -810,5 +973,177 @@ mod tests {
         leg.handle_command(Millis(1100), &MediaCommand::Close { leg: 7 }, &set);
         assert!(run(&mut leg, 1100, 1200).is_empty());
         assert!(leg.is_closed());
+    }
+
+    fn relay(from: &mut Leg, to: &mut Leg, now: u64, bytes: &[u8]) -> Option<rtp::RtpPacket> {
+        let pkt = from.receive_relayed(Millis(now), bytes, peer())?;
+        let mut out = [0u8; 1500];
+        let (dest, len) = to.relay_packet(Millis(now), &pkt, from.source(), &mut out)?;
+        assert_eq!(dest, "127.0.0.1:40001".parse().unwrap());
+        Some(rtp::parse(&out[..len]).unwrap())
+    }
+
+    fn agent() -> Leg {
+        let mut p = params();
+        p.leg = 8;
+        p.remote = Some("127.0.0.1:40001".parse().unwrap());
+        p.codec = Codec::Pcma;
+        p.telephone_event_pt = Some(96);
+        p.ssrc = 0xabcd;
+        p.initial_seq = 10;
+        p.initial_ts = 5000;
+        Leg::new(Millis(1000), p)
+    }
+
+    #[test]
+    fn relay_continues_the_prompt_stream_with_own_ssrc_seq_and_timestamp() {
+        let mut caller = Leg::new(Millis(1000), params());
+        let mut b = agent();
+        b.play(Millis(1000), 1, vec![prompt(3)], true, false);
+        let mut out_b = Vec::new();
+        for t in 1000..1070 {
+            if let Some(tx) = b.poll_transmit(Millis(t)) {
+                out_b.push(parsed(&tx));
+            }
+        }
+        assert_eq!(out_b.len(), 4, "1000, 1020, 1040, 1060");
+        let last = out_b.last().unwrap().clone();
+        caller.bridge();
+        b.bridge();
+        assert_eq!(
+            events(&mut b),
+            vec![MediaEvent::PlayFinished {
+                leg: 8,
+                play_id: 1,
+                interrupted: true
+            }]
+        );
+        assert!(
+            b.poll_transmit(Millis(1080)).is_none(),
+            "no prompt while bridged"
+        );
+        // The caller's phone sends 0xFF (mu-law silence) frames with its own numbering.
+        let mut got = Vec::new();
+        for i in 0..5u16 {
+            let bytes = rtp_bytes(0, 40_000 + i, 777 + 160 * u32::from(i), &[0xff; 160]);
+            got.push(relay(&mut caller, &mut b, 1070 + 20 * u64::from(i), &bytes).unwrap());
+        }
+        for (i, p) in got.iter().enumerate() {
+            assert_eq!(p.ssrc, 0xabcd);
+            assert_eq!(p.payload_type, 8, "agent gets PCMA");
+            assert!(
+                p.payload.iter().all(|&x| x == 0xD5),
+                "mu-law silence -> A-law silence"
+            );
+            assert_eq!(p.sequence, last.sequence.wrapping_add(1 + i as u16));
+            assert_eq!(p.marker, i == 0);
+        }
+        // Timestamp: 10 ms after the last prompt frame ended its 20 ms -> anchored at its end.
+        assert_eq!(got[0].timestamp, last.timestamp.wrapping_add(160));
+        assert_eq!(got[4].timestamp, got[0].timestamp.wrapping_add(640));
+        // Back to prompts: sequence continues, timestamp moves on by wall time, marker.
+        b.unbridge();
+        b.play(Millis(1200), 2, vec![prompt(1)], false, false);
+        let p = parsed(&b.poll_transmit(Millis(1200)).unwrap());
+        assert_eq!(p.sequence, got[4].sequence.wrapping_add(1));
+        assert!(p.marker);
+        assert_eq!(p.timestamp, 5000 + 160 * 10);
+        assert_eq!(b.stats().sent, 4 + 5 + 1);
+    }
+
+    #[test]
+    fn relay_maps_event_payload_types_reports_digits_and_drops_what_the_far_end_cannot_take() {
+        let mut caller = Leg::new(Millis(1000), params());
+        let mut b = agent();
+        caller.bridge();
+        b.bridge();
+        let audio = |seq: u16| rtp_bytes(0, seq, u32::from(seq) * 160, &[0x80; 160]);
+        let first = relay(&mut caller, &mut b, 1000, &audio(1)).unwrap();
+        assert!(first.payload.iter().all(|&x| x == 0xAA));
+        let ev = rtp_bytes(101, 2, 320, &[5, 10, 0, 160]);
+        let p = relay(&mut caller, &mut b, 1020, &ev).unwrap();
+        assert_eq!(p.payload_type, 96, "caller's 101 mapped to the agent's 96");
+        assert_eq!(p.payload.as_ref(), &[5, 10, 0, 160]);
+        assert_eq!(p.sequence, first.sequence.wrapping_add(1));
+        assert_eq!(p.timestamp, first.timestamp.wrapping_add(160));
+        assert_eq!(
+            events(&mut caller),
+            vec![MediaEvent::Digit {
+                leg: 7,
+                digit: '5',
+                at: Millis(1020)
+            }]
+        );
+        // Comfort noise (PT 13) is not relayed and leaves no sequence gap.
+        assert!(relay(&mut caller, &mut b, 1030, &rtp_bytes(13, 3, 480, &[0x40])).is_none());
+        let p = relay(&mut caller, &mut b, 1040, &audio(4)).unwrap();
+        assert_eq!(p.sequence, first.sequence.wrapping_add(2));
+        // The other way: the agent's A-law and its event PT 96 -> the caller's mu-law and 101.
+        let back = rtp_bytes(8, 9, 0, &[0xD5; 160]);
+        let mut out = [0u8; 1500];
+        let v = b.receive_relayed(Millis(1050), &back, "127.0.0.1:40001".parse().unwrap());
+        let (_, n) = caller
+            .relay_packet(Millis(1050), &v.unwrap(), b.source(), &mut out)
+            .unwrap();
+        let p = rtp::parse(&out[..n]).unwrap();
+        assert_eq!((p.payload_type, p.ssrc, p.marker), (0, 0x1234_5678, true));
+        assert!(
+            p.payload.iter().all(|&x| x == 0xFE),
+            "A-law +8 -> mu-law +8"
+        );
+        // An agent leg without telephone-event: events are dropped, no gap left.
+        b.update(Millis(1060), b.destination(), Codec::Pcma, None, true);
+        let a5 = relay(&mut caller, &mut b, 1060, &audio(5)).unwrap();
+        assert!(
+            !a5.marker,
+            "same codec and direction: the stream just goes on"
+        );
+        assert!(relay(
+            &mut caller,
+            &mut b,
+            1070,
+            &rtp_bytes(101, 6, 960, &[6, 10, 0, 160])
+        )
+        .is_none());
+        let a7 = relay(&mut caller, &mut b, 1080, &audio(7)).unwrap();
+        assert_eq!(a7.sequence, a5.sequence.wrapping_add(1));
+        // Held agent (sendonly from its side): nothing relayed to it.
+        b.update(Millis(1090), b.destination(), Codec::Pcma, None, false);
+        assert!(relay(&mut caller, &mut b, 1090, &audio(8)).is_none());
+        // Play is refused while bridged; after unbridge nothing is relayed.
+        caller.play(Millis(1100), 4, vec![prompt(3)], false, false);
+        assert!(!caller.is_playing());
+        assert!(events(&mut caller).contains(&MediaEvent::PlayFinished {
+            leg: 7,
+            play_id: 4,
+            interrupted: true
+        }));
+        b.update(Millis(1100), b.destination(), Codec::Pcma, None, true);
+        b.unbridge();
+        assert!(relay(&mut caller, &mut b, 1110, &audio(9)).is_none());
+    }
+
+    #[test]
+    fn new_source_ssrc_anchors_again_with_marker() {
+        let mut caller = Leg::new(Millis(1000), params());
+        let mut b = agent();
+        caller.bridge();
+        b.bridge();
+        let a = relay(
+            &mut caller,
+            &mut b,
+            1000,
+            &rtp_bytes(0, 100, 0, &[0xff; 160]),
+        )
+        .unwrap();
+        // The phone restarts its stream (new SSRC is seen through the latched address).
+        let mut head = [0u8; rtp::HEADER_LEN];
+        rtp::write_header(&mut head, false, 0, 9, 123_456, 4242);
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(&[0xff; 160]);
+        let p = relay(&mut caller, &mut b, 1020, &bytes).unwrap();
+        assert!(p.marker);
+        assert_eq!(p.sequence, a.sequence.wrapping_add(1));
+        assert_eq!(p.timestamp, a.timestamp.wrapping_add(160));
     }
 }

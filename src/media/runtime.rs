@@ -9,9 +9,22 @@
 //! per worker whatever the number of legs, which is what keeps pacing tight at thousands
 //! of legs on two cores. The engine is never waited on: events go out on an unbounded
 //! channel, commands come in on one per worker.
+//!
+//! Bridging. Both legs of a bridge are owned by ONE worker: on `Bridge { a, b }` with the legs
+//! on different workers, `b` (its `Leg` and socket) migrates to `a`'s worker; the handle
+//! re-routes `b` at once and `a`'s worker holds back messages about `b` until it arrives (so
+//! the per-packet relay never crosses threads or takes a lock). Legs do not move back on
+//! Unbridge. Relayed packets are forwarded the moment they arrive, not on the 20 ms grid:
+//! the sockets of bridged legs are registered with the worker's epoll set, and between ticks
+//! the worker waits in `epoll_wait` with a timerfd for the next tick (ns precision), so a
+//! packet wakes it at once (measured by benches/media_bridge). Idle and playing legs are still
+//! drained on their slot tick, as before. Recording: each worker has a tap into the single
+//! recorder thread (`recorder.rs`).
 
-use super::leg::{Leg, LegParams, FRAME_MS, PACKET_LEN};
+use super::bridge::PacketKind;
+use super::leg::{Leg, LegParams, Received, FRAME_MS, PACKET_LEN};
 use super::prompts::PromptSet;
+use super::recorder::{Recorder, RecorderTap, RecordingId, CHANNEL_CAPACITY};
 use crate::clock::Clock;
 use crate::engine::media::{LegId, MediaCommand, MediaEvent};
 use crate::engine::time::Millis;
@@ -52,12 +65,17 @@ impl Default for RuntimeOptions {
 /// Totals over all workers since start (the same figures go to the metrics counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MediaStats {
+    /// Prompt packets and relayed packets.
     pub packets_sent: u64,
     pub packets_received: u64,
     pub late_frames: u64,
     /// Send attempts the socket refused (buffer full or network error).
     pub send_errors: u64,
     pub legs: u64,
+    /// Packets forwarded from one bridged leg to the other (included in `packets_sent`).
+    pub packets_relayed: u64,
+    /// Recording audio chunks dropped because the writer was behind.
+    pub recording_drops: u64,
 }
 
 #[derive(Default)]
@@ -67,10 +85,27 @@ struct Counters {
     late: AtomicU64,
     send_errors: AtomicU64,
     legs: AtomicU64,
+    relayed: AtomicU64,
 }
 
 enum WorkerMsg {
     Command(MediaCommand),
+    /// Bridge two legs of this worker; `b_incoming`: `b` is migrating here from another one.
+    Bridge {
+        a: LegId,
+        b: LegId,
+        b_incoming: bool,
+    },
+    /// Hand `leg` over to the worker behind `to` (which then gets `Adopt`).
+    Migrate {
+        leg: LegId,
+        to: Sender<WorkerMsg>,
+    },
+    /// A migrating leg arrives (None: the sender did not have it, e.g. its Open failed).
+    Adopt {
+        leg: LegId,
+        slot: Option<Box<LegSlot>>,
+    },
     Stop,
 }
 
@@ -83,6 +118,7 @@ struct Inner {
     stopped: AtomicBool,
     events: UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
+    recorder: Recorder,
 }
 
 #[derive(Clone)]
@@ -109,11 +145,13 @@ impl MediaHandle {
     ) -> std::io::Result<MediaHandle> {
         let counters = Arc::new(Counters::default());
         let routes = Arc::new(Mutex::new(HashMap::new()));
+        let recorder = Recorder::start(clock, events.clone(), CHANNEL_CAPACITY)?;
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for index in 0..cfg.workers.max(1) {
             let (tx, rx) = mpsc::channel();
             let worker = Worker::new(
+                index,
                 cfg.bind_ip,
                 prompts.clone(),
                 clock,
@@ -121,7 +159,8 @@ impl MediaHandle {
                 rx,
                 counters.clone(),
                 routes.clone(),
-            );
+                recorder.tap(),
+            )?;
             let thread = std::thread::Builder::new()
                 .name(format!("ccswitch-media-{index}"))
                 .spawn(move || {
@@ -144,21 +183,17 @@ impl MediaHandle {
                 stopped: AtomicBool::new(false),
                 events,
                 counters,
+                recorder,
             }),
         })
     }
 
-    /// Hands a command to the worker owning the leg. Never blocks on the workers.
+    /// Hands a command to the worker owning the leg. Never blocks on the workers. The routes
+    /// lock is held while queueing, so a Bridge's re-routing and its messages are ordered
+    /// with every other command.
     pub fn send(&self, cmd: MediaCommand) {
         let inner = &self.inner;
-        let Some(leg) = command_leg(&cmd) else {
-            // Bridging lands with the `bridge` branch; until then these are dropped.
-            tracing::warn!(
-                ?cmd,
-                "media bridging/recording not supported by this media plane"
-            );
-            return;
-        };
+        let leg = command_leg(&cmd);
         if inner.stopped.load(Ordering::Acquire) {
             if let MediaCommand::Open { leg, .. } = cmd {
                 let reason = "media plane is shut down".to_string();
@@ -166,23 +201,55 @@ impl MediaHandle {
             }
             return;
         }
-        let worker = {
-            let mut routes = inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
-            match &cmd {
-                MediaCommand::Open { .. } => {
-                    if routes.contains_key(&leg) {
-                        drop(routes);
-                        let reason = format!("leg {leg} is already open");
-                        let _ = inner.events.send(MediaEvent::OpenFailed { leg, reason });
-                        return;
-                    }
-                    let w = inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.senders.len();
-                    routes.insert(leg, w);
-                    Some(w)
+        let mut routes = inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let worker = match &cmd {
+            MediaCommand::Open { .. } => {
+                if routes.contains_key(&leg) {
+                    drop(routes);
+                    let reason = format!("leg {leg} is already open");
+                    let _ = inner.events.send(MediaEvent::OpenFailed { leg, reason });
+                    return;
                 }
-                MediaCommand::Close { .. } => routes.remove(&leg),
-                _ => routes.get(&leg).copied(),
+                let w = inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.senders.len();
+                routes.insert(leg, w);
+                Some(w)
             }
+            MediaCommand::Close { .. } => routes.remove(&leg),
+            &MediaCommand::Bridge { a, b } => {
+                let (Some(&wa), Some(&wb)) = (routes.get(&a), routes.get(&b)) else {
+                    tracing::debug!(a, b, "bridge of an unknown leg dropped");
+                    return;
+                };
+                if a == b {
+                    return;
+                }
+                let (Some(ta), Some(tb)) = (inner.senders.get(wa), inner.senders.get(wb)) else {
+                    return;
+                };
+                let b_incoming = wa != wb;
+                let _ = ta.send(WorkerMsg::Bridge { a, b, b_incoming });
+                if b_incoming {
+                    let _ = tb.send(WorkerMsg::Migrate {
+                        leg: b,
+                        to: ta.clone(),
+                    });
+                    routes.insert(b, wa);
+                }
+                return;
+            }
+            MediaCommand::StartRecording { a, path, .. } => {
+                let w = routes.get(a).copied();
+                if w.is_none() {
+                    let _ = inner.events.send(MediaEvent::RecordingFinished {
+                        leg: *a,
+                        path: path.clone(),
+                        ok: false,
+                        reason: Some(format!("leg {a} is not open")),
+                    });
+                }
+                w
+            }
+            _ => routes.get(&leg).copied(),
         };
         let Some(worker) = worker else {
             tracing::debug!(leg, "media command for an unknown leg dropped");
@@ -193,16 +260,12 @@ impl MediaHandle {
         };
         if tx.send(WorkerMsg::Command(cmd)).is_err() {
             // The worker thread is gone (it only exits on shutdown or a panic).
-            inner
-                .routes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&leg);
+            routes.remove(&leg);
             tracing::error!(leg, worker, "media worker is not running");
         }
     }
 
-    /// Closes every leg and stops the workers (waits for them, a few milliseconds).
+    /// Closes every leg, finalizes recordings and stops the threads (waits for them).
     pub fn shutdown(&self) {
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return;
@@ -222,6 +285,8 @@ impl MediaHandle {
                 tracing::error!("media worker panicked");
             }
         }
+        // After the workers: they queued the end of every recording they had.
+        self.inner.recorder.shutdown();
         self.inner
             .routes
             .lock()
@@ -237,21 +302,24 @@ impl MediaHandle {
             late_frames: c.late.load(Ordering::Relaxed),
             send_errors: c.send_errors.load(Ordering::Relaxed),
             legs: c.legs.load(Ordering::Relaxed),
+            packets_relayed: c.relayed.load(Ordering::Relaxed),
+            recording_drops: self.inner.recorder.dropped(),
         }
     }
 }
 
-fn command_leg(cmd: &MediaCommand) -> Option<LegId> {
+/// The leg a command is routed by.
+fn command_leg(cmd: &MediaCommand) -> LegId {
     match cmd {
         MediaCommand::Open { leg, .. }
         | MediaCommand::Update { leg, .. }
         | MediaCommand::Play { leg, .. }
         | MediaCommand::StopPlay { leg }
-        | MediaCommand::Close { leg } => Some(*leg),
-        MediaCommand::Bridge { .. }
-        | MediaCommand::Unbridge { .. }
-        | MediaCommand::StartRecording { .. }
-        | MediaCommand::StopRecording { .. } => None,
+        | MediaCommand::Close { leg }
+        | MediaCommand::Unbridge { leg }
+        | MediaCommand::Bridge { a: leg, .. }
+        | MediaCommand::StartRecording { a: leg, .. }
+        | MediaCommand::StopRecording { a: leg } => *leg,
     }
 }
 
@@ -265,14 +333,25 @@ const OVERRUN: Duration = Duration::from_millis(2);
 const OVERRUN_PAUSE: Duration = Duration::from_micros(200);
 /// With no legs the worker only waits for commands.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
+/// Largest relayed datagram.
+const MAX_DATAGRAM: usize = 1500;
 
 struct LegSlot {
     leg: Leg,
     socket: UdpSocket,
     late_seen: u64,
+    /// Phase slot (worker-local).
+    phase: usize,
+    /// Slab index of the bridge peer (worker-local).
+    peer: Option<usize>,
+    /// The recording this leg feeds and its channel (0 left, 1 right).
+    rec: Option<(RecordingId, u8)>,
+    /// The socket is in the epoll set (bridged): drained on readiness, not on the tick.
+    polled: bool,
 }
 
 struct Worker {
+    me: usize,
     bind_ip: IpAddr,
     prompts: Arc<PromptSet>,
     clock: Clock,
@@ -282,19 +361,53 @@ struct Worker {
     routes: Arc<Mutex<HashMap<LegId, usize>>>,
     /// Grid origin: slot s serves legs whose frames are due at epoch + s (mod 20 ms).
     epoch: Millis,
-    slots: Vec<Vec<LegSlot>>,
-    /// Leg id -> slot index.
+    /// Legs by slab index (the epoll token); `free` lists empty entries.
+    slab: Vec<Option<LegSlot>>,
+    free: Vec<usize>,
+    /// Slab indices per phase slot.
+    phases: Vec<Vec<usize>>,
+    /// Leg id -> slab index.
     index: HashMap<LegId, usize>,
+    /// Legs migrating here, with the messages about them held until they arrive.
+    incoming: HashMap<LegId, Vec<WorkerMsg>>,
+    poller: Poller,
+    ready: Vec<u64>,
+    /// Bridged legs registered with the poller.
+    registered: usize,
+    recorder: RecorderTap,
     recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
     /// Counter deltas for this tick, flushed to metrics once per tick.
     tick_sent: u64,
     tick_received: u64,
     tick_late: u64,
     tick_send_errors: u64,
+    tick_relayed: u64,
+}
+
+/// Two distinct entries of the slab, mutably.
+fn pair_mut(
+    slab: &mut [Option<LegSlot>],
+    i: usize,
+    j: usize,
+) -> Option<(&mut LegSlot, &mut LegSlot)> {
+    if i == j || i >= slab.len() || j >= slab.len() {
+        return None;
+    }
+    let (x, y) = if i < j {
+        let (lo, hi) = slab.split_at_mut(j);
+        (&mut lo[i], &mut hi[0])
+    } else {
+        let (lo, hi) = slab.split_at_mut(i);
+        (&mut hi[0], &mut lo[j])
+    };
+    Some((x.as_mut()?, y.as_mut()?))
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        me: usize,
         bind_ip: IpAddr,
         prompts: Arc<PromptSet>,
         clock: Clock,
@@ -302,8 +415,10 @@ impl Worker {
         commands: Receiver<WorkerMsg>,
         counters: Arc<Counters>,
         routes: Arc<Mutex<HashMap<LegId, usize>>>,
-    ) -> Worker {
-        Worker {
+        recorder: RecorderTap,
+    ) -> std::io::Result<Worker> {
+        Ok(Worker {
+            me,
             bind_ip,
             prompts,
             clock,
@@ -312,24 +427,34 @@ impl Worker {
             counters,
             routes,
             epoch: clock.now(),
-            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            phases: (0..SLOTS).map(|_| Vec::new()).collect(),
             index: HashMap::new(),
+            incoming: HashMap::new(),
+            poller: Poller::new()?,
+            ready: Vec::with_capacity(256),
+            registered: 0,
+            recorder,
             recv_buf: vec![0u8; 2048],
+            send_buf: vec![0u8; MAX_DATAGRAM],
             tick_sent: 0,
             tick_received: 0,
             tick_late: 0,
             tick_send_errors: 0,
-        }
+            tick_relayed: 0,
+        })
     }
 
     fn run(mut self) {
         // Next tick, in milliseconds since `epoch`.
         let mut tick: u64 = 0;
         loop {
-            if self.index.is_empty() {
+            if self.index.is_empty() && self.incoming.is_empty() {
+                self.recorder.flush();
                 match self.commands.recv_timeout(IDLE_WAIT) {
                     Ok(WorkerMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                    Ok(WorkerMsg::Command(cmd)) => self.command(cmd),
+                    Ok(msg) => self.dispatch(msg),
                     Err(RecvTimeoutError::Timeout) => {}
                 }
                 tick = self.clock.now().since(self.epoch) + 1;
@@ -345,7 +470,7 @@ impl Worker {
                 // rest of the process.
                 std::thread::sleep(OVERRUN_PAUSE);
             }
-            sleep_until(&self.clock, deadline);
+            self.wait_until(deadline);
             let now_ms = self.clock.now().since(self.epoch);
             // Serve every slot whose tick has come. After a long stall each slot is served
             // once (legs skip their missed frames themselves), not once per missed tick.
@@ -354,21 +479,230 @@ impl Worker {
                 self.serve_slot((t % SLOTS as u64) as usize);
             }
             tick = now_ms.max(tick) + 1;
+            self.recorder.flush();
             self.flush_counters();
         }
+        // Recordings end with the worker (the recorder thread finalizes them).
+        let recs: Vec<RecordingId> = self
+            .slab
+            .iter()
+            .flatten()
+            .filter_map(|s| s.rec.filter(|r| r.1 == 0).map(|r| r.0))
+            .collect();
+        for id in recs {
+            self.recorder.end(id, Some("media plane shut down".into()));
+        }
+        self.recorder.flush_blocking();
+        self.flush_counters();
         let legs = self.index.len() as u64;
         self.counters.legs.fetch_sub(legs, Ordering::Relaxed);
     }
 
-    /// Applies queued commands; false when told to stop.
+    /// Until `deadline`: relays packets of bridged legs as they arrive.
+    fn wait_until(&mut self, deadline: Instant) {
+        loop {
+            let now = self.clock.instant();
+            let Some(left) = deadline.checked_duration_since(now) else {
+                return;
+            };
+            if left.is_zero() {
+                return;
+            }
+            if self.registered == 0 {
+                sleep_until(&self.clock, deadline);
+                return;
+            }
+            let mut ready = std::mem::take(&mut self.ready);
+            self.poller.wait(&self.clock, deadline, &mut ready);
+            // One datagram per readiness report: the set is level-triggered, so a socket with
+            // more queued is reported again, and the recv that would find it empty is saved.
+            for &token in &ready {
+                self.receive(token as usize, 1);
+            }
+            self.ready = ready;
+        }
+    }
+
+    /// Applies queued messages; false when told to stop.
     fn drain_commands(&mut self) -> bool {
         loop {
             match self.commands.try_recv() {
-                Ok(WorkerMsg::Command(cmd)) => self.command(cmd),
                 Ok(WorkerMsg::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Ok(msg) => self.dispatch(msg),
                 Err(TryRecvError::Empty) => return true,
             }
         }
+    }
+
+    /// The first of `legs` that is migrating here (messages about it wait for it).
+    fn waiting_for(&self, legs: &[LegId]) -> Option<LegId> {
+        legs.iter().copied().find(|l| self.incoming.contains_key(l))
+    }
+
+    fn dispatch(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Stop => {}
+            WorkerMsg::Bridge { a, b, b_incoming } => {
+                if b_incoming && !self.index.contains_key(&b) {
+                    self.incoming.entry(b).or_default();
+                }
+                let msg = WorkerMsg::Bridge {
+                    a,
+                    b,
+                    b_incoming: false,
+                };
+                if let Some(l) = self.waiting_for(&[a, b]) {
+                    self.incoming.entry(l).or_default().push(msg);
+                    return;
+                }
+                if let (Some(&ia), Some(&ib)) = (self.index.get(&a), self.index.get(&b)) {
+                    self.bridge(ia, ib);
+                }
+            }
+            WorkerMsg::Migrate { leg, to } => {
+                if self.incoming.contains_key(&leg) {
+                    self.incoming
+                        .entry(leg)
+                        .or_default()
+                        .push(WorkerMsg::Migrate { leg, to });
+                    return;
+                }
+                let slot = match self.index.get(&leg).copied() {
+                    Some(idx) => {
+                        self.unbridge(idx, None);
+                        self.remove_slot(idx).map(Box::new)
+                    }
+                    None => None,
+                };
+                if let Err(mpsc::SendError(WorkerMsg::Adopt { slot: Some(_), .. })) =
+                    to.send(WorkerMsg::Adopt { leg, slot })
+                {
+                    // The target stopped (shutdown): the leg is gone with it.
+                    self.counters.legs.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            WorkerMsg::Adopt { leg, slot } => {
+                let held = self.incoming.remove(&leg).unwrap_or_default();
+                if let Some(slot) = slot {
+                    if !self.index.contains_key(&leg) {
+                        self.install(*slot);
+                    }
+                }
+                for msg in held {
+                    self.dispatch(msg);
+                }
+            }
+            WorkerMsg::Command(cmd) => {
+                let legs = match &cmd {
+                    MediaCommand::StartRecording { a, b, .. } => vec![*a, *b],
+                    other => vec![command_leg(other)],
+                };
+                if let Some(l) = self.waiting_for(&legs) {
+                    self.incoming
+                        .entry(l)
+                        .or_default()
+                        .push(WorkerMsg::Command(cmd));
+                    return;
+                }
+                self.command(cmd);
+            }
+        }
+    }
+
+    fn install(&mut self, mut slot: LegSlot) -> usize {
+        // Keep the leg's own grid: the phase here is where its deadlines fall.
+        let g = slot.leg.grid_start().as_u64() % SLOTS as u64;
+        let e = self.epoch.as_u64() % SLOTS as u64;
+        slot.phase = ((g + SLOTS as u64 - e) % SLOTS as u64) as usize;
+        slot.peer = None;
+        slot.rec = None;
+        slot.polled = false;
+        let phase = slot.phase;
+        let id = slot.leg.id();
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slab[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slab.push(Some(slot));
+                self.slab.len() - 1
+            }
+        };
+        self.phases[phase].push(idx);
+        self.index.insert(id, idx);
+        idx
+    }
+
+    fn remove_slot(&mut self, idx: usize) -> Option<LegSlot> {
+        let slot = self.slab.get_mut(idx)?.take()?;
+        let list = &mut self.phases[slot.phase];
+        if let Some(pos) = list.iter().position(|&i| i == idx) {
+            list.swap_remove(pos);
+        }
+        self.index.remove(&slot.leg.id());
+        self.free.push(idx);
+        Some(slot)
+    }
+
+    fn slot(&mut self, idx: usize) -> Option<&mut LegSlot> {
+        self.slab.get_mut(idx)?.as_mut()
+    }
+
+    fn bridge(&mut self, ia: usize, ib: usize) {
+        if ia == ib {
+            return;
+        }
+        self.unbridge(ia, None);
+        self.unbridge(ib, None);
+        for (x, y) in [(ia, ib), (ib, ia)] {
+            let Some(s) = self.slab.get_mut(x).and_then(Option::as_mut) else {
+                return;
+            };
+            s.peer = Some(y);
+            s.leg.bridge();
+            let registered = self.poller.add(&s.socket, x as u64);
+            if let Err(e) = registered {
+                // Still relayed, on its slot tick (up to 20 ms late).
+                tracing::error!(error = %e, "cannot poll a bridged leg's socket");
+            } else {
+                s.polled = true;
+                self.registered += 1;
+            }
+            self.emit_leg_events(x);
+        }
+    }
+
+    /// Ends the bridge (and recording) `idx` is in; both legs idle.
+    fn unbridge(&mut self, idx: usize, reason: Option<String>) {
+        let Some(peer) = self.slot(idx).and_then(|s| s.peer) else {
+            return;
+        };
+        self.stop_recording(idx, reason);
+        for x in [idx, peer] {
+            if let Some(s) = self.slab.get_mut(x).and_then(Option::as_mut) {
+                s.peer = None;
+                s.leg.unbridge();
+                if s.polled && self.poller.remove(&s.socket).is_ok() {
+                    self.registered = self.registered.saturating_sub(1);
+                }
+                s.polled = false;
+            }
+        }
+    }
+
+    fn stop_recording(&mut self, idx: usize, reason: Option<String>) {
+        let Some((id, _)) = self.slot(idx).and_then(|s| s.rec.take()) else {
+            return;
+        };
+        if let Some(peer) = self.slot(idx).and_then(|s| s.peer) {
+            if let Some(p) = self.slot(peer) {
+                if p.rec.map(|r| r.0) == Some(id) {
+                    p.rec = None;
+                }
+            }
+        }
+        self.recorder.end(id, reason);
     }
 
     fn command(&mut self, cmd: MediaCommand) {
@@ -393,17 +727,20 @@ impl Worker {
                 let socket = match bind(SocketAddr::new(self.bind_ip, local_port)) {
                     Ok(s) => s,
                     Err(e) => {
-                        self.routes
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&leg);
+                        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+                        if routes.get(&leg) == Some(&self.me) {
+                            routes.remove(&leg);
+                        }
+                        drop(routes);
                         let reason = format!("cannot bind {}:{local_port}: {e}", self.bind_ip);
                         self.emit(MediaEvent::OpenFailed { leg, reason });
                         return;
                     }
                 };
                 // The emptiest phase slot spreads sends evenly over the 20 ms period.
-                let slot = (0..SLOTS).min_by_key(|&s| self.slots[s].len()).unwrap_or(0);
+                let slot = (0..SLOTS)
+                    .min_by_key(|&s| self.phases[s].len())
+                    .unwrap_or(0);
                 let params = LegParams {
                     leg,
                     remote,
@@ -415,38 +752,76 @@ impl Worker {
                     initial_ts: rand::random(),
                     grid_start: self.epoch.plus(slot as u64),
                 };
-                self.slots[slot].push(LegSlot {
+                self.install(LegSlot {
                     leg: Leg::new(now, params),
                     socket,
                     late_seen: 0,
+                    phase: slot,
+                    peer: None,
+                    rec: None,
+                    polled: false,
                 });
-                self.index.insert(leg, slot);
                 self.counters.legs.fetch_add(1, Ordering::Relaxed);
             }
             MediaCommand::Close { leg } => {
-                if let Some(slot) = self.index.remove(&leg) {
-                    let legs = &mut self.slots[slot];
-                    if let Some(pos) = legs.iter().position(|l| l.leg.id() == leg) {
-                        // Dropping the socket releases the port.
-                        legs.swap_remove(pos);
+                if let Some(idx) = self.index.get(&leg).copied() {
+                    self.unbridge(idx, None);
+                    // Dropping the socket releases the port.
+                    if self.remove_slot(idx).is_some() {
                         self.counters.legs.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
             }
-            other => {
-                let Some(leg) = command_leg(&other) else {
+            MediaCommand::Bridge { a, b } => {
+                if let (Some(&ia), Some(&ib)) = (self.index.get(&a), self.index.get(&b)) {
+                    self.bridge(ia, ib);
+                }
+            }
+            MediaCommand::Unbridge { leg } => {
+                if let Some(idx) = self.index.get(&leg).copied() {
+                    self.unbridge(idx, None);
+                }
+            }
+            MediaCommand::StartRecording { a, b, path } => {
+                let pair = match (self.index.get(&a).copied(), self.index.get(&b).copied()) {
+                    (Some(ia), Some(ib)) if self.slot(ia).and_then(|s| s.peer) == Some(ib) => {
+                        Some((ia, ib))
+                    }
+                    _ => None,
+                };
+                let Some((ia, ib)) = pair else {
+                    self.emit(MediaEvent::RecordingFinished {
+                        leg: a,
+                        path,
+                        ok: false,
+                        reason: Some(format!("legs {a} and {b} are not bridged together")),
+                    });
                     return;
                 };
-                let Some(&slot) = self.index.get(&leg) else {
+                self.stop_recording(ia, Some("replaced by a new recording".into()));
+                self.recorder.begin(a, path, now);
+                if let Some(s) = self.slot(ia) {
+                    s.rec = Some((a, 0));
+                }
+                if let Some(s) = self.slot(ib) {
+                    s.rec = Some((a, 1));
+                }
+            }
+            MediaCommand::StopRecording { a } => {
+                if let Some(idx) = self.index.get(&a).copied() {
+                    self.stop_recording(idx, None);
+                }
+            }
+            other => {
+                let leg = command_leg(&other);
+                let Some(idx) = self.index.get(&leg).copied() else {
                     return;
                 };
                 let prompts = self.prompts.clone();
-                if let Some(l) = self.slots[slot].iter_mut().find(|l| l.leg.id() == leg) {
+                if let Some(l) = self.slot(idx) {
                     l.leg.handle_command(now, &other, &prompts);
-                    while let Some(ev) = l.leg.poll_event() {
-                        let _ = self.events.send(ev);
-                    }
                 }
+                self.emit_leg_events(idx);
             }
         }
     }
@@ -456,28 +831,93 @@ impl Worker {
         let _ = self.events.send(ev);
     }
 
-    /// One slot's turn: receive, timers, the frame due, events.
-    fn serve_slot(&mut self, slot: usize) {
-        let Some(legs) = self.slots.get_mut(slot) else {
+    fn emit_leg_events(&mut self, idx: usize) {
+        let Some(s) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        for l in legs.iter_mut() {
-            // Receive before sending so a barge-in digit stops this very frame.
-            for _ in 0..MAX_RECV_PER_VISIT {
-                match l.socket.recv_from(&mut self.recv_buf) {
-                    Ok((n, from)) => {
-                        let now = self.clock.now();
-                        let bytes = self.recv_buf.get(..n).unwrap_or(&[]);
-                        if l.leg.handle_packet(now, bytes, from) == super::leg::Received::Rtp {
-                            self.tick_received += 1;
+        while let Some(ev) = s.leg.poll_event() {
+            let _ = self.events.send(ev);
+        }
+    }
+
+    /// Reads up to `max` datagrams from one leg's socket; bridged legs relay each packet to
+    /// their peer at once.
+    fn receive(&mut self, idx: usize, max: usize) {
+        for _ in 0..max {
+            let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+                return;
+            };
+            let (n, from) = match slot.socket.recv_from(&mut self.recv_buf) {
+                Ok(r) => r,
+                // WouldBlock: drained. Other errors (ICMP unreachable reported on the
+                // socket) carry no data: stop for this visit.
+                Err(_) => break,
+            };
+            let now = self.clock.now();
+            let bytes = self.recv_buf.get(..n).unwrap_or(&[]);
+            match slot.peer {
+                None => {
+                    if slot.leg.handle_packet(now, bytes, from) == Received::Rtp {
+                        self.tick_received += 1;
+                    }
+                }
+                Some(peer) => {
+                    let Some((x, y)) = pair_mut(&mut self.slab, idx, peer) else {
+                        continue;
+                    };
+                    let Some(pkt) = x.leg.receive_relayed(now, bytes, from) else {
+                        continue;
+                    };
+                    self.tick_received += 1;
+                    let src = x.leg.source();
+                    if let Some((id, side)) = x.rec {
+                        if src.kind(pkt.payload_type) == PacketKind::Audio {
+                            self.recorder.audio(id, side, now, src.codec, pkt.payload);
                         }
                     }
-                    // WouldBlock: drained. Other errors (ICMP unreachable reported on the
-                    // socket) carry no data: stop for this visit.
-                    Err(_) => break,
+                    if let Some((dest, len)) =
+                        y.leg.relay_packet(now, &pkt, src, &mut self.send_buf)
+                    {
+                        match y.socket.send_to(&self.send_buf[..len], dest) {
+                            Ok(_) => {
+                                self.tick_sent += 1;
+                                self.tick_relayed += 1;
+                            }
+                            Err(e) => {
+                                self.tick_send_errors += 1;
+                                if e.kind() != ErrorKind::WouldBlock {
+                                    tracing::trace!(error = %e, "relay send failed");
+                                }
+                            }
+                        }
+                    }
                 }
             }
+            self.emit_leg_events(idx);
+        }
+    }
+
+    /// One slot's turn: receive, timers, the frame due, events.
+    fn serve_slot(&mut self, phase: usize) {
+        let count = self.phases.get(phase).map_or(0, Vec::len);
+        for k in 0..count {
+            let Some(&idx) = self.phases[phase].get(k) else {
+                return;
+            };
+            // Receive before sending so a barge-in digit stops this very frame. Polled sockets
+            // were drained as packets came (a recv here would only find it empty).
+            if self
+                .slab
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| !s.polled)
+            {
+                self.receive(idx, MAX_RECV_PER_VISIT);
+            }
             let now = self.clock.now();
+            let Some(l) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+                continue;
+            };
             l.leg.handle_timeout(now);
             if let Some(tx) = l.leg.poll_transmit(now) {
                 let sent: std::io::Result<usize> =
@@ -495,9 +935,7 @@ impl Worker {
             let late = l.leg.stats().late;
             self.tick_late += late - l.late_seen.min(late);
             l.late_seen = late;
-            while let Some(ev) = l.leg.poll_event() {
-                let _ = self.events.send(ev);
-            }
+            self.emit_leg_events(idx);
         }
     }
 
@@ -511,6 +949,10 @@ impl Worker {
             metrics::counter!("ccswitch_rtp_packets_received_total").increment(self.tick_received);
             c.received.fetch_add(self.tick_received, Ordering::Relaxed);
         }
+        if self.tick_relayed > 0 {
+            metrics::counter!("ccswitch_rtp_packets_relayed_total").increment(self.tick_relayed);
+            c.relayed.fetch_add(self.tick_relayed, Ordering::Relaxed);
+        }
         if self.tick_late > 0 {
             metrics::counter!("ccswitch_rtp_late_frames_total").increment(self.tick_late);
             c.late.fetch_add(self.tick_late, Ordering::Relaxed);
@@ -523,6 +965,7 @@ impl Worker {
         self.tick_received = 0;
         self.tick_late = 0;
         self.tick_send_errors = 0;
+        self.tick_relayed = 0;
     }
 }
 
@@ -530,6 +973,147 @@ fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
     Ok(socket)
+}
+
+/// Readiness of bridged legs' sockets plus a timer for the next tick: epoll + timerfd on
+/// Linux (woken by the first packet, or at the tick with ns precision).
+#[cfg(target_os = "linux")]
+struct Poller {
+    epoll: std::os::fd::OwnedFd,
+    timer: std::os::fd::OwnedFd,
+    armed: Option<Instant>,
+    events: Vec<libc::epoll_event>,
+}
+
+#[cfg(target_os = "linux")]
+impl Poller {
+    const TIMER: u64 = u64::MAX;
+
+    fn new() -> std::io::Result<Poller> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscalls; the returned fds are owned from here on.
+        let (epoll, timer) = unsafe {
+            let e = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+            if e < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let epoll = std::os::fd::OwnedFd::from_raw_fd(e);
+            let t = libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            );
+            if t < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            (epoll, std::os::fd::OwnedFd::from_raw_fd(t))
+        };
+        let p = Poller {
+            epoll,
+            timer,
+            armed: None,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 256],
+        };
+        use std::os::fd::AsRawFd;
+        p.ctl(libc::EPOLL_CTL_ADD, p.timer.as_raw_fd(), Self::TIMER)?;
+        Ok(p)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: libc::c_int, token: u64) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: valid epoll fd, a live event struct.
+        let r = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, socket: &UdpSocket, token: u64) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        self.ctl(libc::EPOLL_CTL_ADD, socket.as_raw_fd(), token)
+    }
+
+    fn remove(&mut self, socket: &UdpSocket) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        self.ctl(libc::EPOLL_CTL_DEL, socket.as_raw_fd(), 0)
+    }
+
+    /// Waits until a registered socket is readable or `deadline`; readable tokens go to `ready`.
+    fn wait(&mut self, clock: &Clock, deadline: Instant, ready: &mut Vec<u64>) {
+        use std::os::fd::AsRawFd;
+        ready.clear();
+        if self.armed != Some(deadline) {
+            let left = deadline.saturating_duration_since(clock.instant());
+            // A zero it_value disarms the timer: at least 1 ns.
+            let left = left.max(Duration::from_nanos(1));
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                },
+                it_value: libc::timespec {
+                    tv_sec: left.as_secs() as libc::time_t,
+                    tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+                },
+            };
+            // SAFETY: valid timerfd and itimerspec; the old value is not asked for.
+            unsafe {
+                libc::timerfd_settime(self.timer.as_raw_fd(), 0, &spec, std::ptr::null_mut());
+            }
+            self.armed = Some(deadline);
+        }
+        // SAFETY: the buffer holds `events.len()` entries.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                self.events.as_mut_ptr(),
+                self.events.len() as libc::c_int,
+                // Bounded anyway, in case the timer was lost.
+                20,
+            )
+        };
+        for ev in self.events.iter().take(n.max(0) as usize) {
+            let token = ev.u64;
+            if token != Self::TIMER {
+                ready.push(token);
+            }
+        }
+    }
+}
+
+/// Elsewhere: sleep to the tick in 1 ms steps and try every registered socket after each.
+#[cfg(not(target_os = "linux"))]
+struct Poller {
+    tokens: Vec<(u64, SocketAddr)>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Poller {
+    fn new() -> std::io::Result<Poller> {
+        Ok(Poller { tokens: Vec::new() })
+    }
+
+    fn add(&mut self, socket: &UdpSocket, token: u64) -> std::io::Result<()> {
+        self.tokens.push((token, socket.local_addr()?));
+        Ok(())
+    }
+
+    fn remove(&mut self, socket: &UdpSocket) -> std::io::Result<()> {
+        let addr = socket.local_addr()?;
+        self.tokens.retain(|t| t.1 != addr);
+        Ok(())
+    }
+
+    fn wait(&mut self, clock: &Clock, deadline: Instant, ready: &mut Vec<u64>) {
+        let left = deadline.saturating_duration_since(clock.instant());
+        std::thread::sleep(left.min(Duration::from_millis(1)));
+        ready.clear();
+        ready.extend(self.tokens.iter().map(|t| t.0));
+    }
 }
 
 /// Asks for SCHED_FIFO at `priority` for the calling thread; false when not permitted.

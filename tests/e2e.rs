@@ -583,7 +583,8 @@ fn spawn_caller(python: &Path, uri: &str, a: &CallerArgs) -> PjCall {
         cmd.arg("--record").arg(r);
     }
     if let Some(p) = &a.play {
-        cmd.arg("--play").arg(p);
+        // Looped, so the caller is still speaking when an agent joins minutes later.
+        cmd.arg("--play").arg(p).arg("--loop");
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -2073,8 +2074,8 @@ impl Drop for PjAgent {
 /// Two softphones register as agents (1001 Alice: tech 5, 1002 Bob: tech 3). A caller
 /// picks English, then technical support (6). Alice, the best match, rings first but never
 /// answers: after the ring timeout (18 s) the offer is CANCELled and Bob's phone rings and
-/// answers. Signalling and records are asserted; the two-way audio check needs the media
-/// plane's bridging (branch `bridge`) and runs only with CCSWITCH_E2E_BRIDGE=1.
+/// answers. Signalling and records are always asserted; the two-way audio check runs with
+/// CCSWITCH_E2E_BRIDGE=1 (it needs the media plane's bridging, now merged, and sox).
 #[test]
 fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     let Some(py) = pjsua_python() else { return };
@@ -2130,10 +2131,18 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
 
     if std::env::var("CCSWITCH_E2E_BRIDGE").as_deref() == Ok("1") {
         // Two-way audio through the media plane's bridge: Bob hears the caller's speech WAV
-        // (before the bridge Bob's leg gets nothing at all). The caller's direction is
-        // covered by the caller hearing speech, which the IVR alone already provides, so
-        // only Bob's side proves the bridge.
+        // (before the bridge Bob's leg gets nothing at all), and the last seconds of the
+        // caller's recording (after the bridge: hold audio has stopped) carry Bob's speech.
         assert_wav_is_speech(Some(&py), &cfg.path("agent_heard.wav"));
+        let tail = cfg.path("caller_tail.wav");
+        let st = Command::new("sox")
+            .arg(cfg.path("caller_heard.wav"))
+            .arg(&tail)
+            .args(["trim", "-6"])
+            .status()
+            .expect("run sox");
+        assert!(st.success(), "sox trim failed");
+        assert_wav_is_speech(Some(&py), &tail);
     }
 
     let mut sw = sw;

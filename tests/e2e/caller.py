@@ -120,6 +120,7 @@ def main():
     ap.add_argument("--from-user", default="5551234")
     ap.add_argument("--record", help="WAV file for what the caller hears")
     ap.add_argument("--play", help="WAV file the caller speaks into the call")
+    ap.add_argument("--loop", action="store_true", help="repeat --play for the whole call")
     ap.add_argument("--dtmf", default="", help="schedule like '1@8s,12345#@20s' (from CONFIRMED)")
     ap.add_argument("--dtmf-method", choices=["rfc4733", "info"], default="rfc4733")
     ap.add_argument("--info-gap-ms", type=int, default=300, help="spacing of SIP INFO digits")
@@ -149,7 +150,7 @@ def main():
     player = None
     if args.play:
         player = pj.AudioMediaPlayer()
-        player.createPlayer(args.play, pj.PJMEDIA_FILE_NO_LOOP)
+        player.createPlayer(args.play, 0 if args.loop else pj.PJMEDIA_FILE_NO_LOOP)
     acc = pj.Account()
     acc.create(peer.acfg)
     call = Caller(acc, recorder, player)

@@ -1985,6 +1985,7 @@ fn spawn_agent(
     record: Option<&Path>,
     play: Option<&Path>,
     max_duration: f64,
+    extra: &[&str],
 ) -> PjAgent {
     let mut cmd = Command::new(python);
     cmd.arg(script("agent.py"))
@@ -1992,7 +1993,8 @@ fn spawn_agent(
         .args(["--user", ext])
         .args(["--password", &format!("demo{ext}")])
         .args(["--answer-after", &answer_after.to_string()])
-        .args(["--max-duration", &max_duration.to_string()]);
+        .args(["--max-duration", &max_duration.to_string()])
+        .args(extra);
     if let Some(r) = record {
         cmd.arg("--record").arg(r);
     }
@@ -2086,7 +2088,7 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     // Digit 6 barges into the main menu; then 18 s of ringing Alice, Bob answers in 1 s.
     let hangup = t.main + 18.0 + 3.0 + talk;
     let speech = speech_wav(cfg.tmp.path());
-    let alice = spawn_agent(&py, &sw, "1001", -1.0, None, None, hangup + 20.0);
+    let alice = spawn_agent(&py, &sw, "1001", -1.0, None, None, hangup + 20.0, &[]);
     let bob = spawn_agent(
         &py,
         &sw,
@@ -2095,6 +2097,7 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
         Some(&cfg.path("agent_heard.wav")),
         Some(&speech),
         hangup + 20.0,
+        &[],
     );
     alice.wait_event("registered", Duration::from_secs(15));
     bob.wait_event("registered", Duration::from_secs(15));
@@ -2172,5 +2175,38 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
             ("1002".to_string(), "answered".to_string())
         ],
         "{c}"
+    );
+}
+
+/// An agent's softphone dials the break code *22: the INVITE is digest-authenticated (407),
+/// answered with a spoken confirmation and hung up by the switch, and the agent's state
+/// change is recorded.
+#[test]
+fn pjsua_agent_feature_code_break() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    let mut sw = Switch::start(&cfg, 12);
+    let agent = spawn_agent(
+        &py,
+        &sw,
+        "1001",
+        -1.0,
+        None,
+        None,
+        40.0,
+        &["--dial", "*22", "--calls", "0"],
+    );
+    agent.wait_event("registered", Duration::from_secs(15));
+    let done = agent.wait_event("done", Duration::from_secs(60));
+    eprintln!("agent: {done}");
+    assert_eq!(done["dialled"]["confirmed"], true, "{done}");
+    assert_eq!(done["dialled"]["disconnected"], true, "{done}");
+    let st = sw.terminate(Duration::from_secs(30));
+    assert!(st.success(), "ccswitch exit status {st}");
+    let log = sw.log_lines().join("\n");
+    assert!(
+        log.contains("feature code") && log.contains("break") && log.contains("ok=true"),
+        "no successful *22 in the log:\n{}",
+        sw.log_tail(40)
     );
 }

@@ -10,6 +10,8 @@ Prints {"event": "registered", "code": 200} once the registrar accepted it (or
 {"event": "done", "registered": bool, "calls": [{call_id, remote, x_caller,
 x_queue, confirmed, cancelled, disconnected_by, duration_s}]}.
 --answer-after < 0 never answers (the switch's ring timeout CANCELs the offer).
+--dial CODE calls CODE at the registrar once registered (digest 407 answered with the
+same credentials) and exits when the switch hangs up; the summary gains "dialled".
 Exits after --calls calls have ended (answered or cancelled), or at --max-duration.
 """
 
@@ -90,6 +92,25 @@ class Incoming(pj.Call):
         return out
 
 
+class Outgoing(pj.Call):
+    """The agent's own call to a feature code."""
+
+    def __init__(self, acc):
+        pj.Call.__init__(self, acc)
+        self.confirmed = False
+        self.disconnected = False
+        self.last_status = 0
+
+    def onCallState(self, prm):
+        ci = self.getInfo()
+        self.last_status = ci.lastStatusCode
+        log(f"agent dial state {ci.stateText} {ci.lastStatusCode}")
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.confirmed = True
+        if ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.disconnected = True
+
+
 class Acc(pj.Account):
     def __init__(self, args):
         pj.Account.__init__(self)
@@ -128,6 +149,7 @@ def main():
     ap.add_argument("--hangup-after", type=float, default=0.0, help="0 = wait for the BYE")
     ap.add_argument("--calls", type=int, default=1, help="exit after this many calls ended (answered or cancelled)")
     ap.add_argument("--max-duration", type=float, default=60.0)
+    ap.add_argument("--dial", help="after registering, call this user at the registrar (a feature code like *22) and wait for the far end to hang up")
     ap.add_argument("--log-file")
     args = ap.parse_args()
 
@@ -140,9 +162,16 @@ def main():
     acc = Acc(args)
     acc.create(acfg)
     deadline = time.monotonic() + args.max_duration
+    dialled = None
     while time.monotonic() < deadline:
         peer.poll(0.02)
         now = time.monotonic()
+        if args.dial and acc.registered and dialled is None:
+            host = args.registrar.split(":", 1)[1]
+            dialled = Outgoing(acc)
+            dialled.makeCall(f"sip:{args.dial}@{host}", pj.CallOpParam(True))
+        if dialled is not None and dialled.disconnected and not acc.calls:
+            break
         for c in acc.calls:
             if (
                 args.answer_after >= 0
@@ -173,6 +202,13 @@ def main():
         if args.calls > 0 and len(ended) >= args.calls:
             break
     result = {"event": "done", "registered": acc.registered, "calls": [c.summary() for c in acc.calls]}
+    if dialled is not None:
+        result["dialled"] = {
+            "confirmed": dialled.confirmed,
+            "disconnected": dialled.disconnected,
+            "last_status": dialled.last_status,
+        }
+        dialled = None
     for c in acc.calls:
         c.player = None
         c.recorder = None

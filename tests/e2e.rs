@@ -1977,6 +1977,8 @@ struct PjAgent {
     err: Arc<Mutex<Vec<String>>>,
 }
 
+// One argument per agent.py option; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 fn spawn_agent(
     python: &Path,
     sw: &Switch,

@@ -1249,6 +1249,9 @@ Expires: {expires}
         assert!(agent_invites(&net, AGENT2).is_empty());
         assert_eq!(header(&inv[0], "X-Caller"), Some("+8613812345678"));
         assert_eq!(header(&inv[0], "X-Queue"), Some("tech"));
+        let path = header(&inv[0], "X-IVR-Path").expect("X-IVR-Path");
+        assert!(path.contains("main_menu:6"), "{path}");
+        assert!(path.ends_with("queue_tech"), "{path}");
         assert!(header(&inv[0], "From").unwrap().contains("+8613812345678"));
         assert!(inv[0].starts_with("INVITE sip:1001@127.0.0.1:5081 SIP/2.0"));
         assert!(net.has(

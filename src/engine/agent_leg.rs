@@ -530,6 +530,7 @@ impl Engine {
             .unwrap_or_else(|| "anonymous".to_string());
         let caller_call_id = call.id.clone();
         let queue = call.queue.clone().unwrap_or_default();
+        let ivr_path = call.ivr_path.join(">");
         let language = call.language(&self.cfg.default_language);
         let vars: Vec<(String, String)> = call
             .ivr
@@ -566,6 +567,9 @@ impl Engine {
             ("X-Language", language),
             ("Allow", super::ALLOW.to_string()),
         ];
+        if !ivr_path.is_empty() {
+            extra.push(("X-IVR-Path", ivr_path));
+        }
         if let Some((_, v)) = vars.iter().find(|(k, _)| k == "order_number") {
             extra.push(("X-Order-Number", v.clone()));
         }

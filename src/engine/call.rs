@@ -102,6 +102,8 @@ pub struct Call {
     pub queue: Option<String>,
     /// The agent leg (media leg id) connected to this call.
     pub agent_leg: Option<LegId>,
+    /// The IVR path so far, for the agent's phone: "node" or "node:digits" per step.
+    pub ivr_path: Vec<String>,
     pub hold_prompt: Option<String>,
     pub hold_play: Option<u64>,
     pub announce_play: Option<u64>,

@@ -736,6 +736,7 @@ impl Engine {
             acd: AcdPhase::None,
             queue: None,
             agent_leg: None,
+            ivr_path: Vec::new(),
             hold_prompt: None,
             hold_play: None,
             announce_play: None,
@@ -1378,6 +1379,13 @@ impl Engine {
                 } => {
                     let seq = call.ivr_seq;
                     call.ivr_seq += 1;
+                    // Bounded: a caller looping in a menu must not grow the call forever.
+                    if call.ivr_path.len() < 32 {
+                        call.ivr_path.push(match &digits {
+                            Some(d) => format!("{node}:{d}"),
+                            None => node.clone(),
+                        });
+                    }
                     tracing::debug!(call = %call_id, node = %node, kind, "ivr step");
                     self.persist(Record::IvrStep {
                         call_id,

@@ -1027,6 +1027,8 @@ mod agents {
         fn register(&mut self, ext: &str, at: &str, expires: u32) {
             let pw = format!("demo{ext}");
             let b = self.next_branch();
+            // CSeq must rise on the phone's registration Call-ID (RFC 3261 10.3 step 7).
+            let n1 = self.branch * 2;
             let base = format!(
                 "REGISTER sip:127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP {at};branch={b};rport
@@ -1034,7 +1036,7 @@ Max-Forwards: 70
 From: <sip:{ext}@127.0.0.1>;tag=r{ext}
 To: <sip:{ext}@127.0.0.1>
 Call-ID: reg-{ext}-{at}
-CSeq: 1 REGISTER
+CSeq: {n1} REGISTER
 Contact: <sip:{ext}@{at}>
 Expires: {expires}
 "
@@ -1052,7 +1054,10 @@ Expires: {expires}
             );
             let b = self.next_branch();
             let second = base
-                .replace("CSeq: 1 REGISTER", "CSeq: 2 REGISTER")
+                .replace(
+                    &format!("CSeq: {n1} REGISTER"),
+                    &format!("CSeq: {} REGISTER", n1 + 1),
+                )
                 .replace(
                     &format!("branch=z9hG4bKt{}", self.branch - 1),
                     &format!("branch={b}"),
@@ -1974,5 +1979,24 @@ Contact: <sip:c{n}@{at}>
                 prop_assert_eq!(started, ended);
             }
         }
+    }
+
+    #[test]
+    fn unregistering_the_last_contact_logs_the_agent_out() {
+        const DESK: &str = "127.0.0.1:5091";
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.register("1001", DESK, 3600);
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        net.register("1001", AGENT1, 0);
+        assert_eq!(net.state("1001"), AgentState::Ready, "one phone is left");
+        net.register("1001", DESK, 0);
+        assert_eq!(net.state("1001"), AgentState::LoggedOut);
+        net.register("1001", DESK, 3600);
+        assert_eq!(
+            net.state("1001"),
+            AgentState::Ready,
+            "registering again logs in"
+        );
     }
 }

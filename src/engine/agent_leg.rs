@@ -153,23 +153,34 @@ impl Engine {
     }
 
     pub(super) fn on_registrar_events(&mut self, now: Millis, events: Vec<RegistrarEvent>) {
-        for ev in events {
-            match ev {
-                RegistrarEvent::Registered { extension, .. } => {
-                    // Only the first contact logs the agent in; later ones just fork offers.
-                    if self.registrar.contacts(&extension).len() == 1 {
-                        if let Err(e) = self.acd.login(now, &extension) {
-                            tracing::debug!(agent = %extension, error = %e, "login ignored");
-                        }
-                    }
-                }
+        // Per extension: how many bindings this batch added and removed, to tell whether
+        // the agent had none before (login) or has none left (out of routing).
+        let mut delta: Vec<(String, i64)> = Vec::new();
+        for ev in &events {
+            let (ext, d) = match ev {
+                RegistrarEvent::Registered { extension, .. } => (extension, 1),
                 RegistrarEvent::Unregistered { extension, why, .. } => {
-                    if !self.registrar.is_registered(&extension) {
-                        tracing::info!(agent = %extension, why = why.as_str(), "agent unregistered");
-                        if let Err(e) = self.acd.registration_lost(now, &extension) {
-                            tracing::debug!(agent = %extension, error = %e, "logout ignored");
-                        }
-                    }
+                    tracing::info!(agent = %extension, why = why.as_str(), "binding removed");
+                    (extension, -1)
+                }
+            };
+            match delta.iter_mut().find(|(e, _)| e == ext) {
+                Some((_, n)) => *n += d,
+                None => delta.push((ext.clone(), d)),
+            }
+        }
+        for (ext, d) in delta {
+            let now_count = self.registrar.contacts(&ext).len() as i64;
+            let before = now_count - d;
+            if before <= 0 && now_count > 0 {
+                tracing::info!(agent = %ext, "agent registered: logged in");
+                if let Err(e) = self.acd.login(now, &ext) {
+                    tracing::debug!(agent = %ext, error = %e, "login ignored");
+                }
+            } else if now_count == 0 && before > 0 {
+                tracing::info!(agent = %ext, "agent unregistered: out of routing");
+                if let Err(e) = self.acd.registration_lost(now, &ext) {
+                    tracing::debug!(agent = %ext, error = %e, "logout ignored");
                 }
             }
         }

@@ -750,7 +750,11 @@ impl Engine {
         self.by_invite.insert(key, call_key);
         self.by_leg.insert(leg, call_key);
         self.calls.insert(call_key, call);
-        let rings = if self.calls[&call_key].feature.is_some() {
+        let feature_call = self
+            .calls
+            .get(&call_key)
+            .is_some_and(|c| c.feature.is_some());
+        let rings = if feature_call {
             0 // An agent's own feature call is not made to wait.
         } else {
             self.cfg.ring_cycle_ms * u64::from(self.cfg.answer_after_rings)

@@ -1656,6 +1656,21 @@ Content-Length: {}
         extra: &str,
         body: &str,
     ) {
+        agent_request_from(net, AGENT1, inv, method, branch, cseq, extra, body)
+    }
+
+    /// Like `agent_request`, sent from `src` (a spoofer when it is not the phone).
+    #[allow(clippy::too_many_arguments)]
+    fn agent_request_from(
+        net: &mut Net,
+        src: &str,
+        inv: &str,
+        method: &str,
+        branch: &str,
+        cseq: u32,
+        extra: &str,
+        body: &str,
+    ) {
         let call_id = header(inv, "Call-ID").unwrap().to_string();
         let from = header(inv, "From").unwrap().to_string();
         let to = format!("{};tag=agent{}", header(inv, "To").unwrap(), AGENT1.len());
@@ -1668,7 +1683,7 @@ Content-Length: {}
             "{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT1};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:1001@{AGENT1}>\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
             body.len()
         );
-        net.send(AGENT1, &m);
+        net.send(src, &m);
     }
 
     #[test]
@@ -1716,6 +1731,24 @@ Content-Length: {}
         let inv = agent_invites(&net, AGENT1);
         net.answer(AGENT1, &inv[0], 200, "OK");
         net.advance(10_000);
+        // A REFER from another address (a leaked Call-ID) and one to a target that is not
+        // a queue are refused; the call stays with the agent.
+        let refer_to = "Refer-To: <sip:after_sales@127.0.0.1>\r\n";
+        agent_request_from(
+            &mut net,
+            CALLER,
+            &inv[0],
+            "REFER",
+            "z9hG4bKrf0",
+            4,
+            refer_to,
+            "",
+        );
+        assert_eq!(net.last_status_to(CALLER), Some(403));
+        let bad = "Refer-To: <sip:+19005550000@127.0.0.1>\r\n";
+        agent_request(&mut net, &inv[0], "REFER", "z9hG4bKrfx", 4, bad, "");
+        assert_eq!(net.last_status_to(AGENT1), Some(404));
+        assert!(matches!(net.state("1001"), AgentState::OnCall { .. }));
         agent_request(
             &mut net,
             &inv[0],

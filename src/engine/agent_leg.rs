@@ -1162,6 +1162,10 @@ impl Engine {
         let Some(l) = self.agent_legs.get(&leg) else {
             return;
         };
+        // Only the phone we are talking to may move the call (Call-IDs can leak).
+        if l.peer.map(|p| p.addr) != Some(peer.addr) {
+            return self.reply(now, key, req, peer, 403, "Forbidden");
+        }
         let call_key = l.call_key;
         let connected = l.state == AgentLegState::Up
             && self

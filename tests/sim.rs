@@ -2032,4 +2032,30 @@ Contact: <sip:c{n}@{at}>
             "registering again logs in"
         );
     }
+
+    #[test]
+    fn long_wait_hears_the_apology_before_the_bridge() {
+        let mut net = Net::new();
+        net.call_and_pick('6');
+        net.advance(61_000);
+        net.register("1001", AGENT1, 3600);
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let (play_id, prompts) = net.last_caller_play().expect("apology");
+        assert_eq!(prompts, vec!["sorry_wait".to_string()]);
+        let bridged = |net: &Net| {
+            net.media
+                .iter()
+                .any(|m| matches!(m, MediaCommand::Bridge { .. }))
+        };
+        assert!(!bridged(&net), "the apology plays before the bridge");
+        let leg = net.caller_leg();
+        net.input(Input::Media(MediaEvent::PlayFinished {
+            leg,
+            play_id,
+            interrupted: false,
+        }));
+        assert!(bridged(&net));
+    }
 }

@@ -2058,4 +2058,27 @@ Contact: <sip:c{n}@{at}>
         }));
         assert!(bridged(&net));
     }
+
+    #[test]
+    fn agent_commands_change_state_like_feature_codes() {
+        use ccswitch::engine::AgentChange;
+        let mut net = Net::new();
+        let cmd = |agent: &str, change: AgentChange| {
+            Input::Command(Command::Agent {
+                agent: agent.to_string(),
+                change,
+            })
+        };
+        net.input(cmd("1001", AgentChange::Ready));
+        assert_eq!(net.state("1001"), AgentState::Ready, "ready logs in");
+        let reason = "training".to_string();
+        net.input(cmd("1001", AgentChange::NotReady { reason }));
+        assert_eq!(net.state("1001"), AgentState::NotReady("training".into()));
+        net.input(cmd("1001", AgentChange::Logout));
+        assert_eq!(net.state("1001"), AgentState::LoggedOut);
+        // Unknown agents and refused changes are only logged.
+        net.input(cmd("4242", AgentChange::Ready));
+        net.input(cmd("1001", AgentChange::Logout));
+        assert!(net.has(|r| matches!(r, Record::AgentStateChanged { agent, state, reason: Some(r), .. } if agent == "1001" && state == "not_ready" && r == "training")));
+    }
 }

@@ -32,7 +32,7 @@ use crate::engine::record::{EndedBy, IvrOutcome, Record};
 use crate::engine::registrar::{AuthResult, RegistrarEvent};
 use crate::engine::time::Millis;
 use crate::engine::txn::{ClientMatch, TxnKey};
-use crate::engine::{Peer, Transport};
+use crate::engine::{AgentChange, Peer, Transport};
 use crate::proto::sdp::{self, Direction, Negotiated};
 use crate::proto::sip::{self, Method, Request, RequestOpts, Response, ResponseOpts};
 use bytes::Bytes;
@@ -186,6 +186,28 @@ impl Engine {
         }
     }
 
+    /// `Command::Agent`: the same changes as the feature codes. Returns whether the ACD
+    /// accepted it.
+    pub(super) fn on_agent_command(
+        &mut self,
+        now: Millis,
+        agent: &str,
+        change: AgentChange,
+    ) -> bool {
+        let res = match change {
+            AgentChange::Ready => self
+                .acd
+                .set_ready(now, agent)
+                .or_else(|_| self.acd.login(now, agent)),
+            AgentChange::NotReady { reason } => self.acd.set_not_ready(now, agent, &reason),
+            AgentChange::Logout => self.acd.logout(now, agent),
+        };
+        if let Err(e) = &res {
+            tracing::info!(agent, error = %e, "agent command refused");
+        }
+        res.is_ok()
+    }
+
     /// Feature codes and calls to agents: `Err(())` when the INVITE was answered here
     /// (refused or challenged); `Ok(Some(prompt))` for an accepted feature call (the
     /// confirmation to play); `Ok(None)` for an ordinary call.
@@ -315,6 +337,10 @@ impl Engine {
                 reason,
             }),
             AcdEvent::Queued { call, queue, at } => {
+                // Overflow and transfers move the call: offers must name the queue it is in.
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.queue = Some(queue.clone());
+                }
                 let vip = self
                     .acd_call_ids
                     .get(&call)

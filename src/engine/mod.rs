@@ -54,6 +54,20 @@ pub enum Command {
     /// Refuse new calls with 503, say goodbye to active calls and end them within
     /// `grace_ms`; `Output::Drained` follows when no call is left.
     Shutdown { grace_ms: u64 },
+    /// Change an agent's state as the feature codes do (supervisor or API). Refusals
+    /// (unknown agent, not allowed now) are logged; the state records show what happened.
+    Agent { agent: String, change: AgentChange },
+}
+
+/// What `Command::Agent` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentChange {
+    /// Log in if logged out, else ready (ends wrap-up early).
+    Ready,
+    NotReady {
+        reason: String,
+    },
+    Logout,
 }
 
 #[derive(Clone, Debug)]

@@ -177,6 +177,9 @@ impl Engine {
             Input::Sip { peer, bytes } => self.on_sip(now, peer, &bytes),
             Input::Media(ev) => self.on_media(now, ev),
             Input::Command(Command::Shutdown { grace_ms }) => self.on_shutdown(now, grace_ms),
+            Input::Command(Command::Agent { agent, change }) => {
+                self.on_agent_command(now, &agent, change);
+            }
             Input::Timeout => {}
         }
         self.drain_acd(now);

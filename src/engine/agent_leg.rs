@@ -2,27 +2,43 @@
 //! the B2BUA outbound leg to an agent's phone. A child module of `switch` (it extends
 //! `Engine` with `impl` blocks and shares its private state); sans-IO like the rest.
 //!
+//! Flow: REGISTER -> `Registrar::register` (reply with its headers); the first binding of an
+//! agent logs them in (`Acd::login`), the last one gone logs them out
+//! (`Acd::registration_lost`); binding expiry runs from the engine's `poll_timeout`. The IVR's
+//! `Queue` action -> `IvrLeft(queued)` + `Acd::enqueue`. After every input the engine drains
+//! the ACD (`drain_acd`): events become records, actions become SIP and media commands
+//! (`Offer` -> INVITE forks, `CancelOffer` -> CANCEL, `PlayHold` / `Announce` /
+//! `PlayApology` / `MaxWaitReached` -> prompts). Agent answers -> `offer_answered` + Bridge;
+//! failures -> `offer_failed`; either side's BYE -> `call_ended` (wrap-up) and BYE to the
+//! other side; the caller leaving while queued -> `abandon`.
+//!
 //! Documented choices:
 //! * Feature codes (`*21` ready, `*22` break, ...) dialled by an authenticated agent (407
 //!   flow) change the agent's ACD state, are answered at once (200 with SDP), hear a
 //!   confirmation (`feature_ready`, `feature_not_ready`, `feature_logged_out`, or
-//!   `feature_refused` when the ACD refused the change) and are hung up by us (BYE). They are ordinary calls
-//!   in the records (dialled = the code, ended by system, reason `feature_code`).
+//!   `feature_refused` when the ACD refused the change) and are hung up by us (BYE). They
+//!   are ordinary calls in the records (dialled = the code, ended by system, reason
+//!   `feature_code`). `Command::Agent` makes the same changes without a phone.
 //! * Toll fraud: ccswitch only ever dials registered agent contacts. A call to an agent's
 //!   extension or to anything starting with `*` that is not a feature code gets 404; an
 //!   unauthenticated feature-code call gets 407, then 403. Every other number is the
 //!   public service (the IVR's entries, `default` included).
 //! * Offers fork to every registered contact of the agent in parallel; the first 2xx wins,
 //!   the other forks are CANCELled (or, if they answered too, ACKed and BYEd). A CANCEL is
-//!   sent only after the fork's first provisional response (RFC 3261 9.1).
+//!   sent only after the fork's first provisional response (RFC 3261 9.1); a fork that
+//!   never answers ends by its INVITE transaction's Timer B.
 //! * On answer: hold stops, the apology (if the ACD asks) plays to the caller first, then
 //!   `Bridge { a: caller leg, b: agent leg }` (the media plane refuses plays while bridged).
 //! * Announcements play "You are number N in the queue. The expected wait is about M
-//!   minutes. Please hold." (`announcement`), then the hold audio resumes.
-//! * REFER (blind transfer) accepts queue names only (`Refer-To: <sip:after_sales@..>`):
-//!   202, NOTIFY with sipfrag 200, our BYE to the agent; other targets get 404.
-//! * Not done: transfer to an extension, call recording (QueueSpec has no recording option yet),
-//!   2xx retransmission of our answers to agent re-INVITEs (sent once).
+//!   minutes. Please hold." (`announcement`, numbers digit by digit), then hold resumes.
+//! * REFER (blind transfer) accepts queue names only (`Refer-To: <sip:after_sales@..>`) and
+//!   only from the agent phone's own address: 202, NOTIFY with sipfrag 200, our BYE to the
+//!   agent (wrap-up), the caller waits in the new queue; other targets get 404.
+//! * Agent legs have no RTP inactivity timer (a ringing leg gets no RTP); the caller leg's
+//!   timer guards the call.
+//! * Not done: transfer to an extension (the ACD has no direct offer), call recording
+//!   (QueueSpec has no recording option yet), 2xx retransmission of our answers to agent
+//!   re-INVITEs (sent once).
 
 use super::Engine;
 use crate::engine::acd::{AcdAction, AcdEvent, MaxWaitThen, OfferOutcome, QueuedCall};

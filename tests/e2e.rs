@@ -2078,12 +2078,21 @@ impl Drop for PjAgent {
 /// Two softphones register as agents (1001 Alice: tech 5, 1002 Bob: tech 3). A caller
 /// picks English, then technical support (6). Alice, the best match, rings first but never
 /// answers: after the ring timeout (18 s) the offer is CANCELled and Bob's phone rings and
-/// answers. Signalling and records are always asserted; the two-way audio check runs with
-/// CCSWITCH_E2E_BRIDGE=1 (it needs the media plane's bridging, now merged, and sox).
+/// answers; each side hears the other's speech through the bridge. After the caller hangs
+/// up, Bob is in wrap-up for the queue's after-call-work time (3 s here), and the call's row
+/// carries FRT, talk, hold, ACW, AHT and both offer attempts.
 #[test]
 fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     let Some(py) = pjsua_python() else { return };
     let cfg = TestConfig::new(0);
+    // A short after-call-work period, so the test sees wrap-up end by its timer.
+    let queues = cfg.dir.join("queues.toml");
+    let text = std::fs::read_to_string(&queues).expect("read queues.toml");
+    assert!(
+        text.contains("wrap_up_s = 30"),
+        "queues.toml [defaults] wrap_up_s"
+    );
+    std::fs::write(&queues, text.replace("wrap_up_s = 30", "wrap_up_s = 3")).expect("write");
     let sw = Switch::start(&cfg, 11);
     let t = timeline();
     let talk = 8.0;
@@ -2099,7 +2108,8 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
         Some(&cfg.path("agent_heard.wav")),
         Some(&speech),
         hangup + 20.0,
-        &[],
+        // Bob stays registered through his wrap-up (unregistering would log him out).
+        &["--linger", "6"],
     );
     alice.wait_event("registered", Duration::from_secs(15));
     bob.wait_event("registered", Duration::from_secs(15));
@@ -2134,7 +2144,7 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     assert_eq!(alice_calls.len(), 1, "Alice rang once: {alice_done}");
     assert_eq!(alice_calls[0]["cancelled"], true, "{alice_done}");
 
-    if std::env::var("CCSWITCH_E2E_BRIDGE").as_deref() == Ok("1") {
+    {
         // Two-way audio through the media plane's bridge: Bob hears the caller's speech WAV
         // (before the bridge Bob's leg gets nothing at all), and the last seconds of the
         // caller's recording (after the bridge: hold audio has stopped) carry Bob's speech.
@@ -2157,6 +2167,27 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     let c = find_call(&calls, "udp");
     eprintln!("report: {c:#}");
     assert_eq!(c["ivr_outcome"], "queued", "{c}");
+    assert_eq!(c["agent"], "1002", "{c}");
+    assert!(
+        c["wrapup_ended_at"].is_string(),
+        "wrap-up ended by its timer: {c}"
+    );
+    let ms = |k: &str| c[k].as_i64().unwrap_or_else(|| panic!("{k} missing: {c}"));
+    assert!(
+        ms("frt_ms") > 18_000,
+        "FRT spans Alice's 18 s of ringing: {c}"
+    );
+    assert!(ms("talk_ms") > 0, "{c}");
+    assert_eq!(ms("hold_ms"), 0, "{c}");
+    assert!(
+        ms("acw_ms") >= 3_000,
+        "ACW is the queue's wrap-up time: {c}"
+    );
+    assert_eq!(
+        ms("aht_ms"),
+        ms("talk_ms") + ms("hold_ms") + ms("acw_ms"),
+        "{c}"
+    );
     assert!(c["queued_at"].is_string(), "{c}");
     assert!(c["agent_answered_at"].is_string(), "{c}");
     assert_eq!(c["ended_by"], "caller", "{c}");

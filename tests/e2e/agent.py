@@ -147,6 +147,8 @@ def main():
     ap.add_argument("--play", help="WAV played into each answered call (looped)")
     ap.add_argument("--record", help="WAV for what the agent hears (last call)")
     ap.add_argument("--hangup-after", type=float, default=0.0, help="0 = wait for the BYE")
+    ap.add_argument("--linger", type=float, default=0.0,
+                    help="stay registered this many seconds after the last call (wrap-up)")
     ap.add_argument("--calls", type=int, default=1, help="exit after this many calls ended (answered or cancelled)")
     ap.add_argument("--max-duration", type=float, default=60.0)
     ap.add_argument("--dial", help="after registering, call this user at the registrar (a feature code like *22) and wait for the far end to hang up")
@@ -201,6 +203,9 @@ def main():
         ended = [c for c in acc.calls if c.disconnected_at is not None]
         if args.calls > 0 and len(ended) >= args.calls:
             break
+    if args.linger > 0:
+        # Unregistering logs the agent out, which ends wrap-up at once: stay through it.
+        peer.poll(args.linger)
     result = {"event": "done", "registered": acc.registered, "calls": [c.summary() for c in acc.calls]}
     if dialled is not None:
         result["dialled"] = {

@@ -158,6 +158,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )
     .context("starting the media plane")?;
 
+    let records_calls = config
+        .queues
+        .names()
+        .any(|q| config.queues.get(q).is_some_and(|s| s.record));
+    if records_calls {
+        std::fs::create_dir_all(&config.recording.dir).with_context(|| {
+            format!(
+                "creating the recordings folder {} (ccswitch.toml recording.dir)",
+                config.recording.dir.display()
+            )
+        })?;
+    }
     let engine = Engine::new(EngineConfig {
         sent_by,
         media_ip: advertised,
@@ -184,6 +196,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             }
             secret
         },
+        recordings_dir: config.recording.dir.clone(),
         default_language: config.prompts.default_language.clone(),
         seed: clock.now().as_u64() ^ u64::from(std::process::id()),
     });

@@ -2092,7 +2092,10 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
         text.contains("wrap_up_s = 30"),
         "queues.toml [defaults] wrap_up_s"
     );
-    std::fs::write(&queues, text.replace("wrap_up_s = 30", "wrap_up_s = 3")).expect("write");
+    let text = text.replace("wrap_up_s = 30", "wrap_up_s = 3");
+    // Record the tech queue's calls (the shipped config records complaints only).
+    let text = text.replace("record = false", "record = true");
+    std::fs::write(&queues, text).expect("write");
     let sw = Switch::start(&cfg, 11);
     let t = timeline();
     let talk = 8.0;
@@ -2188,6 +2191,23 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
         ms("talk_ms") + ms("hold_ms") + ms("acw_ms"),
         "{c}"
     );
+    // The recording: a stereo WAV, caller left and agent right, both carrying speech.
+    let rec = PathBuf::from(c["recording_path"].as_str().expect("recording_path"));
+    let spec = hound::WavReader::open(&rec)
+        .unwrap_or_else(|e| panic!("{}: {e}", rec.display()))
+        .spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 8000), "{spec:?}");
+    for (channel, name) in [(1, "caller"), (2, "agent")] {
+        let mono = cfg.path(&format!("rec_{name}.wav"));
+        let st = Command::new("sox")
+            .arg(&rec)
+            .arg(&mono)
+            .args(["remix", &channel.to_string()])
+            .status()
+            .expect("run sox");
+        assert!(st.success(), "sox remix failed");
+        assert_wav_is_speech(Some(&py), &mono);
+    }
     assert!(c["queued_at"].is_string(), "{c}");
     assert!(c["agent_answered_at"].is_string(), "{c}");
     assert_eq!(c["ended_by"], "caller", "{c}");

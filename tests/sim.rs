@@ -38,6 +38,7 @@ fn config(answer_after_rings: u8, max_calls: usize) -> EngineConfig {
         agents: cfg.agents.clone(),
         queues: cfg.queues.clone(),
         registrar_secret: [9; 32],
+        recordings_dir: std::env::temp_dir(),
     }
 }
 

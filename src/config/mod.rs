@@ -44,6 +44,7 @@ pub struct Config {
     pub http: HttpSection,
     pub database: DatabaseSection,
     pub prompts: PromptsSection,
+    pub recording: RecordingSection,
     pub ivr: Arc<IvrGraph>,
     /// `agents.toml`; empty when the file is absent.
     pub agents: Arc<AgentDirectory>,
@@ -204,6 +205,23 @@ impl Default for PromptsSection {
     }
 }
 
+/// Where call recordings go (queues with `record = true`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingSection {
+    /// One stereo WAV per recorded call, `<dir>/<call id>.wav`; resolved against the config
+    /// folder's parent if relative.
+    pub dir: PathBuf,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        RecordingSection {
+            dir: PathBuf::from("recordings"),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MainFile {
@@ -221,6 +239,8 @@ struct MainFile {
     database: DatabaseSection,
     #[serde(default)]
     prompts: PromptsSection,
+    #[serde(default)]
+    recording: RecordingSection,
 }
 
 /// Loads and validates the config folder `dir`.
@@ -235,6 +255,10 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     let mut prompts = main.prompts;
     if prompts.dir.is_relative() {
         prompts.dir = base.join(&prompts.dir);
+    }
+    let mut recording = main.recording;
+    if recording.dir.is_relative() {
+        recording.dir = base.join(&recording.dir);
     }
     let mut database = main.database;
     database.url = resolve_sqlite_url(&database.url, &base);
@@ -288,6 +312,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         http: main.http,
         database,
         prompts,
+        recording,
         ivr: Arc::new(graph),
         agents: Arc::new(agents),
         queues: Arc::new(queues),

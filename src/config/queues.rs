@@ -61,6 +61,8 @@ struct Settings {
     apology_prompt: Option<String>,
     hold_prompt: Option<String>,
     default_handle_time_s: Option<u64>,
+    /// Record connected calls (stereo WAV in `[recording] dir` of ccswitch.toml).
+    record: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +92,8 @@ struct RawQueue {
     apology_prompt: Option<String>,
     hold_prompt: Option<String>,
     default_handle_time_s: Option<u64>,
+    /// Record connected calls (stereo WAV in `[recording] dir` of ccswitch.toml).
+    record: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -173,6 +177,7 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
         check_id(&key(&format!("extra_skills.{sk}")), sk)?;
     }
     s.extra_skills = q.extra_skills;
+    s.record = q.record.or(d.record).unwrap_or(false);
     s.service_level_s = q.service_level_s.or(d.service_level_s).unwrap_or(20);
     s.service_level_pct = q.service_level_pct.or(d.service_level_pct).unwrap_or(80);
     s.ring_timeout_ms = q

@@ -550,7 +550,47 @@ impl Engine {
             return;
         };
         let a = call.leg;
+        let call_id = call.id.clone();
+        let record = call
+            .queue
+            .as_deref()
+            .and_then(|q| self.cfg.queues.get(q))
+            .is_some_and(|q| q.record);
         self.media(MediaCommand::Bridge { a, b: agent_leg });
+        if record {
+            let path = self.cfg.recordings_dir.join(format!("{call_id}.wav"));
+            self.recordings.insert(a, call_id);
+            self.media(MediaCommand::StartRecording {
+                a,
+                b: agent_leg,
+                path,
+            });
+        }
+    }
+
+    /// The media plane closed a recording: a complete file goes on the call's row.
+    pub(super) fn on_recording_finished(
+        &mut self,
+        now: Millis,
+        leg: LegId,
+        path: &std::path::Path,
+        ok: bool,
+        reason: Option<&str>,
+    ) {
+        let Some(call_id) = self.recordings.remove(&leg) else {
+            return;
+        };
+        if ok {
+            tracing::info!(call = %call_id, path = %path.display(), "recording saved");
+            self.persist(Record::RecordingSaved {
+                call_id,
+                at: now,
+                path: path.display().to_string(),
+            });
+        } else {
+            tracing::error!(call = %call_id, path = %path.display(), reason = reason.unwrap_or(""),
+                "recording failed");
+        }
     }
 
     // ---- offers ---------------------------------------------------------------------------

@@ -63,6 +63,8 @@ pub struct EngineConfig {
     pub queues: Arc<QueueSet>,
     /// Keys the registrar's nonces; the shell draws it at random at startup.
     pub registrar_secret: [u8; 32],
+    /// Where recorded calls go: `<dir>/<call id>.wav`.
+    pub recordings_dir: std::path::PathBuf,
 }
 
 /// Operations counters the shell exports to Prometheus.
@@ -117,6 +119,9 @@ pub struct Engine {
     offers: HashMap<u64, LegId>,
     /// ACD call key -> (persisted call id, caller), kept until wrap-up ends.
     acd_call_ids: HashMap<u64, (String, String)>,
+    /// Recordings in progress: caller leg -> persisted call id (the call may be gone by the
+    /// time the media plane reports the file finished).
+    recordings: HashMap<LegId, String>,
 }
 
 impl Engine {
@@ -150,6 +155,7 @@ impl Engine {
             agent_by_callid: HashMap::new(),
             offers: HashMap::new(),
             acd_call_ids: HashMap::new(),
+            recordings: HashMap::new(),
             txns: Transactions::new(cfg.txn.clone()),
             ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max, offset),
             rng,
@@ -1231,6 +1237,16 @@ impl Engine {
     // ---- media and digits -----------------------------------------------------------------
 
     fn on_media(&mut self, now: Millis, ev: MediaEvent) {
+        if let MediaEvent::RecordingFinished {
+            leg,
+            path,
+            ok,
+            reason,
+        } = &ev
+        {
+            self.on_recording_finished(now, *leg, path, *ok, reason.as_deref());
+            return;
+        }
         let leg = match &ev {
             MediaEvent::OpenFailed { leg, .. }
             | MediaEvent::Digit { leg, .. }
@@ -1296,12 +1312,7 @@ impl Engine {
                 tracing::warn!("no RTP from the caller: ending the call");
                 self.end_call(now, call_key, EndedBy::System, "rtp_timeout", true);
             }
-            // Recording is wired into the call flow by the bridging integration.
-            MediaEvent::RecordingFinished {
-                path, ok, reason, ..
-            } => {
-                tracing::info!(path = %path.display(), ok, reason = ?reason, "recording finished");
-            }
+            MediaEvent::RecordingFinished { .. } => {} // handled above, call or no call
         }
     }
 

@@ -53,6 +53,8 @@ pub struct QueueSpec {
     pub default_handle_time_ms: u64,
     /// Sorted by `after_ms` (QueueSet::new sorts).
     pub relax: Vec<Relaxation>,
+    /// Record connected calls (stereo WAV: caller left, agent right).
+    pub record: bool,
 }
 
 impl QueueSpec {
@@ -80,6 +82,7 @@ impl QueueSpec {
             apology_prompt: "sorry_wait".into(),
             default_handle_time_ms: 180_000,
             relax: Vec::new(),
+            record: false,
         }
     }
 }

@@ -1318,6 +1318,38 @@ Expires: {expires}
     }
 
     #[test]
+    fn an_agent_phone_that_vanishes_ends_the_call_on_rtp_inactivity() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let caller_leg = net.caller_leg();
+        let agent_leg = net
+            .media
+            .iter()
+            .find_map(|m| match m {
+                MediaCommand::Bridge { a, b } if *a == caller_leg => Some(*b),
+                _ => None,
+            })
+            .expect("bridged");
+        // The agent leg is opened with the same inactivity guard as the caller's.
+        assert!(net.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::Open { leg, inactivity_ms, .. } if *leg == agent_leg && *inactivity_ms > 0
+        )));
+        let at = net.now;
+        net.input(Input::Media(MediaEvent::Inactive { leg: agent_leg, at }));
+        assert_eq!(net.requests_to(AGENT1, "BYE").len(), 1, "BYE to the agent");
+        assert_eq!(net.requests_to(CALLER, "BYE").len(), 1, "BYE to the caller");
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded { ended_by: EndedBy::System, reason, .. } if reason == "rtp_timeout"
+        )));
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+    }
+
+    #[test]
     fn ring_no_answer_cancels_after_18_s_and_offers_the_next_agent() {
         let mut net = Net::new();
         net.register("1001", AGENT1, 3600);

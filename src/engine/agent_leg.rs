@@ -652,7 +652,8 @@ impl Engine {
             codec: Codec::Pcmu,
             telephone_event_pt: Some(101),
             // Ringing legs get no RTP; the caller leg's own timer guards the call.
-            inactivity_ms: 0,
+            // An agent phone that vanishes without a BYE ends the call like a caller's does.
+            inactivity_ms: self.cfg.rtp_inactivity_ms,
         });
         let mut extra: Vec<(&'static str, String)> = vec![
             ("X-Caller", caller.clone()),
@@ -1404,10 +1405,22 @@ impl Engine {
     }
 
     /// Media events for agent legs; true when `leg` is one.
-    pub(super) fn on_agent_media(&mut self, now: Millis, leg: LegId, failed: bool) -> bool {
+    pub(super) fn on_agent_media(
+        &mut self,
+        now: Millis,
+        leg: LegId,
+        failed: bool,
+        inactive: bool,
+    ) -> bool {
         let Some(l) = self.agent_legs.get(&leg) else {
             return false;
         };
+        if inactive && l.state == AgentLegState::Up {
+            let call_key = l.call_key;
+            tracing::warn!(agent = %l.agent, "no RTP from the agent's phone: ending the call");
+            self.end_call(now, call_key, EndedBy::System, "rtp_timeout", true);
+            return true;
+        }
         if failed {
             let (state, call_key) = (l.state, l.call_key);
             match state {

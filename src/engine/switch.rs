@@ -1255,7 +1255,8 @@ impl Engine {
             | MediaEvent::RecordingFinished { leg, .. } => *leg,
         };
         let failed = matches!(ev, MediaEvent::OpenFailed { .. });
-        if self.on_agent_media(now, leg, failed) {
+        let inactive = matches!(ev, MediaEvent::Inactive { .. });
+        if self.on_agent_media(now, leg, failed, inactive) {
             return;
         }
         let Some(&call_key) = self.by_leg.get(&leg) else {

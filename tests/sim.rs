@@ -1318,6 +1318,54 @@ Expires: {expires}
     }
 
     #[test]
+    fn our_2xx_to_an_agent_reinvite_is_retransmitted_until_the_ack() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let call_id = header(&inv[0], "Call-ID").unwrap().to_string();
+        let from = header(&inv[0], "From").unwrap().to_string();
+        let to = format!(
+            "{};tag=agent{}",
+            header(&inv[0], "To").unwrap(),
+            AGENT1.len()
+        );
+        let req = |method: &str, branch: &str, cseq: u32, body: &str| {
+            let ct = if body.is_empty() {
+                String::new()
+            } else {
+                "Content-Type: application/sdp\r\n".to_string()
+            };
+            format!(
+                "{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {AGENT1};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:1001@{AGENT1}>\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let hold_sdp = "v=0\r\no=agent 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\na=sendonly\r\n";
+        let oks = |net: &Net| {
+            net.to(AGENT1)
+                .iter()
+                .filter(|m| status_of(m) == Some(200) && m.contains("CSeq: 10 INVITE"))
+                .count()
+        };
+        net.send(AGENT1, &req("INVITE", "z9hG4bKrx1", 10, hold_sdp));
+        assert_eq!(oks(&net), 1);
+        // T1 = 500 ms: re-sent at 500, 1500, 3500 ms.
+        net.advance(3600);
+        assert_eq!(oks(&net), 4, "2xx re-sent on T1 doubling");
+        // The ACK (CSeq 10 ACK, a new branch) stops it.
+        let ack = req("ACK", "z9hG4bKrx1ack", 10, "");
+        net.send(AGENT1, &ack);
+        net.advance(20_000);
+        assert_eq!(oks(&net), 4, "no 2xx after the ACK");
+        assert!(
+            !net.has(|r| matches!(r, Record::CallEnded { .. })),
+            "the call goes on"
+        );
+    }
+
+    #[test]
     fn an_agent_phone_that_vanishes_ends_the_call_on_rtp_inactivity() {
         let mut net = Net::new();
         net.register("1001", AGENT1, 3600);

@@ -40,7 +40,7 @@
 //!   (QueueSpec has no recording option yet), 2xx retransmission of our answers to agent
 //!   re-INVITEs (sent once).
 
-use super::Engine;
+use super::{Engine, EngineTimer};
 use crate::engine::acd::{AcdAction, AcdEvent, MaxWaitThen, OfferOutcome, QueuedCall};
 use crate::engine::call::{AcdPhase, CallTimer};
 use crate::engine::media::{Codec, LegId, MediaCommand, PromptKey};
@@ -102,6 +102,10 @@ pub struct AgentLeg {
     pub remote_media: Option<Negotiated>,
     pub on_hold: bool,
     pub ack: Option<Bytes>,
+    /// Our 2xx to the agent's re-INVITE and its CSeq, re-sent until the ACK arrives
+    /// (RFC 3261 13.3.1.4), and the current retransmission interval.
+    pub pending_2xx: Option<(Bytes, u32)>,
+    pub retransmit_ms: u64,
 }
 
 /// Prompts the announcement uses besides `digit_0`..`digit_9` (the app checks they exist).
@@ -738,6 +742,8 @@ impl Engine {
                 remote_media: None,
                 on_hold: false,
                 ack: None,
+                pending_2xx: None,
+                retransmit_ms: 0,
             },
         );
     }
@@ -819,6 +825,13 @@ impl Engine {
             self.agent_by_branch.remove(&f.branch);
         }
         self.agent_by_callid.remove(&l.sip_call_id);
+        self.deadlines.cancel_owner(
+            leg,
+            &[
+                EngineTimer::AgentRetransmit2xx,
+                EngineTimer::AgentAckTimeout,
+            ],
+        );
         if self.offers.get(&l.call_key) == Some(&leg) {
             self.offers.remove(&l.call_key);
         }
@@ -1401,7 +1414,69 @@ impl Engine {
             body: Some(("application/sdp", &body)),
             ..Default::default()
         };
-        self.respond(now, key, req, peer, 200, "OK", opts);
+        let ok = self.respond(now, key, req, peer, 200, "OK", opts);
+        let t1 = self.cfg.txn.t1_ms;
+        if let Some(l) = self.agent_legs.get_mut(&leg) {
+            l.pending_2xx = Some((ok, req.cseq));
+            l.retransmit_ms = t1;
+        }
+        if !peer.transport.is_reliable() {
+            self.deadlines
+                .set(leg, EngineTimer::AgentRetransmit2xx, now.plus(t1));
+        }
+        self.deadlines
+            .set(leg, EngineTimer::AgentAckTimeout, now.plus(64 * t1));
+    }
+
+    /// An ACK in an agent leg's dialog; true when it was one (matched or stale).
+    pub(super) fn on_agent_ack(&mut self, req: &Request) -> bool {
+        let Some(&leg) = self.agent_by_callid.get(&req.call_id) else {
+            return false;
+        };
+        if let Some(l) = self.agent_legs.get_mut(&leg) {
+            if l.pending_2xx
+                .as_ref()
+                .is_some_and(|(_, cseq)| *cseq == req.cseq)
+            {
+                l.pending_2xx = None;
+                self.deadlines.cancel_owner(
+                    leg,
+                    &[
+                        EngineTimer::AgentRetransmit2xx,
+                        EngineTimer::AgentAckTimeout,
+                    ],
+                );
+            }
+        }
+        true
+    }
+
+    pub(super) fn on_agent_retransmit_2xx(&mut self, now: Millis, leg: LegId) {
+        let t2 = self.cfg.txn.t2_ms;
+        let Some(l) = self.agent_legs.get_mut(&leg) else {
+            return;
+        };
+        let (Some((ok, _)), Some(peer)) = (l.pending_2xx.clone(), l.peer) else {
+            return;
+        };
+        l.retransmit_ms = (l.retransmit_ms * 2).min(t2);
+        let next = now.plus(l.retransmit_ms);
+        self.stats.retransmissions += 1;
+        self.transmit(peer, ok);
+        self.deadlines
+            .set(leg, EngineTimer::AgentRetransmit2xx, next);
+    }
+
+    /// No ACK for our 2xx within 64*T1: the agent's phone is gone; end the call.
+    pub(super) fn on_agent_ack_timeout(&mut self, now: Millis, leg: LegId) {
+        let Some(l) = self.agent_legs.get_mut(&leg) else {
+            return;
+        };
+        l.pending_2xx = None;
+        let call_key = l.call_key;
+        self.deadlines.cancel(leg, EngineTimer::AgentRetransmit2xx);
+        tracing::warn!(agent = %l.agent, "no ACK to our 2xx from the agent: ending the call");
+        self.end_call(now, call_key, EndedBy::System, "ack_timeout", true);
     }
 
     /// Media events for agent legs; true when `leg` is one.

@@ -86,6 +86,10 @@ pub struct EngineStats {
 enum EngineTimer {
     Call(CallTimer),
     ShutdownGrace,
+    /// Owner is an agent leg: re-send our 2xx to its re-INVITE until the ACK comes.
+    AgentRetransmit2xx,
+    /// Owner is an agent leg: 64*T1 without that ACK.
+    AgentAckTimeout,
 }
 
 pub struct Engine {
@@ -331,6 +335,8 @@ impl Engine {
         while let Some((owner, timer)) = self.deadlines.pop_due(now) {
             match timer {
                 EngineTimer::ShutdownGrace => self.on_grace_over(now),
+                EngineTimer::AgentRetransmit2xx => self.on_agent_retransmit_2xx(now, owner),
+                EngineTimer::AgentAckTimeout => self.on_agent_ack_timeout(now, owner),
                 EngineTimer::Call(t) => self.on_call_timer(now, owner, t),
             }
         }
@@ -445,7 +451,9 @@ impl Engine {
             }
         }
         if is_ack {
-            self.on_ack(now, req);
+            if !self.on_agent_ack(&req) {
+                self.on_ack(now, req);
+            }
             return;
         }
         self.txns

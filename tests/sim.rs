@@ -1859,6 +1859,35 @@ Content-Length: {}
     }
 
     #[test]
+    fn blind_transfer_to_an_agent_extension_by_refer() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        net.advance(5_000);
+        // Bob is not signed in yet: 480, the call stays with Alice.
+        let to_bob = "Refer-To: <sip:1002@127.0.0.1>\r\n";
+        agent_request(&mut net, &inv[0], "REFER", "z9hG4bKre0", 4, to_bob, "");
+        assert_eq!(net.last_status_to(AGENT1), Some(480));
+        assert!(matches!(net.state("1001"), AgentState::OnCall { .. }));
+        net.register("1002", AGENT2, 3600);
+        agent_request(&mut net, &inv[0], "REFER", "z9hG4bKre1", 5, to_bob, "");
+        assert!(net.to(AGENT1).iter().any(|m| status_of(m) == Some(202)));
+        assert_eq!(net.requests_to(AGENT1, "BYE").len(), 1);
+        assert!(net.has(|r| matches!(r, Record::CallTransferred { target, by, .. } if target == "1002" && by == "1001")));
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+        // Bob's phone rings with the caller's details and takes the call.
+        let bob = agent_invites(&net, AGENT2);
+        assert_eq!(bob.len(), 1, "{:?}", net.to(AGENT2));
+        assert_eq!(header(&bob[0], "X-Caller"), Some("+8613812345678"));
+        net.answer(AGENT2, &bob[0], 200, "OK");
+        assert!(matches!(net.state("1002"), AgentState::OnCall { .. }));
+        assert!(net.has(|r| matches!(r, Record::AgentAnswered { agent, .. } if agent == "1002")));
+        assert!(net.requests_to(CALLER, "BYE").is_empty());
+    }
+
+    #[test]
     fn offers_fork_to_every_contact_and_the_first_answer_wins() {
         const DESK: &str = "127.0.0.1:5091";
         let mut net = Net::new();

@@ -31,17 +31,17 @@
 //!   `Bridge { a: caller leg, b: agent leg }` (the media plane refuses plays while bridged).
 //! * Announcements play "You are number N in the queue. The expected wait is about M
 //!   minutes. Please hold." (`announcement`, numbers digit by digit), then hold resumes.
-//! * REFER (blind transfer) accepts queue names only (`Refer-To: <sip:after_sales@..>`) and
+//! * REFER (blind transfer) accepts queue names (`Refer-To: <sip:after_sales@..>`) and agent
+//!   extensions (the agent must be ready, else 480; unanswered, the call goes on in its queue),
 //!   only from the agent phone's own address: 202, NOTIFY with sipfrag 200, our BYE to the
 //!   agent (wrap-up), the caller waits in the new queue; other targets get 404.
-//! * Agent legs have no RTP inactivity timer (a ringing leg gets no RTP); the caller leg's
-//!   timer guards the call.
-//! * Not done: transfer to an extension (the ACD has no direct offer), call recording
-//!   (QueueSpec has no recording option yet), 2xx retransmission of our answers to agent
-//!   re-INVITEs (sent once).
+//! * Agent legs have the same RTP inactivity guard as callers (longer than the ring timeout);
+//!   our 2xx to an agent's re-INVITE is re-sent until the ACK (64*T1, then the call ends).
+//! * Recording: a queue with `record = true` gets `StartRecording` right after `Bridge`;
+//!   `RecordingFinished { ok }` stores the path on the call (`RecordingSaved`).
 
 use super::{Engine, EngineTimer};
-use crate::engine::acd::{AcdAction, AcdEvent, MaxWaitThen, OfferOutcome, QueuedCall};
+use crate::engine::acd::{AcdAction, AcdEvent, AgentState, MaxWaitThen, OfferOutcome, QueuedCall};
 use crate::engine::call::{AcdPhase, CallTimer};
 use crate::engine::media::{Codec, LegId, MediaCommand, PromptKey};
 use crate::engine::record::{EndedBy, IvrOutcome, Record};
@@ -1271,9 +1271,14 @@ impl Engine {
         if !connected {
             return self.reply(now, key, req, peer, 481, "Call/Transaction Does Not Exist");
         }
-        if self.acd.queues().get(&target).is_none() {
-            // Only queues are transfer targets: ccswitch never dials anything else.
+        // Transfer targets are queues and agents' extensions: ccswitch never dials anything
+        // but registered agent phones.
+        let to_queue = self.acd.queues().get(&target).is_some();
+        if !to_queue && self.agent_dir.get(&target).is_none() {
             return self.reply(now, key, req, peer, 404, "Not Found");
+        }
+        if !to_queue && !matches!(self.acd.agent_state(&target), Some(AgentState::Ready)) {
+            return self.reply(now, key, req, peer, 480, "Temporarily Unavailable");
         }
         self.reply(now, key, req, peer, 202, "Accepted");
         self.send_notify(now, leg, "SIP/2.0 200 OK\r\n");
@@ -1287,7 +1292,9 @@ impl Engine {
         };
         call.agent_leg = None;
         call.acd = AcdPhase::Queued;
-        call.queue = Some(target.clone());
+        if to_queue {
+            call.queue = Some(target.clone());
+        }
         let (caller_leg, call_id) = (call.leg, call.id.clone());
         self.media(MediaCommand::Unbridge { leg: caller_leg });
         self.agent_bye(now, leg);
@@ -1297,7 +1304,12 @@ impl Engine {
             target: target.clone(),
             by: agent,
         });
-        if let Err(e) = self.acd.transfer_to_queue(now, call_key, &target) {
+        let moved = if to_queue {
+            self.acd.transfer_to_queue(now, call_key, &target)
+        } else {
+            self.acd.transfer_to_agent(now, call_key, &target)
+        };
+        if let Err(e) = moved {
             tracing::warn!(error = %e, "transfer refused: ending the call");
             if let Some(c) = self.calls.get_mut(&call_key) {
                 c.acd = AcdPhase::None;

@@ -559,6 +559,41 @@ impl Acd {
         Ok(())
     }
 
+    /// Blind transfer to one agent (an extension): the call is offered to that agent at once.
+    /// If they do not take it (ring timeout, busy), it goes on in its queue as usual. The
+    /// agent must be Ready: a transfer never double-books anyone.
+    pub fn transfer_to_agent(
+        &mut self,
+        now: Millis,
+        call: u64,
+        agent: &str,
+    ) -> Result<(), AcdError> {
+        let a = *self
+            .by_id
+            .get(agent)
+            .ok_or_else(|| AcdError::UnknownAgent(agent.to_string()))?;
+        if !self.agents[a].is_ready() {
+            return Err(AcdError::Busy(agent.to_string()));
+        }
+        let c = self.calls.get(&call).ok_or(AcdError::UnknownCall(call))?;
+        match c.state {
+            CallState::Waiting => self.unwait(call),
+            CallState::Offering(b) => {
+                self.timers.cancel(Timer::Ring(call));
+                self.finish_offer(now, call, b, "cancelled");
+                self.push_cancel(call, b);
+                self.unwait(call);
+                self.enter_ready(now, b, true);
+            }
+            CallState::Connected(b) => self.start_wrap_up(now, b, call),
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::Waiting;
+        }
+        self.offer(now, call, a);
+        Ok(())
+    }
+
     /// Runs every timer due at `now` (ring timeouts, wrap-up ends, relaxation steps,
     /// announcements, max wait).
     pub fn handle_timeout(&mut self, now: Millis) {

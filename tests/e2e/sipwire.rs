@@ -129,6 +129,110 @@ impl CallIds {
     }
 }
 
+/// REGISTER of `user` at `registrar` (Request-URI `sip:<registrar>`), Contact = `local`,
+/// with an `Authorization` value when answering a challenge.
+#[allow(clippy::too_many_arguments)]
+pub fn register(
+    user: &str,
+    registrar: SocketAddr,
+    local: SocketAddr,
+    call_id: &str,
+    from_tag: &str,
+    cseq: u32,
+    branch: &str,
+    expires: u32,
+    authorization: Option<&str>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(700);
+    let aor = format!("sip:{user}@{}", registrar.ip());
+    let _ = write!(
+        out,
+        "REGISTER {} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{aor}>;tag={from_tag}\r\n\
+         To: <{aor}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@{local}>\r\n\
+         Expires: {expires}\r\n\
+         User-Agent: ccswitch-raw-agent\r\n",
+        register_uri(registrar)
+    );
+    if let Some(a) = authorization {
+        let _ = write!(out, "Authorization: {a}\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+/// The Request-URI (and digest `uri`) `register` uses.
+pub fn register_uri(registrar: SocketAddr) -> String {
+    format!("sip:{registrar}")
+}
+
+/// Parameters of a `Digest ...` challenge or credentials value, names lower-cased, values
+/// unquoted. None when it is not a Digest value.
+pub fn digest_params(v: &str) -> Option<Vec<(String, String)>> {
+    let v = v.trim();
+    let rest = v.get(..6).filter(|s| s.eq_ignore_ascii_case("digest"))?;
+    let mut s = &v[rest.len()..];
+    let mut out = Vec::new();
+    loop {
+        s = s.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        if s.is_empty() {
+            return Some(out);
+        }
+        let eq = s.find('=')?;
+        let name = s[..eq].trim().to_ascii_lowercase();
+        s = s[eq + 1..].trim_start();
+        let value;
+        if let Some(q) = s.strip_prefix('"') {
+            let mut val = String::new();
+            let mut chars = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            val.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => val.push(c),
+                }
+            }
+            value = val;
+            s = &q[end?..];
+        } else {
+            let end = s.find(',').unwrap_or(s.len());
+            value = s[..end].trim().to_string();
+            s = &s[end..];
+        }
+        out.push((name, value));
+    }
+}
+
+/// Answer SDP choosing PCMU and telephone-event 101.
+pub fn sdp_answer(ip: IpAddr, port: u16, version: u64) -> String {
+    format!(
+        "v=0\r\n\
+         o=raw 4343 {version} IN IP4 {ip}\r\n\
+         s=raw\r\n\
+         c=IN IP4 {ip}\r\n\
+         t=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\n\
+         a=ptime:20\r\n\
+         a=sendrecv\r\n"
+    )
+}
+
 pub fn sdp_offer(ip: IpAddr, port: u16, version: u64) -> String {
     format!(
         "v=0\r\n\
@@ -217,6 +321,47 @@ impl Msg {
             }
         }
         out.push_str("Content-Length: 0\r\n\r\n");
+        out.into_bytes()
+    }
+}
+
+impl Msg {
+    /// Response to a request we received, as a UAS: `to_tag` is added to To when it has
+    /// none; optional Contact and SDP body.
+    pub fn reply(
+        &self,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        contact: Option<&str>,
+        sdp: Option<&str>,
+    ) -> Vec<u8> {
+        let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+        for name in ["via", "from", "to", "call-id", "cseq"] {
+            for v in self.headers_named(name) {
+                match to_tag {
+                    Some(t) if name == "to" && !v.contains(";tag=") => {
+                        let _ = write!(out, "To: {v};tag={t}\r\n");
+                    }
+                    _ => {
+                        let _ = write!(out, "{}: {v}\r\n", canonical(name));
+                    }
+                }
+            }
+        }
+        if let Some(c) = contact {
+            let _ = write!(out, "Contact: <{c}>\r\n");
+        }
+        match sdp {
+            Some(b) => {
+                let _ = write!(
+                    out,
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
         out.into_bytes()
     }
 }

@@ -8,13 +8,27 @@
 //! and memory per call.
 //! Phase B (rate): `--rate` new calls/s for `--rate-seconds` with the shipped one-ring answer
 //! policy, short calls; counts three-ring compliance and failures.
+//! Phase C (bridged calls): the temp config gets `--agents` generated agents (extensions
+//! 70000.., password `demo<ext>`, tech = 5, queue tech, HA1s made with
+//! `ccswitch::proto::digest::ha1`) and a 1 s wrap-up; each agent registers over UDP with
+//! digest auth (401 -> REGISTER with Authorization; even agents SHA-256, odd MD5), then
+//! answers every offer at once (200 + PCMU answer). Callers (as many as agents unless
+//! `--calls` says) dial 4008006 (straight to queue tech), are answered at once, and hold
+//! until all are bridged plus `--bridge-hold` s, then BYE. Both sides send 20 ms PCMU
+//! frames whose payload carries the send time (SystemTime ns, big-endian, bytes 0..8), a
+//! marker, a stream id and a frame counter; the switch relays the payload unchanged (same
+//! codec), so relay delay = kernel receive stamp - embedded send time, per direction.
+//! Loss is counted on the frame counter per stream (first..last frame seen). Routing time
+//! runs from the caller's 200 (kernel stamp) to the offer's INVITE at the agent (kernel
+//! stamp; matched on X-Caller).
 //!
 //!   cargo bench --bench loadgen -- [--quick] [--calls N] [--hold S] [--ramp R]
-//!       [--rate R] [--rate-seconds S] [--rate-hold S] [--rings N] [--phase a|b|both]
+//!       [--rate R] [--rate-seconds S] [--rate-hold S] [--rings N] [--agents N]
+//!       [--bridge-hold S] [--phase a|b|c|all]
 //!
 //! Without `--bench` on the command line (i.e. under `cargo test --all-targets`) it runs the
 //! quick mode. The switch binary is $CCSWITCH_BIN, else the one cargo built for this
-//! profile. Needs many file descriptors (2 per call here, ~2 per call in the switch): it
+//! profile. Needs many file descriptors (2 per call or agent here, ~2 per leg in the switch): it
 //! raises its own RLIMIT_NOFILE to the hard limit; `ulimit -n 65536` first for big runs.
 //! RTP arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the pacing
 //! figures describe the switch, not this process's own scheduling delay. SIP latencies are
@@ -67,7 +81,7 @@ fn parse_opts() -> Result<Opts, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}\n");
-        println!("  --quick            20 calls held 2 s; then 20 calls/s for 2 s (also the default without --bench)");
+        println!("  --quick            20 calls held 2 s; 20 calls/s for 2 s; 5 agents/5 bridged calls held 2 s (also the default without --bench)");
         println!("  --calls N          phase A concurrent calls (default 2000)");
         println!("  --hold S           phase A hold time once all are up (default 20)");
         println!("  --ramp R           phase A new calls per second while ramping (default 200)");
@@ -1613,6 +1627,8 @@ async fn agent(idx: usize, switch: SocketAddr, cs: Arc<CShared>) -> AgentResult 
 struct BridgedResult {
     call: CallResult,
     caller: String,
+    /// The stream id this caller's frames carry.
+    stream: u32,
     bridged: bool,
     rx: RelayRx,
 }
@@ -1647,6 +1663,7 @@ async fn bridged_call(sh: Arc<Shared>, cs: Arc<CShared>, release_at: Instant) ->
     };
     let ssrc = 0x10ad_c000u32 ^ (d.ids.local.port() as u32);
     let stream = (tag & 0x7fff_ffff) as u32;
+    out.stream = stream;
     let start = Instant::now();
     let (mut tick, mut seq, mut counter) = (0u64, 1u16, 0u32);
     let mut pkt = Vec::with_capacity(200);
@@ -1837,8 +1854,16 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         };
         *by_reason.entry(why).or_default() += 1;
     }
-    let failed: usize = by_reason.values().sum();
+    let mut failed: usize = by_reason.values().sum();
+    let heard_by_agents: std::collections::HashSet<u32> = agent_res
+        .iter()
+        .flat_map(|a| a.rx.streams.iter().map(|s| s.0))
+        .collect();
     let bridged = calls.iter().filter(|c| c.bridged).count();
+    let both_ways = calls
+        .iter()
+        .filter(|c| c.bridged && heard_by_agents.contains(&c.stream))
+        .count();
     let a2c: Vec<f32> = calls
         .iter()
         .flat_map(|c| c.rx.delay_ms.iter().copied())
@@ -1884,7 +1909,10 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
     }
     println!("{:<34} {n_calls}", "calls attempted");
     println!("{:<34} {failed} {:?}", "failed calls", by_reason);
-    println!("{:<34} {bridged}", "calls bridged (audio both ways)");
+    println!(
+        "{:<34} {bridged} (audio both ways: {both_ways})",
+        "calls bridged (caller hears agent)"
+    );
     println!(
         "{:<34} {} (agent legs up, peak: {}; legs = 2 x calls)",
         "calls bridged concurrently, peak",
@@ -1944,6 +1972,8 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         rss_idle,
         peak
     );
+    // A call whose agent never heard the caller is a failure too.
+    failed += bridged - both_ways;
     if failed > 0 && o.quick {
         eprintln!("switch log tail:\n{tail}");
     }

@@ -363,9 +363,15 @@ fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let sink = Arc::clone(&log);
+    // LOADGEN_SWITCH_LOG=path keeps the switch's whole log (the tail alone is kept otherwise).
+    let mut full = std::env::var_os("LOADGEN_SWITCH_LOG").and_then(|p| std::fs::File::create(p).ok());
     std::thread::spawn(move || {
         let mut told = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(f) = full.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
             if !told && line.contains("SIP listening") {
                 told = true;
                 let _ = tx.send(());

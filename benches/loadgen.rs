@@ -333,9 +333,9 @@ fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc
     std::fs::write(&main, table.to_string()).map_err(|e| e.to_string())?;
     let rtp_ports = if agents > 0 {
         write_agents(&dir, agents)?;
-        "20000-60000"
+        wide_rtp_ports()
     } else {
-        "20000-29999"
+        "20000-29999".to_string()
     };
 
     let sip_port = free_port()?;
@@ -352,7 +352,7 @@ fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc
         .args(["--sip-listen", &sip.to_string()])
         .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
         .args(["--database", &db])
-        .args(["--rtp-ports", rtp_ports])
+        .args(["--rtp-ports", &rtp_ports])
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -399,6 +399,21 @@ fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc
         ));
     }
     Ok(sw)
+}
+
+/// A wide RTP range for phase C (two legs per bridged call) below the kernel's ephemeral
+/// port range: this process's own sockets take ephemeral ports, and a switch range that
+/// overlapped it would fail to bind the ports our callers and agents already hold.
+fn wide_rtp_ports() -> String {
+    let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if lo > 14_000 {
+        format!("10000-{}", (lo - 1).min(65_535))
+    } else {
+        "20000-60000".to_string()
+    }
 }
 
 /// (utime + stime) in seconds, and VmRSS in kB, of a process.

@@ -1392,6 +1392,10 @@ struct CShared {
     agent_calls: AtomicUsize,
     max_agent_calls: AtomicUsize,
     registered: AtomicUsize,
+    /// Frames sent, and 20 ms ticks skipped because this process woke too late (its own
+    /// overload, not the switch's: skipped frames are never counted as loss).
+    frames_sent: AtomicU64,
+    frames_skipped: AtomicU64,
     /// Set when the phase is over: agents unregister-free exit.
     stop: std::sync::atomic::AtomicBool,
     /// Caller number -> kernel stamp of the INVITE arriving at the agent.
@@ -1557,7 +1561,9 @@ async fn agent(idx: usize, switch: SocketAddr, cs: Arc<CShared>) -> AgentResult 
             let mut due = start + Duration::from_millis(20 * tick);
             let late = Instant::now().saturating_duration_since(due);
             if late > Duration::from_millis(60) {
-                tick += late.as_millis() as u64 / 20;
+                let skip = late.as_millis() as u64 / 20;
+                cs.frames_skipped.fetch_add(skip, Ordering::Relaxed);
+                tick += skip;
                 due = start + Duration::from_millis(20 * tick);
             }
             due
@@ -1569,6 +1575,7 @@ async fn agent(idx: usize, switch: SocketAddr, cs: Arc<CShared>) -> AgentResult 
                 if let Some((_, to, _)) = &call {
                     lg_frame(&mut pkt, seq, tick, ssrc, stream, counter);
                     let _ = rtp.send_to(&pkt, *to).await;
+                    cs.frames_sent.fetch_add(1, Ordering::Relaxed);
                     seq = seq.wrapping_add(1);
                     counter += 1;
                     tick += 1;
@@ -1697,13 +1704,16 @@ async fn bridged_call(sh: Arc<Shared>, cs: Arc<CShared>, release_at: Instant) ->
         }
         let late = Instant::now().saturating_duration_since(due);
         if late > Duration::from_millis(60) {
-            tick += late.as_millis() as u64 / 20;
+            let skip = late.as_millis() as u64 / 20;
+            cs.frames_skipped.fetch_add(skip, Ordering::Relaxed);
+            tick += skip;
             due = start + Duration::from_millis(20 * tick);
         }
         tokio::select! {
             _ = sleep_until(due) => {
                 lg_frame(&mut pkt, seq, tick, ssrc, stream, counter);
                 let _ = rtp.send_to(&pkt, d.answer.rtp).await;
+                cs.frames_sent.fetch_add(1, Ordering::Relaxed);
                 seq = seq.wrapping_add(1);
                 counter += 1;
                 tick += 1;
@@ -1778,6 +1788,8 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         agent_calls: AtomicUsize::new(0),
         max_agent_calls: AtomicUsize::new(0),
         registered: AtomicUsize::new(0),
+        frames_sent: AtomicU64::new(0),
+        frames_skipped: AtomicU64::new(0),
         stop: std::sync::atomic::AtomicBool::new(false),
         offered: Mutex::new(std::collections::HashMap::new()),
     });
@@ -1787,6 +1799,7 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         o.ramp, o.bridge_hold
     );
     let (cpu0, rss_idle) = proc_usage(sw.pid());
+    let (own_cpu0, _) = proc_usage(std::process::id());
     let stop_rss = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = rss_sampler(Some(sw.pid()), Arc::clone(&stop_rss));
     let t0 = Instant::now();
@@ -1856,6 +1869,7 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
     stop_rss.store(true, Ordering::Relaxed);
     let peak = sampler.join().unwrap_or(0);
     let (cpu_end, _) = proc_usage(sw.pid());
+    let own_cpu = proc_usage(std::process::id()).0 - own_cpu0;
     let tail = sw.tail();
     sw.stop();
 
@@ -1924,6 +1938,19 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         "agents registered (digest)",
         cs.registered.load(Ordering::Relaxed),
         reg_fail.len()
+    );
+    let (sent, skipped) = (
+        cs.frames_sent.load(Ordering::Relaxed),
+        cs.frames_skipped.load(Ordering::Relaxed),
+    );
+    println!(
+        "{:<34} {sent} sent, {skipped} 20 ms ticks skipped ({:.1}%: this process's own lag); loadgen CPU {own_cpu:.1} s",
+        "loadgen RTP frames",
+        if sent + skipped > 0 {
+            100.0 * skipped as f64 / (sent + skipped) as f64
+        } else {
+            0.0
+        }
     );
     if let Some(e) = reg_fail.first() {
         println!("{:<34} {e}", "first registration failure");

@@ -364,7 +364,8 @@ fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let sink = Arc::clone(&log);
     // LOADGEN_SWITCH_LOG=path keeps the switch's whole log (the tail alone is kept otherwise).
-    let mut full = std::env::var_os("LOADGEN_SWITCH_LOG").and_then(|p| std::fs::File::create(p).ok());
+    let mut full =
+        std::env::var_os("LOADGEN_SWITCH_LOG").and_then(|p| std::fs::File::create(p).ok());
     std::thread::spawn(move || {
         let mut told = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -1290,7 +1291,10 @@ fn write_agents(dir: &Path, n: usize) -> Result<(), String> {
         a.insert("skills".into(), toml::Value::Table(skills));
         a.insert("languages".into(), toml::Value::Array(vec!["en".into()]));
         a.insert("queues".into(), toml::Value::Array(vec!["tech".into()]));
-        a.insert("ha1_md5".into(), ha1(Algorithm::Md5, &ext, &realm, &pw).into());
+        a.insert(
+            "ha1_md5".into(),
+            ha1(Algorithm::Md5, &ext, &realm, &pw).into(),
+        );
         a.insert(
             "ha1_sha256".into(),
             ha1(Algorithm::Sha256, &ext, &realm, &pw).into(),
@@ -1378,9 +1382,9 @@ impl RelayRx {
 
     /// (received, expected) over each stream's first..last frame seen.
     fn loss(&self) -> (u64, u64) {
-        self.streams.iter().fold((0, 0), |(r, e), s| {
-            (r + s.3, e + (s.2 - s.1) as u64 + 1)
-        })
+        self.streams
+            .iter()
+            .fold((0, 0), |(r, e), s| (r + s.3, e + (s.2 - s.1) as u64 + 1))
     }
 }
 
@@ -1682,7 +1686,16 @@ async fn bridged_call(sh: Arc<Shared>, cs: Arc<CShared>, release_at: Instant) ->
         out.call.fail = Some(Fail::Socket);
         return out;
     };
-    let d = match invite(&sip, rtp_addr, &sh, tag, &mut out.call, Duration::from_secs(32)).await {
+    let d = match invite(
+        &sip,
+        rtp_addr,
+        &sh,
+        tag,
+        &mut out.call,
+        Duration::from_secs(32),
+    )
+    .await
+    {
         Ok(d) => d,
         Err(f) => {
             out.call.fail = Some(f);
@@ -1880,7 +1893,12 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         .collect();
     let mut by_reason = std::collections::BTreeMap::<String, usize>::new();
     for r in &calls {
-        let why = match (&r.call.fail, r.bridged, r.call.ended_by_switch, r.call.bye_ok) {
+        let why = match (
+            &r.call.fail,
+            r.bridged,
+            r.call.ended_by_switch,
+            r.call.bye_ok,
+        ) {
             (Some(f), _, _, _) => format!("{f:?}"),
             (None, false, _, _) => "never bridged".into(),
             (None, true, true, _) => "ended by switch".into(),

@@ -14,7 +14,9 @@
 //! digest auth (401 -> REGISTER with Authorization; even agents SHA-256, odd MD5), then
 //! answers every offer at once (200 + PCMU answer). Callers (as many as agents unless
 //! `--calls` says) dial 4008006 (straight to queue tech), are answered at once, and hold
-//! until all are bridged plus `--bridge-hold` s, then BYE. Both sides send 20 ms PCMU
+//! until all are bridged plus `--bridge-hold` s, then BYE (calls beyond the agents wait in
+//! the queue all along and count as never bridged). The switch's RTP range is put below
+//! the kernel's ephemeral range, which this process's own sockets use. Both sides send 20 ms PCMU
 //! frames whose payload carries the send time (SystemTime ns, big-endian, bytes 0..8), a
 //! marker, a stream id and a frame counter; the switch relays the payload unchanged (same
 //! codec), so relay delay = kernel receive stamp - embedded send time, per direction.

@@ -586,3 +586,55 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_params_unquotes_and_escapes() {
+        let p = digest_params(
+            "Digest realm=\"cc\\\"s\", nonce=\"abc,def\", algorithm=SHA-256, qop=\"auth\", stale=true",
+        )
+        .expect("digest");
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("realm"), Some("cc\"s"));
+        assert_eq!(get("nonce"), Some("abc,def"));
+        assert_eq!(get("algorithm"), Some("SHA-256"));
+        assert_eq!(get("qop"), Some("auth"));
+        assert_eq!(get("stale"), Some("true"));
+        assert!(digest_params("Basic realm=\"x\"").is_none());
+        assert!(digest_params("Digest realm=\"unterminated").is_none());
+    }
+
+    #[test]
+    fn register_and_reply_round_trip() {
+        let reg: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let msg = register(
+            "1001",
+            reg,
+            local,
+            "c1",
+            "t1",
+            2,
+            "z9hG4bKx",
+            60,
+            Some("Digest x=1"),
+        );
+        let m = parse(&msg).expect("parse");
+        assert_eq!(m.method, "REGISTER");
+        assert_eq!(m.cseq(), Some((2, "REGISTER".to_string())));
+        assert_eq!(m.header("authorization"), Some("Digest x=1"));
+        assert_eq!(m.contact_uri().as_deref(), Some("sip:1001@127.0.0.1:40000"));
+        let sdp = sdp_answer("127.0.0.1".parse().unwrap(), 30000, 1);
+        let ok = parse(&m.reply(200, "OK", Some("tg"), Some("sip:a@b"), Some(&sdp))).unwrap();
+        assert_eq!(ok.status, Some(200));
+        assert!(ok.header("to").unwrap().ends_with(";tag=tg"));
+        let a = parse_answer(&ok.body).expect("sdp");
+        assert_eq!((a.rtp.port(), a.payload_type), (30000, 0));
+        // A To that already has a tag keeps it.
+        let again = parse(&ok.reply(200, "OK", Some("other"), None, None)).unwrap();
+        assert!(!again.header("to").unwrap().contains("other"));
+    }
+}

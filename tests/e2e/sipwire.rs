@@ -589,10 +589,11 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
+    // Imports live inside the tests: the bench including this file compiles with cfg(test)
+    // but no test harness, so a module-level import would be unused there.
     #[test]
     fn digest_params_unquotes_and_escapes() {
+        use super::*;
         let p = digest_params(
             "Digest realm=\"cc\\\"s\", nonce=\"abc,def\", algorithm=SHA-256, qop=\"auth\", stale=true",
         )
@@ -609,6 +610,7 @@ mod tests {
 
     #[test]
     fn register_and_reply_round_trip() {
+        use super::*;
         let reg: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let msg = register(

@@ -8,13 +8,29 @@
 //! and memory per call.
 //! Phase B (rate): `--rate` new calls/s for `--rate-seconds` with the shipped one-ring answer
 //! policy, short calls; counts three-ring compliance and failures.
+//! Phase C (bridged calls): the temp config gets `--agents` generated agents (extensions
+//! 70000.., password `demo<ext>`, tech = 5, queue tech, HA1s made with
+//! `ccswitch::proto::digest::ha1`) and a 1 s wrap-up; each agent registers over UDP with
+//! digest auth (401 -> REGISTER with Authorization; even agents SHA-256, odd MD5), then
+//! answers every offer at once (200 + PCMU answer). Callers (as many as agents unless
+//! `--calls` says) dial 4008006 (straight to queue tech), are answered at once, and hold
+//! until all are bridged plus `--bridge-hold` s, then BYE (calls beyond the agents wait in
+//! the queue all along and count as never bridged). The switch's RTP range is put below
+//! the kernel's ephemeral range, which this process's own sockets use. Both sides send 20 ms PCMU
+//! frames whose payload carries the send time (SystemTime ns, big-endian, bytes 0..8), a
+//! marker, a stream id and a frame counter; the switch relays the payload unchanged (same
+//! codec), so relay delay = kernel receive stamp - embedded send time, per direction.
+//! Loss is counted on the frame counter per stream (first..last frame seen). Routing time
+//! runs from the caller's 200 (kernel stamp) to the offer's INVITE at the agent (kernel
+//! stamp; matched on X-Caller).
 //!
 //!   cargo bench --bench loadgen -- [--quick] [--calls N] [--hold S] [--ramp R]
-//!       [--rate R] [--rate-seconds S] [--rate-hold S] [--rings N] [--phase a|b|both]
+//!       [--rate R] [--rate-seconds S] [--rate-hold S] [--rings N] [--agents N]
+//!       [--bridge-hold S] [--phase a|b|c|all]
 //!
 //! Without `--bench` on the command line (i.e. under `cargo test --all-targets`) it runs the
 //! quick mode. The switch binary is $CCSWITCH_BIN, else the one cargo built for this
-//! profile. Needs many file descriptors (2 per call here, ~2 per call in the switch): it
+//! profile. Needs many file descriptors (2 per call or agent here, ~2 per leg in the switch): it
 //! raises its own RLIMIT_NOFILE to the hard limit; `ulimit -n 65536` first for big runs.
 //! RTP arrival times are the kernel's receive timestamps (SO_TIMESTAMPNS), so the pacing
 //! figures describe the switch, not this process's own scheduling delay. SIP latencies are
@@ -34,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::time::{sleep_until, timeout, Instant};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
 
 #[derive(Clone, Debug)]
 struct Opts {
@@ -48,18 +64,26 @@ struct Opts {
     rings: u8,
     phase_a: bool,
     phase_b: bool,
+    phase_c: bool,
+    /// Phase C: registered agents.
+    agents: usize,
+    /// Phase C: bridged calls.
+    bridge_calls: usize,
+    /// Phase C: hold time once all calls are bridged.
+    bridge_hold: f64,
     /// An already running SIP server to call instead of spawning the switch.
     target: Option<SocketAddr>,
 }
 
 const USAGE: &str = "loadgen [--quick] [--calls N] [--hold S] [--ramp CALLS_PER_S] [--rate R] \
-[--rate-seconds S] [--rate-hold S] [--rings N] [--phase a|b|both] [--target ADDR]";
+[--rate-seconds S] [--rate-hold S] [--rings N] [--agents N] [--bridge-hold S] \
+[--phase a|b|c|all] [--target ADDR]";
 
 fn parse_opts() -> Result<Opts, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}\n");
-        println!("  --quick            20 calls held 2 s; then 20 calls/s for 2 s (also the default without --bench)");
+        println!("  --quick            20 calls held 2 s; 20 calls/s for 2 s; 5 agents/5 bridged calls held 2 s (also the default without --bench)");
         println!("  --calls N          phase A concurrent calls (default 2000)");
         println!("  --hold S           phase A hold time once all are up (default 20)");
         println!("  --ramp R           phase A new calls per second while ramping (default 200)");
@@ -67,7 +91,9 @@ fn parse_opts() -> Result<Opts, String> {
         println!("  --rate-seconds S   phase B duration (default 10)");
         println!("  --rate-hold S      phase B talk time after answer (default 1)");
         println!("  --rings N          phase B answer_after_rings (default 1, as shipped)");
-        println!("  --phase a|b|both   which phases to run (default both)");
+        println!("  --agents N         phase C registered agents (default 1000); --calls sets its calls too");
+        println!("  --bridge-hold S    phase C hold time once all calls are bridged (default 20)");
+        println!("  --phase a|b|c|all  which phase(s) to run (default all; `both` = a and b)");
         println!("  --target ADDR      call this SIP server instead of spawning ccswitch (no CPU/RSS figures)");
         println!("env: CCSWITCH_BIN (switch binary), RUST_LOG (passed to the switch)");
         std::process::exit(0);
@@ -84,6 +110,10 @@ fn parse_opts() -> Result<Opts, String> {
         rings: 1,
         phase_a: true,
         phase_b: true,
+        phase_c: true,
+        agents: 1000,
+        bridge_calls: 1000,
+        bridge_hold: 20.0,
         target: None,
     };
     let mut explicit = Vec::new();
@@ -128,18 +158,43 @@ fn parse_opts() -> Result<Opts, String> {
                         .map_err(|_| format!("--target: not ADDR:PORT: {v}"))?,
                 );
             }
+            "--agents" => {
+                o.agents = num(val(a)?, a)? as usize;
+                explicit.push("agents");
+            }
+            "--bridge-hold" => {
+                o.bridge_hold = num(val(a)?, a)?;
+                explicit.push("bridge-hold");
+            }
             "--rings" => o.rings = num(val(a)?, a)?.min(10.0) as u8,
             "--phase" => match val(a)?.as_str() {
-                "a" => (o.phase_a, o.phase_b) = (true, false),
-                "b" => (o.phase_a, o.phase_b) = (false, true),
-                "both" => (o.phase_a, o.phase_b) = (true, true),
-                other => return Err(format!("--phase: a, b or both, not {other}")),
+                "a" => (o.phase_a, o.phase_b, o.phase_c) = (true, false, false),
+                "b" => (o.phase_a, o.phase_b, o.phase_c) = (false, true, false),
+                "c" => (o.phase_a, o.phase_b, o.phase_c) = (false, false, true),
+                "both" => (o.phase_a, o.phase_b, o.phase_c) = (true, true, false),
+                "all" => (o.phase_a, o.phase_b, o.phase_c) = (true, true, true),
+                other => return Err(format!("--phase: a, b, c or all, not {other}")),
             },
             // cargo test passes its own flags and filters to every target: ignore them.
             other => eprintln!("loadgen: ignoring argument {other:?}"),
         }
     }
+    // Phase C takes as many calls as --calls says, else one per agent.
+    o.bridge_calls = if explicit.contains(&"calls") {
+        o.calls
+    } else {
+        o.agents
+    };
     if o.quick {
+        if !explicit.contains(&"agents") {
+            o.agents = 5;
+        }
+        if !explicit.contains(&"calls") {
+            o.bridge_calls = o.agents;
+        }
+        if !explicit.contains(&"bridge-hold") {
+            o.bridge_hold = 2.0;
+        }
         if !explicit.contains(&"calls") {
             o.calls = 20;
         }
@@ -237,8 +292,10 @@ fn free_port() -> Result<u16, String> {
     Err("no free port".into())
 }
 
-/// Temp copy of config/ with the answer policy and call limit this phase needs.
-fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
+/// Temp copy of config/ with the answer policy and call limit this phase needs; with
+/// `agents` > 0 also `agents` generated agents serving `tech` (see `write_agents`) and a
+/// wide RTP port range (two legs per bridged call).
+fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc, String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::Builder::new()
         .prefix("ccswitch-loadgen-")
@@ -276,6 +333,12 @@ fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
         sw.insert("max_calls".into(), toml::Value::Integer(want));
     }
     std::fs::write(&main, table.to_string()).map_err(|e| e.to_string())?;
+    let rtp_ports = if agents > 0 {
+        write_agents(&dir, agents)?;
+        wide_rtp_ports()
+    } else {
+        "20000-29999".to_string()
+    };
 
     let sip_port = free_port()?;
     let http_port = free_port()?;
@@ -291,7 +354,7 @@ fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
         .args(["--sip-listen", &sip.to_string()])
         .args(["--http-listen", &format!("127.0.0.1:{http_port}")])
         .args(["--database", &db])
-        .args(["--rtp-ports", "20000-29999"])
+        .args(["--rtp-ports", &rtp_ports])
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -302,9 +365,16 @@ fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().ok_or("no stderr")?;
     let sink = Arc::clone(&log);
+    // LOADGEN_SWITCH_LOG=path keeps the switch's whole log (the tail alone is kept otherwise).
+    let mut full =
+        std::env::var_os("LOADGEN_SWITCH_LOG").and_then(|p| std::fs::File::create(p).ok());
     std::thread::spawn(move || {
         let mut told = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(f) = full.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(f, "{line}");
+            }
             if !told && line.contains("SIP listening") {
                 told = true;
                 let _ = tx.send(());
@@ -332,6 +402,21 @@ fn start_switch(rings: u8, max_calls: usize) -> Result<SwitchProc, String> {
         ));
     }
     Ok(sw)
+}
+
+/// A wide RTP range for phase C (two legs per bridged call) below the kernel's ephemeral
+/// port range: this process's own sockets take ephemeral ports, and a switch range that
+/// overlapped it would fail to bind the ports our callers and agents already hold.
+fn wide_rtp_ports() -> String {
+    let lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if lo > 14_000 {
+        format!("10000-{}", (lo - 1).min(65_535))
+    } else {
+        "20000-60000".to_string()
+    }
 }
 
 /// (utime + stime) in seconds, and VmRSS in kB, of a process.
@@ -392,6 +477,8 @@ enum Fail {
 struct CallResult {
     t180_ms: Option<f64>,
     t200_ms: Option<f64>,
+    /// When the 200 arrived (kernel stamp, ns since the epoch).
+    answered_ns: Option<i128>,
     fail: Option<Fail>,
     ended_by_switch: bool,
     bye_ok: bool,
@@ -404,6 +491,8 @@ struct CallResult {
 
 struct Shared {
     switch: SocketAddr,
+    /// The number callers dial.
+    dial: &'static str,
     /// Answered and not yet hung up.
     active: AtomicUsize,
     max_active: AtomicUsize,
@@ -429,7 +518,7 @@ async fn invite(
     bound: Duration,
 ) -> Result<Dialog, Fail> {
     let local = sip.local_addr().map_err(|_| Fail::Socket)?;
-    let uri = format!("sip:100@{}", sh.switch);
+    let uri = format!("sip:{}@{}", sh.dial, sh.switch);
     let ids = sipwire::CallIds::new(tag, local, &uri, &format!("555{:07}", tag % 10_000_000));
     let branch = format!("z9hG4bKlg{tag:x}i");
     let msg = ids.invite(&branch, 1, rtp_addr);
@@ -492,6 +581,7 @@ async fn invite(
                     return Err(Fail::Status(status));
                 }
                 res.t200_ms = Some(ms);
+                res.answered_ns = Some(stamp.unwrap_or_else(|| wall_ns(start)));
                 let target = m.contact_uri().unwrap_or_else(|| uri.clone());
                 let answer = sipwire::parse_answer(&m.body).ok_or(Fail::NoSdp)?;
                 let ack = ids.ack_2xx(&target, &to_hdr, 1, &format!("z9hG4bKlg{tag:x}a"));
@@ -954,7 +1044,7 @@ fn target(
     match o.target {
         Some(addr) => Ok((None, addr, 6000)),
         None => {
-            let sw = start_switch(rings, max_calls)?;
+            let sw = start_switch(rings, max_calls, 0)?;
             let (addr, ring) = (sw.sip, sw.ring_cycle_ms);
             Ok((Some(sw), addr, ring))
         }
@@ -969,6 +1059,7 @@ async fn phase_a(o: &Opts) -> Result<usize, String> {
     let (sw, addr, ring) = target(o, 0, o.calls + 100)?;
     let sh = Arc::new(Shared {
         switch: addr,
+        dial: "100",
         active: AtomicUsize::new(0),
         max_active: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -1032,6 +1123,7 @@ async fn phase_b(o: &Opts) -> Result<usize, String> {
     let (sw, addr, ring) = target(o, o.rings, total + 100)?;
     let sh = Arc::new(Shared {
         switch: addr,
+        dial: "100",
         active: AtomicUsize::new(0),
         max_active: AtomicUsize::new(0),
         in_flight: AtomicUsize::new(0),
@@ -1095,11 +1187,17 @@ fn main() {
         }
     };
     let nofile = raise_nofile();
-    let need = if o.phase_a { o.calls * 2 } else { 0 }.max(if o.phase_b {
-        (o.rate * (o.rate_seconds + 10.0)) as usize * 2
-    } else {
-        0
-    });
+    let need = if o.phase_a { o.calls * 2 } else { 0 }
+        .max(if o.phase_b {
+            (o.rate * (o.rate_seconds + 10.0)) as usize * 2
+        } else {
+            0
+        })
+        .max(if o.phase_c {
+            2 * (o.agents + o.bridge_calls)
+        } else {
+            0
+        });
     let target = match o.target {
         Some(a) => format!("external SIP server {a}"),
         None => format!("switch {}", switch_bin().display()),
@@ -1130,6 +1228,9 @@ fn main() {
         if o.phase_b {
             failed += phase_b(&o).await?;
         }
+        if o.phase_c {
+            failed += phase_c(&o).await?;
+        }
         Ok::<usize, String>(failed)
     });
     match outcome {
@@ -1145,4 +1246,804 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Phase C: bridged calls (agents registered with digest auth, callers queued to them)
+// ---------------------------------------------------------------------------------------
+
+/// First agent extension of phase C (extensions are consecutive from here).
+const AGENT_BASE: usize = 70000;
+/// Marks a load-generator frame: [0..8] send time ns (big-endian, SystemTime),
+/// [8..12] this magic, [12..16] stream id, [16..20] frame counter.
+const FRAME_MAGIC: [u8; 4] = *b"LGC1";
+
+fn agent_ext(i: usize) -> String {
+    (AGENT_BASE + i).to_string()
+}
+
+fn agent_password(ext: &str) -> String {
+    format!("demo{ext}")
+}
+
+/// agents.toml with `n` agents (tech = 5, queue tech, English, both HA1s for
+/// `demo<ext>`) and queues.toml with a 1 s wrap-up, in the temp config dir.
+fn write_agents(dir: &Path, n: usize) -> Result<(), String> {
+    use ccswitch::proto::digest::{ha1, Algorithm};
+    let path = dir.join("agents.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let realm = table
+        .get("registrar")
+        .and_then(|r| r.get("realm"))
+        .and_then(|r| r.as_str())
+        .unwrap_or("ccswitch")
+        .to_string();
+    let mut agents = Vec::with_capacity(n);
+    for i in 0..n {
+        let ext = agent_ext(i);
+        let pw = agent_password(&ext);
+        let mut a = toml::Table::new();
+        a.insert("extension".into(), ext.clone().into());
+        a.insert("name".into(), format!("Load agent {i}").into());
+        let mut skills = toml::Table::new();
+        skills.insert("tech".into(), toml::Value::Integer(5));
+        a.insert("skills".into(), toml::Value::Table(skills));
+        a.insert("languages".into(), toml::Value::Array(vec!["en".into()]));
+        a.insert("queues".into(), toml::Value::Array(vec!["tech".into()]));
+        a.insert(
+            "ha1_md5".into(),
+            ha1(Algorithm::Md5, &ext, &realm, &pw).into(),
+        );
+        a.insert(
+            "ha1_sha256".into(),
+            ha1(Algorithm::Sha256, &ext, &realm, &pw).into(),
+        );
+        agents.push(toml::Value::Table(a));
+    }
+    table.insert("agents".into(), toml::Value::Array(agents));
+    std::fs::write(&path, table.to_string()).map_err(|e| e.to_string())?;
+
+    let path = dir.join("queues.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let defaults = table
+        .entry("defaults")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(d) = defaults.as_table_mut() {
+        d.insert("wrap_up_s".into(), toml::Value::Integer(1));
+    }
+    std::fs::write(&path, table.to_string()).map_err(|e| e.to_string())
+}
+
+fn now_ns() -> i128 {
+    wall_ns(Instant::now())
+}
+
+/// One timestamped 20 ms PCMU frame (see FRAME_MAGIC).
+fn lg_frame(pkt: &mut Vec<u8>, seq: u16, tick: u64, ssrc: u32, stream: u32, counter: u32) {
+    let mut payload = sipwire::ULAW_SILENCE;
+    payload[8..12].copy_from_slice(&FRAME_MAGIC);
+    payload[12..16].copy_from_slice(&stream.to_be_bytes());
+    payload[16..20].copy_from_slice(&counter.to_be_bytes());
+    let sent = now_ns() as u64;
+    payload[0..8].copy_from_slice(&sent.to_be_bytes());
+    sipwire::rtp_packet(
+        pkt,
+        tick == 0,
+        0,
+        seq,
+        (tick as u32).wrapping_mul(160),
+        ssrc,
+        &payload,
+    );
+}
+
+/// What one receiver saw of relayed load-generator frames.
+#[derive(Debug, Default)]
+struct RelayRx {
+    /// Receive stamp minus embedded send time, ms.
+    delay_ms: Vec<f32>,
+    /// Per source stream: (first counter, highest counter, frames received).
+    streams: Vec<(u32, u32, u32, u64)>,
+    /// Packets without the marker (prompts, hold music) - not relayed audio.
+    other: u64,
+}
+
+impl RelayRx {
+    /// Accounts one received RTP packet; true when it was a relayed frame.
+    fn on_packet(&mut self, buf: &[u8], stamp: i128) -> bool {
+        let Some(h) = sipwire::parse_rtp(buf) else {
+            return false;
+        };
+        let p = &buf[h.payload_offset..];
+        if p.len() < 20 || p[8..12] != FRAME_MAGIC {
+            self.other += 1;
+            return false;
+        }
+        let mut b8 = [0u8; 8];
+        b8.copy_from_slice(&p[0..8]);
+        let sent = u64::from_be_bytes(b8) as i128;
+        let stream = u32::from_be_bytes([p[12], p[13], p[14], p[15]]);
+        let counter = u32::from_be_bytes([p[16], p[17], p[18], p[19]]);
+        self.delay_ms.push(((stamp - sent) as f64 / 1e6) as f32);
+        match self.streams.iter_mut().find(|s| s.0 == stream) {
+            Some(s) => {
+                s.1 = s.1.min(counter);
+                s.2 = s.2.max(counter);
+                s.3 += 1;
+            }
+            None => self.streams.push((stream, counter, counter, 1)),
+        }
+        true
+    }
+
+    /// (received, expected) over each stream's first..last frame seen.
+    fn loss(&self) -> (u64, u64) {
+        self.streams
+            .iter()
+            .fold((0, 0), |(r, e), s| (r + s.3, e + (s.2 - s.1) as u64 + 1))
+    }
+}
+
+struct CShared {
+    /// Callers hearing their agent now, and the peak.
+    bridged: AtomicUsize,
+    max_bridged: AtomicUsize,
+    /// Agents with a call up now, and the peak.
+    agent_calls: AtomicUsize,
+    max_agent_calls: AtomicUsize,
+    registered: AtomicUsize,
+    /// Frames sent, and 20 ms ticks skipped because this process woke too late (its own
+    /// overload, not the switch's: skipped frames are never counted as loss).
+    frames_sent: AtomicU64,
+    frames_skipped: AtomicU64,
+    /// Set when the phase is over: agents unregister-free exit.
+    stop: std::sync::atomic::AtomicBool,
+    /// Caller number -> kernel stamp of the INVITE arriving at the agent.
+    offered: Mutex<std::collections::HashMap<String, i128>>,
+}
+
+#[derive(Debug, Default)]
+struct AgentResult {
+    register_fail: Option<String>,
+    calls: u32,
+    rx: RelayRx,
+}
+
+/// Registration with digest auth: REGISTER, 401, REGISTER with Authorization, 200.
+async fn agent_register(
+    sip: &UdpSocket,
+    switch: SocketAddr,
+    idx: usize,
+    buf: &mut [u8],
+) -> Result<(), String> {
+    use ccswitch::proto::digest::{response, Algorithm, QopAuth};
+    let ext = agent_ext(idx);
+    let local = sip.local_addr().map_err(|e| e.to_string())?;
+    let call_id = format!("lg-reg-{idx}-{}@127.0.0.1", std::process::id());
+    let tag = format!("r{idx}");
+    // Even agents answer the SHA-256 challenge, odd ones MD5: both paths get load.
+    let want = if idx % 2 == 0 {
+        Algorithm::Sha256
+    } else {
+        Algorithm::Md5
+    };
+    let mut auth: Option<String> = None;
+    for cseq in 1..=3u32 {
+        let branch = format!("z9hG4bKlgr{idx}x{cseq}");
+        let msg = sipwire::register(
+            &ext,
+            switch,
+            local,
+            &call_id,
+            &tag,
+            cseq,
+            &branch,
+            3600,
+            auth.as_deref(),
+        );
+        let mut got = None;
+        let mut retx = Duration::from_millis(500);
+        let deadline = Instant::now() + Duration::from_secs(16);
+        'send: while Instant::now() < deadline {
+            let _ = sip.send_to(&msg, switch).await;
+            let until = (Instant::now() + retx).min(deadline);
+            while let Ok(Ok((n, _))) = timeout(
+                until.saturating_duration_since(Instant::now()),
+                sip.recv_from(buf),
+            )
+            .await
+            {
+                let Some(m) = sipwire::parse(&buf[..n]) else {
+                    continue;
+                };
+                if m.cseq() == Some((cseq, "REGISTER".into())) && m.status.unwrap_or(0) >= 200 {
+                    got = Some(m);
+                    break 'send;
+                }
+            }
+            retx = (retx * 2).min(Duration::from_secs(4));
+        }
+        let Some(m) = got else {
+            return Err("REGISTER timeout".into());
+        };
+        match m.status {
+            Some(200) => return Ok(()),
+            Some(401) => {
+                let challenges: Vec<Vec<(String, String)>> = m
+                    .headers_named("www-authenticate")
+                    .filter_map(sipwire::digest_params)
+                    .collect();
+                let get = |c: &Vec<(String, String)>, k: &str| {
+                    c.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+                };
+                let pick = challenges
+                    .iter()
+                    .find(|c| Algorithm::from_param(get(c, "algorithm").as_deref()) == Some(want))
+                    .or_else(|| challenges.first())
+                    .ok_or("401 without a Digest challenge")?;
+                let alg = Algorithm::from_param(get(pick, "algorithm").as_deref())
+                    .ok_or("unsupported algorithm")?;
+                let realm = get(pick, "realm").unwrap_or_default();
+                let nonce = get(pick, "nonce").unwrap_or_default();
+                let uri = sipwire::register_uri(switch);
+                let ha1 = ccswitch::proto::digest::ha1(alg, &ext, &realm, &agent_password(&ext));
+                let cnonce = format!("{:08x}", idx * 7919 + 13);
+                let resp = response(
+                    alg,
+                    &ha1,
+                    "REGISTER",
+                    &uri,
+                    &nonce,
+                    Some(QopAuth {
+                        nc: "00000001",
+                        cnonce: &cnonce,
+                    }),
+                );
+                let mut a = format!(
+                    "Digest username=\"{ext}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+                     response=\"{resp}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"{cnonce}\"",
+                    alg.as_str()
+                );
+                if let Some(o) = get(pick, "opaque") {
+                    a.push_str(&format!(", opaque=\"{o}\""));
+                }
+                auth = Some(a);
+            }
+            Some(s) => return Err(format!("REGISTER answered {s}")),
+            None => return Err("REGISTER: not a response".into()),
+        }
+    }
+    Err("REGISTER: challenged again after credentials".into())
+}
+
+/// One agent's softphone: registers, then answers every INVITE at once (200 + PCMU
+/// answer), sends timestamped frames while a call is up, measures the relayed caller audio.
+async fn agent(idx: usize, switch: SocketAddr, cs: Arc<CShared>) -> AgentResult {
+    let mut res = AgentResult::default();
+    let (sip, rtp) = match (
+        UdpSocket::bind("127.0.0.1:0").await,
+        UdpSocket::bind("127.0.0.1:0").await,
+    ) {
+        (Ok(s), Ok(r)) => (s, r),
+        _ => {
+            res.register_fail = Some("socket".into());
+            return res;
+        }
+    };
+    tune_socket(&rtp);
+    let (Ok(local), Ok(rtp_addr)) = (sip.local_addr(), rtp.local_addr()) else {
+        res.register_fail = Some("socket".into());
+        return res;
+    };
+    let mut sbuf = vec![0u8; 8192];
+    if let Err(e) = agent_register(&sip, switch, idx, &mut sbuf).await {
+        res.register_fail = Some(e);
+        return res;
+    }
+    cs.registered.fetch_add(1, Ordering::Relaxed);
+    // The SIP socket gets receive stamps only now: offers' arrival times are measured.
+    tune_socket(&sip);
+    let ext = agent_ext(idx);
+    let contact = format!("sip:{ext}@{local}");
+    let ssrc = 0xa6e0_0000u32 ^ idx as u32;
+    let stream = 0x8000_0000u32 | idx as u32;
+    let mut counter: u32 = 0;
+    // The call up now: (Call-ID, where to send RTP, our 200 for retransmitted INVITEs).
+    let mut call: Option<(String, SocketAddr, Vec<u8>)> = None;
+    let mut start = Instant::now();
+    let mut tick: u64 = 0;
+    let mut seq: u16 = 1;
+    let mut pkt = Vec::with_capacity(200);
+    let mut rbuf = vec![0u8; 2048];
+    let mut ended: Vec<String> = Vec::new();
+    while !cs.stop.load(Ordering::Relaxed) {
+        let due = if call.is_some() {
+            let mut due = start + Duration::from_millis(20 * tick);
+            let late = Instant::now().saturating_duration_since(due);
+            if late > Duration::from_millis(60) {
+                let skip = late.as_millis() as u64 / 20;
+                cs.frames_skipped.fetch_add(skip, Ordering::Relaxed);
+                tick += skip;
+                due = start + Duration::from_millis(20 * tick);
+            }
+            due
+        } else {
+            Instant::now() + Duration::from_millis(100)
+        };
+        tokio::select! {
+            _ = sleep_until(due) => {
+                if let Some((_, to, _)) = &call {
+                    lg_frame(&mut pkt, seq, tick, ssrc, stream, counter);
+                    let _ = rtp.send_to(&pkt, *to).await;
+                    cs.frames_sent.fetch_add(1, Ordering::Relaxed);
+                    seq = seq.wrapping_add(1);
+                    counter += 1;
+                    tick += 1;
+                }
+            }
+            r = recv_stamped(&rtp, &mut rbuf) => {
+                let Ok((n, stamp)) = r else { continue };
+                res.rx.on_packet(&rbuf[..n], stamp.unwrap_or_else(now_ns));
+            }
+            r = recv_stamped(&sip, &mut sbuf) => {
+                let Ok((n, stamp)) = r else { continue };
+                let Some(m) = sipwire::parse(&sbuf[..n]) else { continue };
+                if m.status.is_some() {
+                    continue;
+                }
+                let cid = m.call_id().unwrap_or("").to_string();
+                match m.method.as_str() {
+                    "INVITE" => {
+                        if let Some((id, _, ok)) = &call {
+                            let again = ok.clone();
+                            if *id == cid {
+                                let _ = sip.send_to(&again, switch).await;
+                            } else {
+                                let _ = sip.send_to(&m.reply(486, "Busy Here", Some("lgbusy"), None, None), switch).await;
+                            }
+                            continue;
+                        }
+                        if ended.contains(&cid) {
+                            continue;
+                        }
+                        let Some(offer) = sipwire::parse_answer(&m.body) else {
+                            let _ = sip.send_to(&m.reply(488, "Not Acceptable Here", Some("lgna"), None, None), switch).await;
+                            continue;
+                        };
+                        if let Some(caller) = m.header("x-caller") {
+                            if let Ok(mut map) = cs.offered.lock() {
+                                map.insert(caller.to_string(), stamp.unwrap_or_else(now_ns));
+                            }
+                        }
+                        let sdp = sipwire::sdp_answer(rtp_addr.ip(), rtp_addr.port(), 1);
+                        let tag = format!("a{idx}x{}", res.calls);
+                        let ok = m.reply(200, "OK", Some(&tag), Some(&contact), Some(&sdp));
+                        let _ = sip.send_to(&ok, switch).await;
+                        res.calls += 1;
+                        let now = cs.agent_calls.fetch_add(1, Ordering::Relaxed) + 1;
+                        cs.max_agent_calls.fetch_max(now, Ordering::Relaxed);
+                        call = Some((cid, offer.rtp, ok));
+                        start = Instant::now();
+                        tick = 0;
+                    }
+                    "BYE" => {
+                        let _ = sip.send_to(&m.reply(200, "OK", None, None, None), switch).await;
+                        if call.as_ref().is_some_and(|c| c.0 == cid) {
+                            call = None;
+                            cs.agent_calls.fetch_sub(1, Ordering::Relaxed);
+                            ended.push(cid);
+                            if ended.len() > 16 {
+                                ended.remove(0);
+                            }
+                        }
+                    }
+                    "ACK" => {}
+                    _ => {
+                        let _ = sip.send_to(&m.reply(200, "OK", None, None, None), switch).await;
+                    }
+                }
+            }
+        }
+    }
+    if call.is_some() {
+        cs.agent_calls.fetch_sub(1, Ordering::Relaxed);
+    }
+    res
+}
+
+#[derive(Debug, Default)]
+struct BridgedResult {
+    call: CallResult,
+    caller: String,
+    /// The stream id this caller's frames carry.
+    stream: u32,
+    bridged: bool,
+    rx: RelayRx,
+}
+
+/// A caller of phase C: dials the tech hotline, talks with timestamped frames until
+/// `release_at`, hangs up.
+async fn bridged_call(sh: Arc<Shared>, cs: Arc<CShared>, release_at: Instant) -> BridgedResult {
+    let mut out = BridgedResult::default();
+    let tag = sh.seq.fetch_add(1, Ordering::Relaxed) | ((std::process::id() as u64) << 32);
+    out.caller = format!("555{:07}", tag % 10_000_000);
+    let (sip, rtp) = match (
+        UdpSocket::bind("127.0.0.1:0").await,
+        UdpSocket::bind("127.0.0.1:0").await,
+    ) {
+        (Ok(s), Ok(r)) => (s, r),
+        _ => {
+            out.call.fail = Some(Fail::Socket);
+            return out;
+        }
+    };
+    tune_socket(&rtp);
+    let Ok(rtp_addr) = rtp.local_addr() else {
+        out.call.fail = Some(Fail::Socket);
+        return out;
+    };
+    let d = match invite(
+        &sip,
+        rtp_addr,
+        &sh,
+        tag,
+        &mut out.call,
+        Duration::from_secs(32),
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(f) => {
+            out.call.fail = Some(f);
+            return out;
+        }
+    };
+    let ssrc = 0x10ad_c000u32 ^ (d.ids.local.port() as u32);
+    let stream = (tag & 0x7fff_ffff) as u32;
+    out.stream = stream;
+    let start = Instant::now();
+    let (mut tick, mut seq, mut counter) = (0u64, 1u16, 0u32);
+    let mut pkt = Vec::with_capacity(200);
+    let mut rbuf = vec![0u8; 2048];
+    let mut sbuf = vec![0u8; 4096];
+    loop {
+        let mut due = start + Duration::from_millis(20 * tick);
+        if due >= release_at {
+            break;
+        }
+        let late = Instant::now().saturating_duration_since(due);
+        if late > Duration::from_millis(60) {
+            let skip = late.as_millis() as u64 / 20;
+            cs.frames_skipped.fetch_add(skip, Ordering::Relaxed);
+            tick += skip;
+            due = start + Duration::from_millis(20 * tick);
+        }
+        tokio::select! {
+            _ = sleep_until(due) => {
+                lg_frame(&mut pkt, seq, tick, ssrc, stream, counter);
+                let _ = rtp.send_to(&pkt, d.answer.rtp).await;
+                cs.frames_sent.fetch_add(1, Ordering::Relaxed);
+                seq = seq.wrapping_add(1);
+                counter += 1;
+                tick += 1;
+            }
+            r = recv_stamped(&rtp, &mut rbuf) => {
+                let Ok((n, stamp)) = r else { continue };
+                if out.rx.on_packet(&rbuf[..n], stamp.unwrap_or_else(now_ns)) && !out.bridged {
+                    out.bridged = true;
+                    let now = cs.bridged.fetch_add(1, Ordering::Relaxed) + 1;
+                    cs.max_bridged.fetch_max(now, Ordering::Relaxed);
+                }
+            }
+            r = sip.recv_from(&mut sbuf) => {
+                let Ok((n, from)) = r else { continue };
+                let Some(m) = sipwire::parse(&sbuf[..n]) else { continue };
+                if m.method == "BYE" {
+                    let _ = sip.send_to(&m.response(200, "OK"), from).await;
+                    out.call.ended_by_switch = true;
+                    break;
+                }
+                if m.status == Some(200) && m.cseq().map(|c| c.1).as_deref() == Some("INVITE") {
+                    let ack = d.ids.ack_2xx(&d.target, &d.to_hdr, 1, "z9hG4bKlgreack");
+                    let _ = sip.send_to(&ack, sh.switch).await;
+                }
+            }
+        }
+    }
+    if out.bridged {
+        cs.bridged.fetch_sub(1, Ordering::Relaxed);
+    }
+    if !out.call.ended_by_switch {
+        out.call.bye_ok = bye(&sip, &d, &sh).await;
+    }
+    out
+}
+
+fn pct32(v: &[f32]) -> String {
+    let mut v: Vec<f64> = v.iter().map(|x| *x as f64).collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return "n/a".into();
+    }
+    format!(
+        "p50 {:.2}  p99 {:.2}  max {:.2}",
+        sipwire::percentile(&v, 50.0),
+        sipwire::percentile(&v, 99.0),
+        v[v.len() - 1]
+    )
+}
+
+async fn phase_c(o: &Opts) -> Result<usize, String> {
+    if o.target.is_some() {
+        println!("\nphase C skipped: it needs the switch it spawns (generated agents)");
+        return Ok(0);
+    }
+    let n_agents = o.agents;
+    let n_calls = o.bridge_calls;
+    let sw = start_switch(0, 2 * n_calls + 100, n_agents.max(1))?;
+    let addr = sw.sip;
+    let sh = Arc::new(Shared {
+        switch: addr,
+        dial: "4008006",
+        active: AtomicUsize::new(0),
+        max_active: AtomicUsize::new(0),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
+        seq: AtomicU64::new(1),
+    });
+    let cs = Arc::new(CShared {
+        bridged: AtomicUsize::new(0),
+        max_bridged: AtomicUsize::new(0),
+        agent_calls: AtomicUsize::new(0),
+        max_agent_calls: AtomicUsize::new(0),
+        registered: AtomicUsize::new(0),
+        frames_sent: AtomicU64::new(0),
+        frames_skipped: AtomicU64::new(0),
+        stop: std::sync::atomic::AtomicBool::new(false),
+        offered: Mutex::new(std::collections::HashMap::new()),
+    });
+    println!(
+        "\nphase C: {n_agents} agents register (digest), {n_calls} calls to 4008006 (queue tech) \
+         ramped at {:.0}/s, held {:.1} s once all are bridged",
+        o.ramp, o.bridge_hold
+    );
+    let (cpu0, rss_idle) = proc_usage(sw.pid());
+    let (own_cpu0, _) = proc_usage(std::process::id());
+    let stop_rss = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = rss_sampler(Some(sw.pid()), Arc::clone(&stop_rss));
+    let t0 = Instant::now();
+    let mut agents = Vec::with_capacity(n_agents);
+    for i in 0..n_agents {
+        sleep_until(t0 + Duration::from_secs_f64(i as f64 / o.ramp)).await;
+        agents.push(tokio::spawn(agent(i, addr, Arc::clone(&cs))));
+    }
+    // Wait for the registrations to settle (each is bounded by its own timeouts).
+    let reg_deadline = Instant::now() + Duration::from_secs(40);
+    while cs.registered.load(Ordering::Relaxed) < n_agents
+        && Instant::now() < reg_deadline
+        && !agents.iter().all(|h| h.is_finished())
+    {
+        sleep(Duration::from_millis(50)).await;
+    }
+    let reg_s = t0.elapsed().as_secs_f64();
+    println!(
+        "phase C: {} of {n_agents} agents registered in {reg_s:.1} s",
+        cs.registered.load(Ordering::Relaxed)
+    );
+    let start = Instant::now();
+    let ramp_s = n_calls as f64 / o.ramp;
+    let settle_s = 3.0;
+    let steady_from = start + Duration::from_secs_f64(ramp_s + settle_s);
+    let release_at = steady_from + Duration::from_secs_f64(o.bridge_hold);
+    let (cpu_calls0, _) = proc_usage(sw.pid());
+    let pid = sw.pid();
+    let steady = tokio::spawn(async move {
+        sleep_until(steady_from).await;
+        let a = proc_usage(pid).0;
+        let t = Instant::now();
+        sleep_until(release_at).await;
+        (proc_usage(pid).0 - a, t.elapsed().as_secs_f64())
+    });
+    let mut handles = Vec::with_capacity(n_calls);
+    for i in 0..n_calls {
+        sleep_until(start + Duration::from_secs_f64(i as f64 / o.ramp)).await;
+        handles.push(tokio::spawn(bridged_call(
+            Arc::clone(&sh),
+            Arc::clone(&cs),
+            release_at,
+        )));
+    }
+    let mut calls = Vec::with_capacity(n_calls);
+    for h in handles {
+        calls.push(h.await.unwrap_or_else(|_| BridgedResult {
+            call: CallResult {
+                fail: Some(Fail::Socket),
+                ..Default::default()
+            },
+            ..Default::default()
+        }));
+    }
+    let calls_wall = start.elapsed().as_secs_f64();
+    let (cpu_calls1, _) = proc_usage(sw.pid());
+    let (steady_cpu, steady_wall) = steady.await.unwrap_or((0.0, 0.0));
+    // Let the last BYEs reach the agents, then stop them.
+    sleep(Duration::from_millis(500)).await;
+    cs.stop.store(true, Ordering::Relaxed);
+    let mut agent_res = Vec::with_capacity(n_agents);
+    for h in agents {
+        if let Ok(r) = h.await {
+            agent_res.push(r);
+        }
+    }
+    stop_rss.store(true, Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0);
+    let (cpu_end, _) = proc_usage(sw.pid());
+    let own_cpu = proc_usage(std::process::id()).0 - own_cpu0;
+    let tail = sw.tail();
+    sw.stop();
+
+    // Figures.
+    let reg_fail: Vec<&String> = agent_res
+        .iter()
+        .filter_map(|a| a.register_fail.as_ref())
+        .collect();
+    let mut by_reason = std::collections::BTreeMap::<String, usize>::new();
+    for r in &calls {
+        let why = match (
+            &r.call.fail,
+            r.bridged,
+            r.call.ended_by_switch,
+            r.call.bye_ok,
+        ) {
+            (Some(f), _, _, _) => format!("{f:?}"),
+            (None, false, _, _) => "never bridged".into(),
+            (None, true, true, _) => "ended by switch".into(),
+            (None, true, false, false) => "BYE not 200".into(),
+            _ => continue,
+        };
+        *by_reason.entry(why).or_default() += 1;
+    }
+    let mut failed: usize = by_reason.values().sum();
+    let heard_by_agents: std::collections::HashSet<u32> = agent_res
+        .iter()
+        .flat_map(|a| a.rx.streams.iter().map(|s| s.0))
+        .collect();
+    let bridged = calls.iter().filter(|c| c.bridged).count();
+    let both_ways = calls
+        .iter()
+        .filter(|c| c.bridged && heard_by_agents.contains(&c.stream))
+        .count();
+    let a2c: Vec<f32> = calls
+        .iter()
+        .flat_map(|c| c.rx.delay_ms.iter().copied())
+        .collect();
+    let c2a: Vec<f32> = agent_res
+        .iter()
+        .flat_map(|a| a.rx.delay_ms.iter().copied())
+        .collect();
+    let loss = |v: (u64, u64)| {
+        if v.1 > 0 {
+            100.0 * v.1.saturating_sub(v.0) as f64 / v.1 as f64
+        } else {
+            0.0
+        }
+    };
+    let sum = |it: &mut dyn Iterator<Item = (u64, u64)>| {
+        it.fold((0u64, 0u64), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let a2c_loss = sum(&mut calls.iter().map(|c| c.rx.loss()));
+    let c2a_loss = sum(&mut agent_res.iter().map(|a| a.rx.loss()));
+    let offered = cs.offered.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut routing: Vec<f64> = calls
+        .iter()
+        .filter_map(|c| {
+            let at = c.call.answered_ns?;
+            let inv = offered.get(&c.caller)?;
+            Some((inv - at) as f64 / 1e6)
+        })
+        .collect();
+    let mut t200: Vec<f64> = calls.iter().filter_map(|c| c.call.t200_ms).collect();
+    let agent_calls: u32 = agent_res.iter().map(|a| a.calls).sum();
+    let pct_of = |cpu: f64, wall: f64| if wall > 0.0 { 100.0 * cpu / wall } else { 0.0 };
+
+    println!("\n== phase C: bridged calls ==");
+    println!(
+        "{:<34} {} of {n_agents} ({} failed) in {reg_s:.1} s",
+        "agents registered (digest)",
+        cs.registered.load(Ordering::Relaxed),
+        reg_fail.len()
+    );
+    let (sent, skipped) = (
+        cs.frames_sent.load(Ordering::Relaxed),
+        cs.frames_skipped.load(Ordering::Relaxed),
+    );
+    println!(
+        "{:<34} {sent} sent, {skipped} 20 ms ticks skipped ({:.1}%: this process's own lag); loadgen CPU {own_cpu:.1} s",
+        "loadgen RTP frames",
+        if sent + skipped > 0 {
+            100.0 * skipped as f64 / (sent + skipped) as f64
+        } else {
+            0.0
+        }
+    );
+    if let Some(e) = reg_fail.first() {
+        println!("{:<34} {e}", "first registration failure");
+    }
+    println!("{:<34} {n_calls}", "calls attempted");
+    println!("{:<34} {failed} {:?}", "failed calls", by_reason);
+    println!(
+        "{:<34} {bridged} (audio both ways: {both_ways})",
+        "calls bridged (caller hears agent)"
+    );
+    println!(
+        "{:<34} {} (agent legs up, peak: {}; legs = 2 x calls)",
+        "calls bridged concurrently, peak",
+        cs.max_bridged.load(Ordering::Relaxed),
+        cs.max_agent_calls.load(Ordering::Relaxed)
+    );
+    println!("{:<34} {agent_calls}", "offers answered by agents");
+    println!("{:<34} {}", "INVITE->200 (caller) ms", pct(&mut t200));
+    println!(
+        "{:<34} {} ({} calls)",
+        "routing 200 -> agent INVITE ms",
+        pct(&mut routing),
+        routing.len()
+    );
+    println!(
+        "{:<34} {} ({} frames)",
+        "relay delay agent->caller ms",
+        pct32(&a2c),
+        a2c.len()
+    );
+    println!(
+        "{:<34} {} ({} frames)",
+        "relay delay caller->agent ms",
+        pct32(&c2a),
+        c2a.len()
+    );
+    println!(
+        "{:<34} agent->caller {:.3}% ({} of {}), caller->agent {:.3}% ({} of {})",
+        "relayed RTP loss",
+        loss(a2c_loss),
+        a2c_loss.1.saturating_sub(a2c_loss.0),
+        a2c_loss.1,
+        loss(c2a_loss),
+        c2a_loss.1.saturating_sub(c2a_loss.0),
+        c2a_loss.1
+    );
+    println!(
+        "{:<34} {:.1}% of one core while all bridged ({:.1} s CPU in {:.1} s); calls phase {:.1}% ({:.1} s in {:.1} s); whole phase {:.1} s CPU",
+        "switch CPU",
+        pct_of(steady_cpu, steady_wall),
+        steady_cpu,
+        steady_wall,
+        pct_of(cpu_calls1 - cpu_calls0, calls_wall),
+        cpu_calls1 - cpu_calls0,
+        calls_wall,
+        cpu_end - cpu0
+    );
+    let max_b = cs.max_bridged.load(Ordering::Relaxed);
+    println!(
+        "{:<34} {:.1} kB per bridged call (RSS idle {} kB, peak {} kB)",
+        "switch RSS",
+        if max_b > 0 {
+            peak.saturating_sub(rss_idle) as f64 / max_b as f64
+        } else {
+            0.0
+        },
+        rss_idle,
+        peak
+    );
+    // A call whose agent never heard the caller is a failure too.
+    failed += bridged - both_ways;
+    if failed > 0 && o.quick {
+        eprintln!("switch log tail:\n{tail}");
+    }
+    Ok(failed + reg_fail.len())
 }

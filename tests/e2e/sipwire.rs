@@ -129,6 +129,110 @@ impl CallIds {
     }
 }
 
+/// REGISTER of `user` at `registrar` (Request-URI `sip:<registrar>`), Contact = `local`,
+/// with an `Authorization` value when answering a challenge.
+#[allow(clippy::too_many_arguments)]
+pub fn register(
+    user: &str,
+    registrar: SocketAddr,
+    local: SocketAddr,
+    call_id: &str,
+    from_tag: &str,
+    cseq: u32,
+    branch: &str,
+    expires: u32,
+    authorization: Option<&str>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(700);
+    let aor = format!("sip:{user}@{}", registrar.ip());
+    let _ = write!(
+        out,
+        "REGISTER {} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{aor}>;tag={from_tag}\r\n\
+         To: <{aor}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} REGISTER\r\n\
+         Contact: <sip:{user}@{local}>\r\n\
+         Expires: {expires}\r\n\
+         User-Agent: ccswitch-raw-agent\r\n",
+        register_uri(registrar)
+    );
+    if let Some(a) = authorization {
+        let _ = write!(out, "Authorization: {a}\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+/// The Request-URI (and digest `uri`) `register` uses.
+pub fn register_uri(registrar: SocketAddr) -> String {
+    format!("sip:{registrar}")
+}
+
+/// Parameters of a `Digest ...` challenge or credentials value, names lower-cased, values
+/// unquoted. None when it is not a Digest value.
+pub fn digest_params(v: &str) -> Option<Vec<(String, String)>> {
+    let v = v.trim();
+    let rest = v.get(..6).filter(|s| s.eq_ignore_ascii_case("digest"))?;
+    let mut s = &v[rest.len()..];
+    let mut out = Vec::new();
+    loop {
+        s = s.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        if s.is_empty() {
+            return Some(out);
+        }
+        let eq = s.find('=')?;
+        let name = s[..eq].trim().to_ascii_lowercase();
+        s = s[eq + 1..].trim_start();
+        let value;
+        if let Some(q) = s.strip_prefix('"') {
+            let mut val = String::new();
+            let mut chars = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            val.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => val.push(c),
+                }
+            }
+            value = val;
+            s = &q[end?..];
+        } else {
+            let end = s.find(',').unwrap_or(s.len());
+            value = s[..end].trim().to_string();
+            s = &s[end..];
+        }
+        out.push((name, value));
+    }
+}
+
+/// Answer SDP choosing PCMU and telephone-event 101.
+pub fn sdp_answer(ip: IpAddr, port: u16, version: u64) -> String {
+    format!(
+        "v=0\r\n\
+         o=raw 4343 {version} IN IP4 {ip}\r\n\
+         s=raw\r\n\
+         c=IN IP4 {ip}\r\n\
+         t=0 0\r\n\
+         m=audio {port} RTP/AVP 0 101\r\n\
+         a=rtpmap:0 PCMU/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\n\
+         a=ptime:20\r\n\
+         a=sendrecv\r\n"
+    )
+}
+
 pub fn sdp_offer(ip: IpAddr, port: u16, version: u64) -> String {
     format!(
         "v=0\r\n\
@@ -217,6 +321,47 @@ impl Msg {
             }
         }
         out.push_str("Content-Length: 0\r\n\r\n");
+        out.into_bytes()
+    }
+}
+
+impl Msg {
+    /// Response to a request we received, as a UAS: `to_tag` is added to To when it has
+    /// none; optional Contact and SDP body.
+    pub fn reply(
+        &self,
+        status: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        contact: Option<&str>,
+        sdp: Option<&str>,
+    ) -> Vec<u8> {
+        let mut out = format!("SIP/2.0 {status} {reason}\r\n");
+        for name in ["via", "from", "to", "call-id", "cseq"] {
+            for v in self.headers_named(name) {
+                match to_tag {
+                    Some(t) if name == "to" && !v.contains(";tag=") => {
+                        let _ = write!(out, "To: {v};tag={t}\r\n");
+                    }
+                    _ => {
+                        let _ = write!(out, "{}: {v}\r\n", canonical(name));
+                    }
+                }
+            }
+        }
+        if let Some(c) = contact {
+            let _ = write!(out, "Contact: <{c}>\r\n");
+        }
+        match sdp {
+            Some(b) => {
+                let _ = write!(
+                    out,
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{b}",
+                    b.len()
+                );
+            }
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
         out.into_bytes()
     }
 }
@@ -440,4 +585,58 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    // Imports live inside the tests: the bench including this file compiles with cfg(test)
+    // but no test harness, so a module-level import would be unused there.
+    #[test]
+    fn digest_params_unquotes_and_escapes() {
+        use super::*;
+        let p = digest_params(
+            "Digest realm=\"cc\\\"s\", nonce=\"abc,def\", algorithm=SHA-256, qop=\"auth\", stale=true",
+        )
+        .expect("digest");
+        let get = |k: &str| p.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("realm"), Some("cc\"s"));
+        assert_eq!(get("nonce"), Some("abc,def"));
+        assert_eq!(get("algorithm"), Some("SHA-256"));
+        assert_eq!(get("qop"), Some("auth"));
+        assert_eq!(get("stale"), Some("true"));
+        assert!(digest_params("Basic realm=\"x\"").is_none());
+        assert!(digest_params("Digest realm=\"unterminated").is_none());
+    }
+
+    #[test]
+    fn register_and_reply_round_trip() {
+        use super::*;
+        let reg: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let msg = register(
+            "1001",
+            reg,
+            local,
+            "c1",
+            "t1",
+            2,
+            "z9hG4bKx",
+            60,
+            Some("Digest x=1"),
+        );
+        let m = parse(&msg).expect("parse");
+        assert_eq!(m.method, "REGISTER");
+        assert_eq!(m.cseq(), Some((2, "REGISTER".to_string())));
+        assert_eq!(m.header("authorization"), Some("Digest x=1"));
+        assert_eq!(m.contact_uri().as_deref(), Some("sip:1001@127.0.0.1:40000"));
+        let sdp = sdp_answer("127.0.0.1".parse().unwrap(), 30000, 1);
+        let ok = parse(&m.reply(200, "OK", Some("tg"), Some("sip:a@b"), Some(&sdp))).unwrap();
+        assert_eq!(ok.status, Some(200));
+        assert!(ok.header("to").unwrap().ends_with(";tag=tg"));
+        let a = parse_answer(&ok.body).expect("sdp");
+        assert_eq!((a.rtp.port(), a.payload_type), (30000, 0));
+        // A To that already has a tag keeps it.
+        let again = parse(&ok.reply(200, "OK", Some("other"), None, None)).unwrap();
+        assert!(!again.header("to").unwrap().contains("other"));
+    }
 }

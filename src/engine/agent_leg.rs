@@ -1210,7 +1210,7 @@ impl Engine {
         };
         let (state, call_key) = (l.state, l.call_key);
         if state != AgentLegState::Up && state != AgentLegState::Terminating {
-            self.reply(now, key, req, peer, 481, "Call/Transaction Does Not Exist");
+            self.reply_no_dialog(now, key, req, peer);
             return true;
         }
         match req.method {
@@ -1269,7 +1269,7 @@ impl Engine {
                 .get(&call_key)
                 .is_some_and(|c| c.agent_leg == Some(leg) && c.acd == AcdPhase::Connected);
         if !connected {
-            return self.reply(now, key, req, peer, 481, "Call/Transaction Does Not Exist");
+            return self.reply_no_dialog(now, key, req, peer);
         }
         // Transfer targets are queues and agents' extensions: ccswitch never dials anything
         // but registered agent phones.

@@ -439,6 +439,11 @@ impl Engine {
         self.respond(now, key, req, peer, status, reason, opts);
     }
 
+    /// 481: the request names a dialog or transaction we do not have (RFC 3261 12.2.2).
+    fn reply_no_dialog(&mut self, now: Millis, key: &TxnKey, req: &Request, peer: Peer) {
+        self.reply(now, key, req, peer, 481, "Call/Transaction Does Not Exist");
+    }
+
     fn on_request(&mut self, now: Millis, peer: Peer, req: Request) {
         let key = Self::server_key(&req);
         let is_ack = req.method == Method::Ack;
@@ -505,14 +510,9 @@ impl Engine {
             Method::Info => self.on_info(now, peer, key, req),
             Method::Options => self.on_options(now, peer, key, req),
             Method::Other(_) => self.reply(now, &key, &req, peer, 501, "Not Implemented"),
-            _ if req.to.tag.is_some() && self.dialog_of(&req).is_none() => self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            ),
+            _ if req.to.tag.is_some() && self.dialog_of(&req).is_none() => {
+                self.reply_no_dialog(now, &key, &req, peer)
+            }
             _ => self.reply(now, &key, &req, peer, 405, "Method Not Allowed"),
         }
     }
@@ -529,14 +529,7 @@ impl Engine {
 
     fn on_options(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         if req.to.tag.is_some() && self.dialog_of(&req).is_none() {
-            return self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            );
+            return self.reply_no_dialog(now, &key, &req, peer);
         }
         let to_tag = if req.to.tag.is_none() {
             Some(self.new_tag())
@@ -1061,27 +1054,13 @@ impl Engine {
 
     fn on_reinvite(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         let Some(call_key) = self.dialog_of(&req) else {
-            return self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            );
+            return self.reply_no_dialog(now, &key, &req, peer);
         };
         let Some(call) = self.calls.get(&call_key) else {
             return;
         };
         if call.state != CallState::Answered {
-            return self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            );
+            return self.reply_no_dialog(now, &key, &req, peer);
         }
         if req.cseq <= call.remote_cseq {
             return self.reply(now, &key, &req, peer, 500, "CSeq Out Of Order");
@@ -1143,14 +1122,7 @@ impl Engine {
             ..key.clone()
         };
         let Some(&call_key) = self.by_invite.get(&invite_key) else {
-            return self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            );
+            return self.reply_no_dialog(now, &key, &req, peer);
         };
         self.reply(now, &key, &req, peer, 200, "OK");
         let Some(call) = self.calls.get(&call_key) else {
@@ -1165,14 +1137,7 @@ impl Engine {
 
     fn on_bye(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         let Some(call_key) = self.dialog_of(&req) else {
-            return self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            );
+            return self.reply_no_dialog(now, &key, &req, peer);
         };
         self.reply(now, &key, &req, peer, 200, "OK");
         let Some(call) = self.calls.get(&call_key) else {
@@ -1191,14 +1156,7 @@ impl Engine {
 
     fn on_info(&mut self, now: Millis, peer: Peer, key: TxnKey, req: Request) {
         let Some(call_key) = self.dialog_of(&req) else {
-            return self.reply(
-                now,
-                &key,
-                &req,
-                peer,
-                481,
-                "Call/Transaction Does Not Exist",
-            );
+            return self.reply_no_dialog(now, &key, &req, peer);
         };
         if req.body.is_empty() {
             return self.reply(now, &key, &req, peer, 200, "OK");

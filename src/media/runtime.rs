@@ -22,7 +22,7 @@
 //! recorder thread (`recorder.rs`).
 
 use super::bridge::PacketKind;
-use super::leg::{Leg, LegParams, Received, FRAME_MS, PACKET_LEN};
+use super::leg::{Inbound, Leg, LegParams, Received, FRAME_MS, PACKET_LEN};
 use super::prompts::PromptSet;
 use super::recorder::{Recorder, RecorderTap, RecordingId, CHANNEL_CAPACITY};
 use crate::clock::Clock;
@@ -58,6 +58,21 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             realtime_priority: Some(10),
+        }
+    }
+}
+
+/// How legs treat what their phones send (`[rtp]` in ccswitch.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LegPolicy {
+    /// RFC 4733 events from the latched host's other ports count as digits (see `leg.rs`).
+    pub accept_events_from_same_host: bool,
+}
+
+impl Default for LegPolicy {
+    fn default() -> Self {
+        LegPolicy {
+            accept_events_from_same_host: true,
         }
     }
 }
@@ -143,6 +158,17 @@ impl MediaHandle {
         clock: Clock,
         events: UnboundedSender<MediaEvent>,
     ) -> std::io::Result<MediaHandle> {
+        Self::start_with_policy(cfg, opts, LegPolicy::default(), prompts, clock, events)
+    }
+
+    pub fn start_with_policy(
+        cfg: MediaConfig,
+        opts: RuntimeOptions,
+        policy: LegPolicy,
+        prompts: Arc<PromptSet>,
+        clock: Clock,
+        events: UnboundedSender<MediaEvent>,
+    ) -> std::io::Result<MediaHandle> {
         let counters = Arc::new(Counters::default());
         let routes = Arc::new(Mutex::new(HashMap::new()));
         let recorder = Recorder::start(clock, events.clone(), CHANNEL_CAPACITY)?;
@@ -153,6 +179,7 @@ impl MediaHandle {
             let worker = Worker::new(
                 index,
                 cfg.bind_ip,
+                policy,
                 prompts.clone(),
                 clock,
                 events.clone(),
@@ -353,6 +380,7 @@ struct LegSlot {
 struct Worker {
     me: usize,
     bind_ip: IpAddr,
+    policy: LegPolicy,
     prompts: Arc<PromptSet>,
     clock: Clock,
     events: UnboundedSender<MediaEvent>,
@@ -409,6 +437,7 @@ impl Worker {
     fn new(
         me: usize,
         bind_ip: IpAddr,
+        policy: LegPolicy,
         prompts: Arc<PromptSet>,
         clock: Clock,
         events: UnboundedSender<MediaEvent>,
@@ -420,6 +449,7 @@ impl Worker {
         Ok(Worker {
             me,
             bind_ip,
+            policy,
             prompts,
             clock,
             events,
@@ -751,6 +781,7 @@ impl Worker {
                     initial_seq: rand::random(),
                     initial_ts: rand::random(),
                     grid_start: self.epoch.plus(slot as u64),
+                    accept_events_from_same_host: self.policy.accept_events_from_same_host,
                 };
                 self.install(LegSlot {
                     leg: Leg::new(now, params),
@@ -865,8 +896,15 @@ impl Worker {
                     let Some((x, y)) = pair_mut(&mut self.slab, idx, peer) else {
                         continue;
                     };
-                    let Some(pkt) = x.leg.receive_relayed(now, bytes, from) else {
-                        continue;
+                    let pkt = match x.leg.receive(now, bytes, from) {
+                        Inbound::Media(pkt) => pkt,
+                        Inbound::SideEvent => {
+                            // The digit path only: reported, never relayed (bridge.rs).
+                            self.tick_received += 1;
+                            self.emit_leg_events(idx);
+                            continue;
+                        }
+                        Inbound::Dropped => continue,
                     };
                     self.tick_received += 1;
                     let src = x.leg.source();

@@ -1,7 +1,7 @@
 //! Bridging through the media runtime over 127.0.0.1: two UDP "phones", two legs, Bridge.
 //! Checks payloads (transcoded PCMU <-> PCMA), sequence continuity, RFC 4733 payload type
-//! mapping, digits reported (also from a phone's second port), and the stereo recording. No
-//! timing is asserted.
+//! mapping, digits reported (also from a phone's second port), the stereo recording, and how
+//! legs spread over the workers. No timing is asserted.
 
 use ccswitch::clock::Clock;
 use ccswitch::engine::media::{Codec, MediaCommand, MediaEvent, PromptKey};
@@ -434,4 +434,53 @@ fn bridged_digits_from_a_second_port_are_reported_never_relayed() {
         );
         media.shutdown();
     }
+}
+
+/// Polls `worker_legs` until it equals `want` (3 s at most).
+fn wait_worker_legs(media: &MediaHandle, want: &[u64]) {
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        seen = media.worker_legs();
+        if seen == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("legs per worker {seen:?}, expected {want:?}");
+}
+
+/// Bridges move each agent leg to its caller's worker; new legs then go to the worker left
+/// lighter instead of round-robin, so the workers even out again.
+#[test]
+fn new_legs_go_to_the_lighter_worker_after_bridge_moves() {
+    let (media, _rx) = start(2);
+    let open_idle = |leg: u64| {
+        media.send(MediaCommand::Open {
+            leg,
+            call_id: format!("c{leg}"),
+            local_port: 0,
+            remote: None,
+            codec: Codec::Pcmu,
+            telephone_event_pt: Some(101),
+            inactivity_ms: 0,
+        })
+    };
+    for leg in 1..=8 {
+        open_idle(leg);
+    }
+    wait_worker_legs(&media, &[4, 4]);
+    // Legs 1, 3, 5, 7 are on worker 0 and 2, 4, 6, 8 on worker 1: every bridge moves one.
+    for a in [1, 3, 5, 7] {
+        media.send(MediaCommand::Bridge { a, b: a + 1 });
+    }
+    wait_worker_legs(&media, &[8, 0]);
+    for leg in 9..=12 {
+        open_idle(leg);
+    }
+    wait_worker_legs(&media, &[8, 4]);
+    for leg in 1..=12 {
+        media.send(MediaCommand::Close { leg });
+    }
+    wait_worker_legs(&media, &[0, 0]);
+    media.shutdown();
 }

@@ -140,6 +140,18 @@ fn call_pressing_from_a_second_port(cfg: &TestConfig, slot: u16, accept: bool) -
     );
     assert!(!got_bye, "switch hung up during the IVR");
     assert!(heard > 50, "only {heard} RTP packets from the switch");
+    // While the call is up, /metrics shows its one leg on one of the media workers.
+    let (_, body) = sw.http_get("/metrics");
+    assert!(
+        body.contains("ccswitch_rtp_worker_legs{worker=\"0\"}")
+            && body.contains("ccswitch_rtp_worker_legs{worker=\"1\"}"),
+        "per-worker legs gauge missing:\n{body}"
+    );
+    assert_eq!(
+        metric_value(&body, "ccswitch_rtp_worker_legs"),
+        Some(1.0),
+        "one leg in the media plane"
+    );
     assert_eq!(call.hang_up(), Some(200), "BYE should get 200");
     assert!(sw.terminate(Duration::from_secs(30)).success());
     let calls = cfg.calls();

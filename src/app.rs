@@ -10,7 +10,7 @@ use crate::engine::switch::{ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
 use crate::engine::txn::TxnConfig;
 use crate::engine::{Command, Engine, EngineConfig, PromptKey};
 use crate::media::prompts::{load_prompts, PromptSet};
-use crate::media::runtime::{MediaConfig, MediaHandle, RuntimeOptions};
+use crate::media::runtime::{LegPolicy, MediaConfig, MediaHandle, RuntimeOptions};
 use crate::net::{self, NetSender};
 use crate::store::{self, Store};
 use anyhow::{anyhow, Context};
@@ -143,7 +143,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let sent_by = SocketAddr::new(advertised, sip_addr.port()).to_string();
 
     let (media_tx, media_rx) = mpsc::unbounded_channel();
-    let media = MediaHandle::start_with(
+    let media = MediaHandle::start_with_policy(
         MediaConfig {
             bind_ip: config.rtp.bind_ip,
             workers: config.rtp.workers,
@@ -151,6 +151,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         RuntimeOptions {
             realtime_priority: (config.rtp.realtime_priority > 0)
                 .then_some(i32::from(config.rtp.realtime_priority)),
+        },
+        LegPolicy {
+            accept_events_from_same_host: config.rtp.accept_events_from_same_host,
         },
         Arc::new(prompts),
         clock,

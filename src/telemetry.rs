@@ -38,6 +38,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "ccswitch_rtp_packets_received_total",
         "RTP packets received"
     );
+    metrics::describe_gauge!(
+        "ccswitch_rtp_worker_legs",
+        "media legs each worker thread owns (label worker)"
+    );
     metrics::describe_counter!(
         "ccswitch_calls_started_total",
         "calls that reached the switch"

@@ -188,6 +188,25 @@ fn rtp_port_range_upside_down() {
 }
 
 #[test]
+fn rtp_events_from_the_same_host_is_shipped_on_and_must_be_a_bool() {
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.rtp.accept_events_from_same_host);
+    let e = refused("ccswitch.toml", |t| {
+        replace_once(
+            t,
+            "accept_events_from_same_host = true",
+            "accept_events_from_same_host = 1",
+        )
+    });
+    assert_error(
+        &e,
+        "ccswitch.toml",
+        "rtp.accept_events_from_same_host",
+        "bool",
+    );
+}
+
+#[test]
 fn bad_toml_syntax_names_the_line() {
     let e = refused("ivr.toml", |t| {
         replace_once(t, "retries = 0\n", "retries = = 0\n")

@@ -1,11 +1,12 @@
 //! Bridging through the media runtime over 127.0.0.1: two UDP "phones", two legs, Bridge.
 //! Checks payloads (transcoded PCMU <-> PCMA), sequence continuity, RFC 4733 payload type
-//! mapping, digits reported, and the stereo recording. No timing is asserted.
+//! mapping, digits reported (also from a phone's second port), the stereo recording, and how
+//! legs spread over the workers. No timing is asserted.
 
 use ccswitch::clock::Clock;
 use ccswitch::engine::media::{Codec, MediaCommand, MediaEvent, PromptKey};
 use ccswitch::media::prompts::PromptSet;
-use ccswitch::media::runtime::{MediaConfig, MediaHandle, RuntimeOptions};
+use ccswitch::media::runtime::{LegPolicy, MediaConfig, MediaHandle, RuntimeOptions};
 use ccswitch::proto::rtp;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -27,6 +28,13 @@ fn phone() -> UdpSocket {
 }
 
 fn start(workers: usize) -> (MediaHandle, UnboundedReceiver<MediaEvent>) {
+    start_with_policy(workers, LegPolicy::default())
+}
+
+fn start_with_policy(
+    workers: usize,
+    policy: LegPolicy,
+) -> (MediaHandle, UnboundedReceiver<MediaEvent>) {
     let mut prompts = PromptSet::new();
     prompts.insert_samples(key(), &[100; 8000]);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -37,7 +45,9 @@ fn start(workers: usize) -> (MediaHandle, UnboundedReceiver<MediaEvent>) {
     let opts = RuntimeOptions {
         realtime_priority: None,
     };
-    let media = MediaHandle::start_with(cfg, opts, Arc::new(prompts), Clock::new(), tx).unwrap();
+    let media =
+        MediaHandle::start_with_policy(cfg, opts, policy, Arc::new(prompts), Clock::new(), tx)
+            .unwrap();
     (media, rx)
 }
 
@@ -346,5 +356,131 @@ fn recording_needs_a_bridge_and_close_ends_bridge_and_recording() {
     }
     let wav = hound::WavReader::open(&path).unwrap();
     assert_eq!(wav.spec().channels, 2);
+    media.shutdown();
+}
+
+/// A caller whose phone sends RFC 4733 from a second socket: with the shipped policy the
+/// digit is reported but the agent's phone never gets the packet; with the strict policy the
+/// digit is dropped (a later digit from the audio socket is the first one reported).
+#[test]
+fn bridged_digits_from_a_second_port_are_reported_never_relayed() {
+    for accept in [true, false] {
+        let (media, mut rx) = start_with_policy(
+            2,
+            LegPolicy {
+                accept_events_from_same_host: accept,
+            },
+        );
+        let (a, a_events, b) = (phone(), phone(), phone());
+        let (pa, pb) = (free_port(), free_port());
+        let leg_a: SocketAddr = format!("127.0.0.1:{pa}").parse().unwrap();
+        open(&media, 1, pa, a.local_addr().unwrap(), Codec::Pcmu, 101);
+        open(&media, 2, pb, b.local_addr().unwrap(), Codec::Pcma, 96);
+        media.send(MediaCommand::Bridge { a: 1, b: 2 });
+        let mut seq = until_relayed(&a, leg_a, &b, 0, &[0xff; 160]);
+        // Digit 7 from the second socket (its own SSRC and numbering), start and end packets.
+        for (i, flags) in [0x0a, 0x0a, 0x8a, 0x8a, 0x8a].into_iter().enumerate() {
+            let ev = packet(101, 500 + i as u16, 80_000, 0x5e5e, &[7, flags, 0, 160]);
+            a_events.send_to(&ev, leg_a).unwrap();
+        }
+        // Then digit 8 from the audio socket, and more audio.
+        let ev = packet(101, seq, u32::from(seq) * 160, 1, &[8, 0x8a, 0, 160]);
+        a.send_to(&ev, leg_a).unwrap();
+        seq += 1;
+        for _ in 0..10 {
+            a.send_to(
+                &packet(0, seq, u32::from(seq) * 160, 1, &[0xff; 160]),
+                leg_a,
+            )
+            .unwrap();
+            seq += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let first = next_event(&mut rx, |e| matches!(e, MediaEvent::Digit { .. }));
+        let want = if accept { '7' } else { '8' };
+        assert!(
+            matches!(first, MediaEvent::Digit { leg: 1, digit, .. } if digit == want),
+            "accept={accept}: first digit {first:?}"
+        );
+        if accept {
+            let second = next_event(&mut rx, |e| matches!(e, MediaEvent::Digit { .. }));
+            assert!(
+                matches!(
+                    second,
+                    MediaEvent::Digit {
+                        leg: 1,
+                        digit: '8',
+                        ..
+                    }
+                ),
+                "{second:?}"
+            );
+        }
+        // The agent hears one event (digit 8, relayed from the audio socket) and continuous
+        // audio: the second socket's packets were not spliced into its stream.
+        let got = recv_rtp(&b, 11, |_| true);
+        let events: Vec<_> = got.iter().filter(|p| p.payload_type == 96).collect();
+        assert_eq!(events.len(), 1, "accept={accept}: {events:?}");
+        assert_eq!(events[0].payload.first(), Some(&8));
+        for w in got.windows(2) {
+            assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1), "continuous");
+        }
+        assert_eq!(
+            got.iter()
+                .map(|p| p.ssrc)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            1
+        );
+        media.shutdown();
+    }
+}
+
+/// Polls `worker_legs` until it equals `want` (3 s at most).
+fn wait_worker_legs(media: &MediaHandle, want: &[u64]) {
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        seen = media.worker_legs();
+        if seen == want {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("legs per worker {seen:?}, expected {want:?}");
+}
+
+/// Bridges move each agent leg to its caller's worker; new legs then go to the worker left
+/// lighter instead of round-robin, so the workers even out again.
+#[test]
+fn new_legs_go_to_the_lighter_worker_after_bridge_moves() {
+    let (media, _rx) = start(2);
+    let open_idle = |leg: u64| {
+        media.send(MediaCommand::Open {
+            leg,
+            call_id: format!("c{leg}"),
+            local_port: 0,
+            remote: None,
+            codec: Codec::Pcmu,
+            telephone_event_pt: Some(101),
+            inactivity_ms: 0,
+        })
+    };
+    for leg in 1..=8 {
+        open_idle(leg);
+    }
+    wait_worker_legs(&media, &[4, 4]);
+    // Legs 1, 3, 5, 7 are on worker 0 and 2, 4, 6, 8 on worker 1: every bridge moves one.
+    for a in [1, 3, 5, 7] {
+        media.send(MediaCommand::Bridge { a, b: a + 1 });
+    }
+    wait_worker_legs(&media, &[8, 0]);
+    for leg in 9..=12 {
+        open_idle(leg);
+    }
+    wait_worker_legs(&media, &[8, 4]);
+    for leg in 1..=12 {
+        media.send(MediaCommand::Close { leg });
+    }
+    wait_worker_legs(&media, &[0, 0]);
     media.shutdown();
 }

@@ -142,6 +142,9 @@ pub struct RtpSection {
     /// priority keeps prompt pacing exact when the host is busy; it needs CAP_SYS_NICE and
     /// silently falls back to normal scheduling without it.
     pub realtime_priority: u8,
+    /// RFC 4733 digits a caller sends from another port of the host its audio comes from are
+    /// taken as digits (never as audio, never re-latching); false: strictly the latched port.
+    pub accept_events_from_same_host: bool,
 }
 
 impl Default for RtpSection {
@@ -153,6 +156,7 @@ impl Default for RtpSection {
             inactivity_ms: 30_000,
             workers: 2,
             realtime_priority: 10,
+            accept_events_from_same_host: true,
         }
     }
 }
@@ -540,6 +544,16 @@ mod tests {
         assert_eq!(m.prompts.languages, vec!["en", "zh"]);
         assert_eq!(m.switch.max_calls, 5000);
         assert_eq!(m.switch.company, "Example Co");
+    }
+
+    #[test]
+    fn rtp_events_from_the_same_host_default_on_and_take_only_a_bool() {
+        assert!(parse_main("").unwrap().rtp.accept_events_from_same_host);
+        let off = parse_main("[rtp]\naccept_events_from_same_host = false\n").unwrap();
+        assert!(!off.rtp.accept_events_from_same_host);
+        let e = parse_main("[rtp]\naccept_events_from_same_host = \"yes\"\n").unwrap_err();
+        assert_eq!(e.key, "rtp.accept_events_from_same_host", "{e}");
+        assert!(e.reason.contains("line 2"), "{e}");
     }
 
     #[test]

@@ -10,10 +10,19 @@
 //! * [`transcode`]: PCMU <-> PCMA with 256-entry tables built from `proto::g711`.
 //!
 //! How a leg uses them: `Leg::bridge` / `Leg::unbridge` switch a leg in and out of relay mode,
-//! `Leg::receive_relayed` takes a datagram from the leg's own phone (latching, stats, digit
-//! detection) and returns its [`RtpView`], and `Leg::relay_packet` on the *other* leg writes
-//! the rewritten packet for that leg's phone. The runtime owns both legs of a bridge on one
-//! worker thread and calls these straight from the socket-readiness loop.
+//! `Leg::receive` takes a datagram from the leg's own phone (latching, stats, digit
+//! detection) and returns its [`RtpView`] (as `Inbound::Media`), and `Leg::relay_packet` on
+//! the *other* leg writes the rewritten packet for that leg's phone. The runtime owns both
+//! legs of a bridge on one worker thread and calls these straight from the socket-readiness
+//! loop.
+//!
+//! Telephone-events a phone sends from a second port of its host (accepted by
+//! `accept_events_from_same_host`) take the digit path only: the leg reports the digit to the
+//! engine as usual and `Leg::receive` returns `Inbound::SideEvent`, which is never relayed.
+//! Relaying them would splice a second SSRC with its own sequence and timestamps into the
+//! stream the peer's phone hears (a re-anchor and marker on every switch between the two),
+//! and nothing on the far side needs the tones: the switch acts on the digit itself. Events
+//! from the latched port itself are still passed through, as negotiated.
 
 use crate::engine::media::Codec;
 use crate::proto::g711;

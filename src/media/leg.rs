@@ -8,9 +8,19 @@
 //! 160 per 20 ms of wall time even over silence; the sequence number advances per packet sent.
 //!
 //! Bridging (see `bridge.rs`): a bridged leg plays nothing; packets its phone sends come out of
-//! `receive_relayed` and go to the peer leg's `relay_packet`, which rewrites them onto the peer's
+//! `receive` and go to the peer leg's `relay_packet`, which rewrites them onto the peer's
 //! own SSRC/sequence/timestamp. The sequence counter and the last timestamp sent are shared
 //! with prompt playback, so prompt -> bridge -> prompt is one continuous stream per leg.
+//!
+//! Latching: the first valid RTP packet's source is latched (symmetric RTP) and, strictly,
+//! only that address is heard from. One exception, `accept_events_from_same_host`
+//! (`[rtp]` in ccswitch.toml, on by default): some phones and test tools send RFC 4733
+//! telephone-events from a second socket on the same host. Such a packet (the negotiated
+//! event payload type, the latched IP, another port) is taken as a digit only: it never
+//! latches, is never relayed to a bridge peer (its SSRC, sequence and timestamps belong to a
+//! stream of its own, which would break the stream the peer's phone hears), and audio from
+//! that port is still dropped. Before anything is latched, the signalled (SDP) address's host
+//! plays the part of the latched host, so digits that come first do not latch the event port.
 
 use super::bridge::{self, PacketKind, RelayMap, RtpView, Source};
 use super::prompts::{Prompt, PromptSet, FRAME_SAMPLES};
@@ -40,6 +50,8 @@ pub struct LegParams {
     pub initial_seq: u16,
     pub initial_ts: u32,
     pub grid_start: Millis,
+    /// Telephone-events from the latched host's other ports count as digits (module docs).
+    pub accept_events_from_same_host: bool,
 }
 
 /// One packet to send.
@@ -58,12 +70,26 @@ pub struct LegStats {
     pub late: u64,
     /// Datagrams dropped: not RTP, or from an address other than the latched one.
     pub dropped: u64,
+    /// Telephone-events taken from the latched host's other port (also in `received`).
+    pub side_events: u64,
 }
 
 /// What happened to one received datagram (for the runtime's counters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Received {
     Rtp,
+    Dropped,
+}
+
+/// One datagram from the leg's phone, as `Leg::receive` classified it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound<'b> {
+    /// RTP from the latched source: relayed when the leg is bridged.
+    Media(RtpView<'b>),
+    /// A telephone-event from the latched host's other port: its digit (if it starts one) is
+    /// reported; it is never relayed.
+    SideEvent,
+    /// Not RTP, or from a source the latch refuses (counted in `dropped`).
     Dropped,
 }
 
@@ -105,6 +131,7 @@ pub struct Leg {
     signalled: Option<SocketAddr>,
     /// The source of the first valid RTP since open/update (symmetric RTP).
     latched: Option<SocketAddr>,
+    accept_events_from_same_host: bool,
     codec: Codec,
     telephone_event_pt: Option<u8>,
     send: bool,
@@ -141,6 +168,7 @@ impl Leg {
             id: p.leg,
             signalled: p.remote,
             latched: None,
+            accept_events_from_same_host: p.accept_events_from_same_host,
             codec: p.codec,
             telephone_event_pt: p.telephone_event_pt,
             send: true,
@@ -358,9 +386,9 @@ impl Leg {
         self.grid_start.plus(k.saturating_mul(FRAME_MS))
     }
 
-    /// Feeds one received datagram from `from`.
+    /// Feeds one received datagram from `from` (a leg that is not bridged).
     pub fn handle_packet(&mut self, now: Millis, bytes: &[u8], from: SocketAddr) -> Received {
-        if self.receive_relayed(now, bytes, from).is_none() {
+        if self.receive(now, bytes, from) == Inbound::Dropped {
             return Received::Dropped;
         }
         if self.digit_seen && self.playback.as_ref().is_some_and(|p| p.barge_in) {
@@ -370,30 +398,36 @@ impl Leg {
     }
 
     /// Takes one datagram from this leg's phone: latching, counters, inactivity, digits (as
-    /// `Digit` events, never barge-in). Returns the packet when it is valid RTP from the
-    /// latched source, for the bridge to relay. No allocation.
-    pub fn receive_relayed<'b>(
-        &mut self,
-        now: Millis,
-        bytes: &'b [u8],
-        from: SocketAddr,
-    ) -> Option<RtpView<'b>> {
+    /// `Digit` events, never barge-in). `Inbound::Media` carries the packet for the bridge to
+    /// relay. No allocation.
+    pub fn receive<'b>(&mut self, now: Millis, bytes: &'b [u8], from: SocketAddr) -> Inbound<'b> {
         self.digit_seen = false;
         if self.closed {
-            return None;
+            return Inbound::Dropped;
         }
         let Some(packet) = bridge::view(bytes) else {
             self.stats.dropped += 1;
-            return None;
+            return Inbound::Dropped;
         };
-        match self.latched {
-            None => self.latched = Some(from),
-            Some(addr) if addr != from => {
-                self.stats.dropped += 1;
-                return None;
+        let side = match self.latched {
+            Some(addr) if addr == from => false,
+            Some(addr) => {
+                if !self.is_side_event(addr, from, packet.payload_type) {
+                    self.stats.dropped += 1;
+                    return Inbound::Dropped;
+                }
+                true
             }
-            Some(_) => {}
-        }
+            None => match self.signalled {
+                Some(sig) if sig != from && self.is_side_event(sig, from, packet.payload_type) => {
+                    true
+                }
+                _ => {
+                    self.latched = Some(from);
+                    false
+                }
+            },
+        };
         self.stats.received += 1;
         self.last_rx = now;
         self.inactive_reported = false;
@@ -409,7 +443,18 @@ impl Leg {
                 }
             }
         }
-        Some(packet)
+        if side {
+            self.stats.side_events += 1;
+            return Inbound::SideEvent;
+        }
+        Inbound::Media(packet)
+    }
+
+    /// A telephone-event from `host`'s IP on another port, and the leg takes those.
+    fn is_side_event(&self, host: SocketAddr, from: SocketAddr, payload_type: u8) -> bool {
+        self.accept_events_from_same_host
+            && self.telephone_event_pt == Some(payload_type)
+            && host.ip().to_canonical() == from.ip().to_canonical()
     }
 
     /// Writes `pkt`, received on the bridge peer described by `src`, as this leg's next
@@ -636,6 +681,7 @@ mod tests {
             initial_seq: 65530,
             initial_ts: u32::MAX - 500,
             grid_start: Millis(1000),
+            accept_events_from_same_host: true,
         }
     }
 
@@ -871,7 +917,8 @@ mod tests {
                 sent: 1,
                 received: 1,
                 late: 0,
-                dropped: 2
+                dropped: 2,
+                side_events: 0
             }
         );
         // A re-INVITE to a new address drops the latch.
@@ -881,6 +928,150 @@ mod tests {
         assert_eq!(tx.dest, moved);
         assert_eq!(parsed(&tx).payload_type, 8);
         assert!(parsed(&tx).marker, "codec change starts a new stream");
+    }
+
+    /// An RFC 4733 packet as a second socket sends it: its own SSRC and numbering.
+    fn side_event(seq: u16, ts: u32, event: u8, end: bool) -> Vec<u8> {
+        let mut head = [0u8; rtp::HEADER_LEN];
+        rtp::write_header(&mut head, seq == 1, 101, seq, ts, 0x5e5e);
+        let mut v = head.to_vec();
+        v.extend_from_slice(&[event, if end { 0x8a } else { 0x0a }, 0, 160]);
+        v
+    }
+
+    #[test]
+    fn events_from_the_latched_hosts_other_port_are_digits_only() {
+        let mut p = params();
+        p.remote = None;
+        let mut leg = Leg::new(Millis(1000), p);
+        leg.play(Millis(1000), 1, vec![prompt(100)], false, true);
+        let audio_port: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let event_port: SocketAddr = "127.0.0.1:50002".parse().unwrap();
+        let other_host: SocketAddr = "127.0.0.2:50002".parse().unwrap();
+        assert_eq!(
+            leg.handle_packet(Millis(1010), &rtp_bytes(0, 1, 0, &[0xff; 160]), audio_port),
+            Received::Rtp
+        );
+        // A digit from the second socket: reported, and (barge-in) it stops the prompt.
+        assert_eq!(
+            leg.handle_packet(Millis(1020), &side_event(1, 800, 4, false), event_port),
+            Received::Rtp
+        );
+        assert_eq!(
+            events(&mut leg),
+            vec![
+                MediaEvent::Digit {
+                    leg: 7,
+                    digit: '4',
+                    at: Millis(1020)
+                },
+                MediaEvent::PlayFinished {
+                    leg: 7,
+                    play_id: 1,
+                    interrupted: true
+                }
+            ]
+        );
+        // Its end packets are the same digit (deduped), not a new one.
+        for seq in 2..5 {
+            leg.handle_packet(Millis(1030), &side_event(seq, 800, 4, true), event_port);
+        }
+        assert!(events(&mut leg).is_empty());
+        // Audio from that port, and events from another host, are still dropped.
+        assert_eq!(
+            leg.handle_packet(
+                Millis(1040),
+                &rtp_bytes(0, 2, 160, &[0xff; 160]),
+                event_port
+            ),
+            Received::Dropped
+        );
+        assert_eq!(
+            leg.handle_packet(Millis(1040), &side_event(5, 1600, 9, false), other_host),
+            Received::Dropped
+        );
+        assert!(events(&mut leg).is_empty());
+        // The latch stayed on the audio port.
+        assert_eq!(leg.destination(), Some(audio_port));
+        assert_eq!(
+            leg.handle_packet(
+                Millis(1050),
+                &rtp_bytes(0, 3, 320, &[0xff; 160]),
+                audio_port
+            ),
+            Received::Rtp
+        );
+        assert_eq!(
+            leg.stats(),
+            LegStats {
+                sent: 0,
+                received: 6,
+                late: 0,
+                dropped: 2,
+                side_events: 4
+            }
+        );
+    }
+
+    #[test]
+    fn strict_latch_drops_other_port_events_when_not_accepted() {
+        let mut p = params();
+        p.accept_events_from_same_host = false;
+        let mut leg = Leg::new(Millis(1000), p);
+        let event_port: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+        leg.handle_packet(Millis(1010), &rtp_bytes(0, 1, 0, &[0xff; 160]), peer());
+        assert_eq!(
+            leg.handle_packet(Millis(1020), &side_event(1, 800, 4, false), event_port),
+            Received::Dropped
+        );
+        assert!(events(&mut leg).is_empty());
+        assert_eq!(leg.stats().dropped, 1);
+        assert_eq!(leg.stats().side_events, 0);
+        // Digits from the latched port itself are taken as always.
+        leg.handle_packet(
+            Millis(1030),
+            &rtp_bytes(101, 2, 160, &[4, 0x0a, 0, 160]),
+            peer(),
+        );
+        assert!(matches!(
+            events(&mut leg)[..],
+            [MediaEvent::Digit { digit: '4', .. }]
+        ));
+    }
+
+    #[test]
+    fn a_digit_before_any_audio_does_not_latch_the_event_port() {
+        // The SDP names 127.0.0.1:40000; the first packet is a digit from 127.0.0.1:40002.
+        let mut leg = Leg::new(Millis(1000), params());
+        let event_port: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+        assert_eq!(
+            leg.handle_packet(Millis(1010), &side_event(1, 800, 1, false), event_port),
+            Received::Rtp
+        );
+        assert!(matches!(
+            events(&mut leg)[..],
+            [MediaEvent::Digit { digit: '1', .. }]
+        ));
+        // Audio from the signalled port then latches; audio from the event port is dropped.
+        assert_eq!(
+            leg.handle_packet(Millis(1020), &rtp_bytes(0, 1, 0, &[0xff; 160]), peer()),
+            Received::Rtp
+        );
+        assert_eq!(
+            leg.handle_packet(
+                Millis(1030),
+                &rtp_bytes(0, 2, 160, &[0xff; 160]),
+                event_port
+            ),
+            Received::Dropped
+        );
+        assert_eq!(leg.destination(), Some(peer()));
+        // A digit from another host before the latch latches it (plain symmetric RTP).
+        let mut leg = Leg::new(Millis(1000), params());
+        let nat: SocketAddr = "192.0.2.7:3000".parse().unwrap();
+        leg.handle_packet(Millis(1010), &side_event(1, 800, 1, false), nat);
+        assert_eq!(leg.destination(), Some(nat));
+        assert_eq!(leg.stats().side_events, 0);
     }
 
     #[test]
@@ -976,7 +1167,9 @@ mod tests {
     }
 
     fn relay(from: &mut Leg, to: &mut Leg, now: u64, bytes: &[u8]) -> Option<rtp::RtpPacket> {
-        let pkt = from.receive_relayed(Millis(now), bytes, peer())?;
+        let Inbound::Media(pkt) = from.receive(Millis(now), bytes, peer()) else {
+            return None;
+        };
         let mut out = [0u8; 1500];
         let (dest, len) = to.relay_packet(Millis(now), &pkt, from.source(), &mut out)?;
         assert_eq!(dest, "127.0.0.1:40001".parse().unwrap());
@@ -1081,9 +1274,12 @@ mod tests {
         // The other way: the agent's A-law and its event PT 96 -> the caller's mu-law and 101.
         let back = rtp_bytes(8, 9, 0, &[0xD5; 160]);
         let mut out = [0u8; 1500];
-        let v = b.receive_relayed(Millis(1050), &back, "127.0.0.1:40001".parse().unwrap());
+        let Inbound::Media(v) = b.receive(Millis(1050), &back, "127.0.0.1:40001".parse().unwrap())
+        else {
+            panic!("agent audio not taken");
+        };
         let (_, n) = caller
-            .relay_packet(Millis(1050), &v.unwrap(), b.source(), &mut out)
+            .relay_packet(Millis(1050), &v, b.source(), &mut out)
             .unwrap();
         let p = rtp::parse(&out[..n]).unwrap();
         assert_eq!((p.payload_type, p.ssrc, p.marker), (0, 0x1234_5678, true));
@@ -1121,6 +1317,37 @@ mod tests {
         b.update(Millis(1100), b.destination(), Codec::Pcma, None, true);
         b.unbridge();
         assert!(relay(&mut caller, &mut b, 1110, &audio(9)).is_none());
+    }
+
+    #[test]
+    fn side_port_events_of_a_bridged_leg_are_reported_but_never_relayed() {
+        let mut caller = Leg::new(Millis(1000), params());
+        let mut b = agent();
+        caller.bridge();
+        b.bridge();
+        let audio = |seq: u16| rtp_bytes(0, seq, u32::from(seq) * 160, &[0xff; 160]);
+        let a1 = relay(&mut caller, &mut b, 1000, &audio(1)).unwrap();
+        let event_port: SocketAddr = "127.0.0.1:40002".parse().unwrap();
+        for (seq, end) in [(1, false), (2, true)] {
+            assert_eq!(
+                caller.receive(Millis(1010), &side_event(seq, 160, 7, end), event_port),
+                Inbound::SideEvent
+            );
+        }
+        assert_eq!(
+            events(&mut caller),
+            vec![MediaEvent::Digit {
+                leg: 7,
+                digit: '7',
+                at: Millis(1010)
+            }]
+        );
+        // The relayed stream goes on as if the side packets had never come.
+        let a2 = relay(&mut caller, &mut b, 1020, &audio(2)).unwrap();
+        assert_eq!(a2.sequence, a1.sequence.wrapping_add(1));
+        assert_eq!(a2.timestamp, a1.timestamp.wrapping_add(160));
+        assert!(!a2.marker);
+        assert_eq!(b.stats().sent, 2);
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The media plane's threads. `workers` OS threads each own a subset of the legs (assigned
-//! round-robin on Open) and run ONE ticker on a 1 ms grid: the 20 ms frame period is split into
-//! 20 phase slots, every leg lives in one slot (the emptiest when it opened), and each tick
-//! serves one slot: drain that slot's sockets (non-blocking), run inactivity, send the frame
-//! due. So each millisecond sends about 1/20 of the legs and no tick sends them all.
+//! The media plane's threads. `workers` OS threads each own a subset of the legs (a new leg goes to
+//! the worker that owns the fewest, see `Routes`) and run ONE ticker on a 1 ms grid: the 20 ms
+//! frame period is split into 20 phase slots, every leg lives in one slot (the emptiest when it
+//! opened), and each tick serves one slot: drain that slot's sockets (non-blocking), run
+//! inactivity, send the frame due. So each millisecond sends about 1/20 of the legs and no tick
+//! sends them all.
 //!
 //! Why threads and not tokio tasks: per-socket tasks and per-leg timers cost a wake-up per
 //! packet; one thread per worker with an absolute-deadline ticker keeps wake-ups at 1000/s
@@ -10,19 +11,21 @@
 //! of legs on two cores. The engine is never waited on: events go out on an unbounded
 //! channel, commands come in on one per worker.
 //!
-//! Bridging. Both legs of a bridge are owned by ONE worker: on `Bridge { a, b }` with the legs
-//! on different workers, `b` (its `Leg` and socket) migrates to `a`'s worker; the handle
-//! re-routes `b` at once and `a`'s worker holds back messages about `b` until it arrives (so
-//! the per-packet relay never crosses threads or takes a lock). Legs do not move back on
-//! Unbridge. Relayed packets are forwarded the moment they arrive, not on the 20 ms grid:
-//! the sockets of bridged legs are registered with the worker's epoll set, and between ticks
-//! the worker waits in `epoll_wait` with a timerfd for the next tick (ns precision), so a
-//! packet wakes it at once (measured by benches/media_bridge). Idle and playing legs are still
-//! drained on their slot tick, as before. Recording: each worker has a tap into the single
-//! recorder thread (`recorder.rs`).
+//! Bridging. Both legs of a bridge are owned by ONE worker: on `Bridge { a, b }` with the legs on
+//! different workers, `b` (its `Leg` and socket) migrates to `a`'s worker; the handle re-routes `b`
+//! at once and `a`'s worker holds back messages about `b` until it arrives (so the per-packet relay
+//! never crosses threads or takes a lock). Legs do not move back on Unbridge; instead new legs go
+//! to the least-loaded worker, counting the legs bridges moved in, so the moves do not pile legs
+//! onto one thread over a day (each worker's count is the gauge
+//! `ccswitch_rtp_worker_legs{worker="N"}`). Relayed packets are forwarded the moment they arrive,
+//! not on the 20 ms grid: the sockets of bridged legs are registered with the worker's epoll set,
+//! and between ticks the worker waits in `epoll_wait` with a timerfd for the next tick (ns
+//! precision), so a packet wakes it at once (measured by benches/media_bridge). Idle and playing
+//! legs are still drained on their slot tick, as before. Recording: each worker has a tap into the
+//! single recorder thread (`recorder.rs`).
 
 use super::bridge::PacketKind;
-use super::leg::{Leg, LegParams, Received, FRAME_MS, PACKET_LEN};
+use super::leg::{Inbound, Leg, LegParams, Received, FRAME_MS, PACKET_LEN};
 use super::prompts::PromptSet;
 use super::recorder::{Recorder, RecorderTap, RecordingId, CHANNEL_CAPACITY};
 use crate::clock::Clock;
@@ -31,7 +34,7 @@ use crate::engine::time::Millis;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -62,6 +65,21 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// How legs treat what their phones send (`[rtp]` in ccswitch.toml).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LegPolicy {
+    /// RFC 4733 events from the latched host's other ports count as digits (see `leg.rs`).
+    pub accept_events_from_same_host: bool,
+}
+
+impl Default for LegPolicy {
+    fn default() -> Self {
+        LegPolicy {
+            accept_events_from_same_host: true,
+        }
+    }
+}
+
 /// Totals over all workers since start (the same figures go to the metrics counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MediaStats {
@@ -86,6 +104,74 @@ struct Counters {
     send_errors: AtomicU64,
     legs: AtomicU64,
     relayed: AtomicU64,
+    /// Legs each worker holds, as the worker itself counts them.
+    worker_legs: Vec<AtomicU64>,
+}
+
+/// Which worker owns each open leg, and how many legs each owns: the load new legs are placed
+/// by. One lock, taken per command (never per packet); workers drop a failed Open's entry.
+#[derive(Debug)]
+struct Routes {
+    owner: HashMap<LegId, usize>,
+    /// `load[w]` = number of `owner` entries equal to `w`.
+    load: Vec<usize>,
+}
+
+impl Routes {
+    fn new(workers: usize) -> Routes {
+        Routes {
+            owner: HashMap::new(),
+            load: vec![0; workers.max(1)],
+        }
+    }
+
+    fn get(&self, leg: &LegId) -> Option<usize> {
+        self.owner.get(leg).copied()
+    }
+
+    fn contains(&self, leg: &LegId) -> bool {
+        self.owner.contains_key(leg)
+    }
+
+    /// Routes `leg` to `worker` (a new leg, or one a bridge moves).
+    fn insert(&mut self, leg: LegId, worker: usize) {
+        if let Some(old) = self.owner.insert(leg, worker) {
+            if let Some(n) = self.load.get_mut(old) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(n) = self.load.get_mut(worker) {
+            *n += 1;
+        }
+    }
+
+    fn remove(&mut self, leg: &LegId) -> Option<usize> {
+        let worker = self.owner.remove(leg)?;
+        if let Some(n) = self.load.get_mut(worker) {
+            *n = n.saturating_sub(1);
+        }
+        Some(worker)
+    }
+
+    /// Routes a new leg to the least-loaded worker and returns it.
+    fn place(&mut self, leg: LegId) -> usize {
+        let worker = least_loaded(&self.load);
+        self.insert(leg, worker);
+        worker
+    }
+
+    fn clear(&mut self) {
+        self.owner.clear();
+        self.load.iter_mut().for_each(|n| *n = 0);
+    }
+}
+
+/// The worker with the fewest legs (the lowest index among equals; 0 for an empty list).
+fn least_loaded(load: &[usize]) -> usize {
+    load.iter()
+        .enumerate()
+        .min_by_key(|&(i, &n)| (n, i))
+        .map_or(0, |(i, _)| i)
 }
 
 enum WorkerMsg {
@@ -112,9 +198,7 @@ enum WorkerMsg {
 struct Inner {
     senders: Vec<Sender<WorkerMsg>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Which worker owns each open leg (workers drop the entry when an Open fails).
-    routes: Arc<Mutex<HashMap<LegId, usize>>>,
-    next_worker: AtomicUsize,
+    routes: Arc<Mutex<Routes>>,
     stopped: AtomicBool,
     events: UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
@@ -143,16 +227,32 @@ impl MediaHandle {
         clock: Clock,
         events: UnboundedSender<MediaEvent>,
     ) -> std::io::Result<MediaHandle> {
-        let counters = Arc::new(Counters::default());
-        let routes = Arc::new(Mutex::new(HashMap::new()));
+        Self::start_with_policy(cfg, opts, LegPolicy::default(), prompts, clock, events)
+    }
+
+    pub fn start_with_policy(
+        cfg: MediaConfig,
+        opts: RuntimeOptions,
+        policy: LegPolicy,
+        prompts: Arc<PromptSet>,
+        clock: Clock,
+        events: UnboundedSender<MediaEvent>,
+    ) -> std::io::Result<MediaHandle> {
+        let workers = cfg.workers.max(1);
+        let counters = Arc::new(Counters {
+            worker_legs: (0..workers).map(|_| AtomicU64::new(0)).collect(),
+            ..Counters::default()
+        });
+        let routes = Arc::new(Mutex::new(Routes::new(workers)));
         let recorder = Recorder::start(clock, events.clone(), CHANNEL_CAPACITY)?;
         let mut senders = Vec::new();
         let mut threads = Vec::new();
-        for index in 0..cfg.workers.max(1) {
+        for index in 0..workers {
             let (tx, rx) = mpsc::channel();
             let worker = Worker::new(
                 index,
                 cfg.bind_ip,
+                policy,
                 prompts.clone(),
                 clock,
                 events.clone(),
@@ -179,7 +279,6 @@ impl MediaHandle {
                 senders,
                 threads: Mutex::new(threads),
                 routes,
-                next_worker: AtomicUsize::new(0),
                 stopped: AtomicBool::new(false),
                 events,
                 counters,
@@ -204,19 +303,17 @@ impl MediaHandle {
         let mut routes = inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
         let worker = match &cmd {
             MediaCommand::Open { .. } => {
-                if routes.contains_key(&leg) {
+                if routes.contains(&leg) {
                     drop(routes);
                     let reason = format!("leg {leg} is already open");
                     let _ = inner.events.send(MediaEvent::OpenFailed { leg, reason });
                     return;
                 }
-                let w = inner.next_worker.fetch_add(1, Ordering::Relaxed) % inner.senders.len();
-                routes.insert(leg, w);
-                Some(w)
+                Some(routes.place(leg))
             }
             MediaCommand::Close { .. } => routes.remove(&leg),
             &MediaCommand::Bridge { a, b } => {
-                let (Some(&wa), Some(&wb)) = (routes.get(&a), routes.get(&b)) else {
+                let (Some(wa), Some(wb)) = (routes.get(&a), routes.get(&b)) else {
                     tracing::debug!(a, b, "bridge of an unknown leg dropped");
                     return;
                 };
@@ -238,7 +335,7 @@ impl MediaHandle {
                 return;
             }
             MediaCommand::StartRecording { a, path, .. } => {
-                let w = routes.get(a).copied();
+                let w = routes.get(a);
                 if w.is_none() {
                     let _ = inner.events.send(MediaEvent::RecordingFinished {
                         leg: *a,
@@ -249,7 +346,7 @@ impl MediaHandle {
                 }
                 w
             }
-            _ => routes.get(&leg).copied(),
+            _ => routes.get(&leg),
         };
         let Some(worker) = worker else {
             tracing::debug!(leg, "media command for an unknown leg dropped");
@@ -306,6 +403,17 @@ impl MediaHandle {
             recording_drops: self.inner.recorder.dropped(),
         }
     }
+
+    /// Legs each worker thread holds now, by worker index (as the workers count them, so a
+    /// leg in flight between two workers for a bridge shows on neither for a moment).
+    pub fn worker_legs(&self) -> Vec<u64> {
+        self.inner
+            .counters
+            .worker_legs
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
 }
 
 /// The leg a command is routed by.
@@ -353,12 +461,15 @@ struct LegSlot {
 struct Worker {
     me: usize,
     bind_ip: IpAddr,
+    policy: LegPolicy,
     prompts: Arc<PromptSet>,
     clock: Clock,
     events: UnboundedSender<MediaEvent>,
     commands: Receiver<WorkerMsg>,
     counters: Arc<Counters>,
-    routes: Arc<Mutex<HashMap<LegId, usize>>>,
+    routes: Arc<Mutex<Routes>>,
+    /// `ccswitch_rtp_worker_legs{worker="me"}`, set when a leg arrives or leaves.
+    legs_gauge: metrics::Gauge,
     /// Grid origin: slot s serves legs whose frames are due at epoch + s (mod 20 ms).
     epoch: Millis,
     /// Legs by slab index (the epoll token); `free` lists empty entries.
@@ -409,23 +520,28 @@ impl Worker {
     fn new(
         me: usize,
         bind_ip: IpAddr,
+        policy: LegPolicy,
         prompts: Arc<PromptSet>,
         clock: Clock,
         events: UnboundedSender<MediaEvent>,
         commands: Receiver<WorkerMsg>,
         counters: Arc<Counters>,
-        routes: Arc<Mutex<HashMap<LegId, usize>>>,
+        routes: Arc<Mutex<Routes>>,
         recorder: RecorderTap,
     ) -> std::io::Result<Worker> {
+        let legs_gauge = metrics::gauge!("ccswitch_rtp_worker_legs", "worker" => me.to_string());
+        legs_gauge.set(0.0);
         Ok(Worker {
             me,
             bind_ip,
+            policy,
             prompts,
             clock,
             events,
             commands,
             counters,
             routes,
+            legs_gauge,
             epoch: clock.now(),
             slab: Vec::new(),
             free: Vec::new(),
@@ -496,6 +612,18 @@ impl Worker {
         self.flush_counters();
         let legs = self.index.len() as u64;
         self.counters.legs.fetch_sub(legs, Ordering::Relaxed);
+        // The legs end with the worker.
+        self.index.clear();
+        self.publish_load();
+    }
+
+    /// This worker's leg count to `worker_legs` and its gauge (on arrival and departure only).
+    fn publish_load(&self) {
+        let legs = self.index.len();
+        if let Some(n) = self.counters.worker_legs.get(self.me) {
+            n.store(legs as u64, Ordering::Relaxed);
+        }
+        self.legs_gauge.set(legs as f64);
     }
 
     /// Until `deadline`: relays packets of bridged legs as they arrive.
@@ -631,6 +759,7 @@ impl Worker {
         };
         self.phases[phase].push(idx);
         self.index.insert(id, idx);
+        self.publish_load();
         idx
     }
 
@@ -642,6 +771,7 @@ impl Worker {
         }
         self.index.remove(&slot.leg.id());
         self.free.push(idx);
+        self.publish_load();
         Some(slot)
     }
 
@@ -728,7 +858,7 @@ impl Worker {
                     Ok(s) => s,
                     Err(e) => {
                         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-                        if routes.get(&leg) == Some(&self.me) {
+                        if routes.get(&leg) == Some(self.me) {
                             routes.remove(&leg);
                         }
                         drop(routes);
@@ -751,6 +881,7 @@ impl Worker {
                     initial_seq: rand::random(),
                     initial_ts: rand::random(),
                     grid_start: self.epoch.plus(slot as u64),
+                    accept_events_from_same_host: self.policy.accept_events_from_same_host,
                 };
                 self.install(LegSlot {
                     leg: Leg::new(now, params),
@@ -865,8 +996,15 @@ impl Worker {
                     let Some((x, y)) = pair_mut(&mut self.slab, idx, peer) else {
                         continue;
                     };
-                    let Some(pkt) = x.leg.receive_relayed(now, bytes, from) else {
-                        continue;
+                    let pkt = match x.leg.receive(now, bytes, from) {
+                        Inbound::Media(pkt) => pkt,
+                        Inbound::SideEvent => {
+                            // The digit path only: reported, never relayed (bridge.rs).
+                            self.tick_received += 1;
+                            self.emit_leg_events(idx);
+                            continue;
+                        }
+                        Inbound::Dropped => continue,
                     };
                     self.tick_received += 1;
                     let src = x.leg.source();
@@ -1287,6 +1425,36 @@ mod tests {
         media.shutdown();
         // After shutdown the port is free again.
         assert!(UdpSocket::bind(("127.0.0.1", port)).is_ok());
+    }
+
+    #[test]
+    fn new_legs_go_to_the_least_loaded_worker() {
+        assert_eq!(least_loaded(&[3, 1, 2]), 1);
+        assert_eq!(least_loaded(&[2, 2, 2]), 0, "the lowest index among equals");
+        assert_eq!(least_loaded(&[5, 0, 0]), 1);
+        assert_eq!(least_loaded(&[7]), 0);
+        assert_eq!(least_loaded(&[]), 0);
+    }
+
+    #[test]
+    fn routes_count_legs_moved_by_bridges() {
+        let mut r = Routes::new(2);
+        let placed: Vec<usize> = (1..=4).map(|leg| r.place(leg)).collect();
+        assert_eq!(placed, vec![0, 1, 0, 1]);
+        // Two bridges move 2 and 4 to worker 0: the next two legs go to worker 1.
+        r.insert(2, 0);
+        r.insert(4, 0);
+        assert_eq!(r.load, vec![4, 0]);
+        assert_eq!((r.place(5), r.place(6)), (1, 1));
+        assert_eq!(r.load, vec![4, 2]);
+        assert_eq!(r.remove(&1), Some(0));
+        assert_eq!(r.remove(&1), None, "a second remove changes nothing");
+        assert_eq!(r.load, vec![3, 2]);
+        assert_eq!(r.get(&6), Some(1));
+        r.clear();
+        assert_eq!(r.load, vec![0, 0]);
+        assert!(!r.contains(&2));
+        assert_eq!(Routes::new(0).load, vec![0], "at least one worker");
     }
 
     #[test]

@@ -115,7 +115,10 @@ fn free_tcp_port() -> u16 {
 /// ports and a bucket holds 25 slots of 40 ports, so no slot reaches the next bucket
 /// (40000..=59999 in all).
 fn rtp_range(slot: u16) -> (u16, u16) {
-    assert!(slot < 25, "RTP slot {slot} is outside the 25 slots a bucket holds");
+    assert!(
+        slot < 25,
+        "RTP slot {slot} is outside the 25 slots a bucket holds"
+    );
     let lo = 40000 + (std::process::id() % 20) as u16 * 1000 + slot * 40;
     (lo, lo + 39)
 }

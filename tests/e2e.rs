@@ -755,7 +755,10 @@ fn tone_wav(dir: &Path, hz: u32, secs: u32) -> PathBuf {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "sox could not make a {hz} Hz tone (apt-get install -y sox)");
+    assert!(
+        ok,
+        "sox could not make a {hz} Hz tone (apt-get install -y sox)"
+    );
     out
 }
 
@@ -836,7 +839,10 @@ fn assert_bridged_both_ways(python: &Path, c: &Value, caller_wav: &Path, agent_w
     let bridged_from = record_secs_between(c, "answered_at", "agent_answered_at");
     let bridged_to = record_secs_between(c, "answered_at", "ended_at");
     let talk = record_secs_between(c, "agent_answered_at", "ended_at");
-    assert!(talk > 3.0, "too short a bridge to judge ({talk:.1} s): {c:#}");
+    assert!(
+        talk > 3.0,
+        "too short a bridge to judge ({talk:.1} s): {c:#}"
+    );
     assert_hears(
         python,
         caller_wav,
@@ -1064,7 +1070,67 @@ fn kill9_mid_call_then_restart_closes_call_as_failed() {
     assert_eq!(c["ivr_outcome"], "failed");
 }
 
-/// (h) The shipped answer policy (one ring): 180 at once, 200 after about one ring cycle.
+/// `ring_cycle_ms` from the test's copy of ccswitch.toml.
+fn ring_cycle_ms(cfg: &TestConfig) -> f64 {
+    let text = std::fs::read_to_string(cfg.main_file()).expect("read ccswitch.toml");
+    let table: toml::Table = text.parse().expect("ccswitch.toml parses");
+    let find = |t: &toml::Table| t.get("ring_cycle_ms").and_then(|v| v.as_integer());
+    find(&table)
+        .or_else(|| table.values().filter_map(|v| v.as_table()).find_map(find))
+        .expect("ring_cycle_ms in ccswitch.toml") as f64
+}
+
+/// A 180 came, then the 200 after `rings` ring cycles: no sooner than the cycles less a
+/// second, and sooner than half a cycle more (so one more ring would fail).
+fn assert_answered_after_rings(summary: &Value, rings: u32, cycle_ms: f64) {
+    let t180 = summary["invite_to_180_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no 180 received: {summary}"));
+    let t200 = summary["invite_to_200_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no 200 received: {summary}"));
+    let expected = f64::from(rings) * cycle_ms;
+    let ringing = t200 - t180;
+    eprintln!("180 -> 200: {ringing:.0} ms ({rings} x {cycle_ms:.0} ms configured)");
+    assert!(t180 < t200, "180 must come before 200: {summary}");
+    assert!(
+        ringing >= expected - 1000.0 && ringing < expected + cycle_ms / 2.0,
+        "200 should follow {rings} ring cycle(s) of {cycle_ms:.0} ms after the 180, \
+         came after {ringing:.0} ms: {summary}"
+    );
+}
+
+/// The bound tells one ring from two, and a missing 180 is a failure (not a pass).
+#[test]
+fn ring_bound_refuses_two_rings_and_a_missing_180() {
+    let one = serde_json::json!({"invite_to_180_ms": 3.0, "invite_to_200_ms": 6010.0});
+    assert_answered_after_rings(&one, 1, 6000.0);
+    for wrong in [
+        serde_json::json!({"invite_to_180_ms": 3.0, "invite_to_200_ms": 12010.0}),
+        serde_json::json!({"invite_to_180_ms": 3.0, "invite_to_200_ms": 40.0}),
+        serde_json::json!({"invite_to_200_ms": 6010.0}),
+    ] {
+        let caught = std::panic::catch_unwind(|| assert_answered_after_rings(&wrong, 1, 6000.0));
+        assert!(caught.is_err(), "accepted {wrong}");
+    }
+    let caught = std::panic::catch_unwind(|| {
+        assert_180_before_200(&serde_json::json!({"invite_to_200_ms": 900.0}))
+    });
+    assert!(caught.is_err(), "a summary without a 180 passed");
+}
+
+/// Both a 180 and a 200 arrived, in that order (a missing 180 fails).
+fn assert_180_before_200(summary: &Value) {
+    let t180 = summary["invite_to_180_ms"].as_f64();
+    let t200 = summary["invite_to_200_ms"].as_f64();
+    match (t180, t200) {
+        (Some(a), Some(b)) => assert!(a < b, "180 must come before 200: {summary}"),
+        _ => panic!("both a 180 and a 200 expected: {summary}"),
+    }
+}
+
+/// (h) The shipped answer policy (one ring): 180 at once, 200 after one configured ring
+/// cycle (not two).
 #[test]
 fn one_ring_answer_sends_180_then_200() {
     let Some(py) = pjsua_python() else { return };
@@ -1083,17 +1149,7 @@ fn one_ring_answer_sends_180_then_200() {
     let summary = call.finish();
     eprintln!("caller summary: {summary}");
     assert_eq!(summary["confirmed"], true, "{summary}");
-    let t180 = summary["invite_to_180_ms"]
-        .as_f64()
-        .expect("a 180 was received");
-    let t200 = summary["invite_to_200_ms"]
-        .as_f64()
-        .expect("a 200 was received");
-    assert!(t180 < t200, "180 must come before 200: {summary}");
-    assert!(
-        t200 - t180 >= 5000.0,
-        "200 should follow one ring (6 s) after 180: {summary}"
-    );
+    assert_answered_after_rings(&summary, 1, ring_cycle_ms(&cfg));
     assert!(sw.terminate(Duration::from_secs(30)).success());
     let calls = cfg.calls();
     let c = find_call(&calls, "udp");
@@ -1666,7 +1722,7 @@ fn peers_selftest(transport: &str, method: &str) {
     eprintln!("caller: {summary}\nuas: {far}");
     assert_eq!(summary["confirmed"], true);
     assert_eq!(summary["disconnected_by"], "local");
-    assert!(summary["invite_to_180_ms"].as_f64() < summary["invite_to_200_ms"].as_f64());
+    assert_180_before_200(&summary);
     assert_heard_speech(&summary);
     let rx = summary["rtp"]["rx_pkt"].as_u64().unwrap_or(0);
     assert!(rx >= 100, "about 50 packets/s for 4 s expected, got {rx}");
@@ -2371,9 +2427,9 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
     );
 }
 
-/// An agent's softphone dials the break code *22: the INVITE is digest-authenticated (407),
-/// answered with a spoken confirmation and hung up by the switch, and the agent's state
-/// change is recorded.
+/// An agent's softphone dials the break code *22: the first INVITE is challenged (407),
+/// the retry with digest credentials is answered with a spoken confirmation and hung up by
+/// the switch, and the agent's change to not ready (break) is recorded in the store.
 #[test]
 fn pjsua_agent_feature_code_break() {
     let Some(py) = pjsua_python() else { return };
@@ -2387,7 +2443,14 @@ fn pjsua_agent_feature_code_break() {
         None,
         None,
         40.0,
-        &["--dial", "*22", "--calls", "0"],
+        &[
+            "--dial",
+            "*22",
+            "--calls",
+            "0",
+            "--log-file",
+            &cfg.path("agent_sip.log").to_string_lossy(),
+        ],
     );
     agent.wait_event("registered", Duration::from_secs(15));
     let done = agent.wait_event("done", Duration::from_secs(60));
@@ -2396,10 +2459,116 @@ fn pjsua_agent_feature_code_break() {
     assert_eq!(done["dialled"]["disconnected"], true, "{done}");
     let st = sw.terminate(Duration::from_secs(30));
     assert!(st.success(), "ccswitch exit status {st}");
-    let log = sw.log_lines().join("\n");
-    assert!(
-        log.contains("feature code") && log.contains("break") && log.contains("ok=true"),
-        "no successful *22 in the log:\n{}",
-        sw.log_tail(40)
+
+    // On the wire, as the softphone saw it: the first INVITE to *22 carries no
+    // credentials and is answered 407 with a challenge; the retry carries them and is
+    // answered 200.
+    let sip_log = std::fs::read_to_string(cfg.path("agent_sip.log")).expect("agent SIP log");
+    let invites = pjsip_messages(&sip_log, "TX", "INVITE sip:*22@");
+    let proxy_auth = |m: &str| {
+        m.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("proxy-authorization: digest")
+        })
+    };
+    assert_eq!(
+        invites.len(),
+        2,
+        "one challenged INVITE and one retry:\n{invites:#?}"
     );
+    assert!(
+        !proxy_auth(&invites[0]),
+        "first INVITE already had credentials"
+    );
+    assert!(
+        proxy_auth(&invites[1]) && invites[1].contains("username=\"1001\""),
+        "the retry must carry 1001's digest credentials:\n{}",
+        invites[1]
+    );
+    let invite_replies: Vec<String> = pjsip_messages(&sip_log, "RX", "SIP/2.0 ")
+        .into_iter()
+        .filter(|m| {
+            m.lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("cseq:") && l.contains("INVITE"))
+        })
+        .collect();
+    let status = |m: &str| m.get(8..11).unwrap_or("").to_string();
+    let finals: Vec<String> = invite_replies
+        .iter()
+        .map(|m| status(m))
+        .filter(|s| !s.starts_with('1'))
+        .collect();
+    assert_eq!(finals, ["407", "200"], "final answers to the two INVITEs");
+    let challenge = invite_replies
+        .iter()
+        .find(|m| status(m) == "407")
+        .expect("407");
+    assert!(
+        challenge.lines().any(|l| l
+            .to_ascii_lowercase()
+            .starts_with("proxy-authenticate: digest")
+            && l.contains("realm=\"ccswitch\"")),
+        "407 without a digest challenge for realm ccswitch:\n{challenge}"
+    );
+
+    // The switch applied the code and the store recorded it: registering made 1001 ready,
+    // *22 put 1001 on break (unregistering at exit then logs 1001 out).
+    let changes = sqlite_rows(
+        &py,
+        &cfg.path("calls.db"),
+        "SELECT state, coalesce(reason, '') FROM agent_state_changes \
+         WHERE agent = '1001' ORDER BY at, id",
+    );
+    eprintln!("1001's state changes: {changes:?}");
+    let states: Vec<String> = changes.iter().map(|r| r.join("/")).collect();
+    assert_eq!(
+        states.get(..2),
+        Some(&["ready/".to_string(), "not_ready/break".to_string()][..]),
+        "1001's recorded state changes: {changes:?}"
+    );
+}
+
+/// The SIP messages in a PJSIP log (level 5) sent ("TX") or received ("RX") whose first
+/// line starts with `first_line`, in log order.
+fn pjsip_messages(log: &str, direction: &str, first_line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = log.lines();
+    while let Some(line) = lines.next() {
+        let is_dir =
+            line.contains(&format!(" {direction} ")) || line.contains(&format!(".{direction} "));
+        if !(is_dir && (line.contains(" Request msg ") || line.contains(" Response msg "))) {
+            continue;
+        }
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("--end msg--"))
+            .collect();
+        let text = body.join("\n");
+        if text.starts_with(first_line) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+/// Rows of a query on a SQLite file (Python's sqlite3: no sqlite3 CLI needed).
+fn sqlite_rows(python: &Path, db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import json, sqlite3, sys\n\
+             rows = sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchall()\n\
+             print(json.dumps([[str(c) for c in r] for r in rows]))",
+        ])
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("run python sqlite3");
+    assert!(
+        out.status.success(),
+        "query {sql} on {}: {}",
+        db.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("rows JSON")
 }

@@ -2010,8 +2010,8 @@ fn psql(db: &str, sql: &str) -> Result<String, String> {
 
 impl PgDb {
     fn create() -> Option<PgDb> {
-        if std::env::var("CCSWITCH_E2E_SKIP_POSTGRES").as_deref() == Ok("1") {
-            eprintln!("CCSWITCH_E2E_SKIP_POSTGRES=1: skipping a PostgreSQL test");
+        if std::env::var("CCSWITCH_TEST_SKIP_POSTGRES").as_deref() == Ok("1") {
+            eprintln!("CCSWITCH_TEST_SKIP_POSTGRES=1: skipping a PostgreSQL test");
             return None;
         }
         let nanos = std::time::SystemTime::now()
@@ -2022,7 +2022,7 @@ impl PgDb {
         if let Err(e) = psql("postgres", &format!("CREATE DATABASE {name}")) {
             panic!(
                 "cannot create a PostgreSQL database on 127.0.0.1:5432: {e}\n\
-                 (start PostgreSQL, or set CCSWITCH_E2E_SKIP_POSTGRES=1)"
+                 (start PostgreSQL, or set CCSWITCH_TEST_SKIP_POSTGRES=1)"
             );
         }
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");

@@ -10,7 +10,7 @@ after a delay (or never), records what it hears, plays a WAV into the call.
 Prints {"event": "registered", "code": 200} once the registrar accepted it (or
 {"event": "register_failed", "code": N}), then one summary on exit:
 {"event": "done", "registered": bool, "calls": [{call_id, remote, x_caller,
-x_queue, confirmed, cancelled, disconnected_by, duration_s}]}.
+x_queue, via, confirmed, cancelled, disconnected_by, duration_s}]}.
 --answer-after < 0 never answers (the switch's ring timeout CANCELs the offer).
 --dial CODE calls CODE at the registrar once registered (digest 407 answered with the
 same credentials) and exits when the switch hangs up; the summary gains "dialled".
@@ -53,6 +53,8 @@ class Incoming(pj.Call):
             "remote": ci.remoteUri,
             "x_caller": header(invite, "X-Caller"),
             "x_queue": header(invite, "X-Queue"),
+            # The switch's Via: which transport the offer came over.
+            "via": header(invite, "Via") or header(invite, "v"),
         }
 
     def onCallState(self, prm):

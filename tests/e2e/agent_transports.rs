@@ -167,6 +167,7 @@ impl BaresipAgent {
         .unwrap_or("/usr/lib/baresip/modules");
         let config = format!(
             "poll_method epoll\n\
+             net_interface 127.0.0.1\n\
              sip_listen 127.0.0.1:0\n\
              audio_player aubridge,nil\n\
              audio_source aufile,{}\n\
@@ -275,6 +276,18 @@ impl Drop for BaresipAgent {
 fn baresip_agent_auto_answers_both_way_audio() {
     let Some(py) = pjsua_python() else { return };
     let cfg = TestConfig::new(0);
+    // baresip 1.0's digest code knows MD5 only and gives up on the SHA-256 challenge that
+    // comes first ("Register: Function not implemented"): as agents.toml advises for such
+    // phones, this copy keeps only Alice's MD5 HA1, so she is offered MD5 alone.
+    let agents = cfg.dir.join("agents.toml");
+    let text = std::fs::read_to_string(&agents).expect("read agents.toml");
+    let sha256 =
+        "ha1_sha256 = \"9093b577246fec0dbee2cbb2a506d540b25027ac3b1127ff13a6ec658cb3f539\"\n";
+    assert!(
+        text.contains(sha256),
+        "agents.toml: Alice's ha1_sha256 line"
+    );
+    std::fs::write(&agents, text.replace(sha256, "")).expect("write agents.toml");
     let mut sw = Switch::start(&cfg, 15);
     let hangup = caller_hangup_after();
     // aufile stops at the end of its file: make the tone outlast the call.

@@ -869,6 +869,70 @@ fn assert_bridged_both_ways(python: &Path, c: &Value, caller_wav: &Path, agent_w
     );
 }
 
+/// The who-hears-whom check on made-up recordings, without a switch: the other party's
+/// tone passes; one's own tone (an echo), both tones mixed, the shipped hold music, a
+/// prompt and silence all fail.
+#[test]
+fn hears_check_tells_the_parties_apart() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let caller = tone_wav(dir, CALLER_TONE_HZ, 4);
+    let agent = tone_wav(dir, AGENT_TONE_HZ, 4);
+    let mixed = dir.join("mixed.wav");
+    let st = Command::new("sox")
+        .arg("-m")
+        .arg(&caller)
+        .arg(&agent)
+        .arg(&mixed)
+        .status();
+    assert!(st.map(|s| s.success()).unwrap_or(false), "sox -m");
+    let silence = dir.join("silence.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&silence, spec).expect("create silence.wav");
+    for _ in 0..4 * 8000 {
+        w.write_sample(0i16).expect("write");
+    }
+    w.finalize().expect("finalize silence.wav");
+    let prompts = manifest().join("prompts/en");
+    let caller_hears = |wav: &Path| {
+        check_hears(
+            Path::new("python3"),
+            wav,
+            &Hears {
+                who: "caller",
+                tone: AGENT_TONE_HZ,
+                not: &[CALLER_TONE_HZ],
+                start: 0.0,
+                end: None,
+            },
+        )
+    };
+    assert!(
+        caller_hears(&agent).0,
+        "the agent's tone: {}",
+        caller_hears(&agent).1
+    );
+    for wrong in [
+        caller.clone(),
+        mixed,
+        silence,
+        prompts.join("hold_music.wav"),
+        prompts.join("greeting.wav"),
+    ] {
+        let (ok, verdict) = caller_hears(&wrong);
+        assert!(
+            !ok,
+            "{} passed as the agent's tone: {verdict}",
+            wrong.display()
+        );
+    }
+}
+
 fn assert_heard_speech(summary: &Value) {
     let audio = &summary["audio"];
     assert_eq!(

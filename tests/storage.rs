@@ -2,7 +2,7 @@
 //!
 //! PostgreSQL: `CCSWITCH_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`) must be
 //! reachable; each test creates `ccswitch_test_<random>` and drops it. An unreachable server
-//! fails the tests unless `CCSWITCH_SKIP_PG=1`.
+//! fails the tests unless `CCSWITCH_TEST_SKIP_POSTGRES=1`.
 
 use ccswitch::engine::record::{EndedBy, IvrOutcome, Record};
 use ccswitch::engine::time::Millis;
@@ -75,13 +75,13 @@ async fn sqlite_db() -> Option<TestDb> {
 }
 
 fn skip_pg() -> bool {
-    std::env::var("CCSWITCH_SKIP_PG").is_ok_and(|v| v == "1")
+    std::env::var("CCSWITCH_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1")
 }
 
-/// `None` only when CCSWITCH_SKIP_PG=1; an unreachable server is a failure.
+/// `None` only when CCSWITCH_TEST_SKIP_POSTGRES=1; an unreachable server is a failure.
 async fn pg_db() -> Option<TestDb> {
     if skip_pg() {
-        eprintln!("CCSWITCH_SKIP_PG=1: skipping the PostgreSQL half of this test");
+        eprintln!("CCSWITCH_TEST_SKIP_POSTGRES=1: skipping the PostgreSQL half of this test");
         return None;
     }
     let admin = std::env::var("CCSWITCH_PG_URL")
@@ -90,7 +90,7 @@ async fn pg_db() -> Option<TestDb> {
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin} unreachable ({e}); set CCSWITCH_SKIP_PG=1 to skip")
+            panic!("PostgreSQL at {admin} unreachable ({e}); set CCSWITCH_TEST_SKIP_POSTGRES=1 to skip")
         });
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)

@@ -5,10 +5,12 @@ after a delay (or never), records what it hears, plays a WAV into the call.
   agent.py --registrar sip:127.0.0.1:5060 --user 1001 --password demo1001 \
            --answer-after 2 --record /tmp/agent.wav --play speech.wav --max-duration 60
 
+--transport tcp registers (and takes calls) over one TCP connection instead of UDP.
+
 Prints {"event": "registered", "code": 200} once the registrar accepted it (or
 {"event": "register_failed", "code": N}), then one summary on exit:
 {"event": "done", "registered": bool, "calls": [{call_id, remote, x_caller,
-x_queue, confirmed, cancelled, disconnected_by, duration_s}]}.
+x_queue, via, confirmed, cancelled, disconnected_by, duration_s}]}.
 --answer-after < 0 never answers (the switch's ring timeout CANCELs the offer).
 --dial CODE calls CODE at the registrar once registered (digest 407 answered with the
 same credentials) and exits when the switch hangs up; the summary gains "dialled".
@@ -51,6 +53,8 @@ class Incoming(pj.Call):
             "remote": ci.remoteUri,
             "x_caller": header(invite, "X-Caller"),
             "x_queue": header(invite, "X-Queue"),
+            # The switch's Via: which transport the offer came over.
+            "via": header(invite, "Via") or header(invite, "v"),
         }
 
     def onCallState(self, prm):
@@ -140,6 +144,8 @@ class Acc(pj.Account):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--registrar", required=True, help="sip:host:port of the switch")
+    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp",
+                    help="SIP transport for REGISTER and calls (tcp adds ;transport=tcp to the registrar)")
     ap.add_argument("--user", required=True, help="extension (digest username)")
     ap.add_argument("--password", required=True)
     ap.add_argument("--expires", type=int, default=300)
@@ -155,9 +161,10 @@ def main():
     ap.add_argument("--log-file")
     args = ap.parse_args()
 
-    peer = Peer("udp", port=0, user=args.user, log_file=args.log_file)
+    peer = Peer(args.transport, port=0, user=args.user, log_file=args.log_file)
     acfg = peer.acfg
-    acfg.regConfig.registrarUri = args.registrar
+    registrar = args.registrar + (";transport=tcp" if args.transport == "tcp" else "")
+    acfg.regConfig.registrarUri = registrar
     acfg.regConfig.timeoutSec = args.expires
     acfg.regConfig.retryIntervalSec = 5
     acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
@@ -169,7 +176,7 @@ def main():
         peer.poll(0.02)
         now = time.monotonic()
         if args.dial and acc.registered and dialled is None:
-            host = args.registrar.split(":", 1)[1]
+            host = registrar.split(":", 1)[1]
             dialled = Outgoing(acc)
             dialled.makeCall(f"sip:{args.dial}@{host}", pj.CallOpParam(True))
         if dialled is not None and dialled.disconnected and not acc.calls:

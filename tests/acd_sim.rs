@@ -694,6 +694,9 @@ fn prop_sim() -> Sim {
     t.on_max_wait = MaxWaitPolicy::Overflow {
         queue: "after_sales".into(),
     };
+    // Every `when_no_agents` policy is in play: tech overflows, after_sales closes (the
+    // default), complaints waits.
+    t.when_no_agents = NoAgentsPolicy::Overflow;
     let mut s = QueueSpec::new("after_sales", "after_sales", 1);
     s.max_wait_ms = 200_000;
     s.wrap_up_ms = 5_000;
@@ -705,6 +708,7 @@ fn prop_sim() -> Sim {
         alt_skill: Some(("tech".into(), 4)),
     }];
     c.max_wait_ms = 0;
+    c.when_no_agents = NoAgentsPolicy::Wait;
     Sim::new(
         vec![t, s, c],
         vec![

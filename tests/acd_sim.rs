@@ -1125,3 +1125,31 @@ fn wait_policy_and_zero_grace() {
     s.advance(1);
     assert_eq!(exits(&mut s), vec![(1, ExitReason::MaxWait, closed())]);
 }
+
+#[test]
+fn a_direct_transfer_out_of_an_unstaffed_queue_then_a_login_leaves_no_stale_grace() {
+    let mut s = Sim::new(
+        vec![tech(), after_sales()],
+        vec![
+            agent("1001", &[("tech", 5)], &[], &["tech"]),
+            agent("3001", &[("after_sales", 3)], &[], &["after_sales"]),
+        ],
+    );
+    s.login(&["1001"]);
+    s.call(1, "+1", "after_sales");
+    // Blind transfer to 1001 (not an after-sales agent) while nobody serves after-sales.
+    s.acd.transfer_to_agent(s.now, 1, "1001").unwrap();
+    s.drain();
+    s.advance(5_000);
+    s.acd.login(s.now, "3001").unwrap();
+    s.acd.set_not_ready(s.now, "3001", "break").unwrap();
+    s.drain();
+    // 1001 is busy: the call is back in after-sales, which now has someone (on a break).
+    s.acd
+        .offer_failed(s.now, 1, "1001", OfferOutcome::Busy)
+        .unwrap();
+    s.drain();
+    s.advance(60_000);
+    assert!(exits(&mut s).is_empty());
+    assert_eq!(s.acd.waiting("after_sales"), 1);
+}

@@ -1164,22 +1164,22 @@ impl Acd {
         }
     }
 
-    /// Arms the no-agents grace timer of a waiting, unstaffed call (unless already armed or
-    /// the queue just waits).
+    /// Keeps the no-agents grace timer of a call right: armed (once; a running grace is not
+    /// restarted) while it waits unstaffed in a queue that does not just wait, else off.
     fn check_staffed(&mut self, now: Millis, call: u64) {
         let Some(c) = self.calls.get(&call) else {
             return;
         };
-        if c.state != CallState::Waiting || self.staffed(c) {
-            return;
-        }
         let spec = &self.specs[c.queue];
-        if spec.when_no_agents == NoAgentsPolicy::Wait || self.timers.is_set(Timer::NoAgents(call))
-        {
-            return;
+        let needs = c.state == CallState::Waiting
+            && spec.when_no_agents != NoAgentsPolicy::Wait
+            && !self.staffed(c);
+        if !needs {
+            self.timers.cancel(Timer::NoAgents(call));
+        } else if !self.timers.is_set(Timer::NoAgents(call)) {
+            self.timers
+                .set(Timer::NoAgents(call), now.plus(spec.no_agents_grace_ms));
         }
-        self.timers
-            .set(Timer::NoAgents(call), now.plus(spec.no_agents_grace_ms));
     }
 
     /// Agent `a` logged in (`joined`) or out: update the staffing counts of their queues;
@@ -1215,11 +1215,7 @@ impl Acd {
                 Some(l) => crossed.contains(&l),
             });
             for call in affected {
-                if joined {
-                    self.timers.cancel(Timer::NoAgents(call));
-                } else {
-                    self.check_staffed(now, call);
-                }
+                self.check_staffed(now, call);
             }
         }
     }

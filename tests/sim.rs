@@ -2279,6 +2279,26 @@ Contact: <sip:c{n}@{at}>
     }
 
     #[test]
+    fn the_last_agents_registration_expiring_closes_the_waiting_call() {
+        use ccswitch::engine::AgentChange;
+        let mut net = Net::new();
+        net.register("1003", AGENT2, 60);
+        let reason = "break".to_string();
+        agent_cmd(&mut net, "1003", AgentChange::NotReady { reason });
+        net.call_and_pick('7');
+        net.advance(40_000);
+        assert_eq!(callbacks(&net), 0, "Chen is registered, on a break");
+        // The registration runs out (60 s, never refreshed): logged out, then the grace.
+        net.advance(60_000);
+        assert_eq!(net.state("1003"), AgentState::LoggedOut);
+        assert_eq!(callbacks(&net), 1);
+        assert!(net.has(|r| matches!(
+            r,
+            Record::AgentStateChanged { agent, state, .. } if agent == "1003" && state == "logged_out"
+        )));
+    }
+
+    #[test]
     fn no_agents_overflow_moves_the_caller_and_records_why() {
         let mut net = Net::with_queues(|q| {
             if q.name == "after_sales" {

@@ -82,8 +82,8 @@ struct RawQueue {
     extra_skills: BTreeMap<String, u8>,
     #[serde(default)]
     relax: Vec<RawRelax>,
-    /// Queue to move the caller to at max wait; without it the caller hears the closing
-    /// prompt and a callback is requested.
+    /// Queue to move the caller to at max wait (and with `when_no_agents = "overflow"`);
+    /// without it the caller hears the closing prompt and a callback is requested.
     overflow: Option<String>,
     service_level_s: Option<u64>,
     service_level_pct: Option<u8>,

@@ -52,6 +52,7 @@ pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
             if let MaxWaitPolicy::Closing { prompt } = &q.on_max_wait {
                 ids.insert(prompt.clone());
             }
+            ids.insert(q.closing_prompt.clone());
         }
     }
     if !config.queues.is_empty() {

@@ -30,6 +30,7 @@
 //!   changes, split exactly across buckets and clipped to `[since, until)`; the agent's last
 //!   state lasts until `until`.
 
+use crate::engine::acd::QueueSet;
 use crate::engine::record::{EndedBy, IvrOutcome};
 use crate::engine::time::Millis;
 use serde::Serialize;
@@ -169,6 +170,8 @@ fn ratio(num: u64, den: u64) -> Option<f64> {
 pub const SHORT_ABANDON_MS: u64 = 5_000;
 /// Default service-level threshold T (answered within 20 s).
 pub const DEFAULT_SERVICE_LEVEL_MS: u64 = 20_000;
+/// Default service-level target: at least 80 % of calls answered within T.
+pub const DEFAULT_SERVICE_LEVEL_PCT: u8 = 80;
 /// Agent states that count as staffed time (logged in, not on break, not "not ready").
 pub const STAFFED_STATES: [&str; 4] = ["ready", "reserved", "on_call", "wrap_up"];
 
@@ -419,6 +422,88 @@ pub fn queue_stats<'a>(
         };
         let key = (c.queue.clone().unwrap_or_default(), interval.bucket(q));
         out.entry(key).or_default().add(c, sl_threshold_ms);
+    }
+    out
+}
+
+/// A queue's service-level standard: `target_pct` % of calls answered within `threshold_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceLevelTarget {
+    pub threshold_ms: u64,
+    pub target_pct: u8,
+}
+
+impl Default for ServiceLevelTarget {
+    fn default() -> Self {
+        ServiceLevelTarget {
+            threshold_ms: DEFAULT_SERVICE_LEVEL_MS,
+            target_pct: DEFAULT_SERVICE_LEVEL_PCT,
+        }
+    }
+}
+
+/// Each queue's service-level standard (queues.toml `service_level_s` /
+/// `service_level_pct`); queues not configured (any more) get `fallback`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceLevelTargets {
+    pub fallback: ServiceLevelTarget,
+    pub queues: BTreeMap<String, ServiceLevelTarget>,
+}
+
+impl ServiceLevelTargets {
+    /// From the configured queues; `threshold_override_ms` replaces every queue's T (the
+    /// `--service-level-secs` flag) and keeps their target percentages.
+    pub fn from_queues(set: &QueueSet, threshold_override_ms: Option<u64>) -> Self {
+        let queues = set
+            .names()
+            .filter_map(|n| set.get(n))
+            .map(|q| {
+                let t = ServiceLevelTarget {
+                    threshold_ms: threshold_override_ms
+                        .unwrap_or(q.service_level_s.saturating_mul(1000)),
+                    target_pct: q.service_level_pct,
+                };
+                (q.name.clone(), t)
+            })
+            .collect();
+        let mut fallback = ServiceLevelTarget::default();
+        if let Some(t) = threshold_override_ms {
+            fallback.threshold_ms = t;
+        }
+        ServiceLevelTargets { fallback, queues }
+    }
+
+    pub fn get(&self, queue: &str) -> ServiceLevelTarget {
+        self.queues.get(queue).copied().unwrap_or(self.fallback)
+    }
+
+    /// The distinct thresholds in use (the fallback's included).
+    pub fn thresholds(&self) -> std::collections::BTreeSet<u64> {
+        self.queues
+            .values()
+            .map(|t| t.threshold_ms)
+            .chain([self.fallback.threshold_ms])
+            .collect()
+    }
+}
+
+/// `queue_stats` with each queue's own service-level threshold.
+pub fn queue_stats_per_queue<'a>(
+    calls: impl IntoIterator<Item = &'a CallTimes>,
+    range: Range,
+    interval: Interval,
+    targets: &ServiceLevelTargets,
+) -> BTreeMap<(String, Millis), QueueStats> {
+    let mut out: BTreeMap<(String, Millis), QueueStats> = BTreeMap::new();
+    for c in calls {
+        let Some(q) = c.queued_at.filter(|q| range.contains(*q)) else {
+            continue;
+        };
+        let queue = c.queue.clone().unwrap_or_default();
+        let t = targets.get(&queue).threshold_ms;
+        out.entry((queue, interval.bucket(q)))
+            .or_default()
+            .add(c, t);
     }
     out
 }

@@ -2,8 +2,8 @@
 //! "ring no answer after 18 s, offer the next agent" runs in microseconds.
 
 use ccswitch::engine::acd::{
-    Acd, AcdAction, AcdEvent, AgentProfile, AgentState, MaxWaitPolicy, MaxWaitThen, OfferOutcome,
-    QueueSet, QueueSpec, QueuedCall, Relaxation, VipRules,
+    Acd, AcdAction, AcdEvent, AgentProfile, AgentState, ExitReason, ExitThen, MaxWaitPolicy,
+    NoAgentsPolicy, OfferOutcome, QueueSet, QueueSpec, QueuedCall, Relaxation, VipRules,
 };
 use ccswitch::engine::Millis;
 use proptest::prelude::*;
@@ -115,6 +115,13 @@ fn tech() -> QueueSpec {
     q
 }
 
+/// A queue that keeps callers waiting with nobody logged in (for scenarios about other
+/// things that start with an empty room).
+fn waits(mut q: QueueSpec) -> QueueSpec {
+    q.when_no_agents = NoAgentsPolicy::Wait;
+    q
+}
+
 fn offers(actions: &[AcdAction]) -> Vec<(u64, String, u32)> {
     actions
         .iter()
@@ -221,7 +228,7 @@ fn busy_agent_passes_to_the_next_and_stays_ready() {
 #[test]
 fn abandon_in_queue_and_short_abandon() {
     let mut s = Sim::new(
-        vec![tech()],
+        vec![waits(tech())],
         vec![agent("1001", &[("tech", 5)], &[], &["tech"])],
     );
     s.call(1, "+1", "tech");
@@ -441,7 +448,7 @@ fn registration_lost_mid_offer_moves_to_the_next_agent() {
 #[test]
 fn apology_only_after_a_long_wait() {
     let mut s = Sim::new(
-        vec![tech()],
+        vec![waits(tech())],
         vec![agent("1001", &[("tech", 5)], &[], &["tech"])],
     );
     s.call(1, "+1", "tech");
@@ -539,16 +546,17 @@ fn max_wait_overflows_then_closes() {
     b.max_wait_ms = 50_000;
     b.ring_timeout_ms = 60_000;
     let mut s = Sim::new(
-        vec![a, b],
+        vec![waits(a), waits(b)],
         vec![agent("2001", &[("general", 2)], &[], &["general"])],
     );
     s.call(1, "+1", "tech");
     s.call(2, "+2", "tech");
     s.advance(100_000);
     let acts = s.take_actions();
-    assert!(acts.contains(&AcdAction::MaxWaitReached {
+    assert!(acts.contains(&AcdAction::QueueExit {
         call: 1,
-        then: MaxWaitThen::Overflow {
+        reason: ExitReason::MaxWait,
+        then: ExitThen::Overflow {
             queue: "general".into()
         }
     }));
@@ -562,22 +570,24 @@ fn max_wait_overflows_then_closes() {
     s.advance(50_000);
     // Call 1 is ringing at its max wait: the offer finishes first (here: no answer).
     let acts = s.take_actions();
-    assert!(acts.contains(&AcdAction::MaxWaitReached {
+    assert!(acts.contains(&AcdAction::QueueExit {
         call: 2,
-        then: MaxWaitThen::Closing {
+        reason: ExitReason::MaxWait,
+        then: ExitThen::Closing {
             prompt: "closed".into(),
             callback: true
         }
     }));
     assert!(!acts
         .iter()
-        .any(|a| matches!(a, AcdAction::MaxWaitReached { call: 1, .. })));
+        .any(|a| matches!(a, AcdAction::QueueExit { call: 1, .. })));
     s.acd
         .offer_failed(s.now, 1, "2001", OfferOutcome::NoAnswer)
         .unwrap();
-    assert!(s.take_actions().contains(&AcdAction::MaxWaitReached {
+    assert!(s.take_actions().contains(&AcdAction::QueueExit {
         call: 1,
-        then: MaxWaitThen::Closing {
+        reason: ExitReason::MaxWait,
+        then: ExitThen::Closing {
             prompt: "closed".into(),
             callback: true
         }
@@ -684,6 +694,9 @@ fn prop_sim() -> Sim {
     t.on_max_wait = MaxWaitPolicy::Overflow {
         queue: "after_sales".into(),
     };
+    // Every `when_no_agents` policy is in play: tech overflows, after_sales closes (the
+    // default), complaints waits.
+    t.when_no_agents = NoAgentsPolicy::Overflow;
     let mut s = QueueSpec::new("after_sales", "after_sales", 1);
     s.max_wait_ms = 200_000;
     s.wrap_up_ms = 5_000;
@@ -695,6 +708,7 @@ fn prop_sim() -> Sim {
         alt_skill: Some(("tech".into(), 4)),
     }];
     c.max_wait_ms = 0;
+    c.when_no_agents = NoAgentsPolicy::Wait;
     Sim::new(
         vec![t, s, c],
         vec![
@@ -777,7 +791,7 @@ proptest! {
                     AcdEvent::AgentAnswered { call, .. } if answered.insert(call) => {
                         *finals.entry(call).or_default() += 1;
                     }
-                    AcdEvent::Abandoned { call, .. } | AcdEvent::MaxWait { call, overflow_to: None, .. }
+                    AcdEvent::Abandoned { call, .. } | AcdEvent::QueueExit { call, overflow_to: None, .. }
                         if !answered.contains(&call) =>
                     {
                         *finals.entry(call).or_default() += 1;
@@ -861,4 +875,281 @@ proptest! {
             prop_assert_eq!(finals.get(&c).copied(), Some(1), "call {} outcomes", c);
         }
     }
+}
+
+// ---- nobody logged in who could take the call (`when_no_agents`, issue #7) -------------
+
+fn after_sales() -> QueueSpec {
+    QueueSpec::new("after_sales", "after_sales", 1)
+}
+
+fn exits(s: &mut Sim) -> Vec<(u64, ExitReason, ExitThen)> {
+    s.take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            AcdAction::QueueExit { call, reason, then } => Some((call, reason, then)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed() -> ExitThen {
+    ExitThen::Closing {
+        prompt: "closed".into(),
+        callback: true,
+    }
+}
+
+#[test]
+fn no_agents_closes_after_the_grace_period() {
+    // Only an agent of another queue is logged in: the after-sales caller is closed after
+    // the grace period, not left on hold until max wait.
+    let mut s = Sim::new(
+        vec![tech(), after_sales()],
+        vec![
+            agent("1001", &[("tech", 5)], &[], &["tech"]),
+            agent("3001", &[("after_sales", 3)], &[], &["after_sales"]),
+        ],
+    );
+    s.login(&["1001"]);
+    s.call(7, "+7", "after_sales");
+    s.advance(9_999);
+    assert!(exits(&mut s).is_empty(), "still in the grace period");
+    assert_eq!(s.acd.waiting("after_sales"), 1);
+    s.advance(1);
+    assert_eq!(exits(&mut s), vec![(7, ExitReason::NoAgents, closed())]);
+    assert!(s.take_events().iter().any(|e| matches!(
+        e,
+        AcdEvent::QueueExit {
+            call: 7,
+            reason: ExitReason::NoAgents,
+            overflow_to: None,
+            ..
+        }
+    )));
+    assert_eq!(s.acd.calls(), 0);
+    assert_eq!(s.acd.poll_timeout(), None, "no timer left behind");
+}
+
+#[test]
+fn a_login_during_the_grace_period_catches_the_call() {
+    let mut s = Sim::new(
+        vec![after_sales()],
+        vec![agent("3001", &[("after_sales", 3)], &[], &["after_sales"])],
+    );
+    s.call(1, "+1", "after_sales");
+    s.advance(5_000);
+    s.login(&["3001"]);
+    assert_eq!(offers(&s.take_actions()), vec![offer(1, "3001", 1)]);
+    // Ring no answer: the agent is NotReady(missed_call) but still logged in, so the caller
+    // keeps waiting for them (nobody ready is not nobody there).
+    s.advance(18_000);
+    s.advance(120_000);
+    assert!(exits(&mut s).is_empty());
+    assert_eq!(s.acd.waiting("after_sales"), 1);
+    assert_eq!(s.state("3001"), AgentState::NotReady("missed_call".into()));
+}
+
+#[test]
+fn an_agent_on_a_break_counts_and_the_last_logout_rearms_everyone() {
+    let mut s = Sim::new(
+        vec![after_sales()],
+        vec![
+            agent("3001", &[("after_sales", 3)], &[], &["after_sales"]),
+            agent("3002", &[("after_sales", 1)], &[], &["after_sales"]),
+        ],
+    );
+    s.login(&["3001", "3002"]);
+    s.acd.set_not_ready(s.now, "3001", "break").unwrap();
+    s.acd.set_not_ready(s.now, "3002", "lunch").unwrap();
+    s.call(1, "+1", "after_sales");
+    s.call(2, "+2", "after_sales");
+    s.advance(30_000);
+    assert!(exits(&mut s).is_empty(), "agents on a break will come back");
+    s.acd.logout(s.now, "3001").unwrap();
+    s.advance(30_000);
+    assert!(exits(&mut s).is_empty(), "3002 is still logged in");
+    // The last one's phone goes away: both waiting callers get the grace period, then close.
+    s.acd.registration_lost(s.now, "3002").unwrap();
+    s.advance(9_000);
+    assert!(exits(&mut s).is_empty());
+    s.advance(1_000);
+    let mut got = exits(&mut s);
+    got.sort_by_key(|e| e.0);
+    assert_eq!(
+        got,
+        vec![
+            (1, ExitReason::NoAgents, closed()),
+            (2, ExitReason::NoAgents, closed())
+        ]
+    );
+    assert_eq!(s.acd.calls(), 0);
+}
+
+#[test]
+fn logout_then_login_within_the_grace_cancels_it() {
+    let mut s = Sim::new(
+        vec![after_sales()],
+        vec![agent("3001", &[("after_sales", 3)], &[], &["after_sales"])],
+    );
+    s.login(&["3001"]);
+    s.acd.set_not_ready(s.now, "3001", "break").unwrap();
+    s.call(1, "+1", "after_sales");
+    s.acd.logout(s.now, "3001").unwrap();
+    s.advance(6_000);
+    s.acd.login(s.now, "3001").unwrap();
+    assert_eq!(offers(&s.take_actions()), vec![offer(1, "3001", 1)]);
+    s.acd.set_not_ready(s.now, "3001", "break").unwrap();
+    s.advance(600_000 - 6_000 - 1);
+    assert!(exits(&mut s).is_empty(), "the grace timer was cancelled");
+    s.advance(1);
+    assert_eq!(
+        exits(&mut s),
+        vec![(1, ExitReason::MaxWait, closed())],
+        "max wait still applies"
+    );
+}
+
+#[test]
+fn an_agent_ringing_or_talking_keeps_the_queue_staffed() {
+    let mut s = Sim::new(
+        vec![after_sales()],
+        vec![agent("3001", &[("after_sales", 3)], &[], &["after_sales"])],
+    );
+    s.login(&["3001"]);
+    s.call(1, "+1", "after_sales");
+    s.call(2, "+2", "after_sales");
+    s.acd.offer_answered(s.now, 1, "3001").unwrap();
+    // Logging out on a call is deferred to after wrap-up: call 2 still has someone.
+    s.acd.logout(s.now, "3001").unwrap();
+    s.advance(60_000);
+    assert!(exits(&mut s).is_empty());
+    s.acd.call_ended(s.now, 1).unwrap();
+    s.advance(30_000); // wrap-up ends, the deferred logout applies
+    assert_eq!(s.state("3001"), AgentState::LoggedOut);
+    assert!(exits(&mut s).is_empty());
+    s.advance(10_000);
+    assert_eq!(exits(&mut s), vec![(2, ExitReason::NoAgents, closed())]);
+    // Logging out while ringing puts the call back unstaffed: the grace starts then.
+    s.acd.login(s.now, "3001").unwrap();
+    s.call(3, "+3", "after_sales");
+    assert_eq!(offers(&s.take_actions()), vec![offer(3, "3001", 1)]);
+    s.acd.logout(s.now, "3001").unwrap();
+    s.advance(9_999);
+    assert!(exits(&mut s).is_empty());
+    s.advance(1);
+    assert_eq!(exits(&mut s), vec![(3, ExitReason::NoAgents, closed())]);
+}
+
+#[test]
+fn language_and_relaxation_decide_who_could_ever_take_the_call() {
+    // tech wants proficiency 3 until 60 s, then 1. The only agent logged in has tech 1 and
+    // speaks English: an English caller waits for them (relaxation will reach them), a
+    // Chinese caller has nobody and is closed after the grace period.
+    let mut s = Sim::new(
+        vec![tech()],
+        vec![agent("1009", &[("tech", 1)], &["en"], &["tech"])],
+    );
+    s.login(&["1009"]);
+    s.call_lang(1, "+1", "tech", Some("en"));
+    s.call_lang(2, "+2", "tech", Some("zh"));
+    s.call(3, "+3", "tech");
+    s.advance(10_000);
+    assert_eq!(exits(&mut s), vec![(2, ExitReason::NoAgents, closed())]);
+    s.advance(50_000);
+    let o = offers(&s.take_actions());
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert!(o[0].0 == 1 || o[0].0 == 3);
+    assert!(exits(&mut s).is_empty());
+}
+
+#[test]
+fn overflow_when_no_agents_and_the_overflow_queue_applies_its_own_rules() {
+    let mut a = after_sales();
+    a.when_no_agents = NoAgentsPolicy::Overflow;
+    a.on_max_wait = MaxWaitPolicy::Overflow {
+        queue: "general".into(),
+    };
+    let mut g = QueueSpec::new("general", "general", 1);
+    g.no_agents_grace_ms = 5_000;
+    let mut s = Sim::new(
+        vec![a, g],
+        vec![agent("2001", &[("general", 2)], &[], &["general"])],
+    );
+    s.call(1, "+1", "after_sales");
+    s.advance(10_000);
+    assert_eq!(
+        exits(&mut s),
+        vec![(
+            1,
+            ExitReason::NoAgents,
+            ExitThen::Overflow {
+                queue: "general".into()
+            }
+        )]
+    );
+    assert!(s.take_events().iter().any(|e| matches!(
+        e,
+        AcdEvent::QueueExit { call: 1, reason: ExitReason::NoAgents, overflow_to: Some(q), .. }
+            if q == "general"
+    )));
+    assert_eq!(s.acd.waiting("general"), 1);
+    // general has nobody either: its own 5 s grace, then its own policy (close).
+    s.advance(4_999);
+    assert!(exits(&mut s).is_empty());
+    s.advance(1);
+    assert_eq!(exits(&mut s), vec![(1, ExitReason::NoAgents, closed())]);
+    // With general staffed, the overflowed caller is offered there.
+    s.login(&["2001"]);
+    s.acd.set_not_ready(s.now, "2001", "break").unwrap();
+    s.call(2, "+2", "after_sales");
+    s.advance(10_000);
+    assert_eq!(exits(&mut s).len(), 1);
+    s.acd.set_ready(s.now, "2001").unwrap();
+    assert_eq!(offers(&s.take_actions()), vec![offer(2, "2001", 1)]);
+}
+
+#[test]
+fn wait_policy_and_zero_grace() {
+    let mut w = after_sales();
+    w.when_no_agents = NoAgentsPolicy::Wait;
+    let mut c = QueueSpec::new("complaints", "complaints", 1);
+    c.no_agents_grace_ms = 0;
+    let mut s = Sim::new(vec![w, c], vec![]);
+    s.call(1, "+1", "after_sales");
+    s.call(2, "+2", "complaints");
+    s.advance(0);
+    assert_eq!(exits(&mut s), vec![(2, ExitReason::NoAgents, closed())]);
+    s.advance(599_999);
+    assert!(exits(&mut s).is_empty(), "\"wait\" waits until max wait");
+    s.advance(1);
+    assert_eq!(exits(&mut s), vec![(1, ExitReason::MaxWait, closed())]);
+}
+
+#[test]
+fn a_direct_transfer_out_of_an_unstaffed_queue_then_a_login_leaves_no_stale_grace() {
+    let mut s = Sim::new(
+        vec![tech(), after_sales()],
+        vec![
+            agent("1001", &[("tech", 5)], &[], &["tech"]),
+            agent("3001", &[("after_sales", 3)], &[], &["after_sales"]),
+        ],
+    );
+    s.login(&["1001"]);
+    s.call(1, "+1", "after_sales");
+    // Blind transfer to 1001 (not an after-sales agent) while nobody serves after-sales.
+    s.acd.transfer_to_agent(s.now, 1, "1001").unwrap();
+    s.drain();
+    s.advance(5_000);
+    s.acd.login(s.now, "3001").unwrap();
+    s.acd.set_not_ready(s.now, "3001", "break").unwrap();
+    s.drain();
+    // 1001 is busy: the call is back in after-sales, which now has someone (on a break).
+    s.acd
+        .offer_failed(s.now, 1, "1001", OfferOutcome::Busy)
+        .unwrap();
+    s.drain();
+    s.advance(60_000);
+    assert!(exits(&mut s).is_empty());
+    assert_eq!(s.acd.waiting("after_sales"), 1);
 }

@@ -925,7 +925,7 @@ mod properties {
 
 mod agents {
     use super::*;
-    use ccswitch::engine::acd::AgentState;
+    use ccswitch::engine::acd::{AgentState, MaxWaitPolicy, NoAgentsPolicy, QueueSet, QueueSpec};
     use ccswitch::proto::digest::{self, Algorithm, QopAuth};
 
     const AGENT1: &str = "127.0.0.1:5081";
@@ -952,8 +952,32 @@ mod agents {
 
     impl Net {
         fn new() -> Net {
+            Net::with_queues(|_| {})
+        }
+
+        /// The shipped config with every queue changed by `edit`.
+        /// Queues that keep callers waiting with nobody logged in (`when_no_agents = "wait"`).
+        fn waiting() -> Net {
+            Net::with_queues(|q| q.when_no_agents = NoAgentsPolicy::Wait)
+        }
+
+        fn with_queues(edit: impl Fn(&mut QueueSpec)) -> Net {
+            let mut cfg = config(1, 100);
+            let set = &cfg.queues;
+            let specs: Vec<QueueSpec> = set
+                .names()
+                .filter_map(|n| set.get(n).cloned())
+                .map(|mut q| {
+                    edit(&mut q);
+                    q
+                })
+                .collect();
+            let vip = set.vip.clone();
+            let rebuilt = QueueSet::new(specs, vip, set.repeat_window_ms, set.handle_time_samples)
+                .expect("queues");
+            cfg.queues = std::sync::Arc::new(rebuilt);
             Net {
-                engine: Engine::new(config(1, 100)),
+                engine: Engine::new(cfg),
                 now: START,
                 sent: vec![],
                 records: vec![],
@@ -1927,7 +1951,7 @@ Content-Length: {}
 
     #[test]
     fn waiting_caller_hears_position_and_expected_wait_then_hold_again() {
-        let mut net = Net::new();
+        let mut net = Net::waiting();
         net.call_and_pick('7');
         let holds = |net: &Net| {
             net.media
@@ -1952,7 +1976,7 @@ Content-Length: {}
 
     #[test]
     fn max_wait_plays_the_closing_prompt_records_a_callback_and_hangs_up() {
-        let mut net = Net::new();
+        let mut net = Net::waiting();
         net.call_and_pick('7');
         net.advance(601_000);
         assert!(net.has(
@@ -2145,7 +2169,7 @@ Contact: <sip:c{n}@{at}>
 
     #[test]
     fn long_wait_hears_the_apology_before_the_bridge() {
-        let mut net = Net::new();
+        let mut net = Net::waiting();
         net.call_and_pick('6');
         net.advance(61_000);
         net.register("1001", AGENT1, 3600);
@@ -2190,5 +2214,115 @@ Contact: <sip:c{n}@{at}>
         net.input(cmd("4242", AgentChange::Ready));
         net.input(cmd("1001", AgentChange::Logout));
         assert!(net.has(|r| matches!(r, Record::AgentStateChanged { agent, state, reason: Some(r), .. } if agent == "1001" && state == "not_ready" && r == "training")));
+    }
+
+    // ---- a queue with nobody logged in (issue #7) --------------------------------------
+
+    fn agent_cmd(net: &mut Net, agent: &str, change: ccswitch::engine::AgentChange) {
+        net.input(Input::Command(Command::Agent {
+            agent: agent.to_string(),
+            change,
+        }));
+    }
+
+    fn callbacks(net: &Net) -> usize {
+        net.records
+            .iter()
+            .filter(|r| matches!(r, Record::CallbackRequested { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_queue_with_nobody_logged_in_closes_after_the_grace_with_a_callback() {
+        // Only Bob (tech, complaints) is registered; the caller presses 7 (after-sales).
+        let mut net = Net::new();
+        net.register("1002", AGENT1, 3600);
+        net.call_and_pick('7');
+        net.advance(9_000);
+        assert_eq!(callbacks(&net), 0, "still in the grace period");
+        net.advance(1_000);
+        assert!(net.has(
+            |r| matches!(r, Record::CallbackRequested { queue, number, .. } if queue == "after_sales" && number == "+8613812345678")
+        ));
+        let (play_id, prompts) = net.last_caller_play().expect("closing prompt");
+        assert_eq!(prompts, vec!["closed".to_string()]);
+        let leg = net.caller_leg();
+        net.input(Input::Media(MediaEvent::PlayFinished {
+            leg,
+            play_id,
+            interrupted: false,
+        }));
+        assert_eq!(net.requests_to(CALLER, "BYE").len(), 1);
+        assert!(net.has(|r| matches!(r, Record::CallEnded { ended_by: EndedBy::System, reason, .. } if reason == "no_agents")));
+        assert!(agent_invites(&net, AGENT1).is_empty());
+    }
+
+    #[test]
+    fn the_last_after_sales_agent_logging_out_closes_the_waiting_call() {
+        use ccswitch::engine::AgentChange;
+        let mut net = Net::new();
+        agent_cmd(&mut net, "1003", AgentChange::Ready);
+        let reason = "break".to_string();
+        agent_cmd(&mut net, "1003", AgentChange::NotReady { reason });
+        net.call_and_pick('7');
+        net.advance(120_000);
+        assert_eq!(callbacks(&net), 0, "Chen is on a break, not gone");
+        agent_cmd(&mut net, "1003", AgentChange::Logout);
+        net.advance(9_999);
+        assert_eq!(callbacks(&net), 0);
+        net.advance(1);
+        assert_eq!(callbacks(&net), 1);
+        assert_eq!(
+            net.last_caller_play().map(|p| p.1),
+            Some(vec!["closed".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_last_agents_registration_expiring_closes_the_waiting_call() {
+        use ccswitch::engine::AgentChange;
+        let mut net = Net::new();
+        net.register("1003", AGENT2, 60);
+        let reason = "break".to_string();
+        agent_cmd(&mut net, "1003", AgentChange::NotReady { reason });
+        net.call_and_pick('7');
+        net.advance(40_000);
+        assert_eq!(callbacks(&net), 0, "Chen is registered, on a break");
+        // The registration runs out (60 s, never refreshed): logged out, then the grace.
+        net.advance(60_000);
+        assert_eq!(net.state("1003"), AgentState::LoggedOut);
+        assert_eq!(callbacks(&net), 1);
+        assert!(net.has(|r| matches!(
+            r,
+            Record::AgentStateChanged { agent, state, .. } if agent == "1003" && state == "logged_out"
+        )));
+    }
+
+    #[test]
+    fn no_agents_overflow_moves_the_caller_and_records_why() {
+        let mut net = Net::with_queues(|q| {
+            if q.name == "after_sales" {
+                q.when_no_agents = NoAgentsPolicy::Overflow;
+                q.on_max_wait = MaxWaitPolicy::Overflow {
+                    queue: "tech".into(),
+                };
+            }
+        });
+        net.register("1002", AGENT1, 3600);
+        net.call_and_pick('7');
+        net.advance(9_000);
+        assert!(agent_invites(&net, AGENT1).is_empty());
+        net.advance(1_000);
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallOverflowed { from_queue, to_queue, reason, .. }
+                if from_queue == "after_sales" && to_queue == "tech" && reason == "no_agents"
+        )));
+        assert_eq!(
+            agent_invites(&net, AGENT1).len(),
+            1,
+            "Bob is offered the call in tech"
+        );
+        assert_eq!(callbacks(&net), 0);
     }
 }

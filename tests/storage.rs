@@ -899,9 +899,11 @@ async fn agents_and_queues(store: &Store) {
         .summary_by_interval(range, Interval::Day)
         .await
         .unwrap();
+    let targets = kpi::ServiceLevelTargets::default();
     let qj: serde_json::Value = serde_json::from_str(&render_queues(
         &queues,
         &system,
+        &targets,
         Interval::Day,
         ReportFormat::Json,
     ))
@@ -911,9 +913,15 @@ async fn agents_and_queues(store: &Store) {
     assert_eq!(qj["queues"][0]["service_level"], 0.5);
     assert_eq!(qj["queues"][0]["short_abandoned"], 1);
     assert_eq!(qj["system"][0]["calls"], 3);
-    let table = render_queues(&queues, &system, Interval::Day, ReportFormat::Table);
+    let table = render_queues(
+        &queues,
+        &system,
+        &targets,
+        Interval::Day,
+        ReportFormat::Table,
+    );
     assert!(table.contains("support"));
-    let csv = render_queues(&queues, &system, Interval::Day, ReportFormat::Csv);
+    let csv = render_queues(&queues, &system, &targets, Interval::Day, ReportFormat::Csv);
     assert!(csv.lines().count() >= 2);
     let aj: serde_json::Value =
         serde_json::from_str(&render_agents(&sql, Interval::Quarter, ReportFormat::Json)).unwrap();
@@ -925,6 +933,233 @@ async fn agents_and_queues(store: &Store) {
     let table = render_agents(&sql, Interval::Quarter, ReportFormat::Table);
     assert!(table.contains("alice") && table.contains("bob"));
     assert!(render_agents(&sql, Interval::Quarter, ReportFormat::Csv).contains("alice"));
+}
+
+/// A call queued in `queue` at `t` and answered after `wait_ms` (or never).
+fn queued_call(id: &str, t: u64, queue: &str, wait_ms: Option<u64>) -> Vec<Record> {
+    let mut recs = vec![
+        full_call(id, t)[0].clone(),
+        Record::CallQueued {
+            call_id: id.into(),
+            at: Millis(t + 1_000),
+            queue: queue.into(),
+            priority: 0,
+        },
+    ];
+    if let Some(w) = wait_ms {
+        recs.push(Record::AgentAnswered {
+            call_id: id.into(),
+            agent: "alice".into(),
+            at: Millis(t + 1_000 + w),
+        });
+    }
+    recs.push(Record::CallEnded {
+        call_id: id.into(),
+        ended_at: Millis(t + 200_000),
+        ended_by: EndedBy::Caller,
+        reason: "bye".into(),
+        final_status: 200,
+    });
+    recs
+}
+
+/// `report queues`: each queue's own threshold T and target % (queues.toml), the flag's T
+/// as an override; SQL and kpi.rs agree. Also: the first overflow's reason on the call.
+async fn per_queue_service_levels(store: &Store) {
+    use ccswitch::engine::acd::{QueueSet, QueueSpec, VipRules};
+    let mut tech = QueueSpec::new("tech", "tech", 1);
+    tech.service_level_s = 20;
+    tech.service_level_pct = 80;
+    let mut vip = QueueSpec::new("vip", "vip", 1);
+    vip.service_level_s = 10;
+    vip.service_level_pct = 90;
+    let set = QueueSet::new(vec![tech, vip], VipRules::default(), 0, 10).unwrap();
+    // Waits: tech 15 s and 25 s; vip 15 s and 5 s; "gone" (no longer configured) 15 s.
+    let calls = [
+        ("t1", "tech", 15_000),
+        ("t2", "tech", 25_000),
+        ("v1", "vip", 15_000),
+        ("v2", "vip", 5_000),
+        ("g1", "gone", 15_000),
+    ];
+    for (i, (id, q, w)) in calls.iter().enumerate() {
+        let t = T0 + i as u64 * 1_000;
+        store
+            .write_batch(&queued_call(id, t, q, Some(*w)))
+            .await
+            .unwrap();
+    }
+    let range = Range::default();
+    let targets = kpi::ServiceLevelTargets::from_queues(&set, None);
+    assert_eq!(targets.get("vip").threshold_ms, 10_000);
+    assert_eq!(targets.get("gone"), kpi::ServiceLevelTarget::default());
+    let sql = store
+        .queue_stats_per_queue(range, Interval::Day, &targets)
+        .await
+        .unwrap();
+    let rows = store.calls(None, None).await.unwrap();
+    let times: Vec<CallTimes> = rows.iter().map(|c| c.times()).collect();
+    let rust = kpi::queue_stats_per_queue(&times, range, Interval::Day, &targets);
+    assert_eq!(sql, flatten(&rust));
+    let sl = |stats: &[(String, Millis, kpi::QueueStats)], q: &str| {
+        stats
+            .iter()
+            .find(|r| r.0 == q)
+            .and_then(|r| r.2.service_level())
+    };
+    assert_eq!(sl(&sql, "tech"), Some(0.5));
+    assert_eq!(sl(&sql, "vip"), Some(0.5), "15 s misses vip's 10 s");
+    assert_eq!(sl(&sql, "gone"), Some(1.0));
+    let system = store
+        .summary_by_interval(range, Interval::Day)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&render_queues(
+        &sql,
+        &system,
+        &targets,
+        Interval::Day,
+        ReportFormat::Json,
+    ))
+    .unwrap();
+    let q = |name: &str| {
+        json["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["queue"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(q("vip")["service_level"], 0.5);
+    assert_eq!(q("vip")["service_level_target"], 0.9);
+    assert_eq!(q("vip")["service_level_threshold_ms"], 10_000);
+    assert_eq!(q("vip")["service_level_met"], false);
+    assert_eq!(q("gone")["service_level_target"], 0.8);
+    assert_eq!(q("gone")["service_level_met"], true);
+    let table = render_queues(&sql, &system, &targets, Interval::Day, ReportFormat::Table);
+    let vip_line = table.lines().find(|l| l.contains(" vip ")).unwrap();
+    assert!(
+        vip_line.contains("50.0%") && vip_line.contains("90%"),
+        "{table}"
+    );
+    let csv = render_queues(&sql, &system, &targets, Interval::Day, ReportFormat::Csv);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let vip_row: Vec<&str> = csv
+        .lines()
+        .find(|l| l.contains(",vip,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    assert_eq!(vip_row[col("service_level_target")], "0.9000");
+    assert_eq!(vip_row[col("service_level_threshold_ms")], "10000");
+    assert_eq!(vip_row[col("service_level_met")], "false");
+    // The flag overrides every T; the target percentages stay per queue.
+    let flag = kpi::ServiceLevelTargets::from_queues(&set, Some(30_000));
+    let sql = store
+        .queue_stats_per_queue(range, Interval::Day, &flag)
+        .await
+        .unwrap();
+    assert_eq!(sl(&sql, "tech"), Some(1.0));
+    assert_eq!(sl(&sql, "vip"), Some(1.0));
+    assert_eq!(flag.get("vip").target_pct, 90);
+
+    // Overflow: the first one's target, time and reason stick on the call.
+    let mut recs = queued_call("o1", T0 + 10_000, "after_sales", None);
+    let overflow = |at: u64, to: &str, reason: &str| Record::CallOverflowed {
+        call_id: "o1".into(),
+        at: Millis(at),
+        from_queue: "after_sales".into(),
+        to_queue: to.into(),
+        reason: reason.into(),
+    };
+    recs.insert(2, overflow(T0 + 21_000, "tech", "no_agents"));
+    recs.insert(3, overflow(T0 + 99_000, "general", "max_wait"));
+    store.write_batch(&recs).await.unwrap();
+    store.write_batch(&recs).await.unwrap();
+    let o1 = store.call("o1").await.unwrap().unwrap();
+    assert_eq!(o1.queue.as_deref(), Some("after_sales"));
+    assert_eq!(o1.overflowed_to.as_deref(), Some("tech"));
+    assert_eq!(o1.overflowed_at, Some(Millis(T0 + 21_000)));
+    assert_eq!(o1.overflow_reason.as_deref(), Some("no_agents"));
+    let cj: serde_json::Value =
+        serde_json::from_str(&render_calls(&[o1], ReportFormat::Json)).unwrap();
+    let c = if cj.is_array() {
+        &cj[0]
+    } else {
+        &cj["calls"][0]
+    };
+    assert_eq!(c["overflow_reason"], "no_agents");
+    assert_eq!(c["overflowed_to"], "tech");
+}
+
+both_backends!(
+    per_queue_service_levels,
+    per_queue_service_levels_sqlite,
+    per_queue_service_levels_postgres
+);
+
+/// The binary reads each queue's service level from the config dir's queues.toml; the flag
+/// overrides T; without a readable config the flag is required.
+#[tokio::test]
+async fn report_queues_cli_reads_queues_toml() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", tmp.path().join("calls.db").display());
+    let store = Store::open(&url).await.expect("open");
+    store
+        .write_batch(&queued_call("a1", T0, "after_sales", Some(15_000)))
+        .await
+        .unwrap();
+    let dir = tmp.path().join("config");
+    std::fs::create_dir(&dir).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    for f in std::fs::read_dir(&shipped).unwrap() {
+        let f = f.unwrap();
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        let text = if f.file_name() == "queues.toml" {
+            text.replace(
+                "[queues.after_sales]\n",
+                "[queues.after_sales]\nservice_level_s = 10\nservice_level_pct = 90\n",
+            )
+        } else {
+            text
+        };
+        std::fs::write(dir.join(f.file_name()), text).unwrap();
+    }
+    let run = |config: &std::path::Path, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ccswitch"))
+            .args(["report", "queues", "--config"])
+            .arg(config)
+            .args(["--database", &url, "--format", "json"])
+            .args(extra)
+            .output()
+            .expect("run ccswitch")
+    };
+    let parse = |out: std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["queues"][0].clone()
+    };
+    let q = parse(run(&dir, &[]));
+    assert_eq!(q["queue"], "after_sales");
+    assert_eq!(q["service_level_threshold_ms"], 10_000);
+    assert_eq!(q["service_level_target"], 0.9);
+    assert_eq!(q["service_level"], 0.0, "15 s misses the queue's 10 s");
+    let q = parse(run(&dir, &["--service-level-secs", "20"]));
+    assert_eq!(q["service_level_threshold_ms"], 20_000);
+    assert_eq!(q["service_level_target"], 0.9);
+    assert_eq!(q["service_level"], 1.0);
+    let missing = tmp.path().join("no-config");
+    let out = run(&missing, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--service-level-secs"));
+    let q = parse(run(&missing, &["--service-level-secs", "20"]));
+    assert_eq!(q["service_level_target"], 0.8);
 }
 
 fn add_agent(a: AgentStats, b: &AgentStats) -> AgentStats {

@@ -3,7 +3,9 @@
 //! `[queues.<name>]` table per queue that may override every default.
 
 use super::toml_error::{self, ConfigError};
-use crate::engine::acd::{MaxWaitPolicy, QueueSet, QueueSpec, Relaxation, VipRules};
+use crate::engine::acd::{
+    MaxWaitPolicy, NoAgentsPolicy, QueueSet, QueueSpec, Relaxation, VipRules,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,6 +57,9 @@ struct Settings {
     wrap_up_s: Option<u64>,
     max_wait_s: Option<u64>,
     closing_prompt: Option<String>,
+    /// "wait", "overflow" or "close": a caller with nobody logged in who could take the call.
+    when_no_agents: Option<String>,
+    no_agents_grace_s: Option<u64>,
     announce_every_s: Option<u64>,
     announce_min_wait_s: Option<u64>,
     apology_after_s: Option<u64>,
@@ -77,8 +82,8 @@ struct RawQueue {
     extra_skills: BTreeMap<String, u8>,
     #[serde(default)]
     relax: Vec<RawRelax>,
-    /// Queue to move the caller to at max wait; without it the caller hears the closing
-    /// prompt and a callback is requested.
+    /// Queue to move the caller to at max wait (and with `when_no_agents = "overflow"`);
+    /// without it the caller hears the closing prompt and a callback is requested.
     overflow: Option<String>,
     service_level_s: Option<u64>,
     service_level_pct: Option<u8>,
@@ -86,6 +91,9 @@ struct RawQueue {
     wrap_up_s: Option<u64>,
     max_wait_s: Option<u64>,
     closing_prompt: Option<String>,
+    /// "wait", "overflow" or "close": a caller with nobody logged in who could take the call.
+    when_no_agents: Option<String>,
+    no_agents_grace_s: Option<u64>,
     announce_every_s: Option<u64>,
     announce_min_wait_s: Option<u64>,
     apology_after_s: Option<u64>,
@@ -119,6 +127,14 @@ pub(crate) fn parse(file: &Path, text: &str, ring_cycle_ms: u64) -> Result<Queue
     ] {
         if let Some(id) = id {
             check_id(key, id).map_err(|(k, r)| err(k, r))?;
+        }
+    }
+    if let Some(p) = &d.when_no_agents {
+        if NoAgentsPolicy::parse(p).is_none() {
+            return Err(err(
+                "defaults.when_no_agents".into(),
+                format!("`{p}` is not one of \"wait\", \"overflow\", \"close\""),
+            ));
         }
     }
     if raw.repeat_window_s > 30 * 86_400 {
@@ -240,6 +256,22 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
         &d.closing_prompt,
         "closed",
     )?;
+    let policy = q
+        .when_no_agents
+        .or_else(|| d.when_no_agents.clone())
+        .unwrap_or_else(|| "close".into());
+    s.when_no_agents = NoAgentsPolicy::parse(&policy).ok_or_else(|| {
+        (
+            key("when_no_agents"),
+            format!("`{policy}` is not one of \"wait\", \"overflow\", \"close\""),
+        )
+    })?;
+    s.no_agents_grace_ms = secs(
+        &key("no_agents_grace_s"),
+        q.no_agents_grace_s.or(d.no_agents_grace_s).unwrap_or(10),
+        3600,
+    )?;
+    s.closing_prompt = closing.clone();
     s.on_max_wait = match q.overflow {
         Some(queue) => MaxWaitPolicy::Overflow { queue },
         None => MaxWaitPolicy::Closing { prompt: closing },
@@ -306,6 +338,45 @@ mod tests {
         assert_eq!(set.repeat_window_ms, 86_400_000);
         assert_eq!(tech.wrap_up_ms, 30_000);
         assert_eq!(tech.hold_prompt, "hold_music");
+        assert_eq!(tech.when_no_agents, NoAgentsPolicy::Close);
+        assert_eq!(tech.no_agents_grace_ms, 10_000);
+        assert_eq!(tech.closing_prompt, "closed");
+        assert_eq!(tech.service_level_s, 20);
+        assert_eq!(tech.service_level_pct, 80);
+    }
+
+    #[test]
+    fn when_no_agents_and_its_grace() {
+        let q = "[queues.a]\nskill = \"x\"\nmin_proficiency = 1\n";
+        let set = p(q).unwrap();
+        let a = set.get("a").unwrap();
+        assert_eq!(a.when_no_agents, NoAgentsPolicy::Close, "built-in default");
+        assert_eq!(a.no_agents_grace_ms, 10_000);
+        let set = p(&format!(
+            "[defaults]\nwhen_no_agents = \"wait\"\nno_agents_grace_s = 3\n{q}[queues.b]\nskill = \"y\"\nmin_proficiency = 1\nwhen_no_agents = \"overflow\"\noverflow = \"a\"\nmax_wait_s = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(set.get("a").unwrap().when_no_agents, NoAgentsPolicy::Wait);
+        assert_eq!(set.get("a").unwrap().no_agents_grace_ms, 3_000);
+        let b = set.get("b").unwrap();
+        assert_eq!(b.when_no_agents, NoAgentsPolicy::Overflow);
+        assert_eq!(b.overflow_queue(), Some("a"));
+        assert_eq!(b.closing_prompt, "closed");
+        let e = p(&format!("{q}when_no_agents = \"hang_up\"\n")).unwrap_err();
+        assert_eq!(e.key, "queues.a.when_no_agents");
+        assert!(e.reason.contains("\"wait\""), "{}", e.reason);
+        let e = p(&format!("{q}when_no_agents = \"overflow\"\n")).unwrap_err();
+        assert_eq!(e.key, "queues.a.when_no_agents");
+        assert!(e.reason.contains("`overflow` queue"), "{}", e.reason);
+        let e = p(&format!("{q}no_agents_grace_s = 3601\n")).unwrap_err();
+        assert_eq!(e.key, "queues.a.no_agents_grace_s");
+        let e = p("[defaults]\nwhen_no_agents = \"never\"\n").unwrap_err();
+        assert_eq!(e.key, "defaults.when_no_agents");
+        let e = p(&format!(
+            "{q}[queues.b]\nskill = \"y\"\nmin_proficiency = 1\noverflow = \"a\"\nmax_wait_s = 0\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "queues.b.overflow", "an overflow nothing can reach");
     }
 
     #[test]

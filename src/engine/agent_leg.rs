@@ -8,7 +8,7 @@
 //! `Queue` action -> `IvrLeft(queued)` + `Acd::enqueue`. After every input the engine drains
 //! the ACD (`drain_acd`): events become records, actions become SIP and media commands
 //! (`Offer` -> INVITE forks, `CancelOffer` -> CANCEL, `PlayHold` / `Announce` /
-//! `PlayApology` / `MaxWaitReached` -> prompts). Agent answers -> `offer_answered` + Bridge;
+//! `PlayApology` / `QueueExit` -> prompts). Agent answers -> `offer_answered` + Bridge;
 //! failures -> `offer_failed`; either side's BYE -> `call_ended` (wrap-up) and BYE to the
 //! other side; the caller leaving while queued -> `abandon`.
 //!
@@ -41,7 +41,7 @@
 //!   `RecordingFinished { ok }` stores the path on the call (`RecordingSaved`).
 
 use super::{Engine, EngineTimer};
-use crate::engine::acd::{AcdAction, AcdEvent, AgentState, MaxWaitThen, OfferOutcome, QueuedCall};
+use crate::engine::acd::{AcdAction, AcdEvent, AgentState, ExitThen, OfferOutcome, QueuedCall};
 use crate::engine::call::{AcdPhase, CallTimer};
 use crate::engine::media::{Codec, LegId, MediaCommand, PromptKey};
 use crate::engine::record::{EndedBy, IvrOutcome, Record};
@@ -412,7 +412,26 @@ impl Engine {
                 self.acd_call_ids.remove(&call);
                 None
             }
-            AcdEvent::MaxWait { .. } => None,
+            AcdEvent::QueueExit {
+                call,
+                at,
+                reason,
+                overflow_to: Some(to_queue),
+            } => {
+                let from_queue = self.calls.get(&call).and_then(|c| c.queue.clone());
+                self.acd_call_id(call)
+                    .map(|call_id| Record::CallOverflowed {
+                        call_id,
+                        at,
+                        from_queue: from_queue.unwrap_or_default(),
+                        to_queue,
+                        reason: reason.as_str().to_string(),
+                    })
+            }
+            // A closed call's reason is its CallEnded reason (set with the closing prompt).
+            AcdEvent::QueueExit {
+                overflow_to: None, ..
+            } => None,
         };
         if let Some(r) = rec {
             self.persist(r);
@@ -445,11 +464,11 @@ impl Engine {
                     c.apology_play = id;
                 }
             }
-            AcdAction::MaxWaitReached { call, then } => match then {
-                MaxWaitThen::Overflow { queue } => {
-                    tracing::info!(queue = %queue, "max wait: overflow");
+            AcdAction::QueueExit { call, reason, then } => match then {
+                ExitThen::Overflow { queue } => {
+                    tracing::info!(queue = %queue, reason = reason.as_str(), "overflow");
                 }
-                MaxWaitThen::Closing { prompt, callback } => {
+                ExitThen::Closing { prompt, callback } => {
                     let Some((call_id, number)) = self.acd_call_ids.remove(&call) else {
                         return;
                     };
@@ -470,7 +489,7 @@ impl Engine {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.acd = AcdPhase::None;
                         c.goodbye_play = id;
-                        c.goodbye_reason = "max_wait";
+                        c.goodbye_reason = reason.as_str();
                     }
                     self.set_timer(call, CallTimer::GoodbyeDeadline, now.plus(60_000));
                 }

@@ -92,7 +92,8 @@ pub struct Call {
     /// The goodbye prompt played before the system hangs up.
     pub goodbye_play: Option<u64>,
     pub bye_key: Option<TxnKey>,
-    /// Why the system hangs up after `goodbye_play` ("shutdown", "feature_code", "max_wait").
+    /// Why the system hangs up after `goodbye_play` ("shutdown", "feature_code", "max_wait",
+    /// "no_agents").
     pub goodbye_reason: &'static str,
     /// An agent's feature-code call (answered at once, confirmed, hung up): the
     /// confirmation prompt.

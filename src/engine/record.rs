@@ -137,7 +137,8 @@ pub enum Record {
         ended_at: Millis,
         ended_by: EndedBy,
         /// Why: "bye", "cancel", "rtp_timeout", "ack_timeout", "shutdown", "rejected_busy",
-        /// "rejected_shutdown", "no_codec", "ivr_hangup", "error: ...".
+        /// "rejected_shutdown", "no_codec", "ivr_hangup", "max_wait", "no_agents",
+        /// "feature_code", "error: ...".
         reason: String,
         /// Final SIP status sent to the caller's INVITE (200, 487, 503, 488, ...).
         final_status: u16,
@@ -191,7 +192,18 @@ pub enum Record {
         at: Millis,
         path: String,
     },
-    /// The caller left a callback request (maximum wait reached).
+    /// The call left its queue for the queue's overflow queue. `reason`: "max_wait" or
+    /// "no_agents" (nobody logged in could take it). The call's figures stay with the queue
+    /// it entered first.
+    CallOverflowed {
+        call_id: String,
+        at: Millis,
+        from_queue: String,
+        to_queue: String,
+        reason: String,
+    },
+    /// The caller left a callback request (maximum wait reached, or nobody to take the
+    /// call: the CallEnded reason says which).
     CallbackRequested {
         call_id: String,
         at: Millis,
@@ -228,6 +240,7 @@ impl Record {
             | Record::WrapUpEnded { call_id, .. }
             | Record::CallTransferred { call_id, .. }
             | Record::RecordingSaved { call_id, .. }
+            | Record::CallOverflowed { call_id, .. }
             | Record::CallbackRequested { call_id, .. } => Some(call_id),
             Record::AgentStateChanged { .. } => None,
         }
@@ -252,6 +265,7 @@ impl Record {
             Record::WrapUpEnded { .. } => "wrapup_ended",
             Record::CallTransferred { .. } => "call_transferred",
             Record::RecordingSaved { .. } => "recording_saved",
+            Record::CallOverflowed { .. } => "call_overflowed",
             Record::CallbackRequested { .. } => "callback_requested",
             Record::AgentStateChanged { .. } => "agent_state_changed",
         }
@@ -275,6 +289,7 @@ impl Record {
             | Record::WrapUpEnded { at, .. }
             | Record::CallTransferred { at, .. }
             | Record::RecordingSaved { at, .. }
+            | Record::CallOverflowed { at, .. }
             | Record::CallbackRequested { at, .. }
             | Record::AgentStateChanged { at, .. } => *at,
             Record::CallEnded { ended_at, .. } => *ended_at,

@@ -9,6 +9,8 @@
 //!   `OfferEnded` for every attempt (`cancelled` when the caller hangs up while it rings).
 //! - `AgentAnswered`: the earliest one sets the call's `agent` and `agent_answered_at`.
 //! - `WrapUpEnded`: sets `wrapup_ended_at` only for the call's answering agent.
+//! - `CallOverflowed` (migration 0003): the first overflow's target, time and reason
+//!   ("max_wait", "no_agents") stick on the call.
 //! - `AgentStateChanged`: one row each; (agent, at, state) is the replay key, so two changes
 //!   to the same state in the same millisecond for one agent are one row.
 //! - `close_unfinished` (startup) also ends ringing offers as `failed`; it never invents a
@@ -77,6 +79,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "agents",
         include_str!("migrations/sqlite/0002_agents.sql"),
     ),
+    (
+        3,
+        "overflow",
+        include_str!("migrations/sqlite/0003_overflow.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -88,6 +95,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "agents",
         include_str!("migrations/postgres/0002_agents.sql"),
+    ),
+    (
+        3,
+        "overflow",
+        include_str!("migrations/postgres/0003_overflow.sql"),
     ),
 ];
 
@@ -576,6 +588,24 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
                 .bind(text(path).into_owned())
                 .execute(&mut **tx)
                 .await?;
+        }
+        Record::CallOverflowed {
+            at,
+            to_queue,
+            reason,
+            ..
+        } => {
+            // The first overflow sticks: it says why the call left the queue it counts under.
+            sqlx::query(
+                "UPDATE calls SET overflowed_to = $2, overflowed_at = $3, overflow_reason = $4 \
+                 WHERE call_id = $1 AND overflowed_at IS NULL",
+            )
+            .bind(id)
+            .bind(text(to_queue).into_owned())
+            .bind(ms(at))
+            .bind(text(reason).into_owned())
+            .execute(&mut **tx)
+            .await?;
         }
         Record::CallbackRequested {
             at, queue, number, ..

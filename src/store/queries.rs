@@ -6,7 +6,7 @@ use crate::engine::record::{EndedBy, IvrOutcome};
 use crate::engine::time::Millis;
 use crate::kpi::{
     self, AgentStats, CallFacts, CallTimes, HoldSpan, Interval, OfferFacts, QueueStats, Range,
-    StateChange, Summary,
+    ServiceLevelTargets, StateChange, Summary,
 };
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -81,6 +81,10 @@ pub struct CallRow {
     pub transferred_to: Option<String>,
     pub transferred_at: Option<Millis>,
     pub transferred_by: Option<String>,
+    /// The first overflow: target queue, when, and why ("max_wait", "no_agents").
+    pub overflowed_to: Option<String>,
+    pub overflowed_at: Option<Millis>,
+    pub overflow_reason: Option<String>,
     pub offers: Vec<OfferRow>,
     pub ivr_path: Vec<IvrStepRow>,
     pub variables: BTreeMap<String, String>,
@@ -177,7 +181,8 @@ const CALL_COLUMNS: &str = "c.call_id, c.sip_call_id, c.caller, c.dialled, c.tra
     c.arrived_at, c.ringing_at, c.answered_at, c.within_three_rings, c.ring_cycle_ms, \
     c.ivr_left_at, c.ivr_outcome, c.ended_at, c.ended_by, c.end_reason, c.final_status, \
     c.last_event_at, c.queue, c.queue_priority, c.queued_at, c.agent, c.agent_answered_at, \
-    c.wrapup_ended_at, c.recording_path, c.transferred_to, c.transferred_at, c.transferred_by";
+    c.wrapup_ended_at, c.recording_path, c.transferred_to, c.transferred_at, c.transferred_by, \
+    c.overflowed_to, c.overflowed_at, c.overflow_reason";
 
 fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
     let mut call = CallRow {
@@ -220,6 +225,9 @@ fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
         transferred_to: row.try_get("transferred_to")?,
         transferred_at: opt_millis(row, "transferred_at")?,
         transferred_by: row.try_get("transferred_by")?,
+        overflowed_to: row.try_get("overflowed_to")?,
+        overflowed_at: opt_millis(row, "overflowed_at")?,
+        overflow_reason: row.try_get("overflow_reason")?,
         offers: Vec::new(),
         ivr_path: Vec::new(),
         variables: BTreeMap::new(),
@@ -568,6 +576,27 @@ impl Store {
                 },
             ));
         }
+        Ok(out)
+    }
+
+    /// `queue_stats` with each queue's own threshold (`kpi::queue_stats_per_queue`): one
+    /// query per distinct threshold (usually one or two), each queue's rows taken from the
+    /// query with its threshold. Same order as `queue_stats` (queue, then bucket).
+    pub async fn queue_stats_per_queue(
+        &self,
+        range: Range,
+        interval: Interval,
+        targets: &ServiceLevelTargets,
+    ) -> Result<Vec<(String, Millis, QueueStats)>, StoreError> {
+        let mut out = Vec::new();
+        for t in targets.thresholds() {
+            let rows = self.queue_stats(range, interval, t).await?;
+            out.extend(
+                rows.into_iter()
+                    .filter(|(q, _, _)| targets.get(q).threshold_ms == t),
+            );
+        }
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         Ok(out)
     }
 

@@ -5,7 +5,7 @@
 
 use super::CallRow;
 use crate::engine::time::Millis;
-use crate::kpi::{AgentStats, Interval, QueueStats, Summary};
+use crate::kpi::{AgentStats, Interval, QueueStats, ServiceLevelTargets, Summary};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
 
@@ -111,6 +111,7 @@ fn call_json(c: &CallRow) -> Value {
         ("agent_answered_at", c.agent_answered_at),
         ("wrapup_ended_at", c.wrapup_ended_at),
         ("transferred_at", c.transferred_at),
+        ("overflowed_at", c.overflowed_at),
     ];
     for (name, t) in agent_times {
         o.insert(name.into(), time_value(t));
@@ -131,6 +132,8 @@ fn call_json(c: &CallRow) -> Value {
     o.insert("recording_path".into(), opt_str(&c.recording_path));
     o.insert("transferred_to".into(), opt_str(&c.transferred_to));
     o.insert("transferred_by".into(), opt_str(&c.transferred_by));
+    o.insert("overflowed_to".into(), opt_str(&c.overflowed_to));
+    o.insert("overflow_reason".into(), opt_str(&c.overflow_reason));
     let offers: Vec<Value> = c
         .offers
         .iter()
@@ -373,7 +376,7 @@ fn csv_lines(header: &[&str], body: &[Vec<String>]) -> String {
     out
 }
 
-const QUEUE_HEADER: [&str; 21] = [
+const QUEUE_HEADER: [&str; 24] = [
     "interval_start",
     "queue",
     "offered",
@@ -382,6 +385,9 @@ const QUEUE_HEADER: [&str; 21] = [
     "abandoned",
     "short_abandoned",
     "service_level",
+    "service_level_target",
+    "service_level_threshold_ms",
+    "service_level_met",
     "asa_ms",
     "mean_frt_ms",
     "aht_ms",
@@ -401,15 +407,22 @@ fn opt_f(v: Option<f64>) -> String {
     v.map(|v| format!("{v:.4}")).unwrap_or_default()
 }
 
-/// Per queue and interval (service level, ASA, AHT, abandonment), then the whole system per
-/// interval (3-ring compliance, IVR containment).
+/// Per queue and interval (service level beside the queue's target, ASA, AHT,
+/// abandonment), then the whole system per interval (3-ring compliance, IVR containment).
+/// `targets` must be the ones `queues` was computed with (each queue's threshold T).
 pub fn render_queues(
     queues: &[(String, Millis, QueueStats)],
     system: &[(Millis, Summary)],
+    targets: &ServiceLevelTargets,
     interval: Interval,
     f: ReportFormat,
 ) -> String {
     let iname = interval_name(interval);
+    // Met when the achieved share reaches the target; unknown with nothing to count.
+    let met = |queue: &str, s: &QueueStats| {
+        let target = f64::from(targets.get(queue).target_pct) / 100.0;
+        s.service_level().map(|sl| sl + 1e-9 >= target)
+    };
     match f {
         ReportFormat::Json => {
             let q: Vec<Value> = queues
@@ -427,6 +440,10 @@ pub fn render_queues(
                         "short_abandoned": s.short_abandoned,
                         "handled": s.handled,
                         "service_level": ratio_value(s.service_level()),
+                        "service_level_target":
+                            f64::from(targets.get(queue).target_pct) / 100.0,
+                        "service_level_threshold_ms": targets.get(queue).threshold_ms,
+                        "service_level_met": met(queue, s),
                         "asa_ms": ratio_value(s.asa_ms()),
                         "mean_frt_ms": ratio_value(s.mean_frt_ms()),
                         "aht_ms": ratio_value(s.aht_ms()),
@@ -475,6 +492,9 @@ pub fn render_queues(
                         s.abandoned.to_string(),
                         s.short_abandoned.to_string(),
                         opt_f(s.service_level()),
+                        format!("{:.4}", f64::from(targets.get(queue).target_pct) / 100.0),
+                        targets.get(queue).threshold_ms.to_string(),
+                        met(queue, s).map(|m| m.to_string()).unwrap_or_default(),
                         opt_f(s.asa_ms()),
                         opt_f(s.mean_frt_ms()),
                         opt_f(s.aht_ms()),
@@ -502,6 +522,8 @@ pub fn render_queues(
                 "abandoned",
                 "short_ab",
                 "SL",
+                "SL_target",
+                "SL_T_s",
                 "ASA_s",
                 "FRT_s",
                 "AHT_s",
@@ -518,6 +540,8 @@ pub fn render_queues(
                         s.abandoned.to_string(),
                         s.short_abandoned.to_string(),
                         pct(s.service_level()),
+                        format!("{}%", targets.get(queue).target_pct),
+                        (targets.get(queue).threshold_ms / 1000).to_string(),
                         secs(s.asa_ms()),
                         secs(s.mean_frt_ms()),
                         secs(s.aht_ms()),

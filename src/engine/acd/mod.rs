@@ -37,6 +37,20 @@
 //!   count (overflow chains are acyclic, checked at load). If the call is ringing an agent
 //!   when max wait is reached, the offer is allowed to finish first.
 //! * Apology: on answer when `now - first queued_at > apology_after_ms`.
+//! * Nobody to take the call (`when_no_agents`): a waiting call is "unstaffed" when no agent
+//!   who could *ever* take it is logged in: a member of the queue (eligible at some
+//!   relaxation step, so an agent who qualifies only after a relaxation counts, since the
+//!   call would reach them by waiting) who speaks the call's language. Logged in means any
+//!   state but LoggedOut: an agent on a break or in wrap-up will come back. Agents who
+//!   refused this one call still count. Unstaffed calls of a queue with "overflow" or
+//!   "close" get a grace timer (`no_agents_grace_ms`) when they enter the queue, when they
+//!   come back from an offer, and when the last such agent logs out or loses their
+//!   registration (every waiting call of the queue is re-armed). A login that staffs the
+//!   call cancels it; at expiry the call is re-checked, then moved to the overflow queue or
+//!   closed (closing prompt + callback, like max wait), with reason `no_agents`. The
+//!   overflow queue applies its own rules afresh (its own grace, its own `when_no_agents`;
+//!   chains are acyclic). The check is O(1): per queue, a count of logged-in members and of
+//!   logged-in members per language, updated when an agent logs in or out.
 
 pub mod agent;
 pub mod queue;
@@ -44,7 +58,7 @@ mod select;
 mod timers;
 
 pub use agent::{AgentProfile, AgentState};
-pub use queue::{MaxWaitPolicy, QueueSet, QueueSpec, Relaxation, VipRules};
+pub use queue::{MaxWaitPolicy, NoAgentsPolicy, QueueSet, QueueSpec, Relaxation, VipRules};
 
 use crate::engine::Millis;
 use agent::{Agent, Command, Effect, Pending};
@@ -90,8 +104,28 @@ impl OfferOutcome {
     }
 }
 
+/// Why a call left its queue without an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitReason {
+    /// It waited the queue's `max_wait_ms`.
+    MaxWait,
+    /// Nobody logged in could take it, for the queue's grace period (`when_no_agents`).
+    NoAgents,
+}
+
+impl ExitReason {
+    /// The persisted name (calls.end_reason / calls.overflow_reason).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::MaxWait => "max_wait",
+            ExitReason::NoAgents => "no_agents",
+        }
+    }
+}
+
+/// Where a call goes when it leaves its queue without an agent.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MaxWaitThen {
+pub enum ExitThen {
     Overflow { queue: String },
     Closing { prompt: String, callback: bool },
 }
@@ -125,9 +159,11 @@ pub enum AcdAction {
         call: u64,
         prompt: String,
     },
-    MaxWaitReached {
+    /// The call leaves its queue without an agent (max wait, or nobody to take it).
+    QueueExit {
         call: u64,
-        then: MaxWaitThen,
+        reason: ExitReason,
+        then: ExitThen,
     },
 }
 
@@ -173,10 +209,12 @@ pub enum AcdEvent {
         at: Millis,
         short: bool,
     },
-    /// The call reached max wait: moved to `overflow_to`, or left with a callback request.
-    MaxWait {
+    /// The call left its queue without an agent: moved to `overflow_to`, or left with a
+    /// callback request.
+    QueueExit {
         call: u64,
         at: Millis,
+        reason: ExitReason,
         overflow_to: Option<String>,
     },
 }
@@ -246,6 +284,10 @@ struct QueueRt {
     handle: HandleTimes,
     /// Agents serving this queue (eligible at some step).
     members: Vec<AgentIdx>,
+    /// Members logged in (any state but LoggedOut).
+    staffed: usize,
+    /// Members logged in, per language they speak.
+    staffed_lang: HashMap<String, usize>,
 }
 
 pub struct Acd {
@@ -608,6 +650,7 @@ impl Acd {
                 Timer::Relax(call) => self.relax(now, call),
                 Timer::Announce(call) => self.announce(now, call),
                 Timer::MaxWait(call) => self.max_wait(now, call),
+                Timer::NoAgents(call) => self.no_agents(now, call),
             }
         }
     }
@@ -670,6 +713,45 @@ impl Acd {
                 }
             }
         }
+        for (q, rt) in self.rt.iter().enumerate() {
+            let logged_in: Vec<AgentIdx> = rt
+                .members
+                .iter()
+                .copied()
+                .filter(|&a| self.agents[a].state != AgentState::LoggedOut)
+                .collect();
+            if logged_in.len() != rt.staffed {
+                return Err(format!(
+                    "queue {q}: staffed {} != {}",
+                    rt.staffed,
+                    logged_in.len()
+                ));
+            }
+            for (l, &n) in &rt.staffed_lang {
+                let real = logged_in
+                    .iter()
+                    .filter(|&&a| self.agents[a].profile.languages.contains(l))
+                    .count();
+                if real != n {
+                    return Err(format!("queue {q}: staffed in {l} {n} != {real}"));
+                }
+            }
+        }
+        for (id, c) in &self.calls {
+            let armed = self.timers.is_set(Timer::NoAgents(*id));
+            let needs = c.state == CallState::Waiting
+                && !c.max_wait_due
+                && !self.staffed(c)
+                && self.specs[c.queue].when_no_agents != NoAgentsPolicy::Wait;
+            if needs && !armed {
+                return Err(format!(
+                    "call {id} has nobody to take it and no grace timer"
+                ));
+            }
+            if armed && c.state == CallState::Waiting && self.staffed(c) {
+                return Err(format!("call {id} is staffed but its grace timer runs"));
+            }
+        }
         let total: usize = self.rt.iter().map(|r| r.waiting.len()).sum();
         let waiting = self
             .calls
@@ -719,6 +801,8 @@ impl Acd {
             }
         }
         let changed = self.agents[a].state != st;
+        let was_in = self.agents[a].state != AgentState::LoggedOut;
+        let now_in = st != AgentState::LoggedOut;
         self.agents[a].state = st;
         if self.agents[a].is_ready() {
             for s in &self.serves[a] {
@@ -733,6 +817,9 @@ impl Acd {
                 state: ag.state.name(),
                 reason: ag.state.reason().map(str::to_string),
             });
+        }
+        if was_in != now_in {
+            self.staffing_changed(now, a, now_in);
         }
     }
 
@@ -860,6 +947,7 @@ impl Acd {
             self.max_wait(now, call);
         } else {
             self.route_call(now, call);
+            self.check_staffed(now, call);
         }
     }
 
@@ -904,12 +992,14 @@ impl Acd {
                 .set(Timer::MaxWait(call), now.plus(spec.max_wait_ms));
         }
         self.route_call(now, call);
+        self.check_staffed(now, call);
     }
 
     fn cancel_wait_timers(&mut self, call: u64) {
         self.timers.cancel(Timer::Relax(call));
         self.timers.cancel(Timer::Announce(call));
         self.timers.cancel(Timer::MaxWait(call));
+        self.timers.cancel(Timer::NoAgents(call));
     }
 
     fn unwait(&mut self, call: u64) {
@@ -975,12 +1065,7 @@ impl Acd {
     fn estimate_s(&self, q: usize, position: usize) -> u64 {
         let rt = &self.rt[q];
         let aht = rt.handle.average_ms(self.specs[q].default_handle_time_ms);
-        let staffed = rt
-            .members
-            .iter()
-            .filter(|&&a| self.agents[a].state != AgentState::LoggedOut)
-            .count()
-            .max(1) as u64;
+        let staffed = rt.staffed.max(1) as u64;
         aht.saturating_mul(position as u64) / staffed / 1000
     }
 
@@ -997,38 +1082,140 @@ impl Acd {
             CallState::Waiting => {}
         }
         let policy = self.specs[c.queue].on_max_wait.clone();
-        self.unwait(call);
         match policy {
             MaxWaitPolicy::Overflow { queue } => {
-                self.actions.push_back(AcdAction::MaxWaitReached {
-                    call,
-                    then: MaxWaitThen::Overflow {
-                        queue: queue.clone(),
-                    },
-                });
-                self.events.push_back(AcdEvent::MaxWait {
-                    call,
-                    at: now,
-                    overflow_to: Some(queue.clone()),
-                });
-                if let Some(&q) = self.q_index.get(&queue) {
-                    self.enter_queue(now, call, q);
-                }
+                self.exit_to_overflow(now, call, ExitReason::MaxWait, queue)
             }
             MaxWaitPolicy::Closing { prompt } => {
-                self.forget_call(call);
-                self.actions.push_back(AcdAction::MaxWaitReached {
-                    call,
-                    then: MaxWaitThen::Closing {
-                        prompt,
-                        callback: true,
-                    },
-                });
-                self.events.push_back(AcdEvent::MaxWait {
-                    call,
-                    at: now,
-                    overflow_to: None,
-                });
+                self.exit_closing(now, call, ExitReason::MaxWait, prompt)
+            }
+        }
+    }
+
+    /// The no-agents grace period of a call is over: re-check, then the queue's policy.
+    fn no_agents(&mut self, now: Millis, call: u64) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Waiting || self.staffed(c) {
+            return;
+        }
+        let spec = &self.specs[c.queue];
+        let closing = spec.closing_prompt.clone();
+        match (spec.when_no_agents, spec.overflow_queue()) {
+            (NoAgentsPolicy::Wait, _) => {}
+            (NoAgentsPolicy::Overflow, Some(queue)) => {
+                let queue = queue.to_string();
+                self.exit_to_overflow(now, call, ExitReason::NoAgents, queue);
+            }
+            (NoAgentsPolicy::Overflow, None) | (NoAgentsPolicy::Close, _) => {
+                self.exit_closing(now, call, ExitReason::NoAgents, closing);
+            }
+        }
+    }
+
+    /// A waiting call moves to `queue` (which starts its own timers and checks).
+    fn exit_to_overflow(&mut self, now: Millis, call: u64, reason: ExitReason, queue: String) {
+        self.unwait(call);
+        self.actions.push_back(AcdAction::QueueExit {
+            call,
+            reason,
+            then: ExitThen::Overflow {
+                queue: queue.clone(),
+            },
+        });
+        self.events.push_back(AcdEvent::QueueExit {
+            call,
+            at: now,
+            reason,
+            overflow_to: Some(queue.clone()),
+        });
+        if let Some(&q) = self.q_index.get(&queue) {
+            self.enter_queue(now, call, q);
+        }
+    }
+
+    /// A waiting call leaves the ACD: closing prompt and a callback request.
+    fn exit_closing(&mut self, now: Millis, call: u64, reason: ExitReason, prompt: String) {
+        self.unwait(call);
+        self.forget_call(call);
+        self.actions.push_back(AcdAction::QueueExit {
+            call,
+            reason,
+            then: ExitThen::Closing {
+                prompt,
+                callback: true,
+            },
+        });
+        self.events.push_back(AcdEvent::QueueExit {
+            call,
+            at: now,
+            reason,
+            overflow_to: None,
+        });
+    }
+
+    /// Is someone logged in who could ever take this call (see the module doc)?
+    fn staffed(&self, c: &Call) -> bool {
+        let rt = &self.rt[c.queue];
+        match &c.language {
+            None => rt.staffed > 0,
+            Some(l) => rt.staffed_lang.get(l).is_some_and(|&n| n > 0),
+        }
+    }
+
+    /// Keeps the no-agents grace timer of a call right: armed (once; a running grace is not
+    /// restarted) while it waits unstaffed in a queue that does not just wait, else off.
+    fn check_staffed(&mut self, now: Millis, call: u64) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let spec = &self.specs[c.queue];
+        let needs = c.state == CallState::Waiting
+            && spec.when_no_agents != NoAgentsPolicy::Wait
+            && !self.staffed(c);
+        if !needs {
+            self.timers.cancel(Timer::NoAgents(call));
+        } else if !self.timers.is_set(Timer::NoAgents(call)) {
+            self.timers
+                .set(Timer::NoAgents(call), now.plus(spec.no_agents_grace_ms));
+        }
+    }
+
+    /// Agent `a` logged in (`joined`) or out: update the staffing counts of their queues;
+    /// where a count reaches zero, arm the grace timer of every waiting call it leaves
+    /// unstaffed; where it leaves zero, cancel the timers of the calls it staffs again.
+    fn staffing_changed(&mut self, now: Millis, a: AgentIdx, joined: bool) {
+        let langs: Vec<String> = self.agents[a].profile.languages.iter().cloned().collect();
+        for i in 0..self.serves[a].len() {
+            let q = self.serves[a][i].q;
+            let rt = &mut self.rt[q];
+            let bump = |n: &mut usize| {
+                let was = *n;
+                *n = if joined {
+                    was + 1
+                } else {
+                    was.saturating_sub(1)
+                };
+                // Did the count cross zero (0 -> 1 on join, 1 -> 0 on leave)?
+                (was == 0) == joined && (was == 0 || *n == 0)
+            };
+            let all = bump(&mut rt.staffed);
+            let mut crossed: Vec<&String> = Vec::new();
+            for l in &langs {
+                if bump(rt.staffed_lang.entry(l.clone()).or_default()) {
+                    crossed.push(l);
+                }
+            }
+            if !all && crossed.is_empty() {
+                continue;
+            }
+            let affected = rt.waiting.calls_where(|lang| match lang {
+                None => all,
+                Some(l) => crossed.contains(&l),
+            });
+            for call in affected {
+                self.check_staffed(now, call);
             }
         }
     }

@@ -22,6 +22,29 @@ pub enum MaxWaitPolicy {
     Closing { prompt: String },
 }
 
+/// What happens to a waiting caller when no logged-in agent could ever take their call
+/// (`when_no_agents` in queues.toml; Asterisk's joinempty / leavewhenempty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoAgentsPolicy {
+    /// Keep waiting (until max wait or the caller hangs up).
+    Wait,
+    /// After the grace period, move the caller to the queue's overflow queue.
+    Overflow,
+    /// After the grace period, play the closing prompt and record a callback request.
+    Close,
+}
+
+impl NoAgentsPolicy {
+    pub fn parse(s: &str) -> Option<NoAgentsPolicy> {
+        Some(match s {
+            "wait" => NoAgentsPolicy::Wait,
+            "overflow" => NoAgentsPolicy::Overflow,
+            "close" => NoAgentsPolicy::Close,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueSpec {
     pub name: String,
@@ -41,6 +64,14 @@ pub struct QueueSpec {
     /// 0 = callers wait until answered or they hang up.
     pub max_wait_ms: u64,
     pub on_max_wait: MaxWaitPolicy,
+    /// Played before hanging up when the queue closes a call (max wait without an overflow
+    /// queue, or `when_no_agents = "close"`).
+    pub closing_prompt: String,
+    /// When nobody logged in could ever take a waiting call (skills, language).
+    pub when_no_agents: NoAgentsPolicy,
+    /// How long a caller keeps waiting with nobody logged in before `when_no_agents`
+    /// applies, so an agent who is just logging in still catches the call.
+    pub no_agents_grace_ms: u64,
     /// 0 = never announce.
     pub announce_every_ms: u64,
     /// Position and expected wait are announced only when the expected wait is at least this.
@@ -55,6 +86,16 @@ pub struct QueueSpec {
     pub relax: Vec<Relaxation>,
     /// Record connected calls (stereo WAV: caller left, agent right).
     pub record: bool,
+}
+
+impl QueueSpec {
+    /// The overflow queue, if the queue has one (`overflow` in queues.toml).
+    pub fn overflow_queue(&self) -> Option<&str> {
+        match &self.on_max_wait {
+            MaxWaitPolicy::Overflow { queue } => Some(queue),
+            MaxWaitPolicy::Closing { .. } => None,
+        }
+    }
 }
 
 impl QueueSpec {
@@ -75,6 +116,9 @@ impl QueueSpec {
             on_max_wait: MaxWaitPolicy::Closing {
                 prompt: "closed".into(),
             },
+            closing_prompt: "closed".into(),
+            when_no_agents: NoAgentsPolicy::Close,
+            no_agents_grace_ms: 10_000,
             announce_every_ms: 45_000,
             announce_min_wait_s: 60,
             apology_after_ms: 60_000,
@@ -178,12 +222,17 @@ impl QueueSet {
                         format!("`{queue}` is not a queue"),
                     ));
                 }
-                if q.max_wait_ms == 0 {
+                if q.max_wait_ms == 0 && q.when_no_agents != NoAgentsPolicy::Overflow {
                     return Err((
                         format!("queues.{}.overflow", q.name),
-                        "needs max_wait_s above 0".into(),
+                        "needs max_wait_s above 0 or when_no_agents = \"overflow\"".into(),
                     ));
                 }
+            } else if q.when_no_agents == NoAgentsPolicy::Overflow {
+                return Err((
+                    format!("queues.{}.when_no_agents", q.name),
+                    "\"overflow\" needs an `overflow` queue".into(),
+                ));
             }
         }
         // Overflow chains must end, or a caller could bounce between queues forever.

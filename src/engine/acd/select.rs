@@ -113,6 +113,15 @@ impl WaitIndex {
         self.len
     }
 
+    /// The waiting calls whose language passes `lang_ok` (any order).
+    pub(crate) fn calls_where(&self, lang_ok: impl Fn(&Option<String>) -> bool) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .filter(|((lang, _), _)| lang_ok(lang))
+            .flat_map(|(_, set)| set.iter().map(|(_, call)| *call))
+            .collect()
+    }
+
     /// 1-based position of a waiting call among all calls of the queue.
     pub(crate) fn position(&self, key: WaitKey, call: u64) -> usize {
         self.buckets

@@ -16,6 +16,8 @@ pub(crate) enum Timer {
     Announce(u64),
     /// The call has waited its queue's maximum.
     MaxWait(u64),
+    /// The grace period with nobody logged in who could take this call is over.
+    NoAgents(u64),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -36,6 +38,10 @@ impl Timers {
         if let Some(old) = self.at.remove(&t) {
             self.order.remove(&(old, t));
         }
+    }
+
+    pub(crate) fn is_set(&self, t: Timer) -> bool {
+        self.at.contains_key(&t)
     }
 
     pub(crate) fn next(&self) -> Option<Millis> {

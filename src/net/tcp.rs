@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Outbound queue per connection; a peer that stops reading loses its connection, not our loop.
 const CONNECTION_QUEUE: usize = 256;
-/// How long a closing connection may take to send what is queued (a 513, a pong).
+/// How long a closing connection may take to send what is queued (a 513, a pong) and, after
+/// a 513, to let the rest of the oversized message arrive (lingering close).
 const WRITE_GRACE: Duration = Duration::from_secs(1);
 /// How long to wait for the control loop's answer to an `InUseQuery`; without one the
 /// connection is kept (closing a connection an agent needs is worse than a late close).
@@ -240,15 +241,24 @@ impl ConnectionIo {
         let ConnectionIo {
             addr, conns, tx, ..
         } = self;
+        // With our sender and the table's (dropped by `closed`) gone, the writer ends once
+        // it has sent what is queued and half-closes; the socket closes when both halves go.
         drop(tx);
-        // Drops the table's sender; ours went with `self`: the writer ends when it has sent
-        // what is queued, and the socket closes when both halves are gone.
         conns.closed(addr, reason, true);
-        if tokio::time::timeout(WRITE_GRACE, &mut writing)
-            .await
-            .is_err()
-        {
-            writing.abort();
+        let grace = tokio::time::sleep(WRITE_GRACE);
+        tokio::pin!(grace);
+        tokio::select! {
+            _ = &mut writing => {}
+            _ = &mut grace => {
+                writing.abort();
+                return;
+            }
+        }
+        if reason == CloseReason::TooLarge {
+            // Lingering close: the rest of the oversized message is still arriving; closing
+            // with unread bytes would reset the connection and could destroy our 513 before
+            // the peer reads it. Discard until the peer closes or the grace runs out.
+            let _ = tokio::time::timeout_at(grace.deadline(), discard(&mut reader)).await;
         }
     }
 
@@ -337,6 +347,16 @@ impl ConnectionIo {
             Ok(Ok(needed)) => needed,
             Ok(Err(_)) => false,
             Err(_) => true,
+        }
+    }
+}
+
+/// Reads and drops everything until EOF or an error.
+async fn discard(reader: &mut OwnedReadHalf) {
+    let mut sink = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut sink).await {
+        if n == 0 {
+            return;
         }
     }
 }

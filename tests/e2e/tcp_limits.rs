@@ -365,7 +365,8 @@ fn over_large_messages_get_513_or_a_close() {
     announced
         .write_all(options(local, sw.sip, 1, Some(100_000)).as_bytes())
         .expect("send headers");
-    // Some of the announced body; the switch need not wait for the rest.
+    // Some of the announced body: the switch answers without waiting for the rest, and
+    // reads on until we close, so its close does not reset the connection under the 513.
     let _ = announced.write_all(&[b'x'; 1000]);
     let got = read_until_closed(&mut announced, Instant::now() + Duration::from_secs(10))
         .unwrap_or_else(|g| panic!("still open; got {:?}", String::from_utf8_lossy(&g)));

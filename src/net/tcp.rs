@@ -272,6 +272,7 @@ impl ConnectionIo {
         };
         let mut buf = BytesMut::with_capacity(4096);
         let mut timers = ConnectionTimers::new(clock.now(), limits);
+        let mut framer = sip::Framer::new(limits.max_message_bytes);
         loop {
             let deadline = clock.instant_at(timers.deadline());
             tokio::select! {
@@ -295,7 +296,7 @@ impl ConnectionIo {
             }
             let mut completed = false;
             loop {
-                match sip::frame_limited(&buf, limits.max_message_bytes) {
+                match framer.next(&buf) {
                     Frame::Incomplete => break,
                     Frame::KeepAlive(n) => {
                         let _ = buf.split_to(n);

@@ -42,29 +42,126 @@ pub fn frame(buf: &[u8]) -> Frame {
 
 /// Frames the first message in `buf`; no message may exceed `max_message` bytes.
 pub fn frame_limited(buf: &[u8], max_message: usize) -> Frame {
+    match scan(buf, max_message) {
+        Scan::Done(f) => f,
+        Scan::NeedHeader | Scan::NeedBody(_) => Frame::Incomplete,
+    }
+}
+
+/// What `scan` found; `Done` is never `Frame::Incomplete`.
+enum Scan {
+    Done(Frame),
+    /// No end of the header section yet (or only part of a keep-alive).
+    NeedHeader,
+    /// The header section is complete; the message is this long in all.
+    NeedBody(usize),
+}
+
+/// Frames a stream as bytes arrive, remembering what it learnt about an unfinished message
+/// (how far the header section was searched, or the total length once known), so a message
+/// trickling in a few bytes at a time is searched once rather than once per read.
+///
+/// Contract: `buf` is the stream's unframed bytes; after any result but `Incomplete` the
+/// caller removes the bytes it names (or closes the stream) before calling again.
+#[derive(Clone, Debug)]
+pub struct Framer {
+    max_message: usize,
+    pending: Pending,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pending {
+    Nothing,
+    /// `buf[..searched]` holds no end of header section.
+    Header {
+        searched: usize,
+    },
+    Body {
+        total: usize,
+    },
+}
+
+impl Framer {
+    pub fn new(max_message: usize) -> Framer {
+        Framer {
+            max_message,
+            pending: Pending::Nothing,
+        }
+    }
+
+    pub fn next(&mut self, buf: &[u8]) -> Frame {
+        match self.pending {
+            Pending::Body { total } if buf.len() < total => return Frame::Incomplete,
+            Pending::Body { total } => {
+                self.pending = Pending::Nothing;
+                return Frame::Message(total);
+            }
+            Pending::Header { searched } if buf.len() >= searched => {
+                // The blank line may straddle the old end: look from three bytes before it.
+                let from = searched.saturating_sub(3);
+                if !buf[from..].windows(4).any(|w| w == b"\r\n\r\n") {
+                    if buf.len() > self.max_message {
+                        self.pending = Pending::Nothing;
+                        return Frame::TooLarge { header_end: None };
+                    }
+                    self.pending = Pending::Header {
+                        searched: buf.len(),
+                    };
+                    return Frame::Incomplete;
+                }
+            }
+            _ => {}
+        }
+        let starts_with_crlf = buf.first().is_some_and(|b| *b == b'\r' || *b == b'\n');
+        match scan(buf, self.max_message) {
+            Scan::Done(f) => {
+                self.pending = Pending::Nothing;
+                f
+            }
+            // Part of a keep-alive: a few bytes, not worth remembering.
+            Scan::NeedHeader if starts_with_crlf => {
+                self.pending = Pending::Nothing;
+                Frame::Incomplete
+            }
+            Scan::NeedHeader => {
+                self.pending = Pending::Header {
+                    searched: buf.len(),
+                };
+                Frame::Incomplete
+            }
+            Scan::NeedBody(total) => {
+                self.pending = Pending::Body { total };
+                Frame::Incomplete
+            }
+        }
+    }
+}
+
+fn scan(buf: &[u8], max_message: usize) -> Scan {
+    use Scan::Done;
     let crlf = buf
         .iter()
         .take_while(|b| **b == b'\r' || **b == b'\n')
         .count();
     if crlf > 0 {
         if buf[..crlf].windows(4).any(|w| w == b"\r\n\r\n") {
-            return Frame::Ping(crlf);
+            return Done(Frame::Ping(crlf));
         }
         // Only part of a ping may have arrived: wait for the rest, unless a message follows.
         if crlf == buf.len() && crlf < 4 {
-            return Frame::Incomplete;
+            return Scan::NeedHeader;
         }
-        return Frame::KeepAlive(crlf);
+        return Done(Frame::KeepAlive(crlf));
     }
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         if buf.len() > max_message {
-            return Frame::TooLarge { header_end: None };
+            return Done(Frame::TooLarge { header_end: None });
         }
-        return Frame::Incomplete;
+        return Scan::NeedHeader;
     };
     let header_end = end + 4;
     if header_end > max_message {
-        return Frame::TooLarge { header_end: None };
+        return Done(Frame::TooLarge { header_end: None });
     }
     let head = String::from_utf8_lossy(&buf[..end]);
     let mut len: Option<usize> = None;
@@ -80,28 +177,28 @@ pub fn frame_limited(buf: &[u8], max_message: usize) -> Frame {
         }
         let v = value.trim();
         if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-            return Frame::Invalid("bad Content-Length".into());
+            return Done(Frame::Invalid("bad Content-Length".into()));
         }
         // Too many digits to be a size we would ever take is "too large", not "bad".
         let n: usize = v.parse().unwrap_or(usize::MAX);
         if len.is_some_and(|l| l != n) {
-            return Frame::Invalid("conflicting Content-Length".into());
+            return Done(Frame::Invalid("conflicting Content-Length".into()));
         }
         len = Some(n);
     }
     let Some(n) = len else {
-        return Frame::Invalid("missing Content-Length".into());
+        return Done(Frame::Invalid("missing Content-Length".into()));
     };
     let total = header_end.saturating_add(n);
     if total > max_message {
-        return Frame::TooLarge {
+        return Done(Frame::TooLarge {
             header_end: Some(header_end),
-        };
+        });
     }
     if buf.len() < total {
-        Frame::Incomplete
+        Scan::NeedBody(total)
     } else {
-        Frame::Message(total)
+        Done(Frame::Message(total))
     }
 }
 

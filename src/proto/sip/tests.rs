@@ -353,6 +353,68 @@ fn message_size_limit() {
     );
 }
 
+/// The incremental framer agrees with the stateless one however the stream is cut.
+#[test]
+fn framer_matches_frame_on_every_split() {
+    let mut stream = b"\r\n".to_vec();
+    stream.extend_from_slice(INVITE.as_bytes());
+    stream.extend_from_slice(b"\r\n\r\n");
+    stream.extend_from_slice(INVITE.as_bytes());
+    stream.extend_from_slice(b"\r\n");
+    for chunk in [1, 2, 3, 5, 7, 64] {
+        let (mut framer, mut buf, mut got, mut want) =
+            (Framer::new(4096), Vec::new(), Vec::new(), Vec::new());
+        let mut reference = Vec::new();
+        for piece in stream.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            reference.extend_from_slice(piece);
+            loop {
+                let f = framer.next(&buf);
+                let g = frame_limited(&reference, 4096);
+                assert_eq!(
+                    f,
+                    g,
+                    "chunk {chunk}, buffered {:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+                let n = match f {
+                    Frame::Incomplete => break,
+                    Frame::KeepAlive(n) | Frame::Ping(n) | Frame::Message(n) => n,
+                    other => panic!("{other:?}"),
+                };
+                got.push(f.clone());
+                want.push(g);
+                buf.drain(..n);
+                reference.drain(..n);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                Frame::KeepAlive(2),
+                Frame::Message(INVITE.len()),
+                Frame::Ping(4),
+                Frame::Message(INVITE.len())
+            ],
+            "chunk {chunk}"
+        );
+        assert_eq!(got, want);
+    }
+    // Headers trickling past the limit are refused just the same.
+    let mut framer = Framer::new(1024);
+    let mut buf = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+    let mut seen = Frame::Incomplete;
+    for _ in 0..2000 {
+        buf.push(b'a');
+        seen = framer.next(&buf);
+        if seen != Frame::Incomplete {
+            break;
+        }
+    }
+    assert_eq!(seen, Frame::TooLarge { header_end: None });
+    assert_eq!(buf.len(), 1025);
+}
+
 #[test]
 fn too_large_requests_get_513_responses_get_nothing() {
     let src: SocketAddr = "192.168.1.20:5062".parse().unwrap();

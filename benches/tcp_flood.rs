@@ -189,13 +189,16 @@ fn main() {
         started.elapsed().as_secs_f64(),
         a.timeout_ms
     );
+    let flooded = Instant::now();
     report("after the flood", &sw);
-    let before = Duration::from_millis(a.timeout_ms.saturating_sub(1000));
-    std::thread::sleep(before.saturating_sub(started.elapsed()));
-    report("1 s before the message timeout", &sw);
-    let after = Duration::from_millis(a.timeout_ms + 3000);
-    std::thread::sleep(after.saturating_sub(started.elapsed()));
-    report("3 s after the message timeout", &sw);
+    // Each connection's timeout runs from its own first byte: the first ones are due
+    // `timeout` after `started`, the last ones `timeout` after `flooded`.
+    let before = started + Duration::from_millis(a.timeout_ms.saturating_sub(1000));
+    std::thread::sleep(before.saturating_duration_since(Instant::now()));
+    report("1 s before the first timeout", &sw);
+    let after = flooded + Duration::from_millis(a.timeout_ms + 3000);
+    std::thread::sleep(after.saturating_duration_since(Instant::now()));
+    report("3 s after the last timeout", &sw);
     // How many of our sockets saw the switch close them.
     let mut closed = 0;
     for s in &mut conns {

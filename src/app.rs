@@ -206,9 +206,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
 
     let (sip_tx, sip_rx) = mpsc::channel(4096);
-    let conns = net::tcp::Connections::default();
+    let conns = net::tcp::Connections::new(config.sip.tcp.to_limits(), clock);
+    let (in_use_tx, in_use_rx) = mpsc::channel(1024);
     net::udp::spawn_receiver(udp.clone(), sip_tx.clone());
-    net::tcp::spawn_listener(tcp, conns.clone(), sip_tx);
+    net::tcp::spawn_listener(tcp, conns.clone(), sip_tx, in_use_tx);
     tracing::info!(udp = %sip_addr, tcp = %sip_addr, "SIP listening");
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -239,6 +240,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             sip: sip_rx,
             media: media_rx,
             commands: cmd_rx,
+            tcp_in_use: in_use_rx,
         },
         shells,
     )

@@ -4,6 +4,7 @@
 use crate::clock::Clock;
 use crate::engine::{Command, Engine, EngineStats, Input, MediaEvent, Output};
 use crate::media::runtime::MediaHandle;
+use crate::net::tcp::InUseQuery;
 use crate::net::{Inbound, NetSender};
 use crate::store::RecordSink;
 use tokio::sync::mpsc;
@@ -18,6 +19,8 @@ pub struct Inputs {
     pub sip: mpsc::Receiver<Inbound>,
     pub media: mpsc::UnboundedReceiver<MediaEvent>,
     pub commands: mpsc::Receiver<Command>,
+    /// The TCP transport asking whether the engine still needs an idle connection.
+    pub tcp_in_use: mpsc::Receiver<InUseQuery>,
 }
 
 /// Runs until the engine reports `Drained` after a shutdown command (or every input closes).
@@ -35,6 +38,11 @@ pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: S
             Some(m) = inputs.sip.recv() => Input::Sip { peer: m.peer, bytes: m.bytes },
             Some(ev) = inputs.media.recv() => Input::Media(ev),
             Some(cmd) = inputs.commands.recv() => Input::Command(cmd),
+            Some(q) = inputs.tcp_in_use.recv() => {
+                // A question, not an input: the engine's state does not change.
+                let _ = q.reply.send(engine.uses_tcp_connection(q.addr));
+                continue;
+            }
             _ = sleep => Input::Timeout,
             else => break,
         };

@@ -230,6 +230,29 @@ fn unknown_key_in_main_file() {
 }
 
 #[test]
+fn sip_tcp_limits_are_documented_and_checked() {
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sip.tcp, config::SipTcpSection::default());
+    let e = refused("ccswitch.toml", |t| {
+        replace_once(
+            t,
+            "max_connections_per_source = 128",
+            "max_connections_per_source = 0",
+        )
+    });
+    assert_error(
+        &e,
+        "ccswitch.toml",
+        "sip.tcp.max_connections_per_source",
+        "between 1 and",
+    );
+    let e = refused("ccswitch.toml", |t| {
+        replace_once(t, "idle_timeout_s = 120", "idle_timeout = 120")
+    });
+    assert_error(&e, "ccswitch.toml", "sip.tcp.idle_timeout", "unknown field");
+}
+
+#[test]
 fn unknown_key_in_a_node() {
     let e = refused("ivr.toml", |t| {
         replace_once(

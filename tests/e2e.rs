@@ -18,6 +18,8 @@ mod second_port_dtmf;
 mod agent_transports;
 #[path = "e2e/sipwire.rs"]
 mod sipwire;
+#[path = "e2e/tcp_limits.rs"]
+mod tcp_limits;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

@@ -940,6 +940,8 @@ mod agents {
         records: Vec<Record>,
         media: Vec<MediaCommand>,
         branch: u32,
+        /// Transport of what `send` delivers.
+        transport: Transport,
     }
 
     fn addr(a: &str) -> SocketAddr {
@@ -983,6 +985,7 @@ mod agents {
                 records: vec![],
                 media: vec![],
                 branch: 0,
+                transport: Transport::Udp,
             }
         }
 
@@ -1004,7 +1007,7 @@ mod agents {
 
         fn send(&mut self, from: &str, text: &str) {
             let peer = Peer {
-                transport: Transport::Udp,
+                transport: self.transport,
                 addr: addr(from),
             };
             let bytes = Bytes::from(crlf(text));
@@ -2324,5 +2327,34 @@ Contact: <sip:c{n}@{at}>
             "Bob is offered the call in tech"
         );
         assert_eq!(callbacks(&net), 0);
+    }
+
+    /// The TCP transport's idle timeout asks the engine whether a connection is still
+    /// needed: yes while an agent's registration over it lives, or a call runs on it.
+    #[test]
+    fn engine_says_which_tcp_connections_it_still_needs() {
+        let mut net = Net::new();
+        net.transport = Transport::Tcp;
+        assert!(!net.engine.uses_tcp_connection(addr(AGENT1)));
+        net.register("1001", AGENT1, 3600);
+        assert!(net.engine.uses_tcp_connection(addr(AGENT1)));
+        assert!(!net.engine.uses_tcp_connection(addr(AGENT2)));
+        // The same agent over UDP holds no TCP connection.
+        net.transport = Transport::Udp;
+        net.register("1002", AGENT2, 3600);
+        assert!(!net.engine.uses_tcp_connection(addr(AGENT2)));
+        // The registration expires: the connection is no longer needed.
+        net.advance(3_601_000);
+        assert!(!net.engine.uses_tcp_connection(addr(AGENT1)));
+
+        let mut sim = Sim::with_transport(config(0, 10), Transport::Tcp);
+        let caller = addr(CALLER);
+        assert!(!sim.engine.uses_tcp_connection(caller));
+        let tag = answered_call(&mut sim);
+        assert!(sim.engine.uses_tcp_connection(caller));
+        sim.sip(&in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""));
+        sim.advance(60_000);
+        assert_eq!(sim.engine.active_calls(), 0);
+        assert!(!sim.engine.uses_tcp_connection(caller));
     }
 }

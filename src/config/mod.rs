@@ -82,6 +82,8 @@ pub struct SipSection {
     pub t1_ms: u64,
     pub t2_ms: u64,
     pub t4_ms: u64,
+    /// `[sip.tcp]`: limits of the TCP transport.
+    pub tcp: SipTcpSection,
 }
 
 impl Default for SipSection {
@@ -92,7 +94,88 @@ impl Default for SipSection {
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
+            tcp: SipTcpSection::default(),
         }
+    }
+}
+
+/// `[sip.tcp]`: what a TCP connection may cost us (see `net::tcp_guard`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipTcpSection {
+    /// A message must be complete this long after its first byte (64*T1 by default).
+    pub message_timeout_ms: u64,
+    /// A connection silent this long (no message, no keep-alive) is closed unless a
+    /// registration or a call uses it.
+    pub idle_timeout_s: u64,
+    /// Connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Connections open at once from one IP address (phones behind one NAT share one).
+    pub max_connections_per_source: usize,
+    /// Largest message (headers and body); larger requests get 513 and the connection closes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for SipTcpSection {
+    fn default() -> Self {
+        SipTcpSection {
+            message_timeout_ms: 32_000,
+            idle_timeout_s: 120,
+            max_connections: 4096,
+            max_connections_per_source: 128,
+            max_message_bytes: 65_536,
+        }
+    }
+}
+
+impl SipTcpSection {
+    pub fn to_limits(&self) -> crate::net::tcp_guard::TcpLimits {
+        crate::net::tcp_guard::TcpLimits {
+            message_timeout_ms: self.message_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_s.saturating_mul(1000),
+            max_connections: self.max_connections,
+            max_connections_per_source: self.max_connections_per_source,
+            max_message_bytes: self.max_message_bytes,
+        }
+    }
+
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(100..=600_000).contains(&self.message_timeout_ms) {
+            return Err((
+                "sip.tcp.message_timeout_ms",
+                "must be between 100 and 600000".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&self.idle_timeout_s) {
+            return Err((
+                "sip.tcp.idle_timeout_s",
+                "must be between 1 and 86400 (a day)".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err((
+                "sip.tcp.max_connections",
+                "must be between 1 and 1000000".into(),
+            ));
+        }
+        if self.max_connections_per_source == 0
+            || self.max_connections_per_source > self.max_connections
+        {
+            return Err((
+                "sip.tcp.max_connections_per_source",
+                format!(
+                    "must be between 1 and sip.tcp.max_connections ({})",
+                    self.max_connections
+                ),
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_message_bytes) {
+            return Err((
+                "sip.tcp.max_message_bytes",
+                "must be between 1024 and 16777216".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -366,6 +449,7 @@ fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
     if !(1..=600_000).contains(&m.sip.t4_ms) {
         return Err(("sip.t4_ms", "must be between 1 and 600000".into()));
     }
+    m.sip.tcp.check()?;
     if !(1000..=10_000).contains(&m.answer.ring_cycle_ms) {
         return Err((
             "answer.ring_cycle_ms",
@@ -599,6 +683,33 @@ mod tests {
         let cfg = load(&dir).unwrap();
         let names: Vec<&str> = cfg.queues.names().collect();
         assert_eq!(names, vec!["after_sales", "complaints", "tech"]);
+    }
+
+    #[test]
+    fn sip_tcp_limits_default_and_are_checked() {
+        let m = parse_main("").unwrap();
+        assert_eq!(m.sip.tcp, SipTcpSection::default());
+        assert_eq!(m.sip.tcp.to_limits().idle_timeout_ms, 120_000);
+        let m = parse_main("[sip.tcp]\nidle_timeout_s = 5\nmax_message_bytes = 4096\n").unwrap();
+        assert_eq!(
+            (m.sip.tcp.idle_timeout_s, m.sip.tcp.max_message_bytes),
+            (5, 4096)
+        );
+        for (text, key) in [
+            ("message_timeout_ms = 0", "sip.tcp.message_timeout_ms"),
+            ("idle_timeout_s = 0", "sip.tcp.idle_timeout_s"),
+            ("max_connections = 0", "sip.tcp.max_connections"),
+            (
+                "max_connections = 10\nmax_connections_per_source = 11",
+                "sip.tcp.max_connections_per_source",
+            ),
+            ("max_message_bytes = 100", "sip.tcp.max_message_bytes"),
+            ("idle_timeout_ms = 5", "sip.tcp.idle_timeout_ms"),
+            ("max_connections = -1", "sip.tcp.max_connections"),
+        ] {
+            let e = parse_main(&format!("[sip.tcp]\n{text}\n")).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        }
     }
 
     #[test]

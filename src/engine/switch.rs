@@ -5,6 +5,8 @@
 
 #[path = "agent_leg.rs"]
 mod agent_leg;
+#[path = "connection_use.rs"]
+mod connection_use;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
 

@@ -1,6 +1,7 @@
 //! SIP transports: thin shells that move bytes between sockets and the control loop.
 
 pub mod tcp;
+pub mod tcp_guard;
 pub mod udp;
 
 use crate::engine::{Peer, Transport};

@@ -24,7 +24,10 @@ mod lex;
 pub use build::{
     ack_for_non2xx, error_response, new_branch, request, response, RequestOpts, ResponseOpts,
 };
-pub use frame::{frame, Frame};
+pub use frame::{
+    frame, frame_limited, holds_partial_message, message_too_large, Frame, Framer,
+    DEFAULT_MAX_MESSAGE,
+};
 
 use bytes::Bytes;
 use rsipstack::sip as rs;

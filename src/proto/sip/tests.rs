@@ -274,7 +274,7 @@ fn branch_format() {
 
 #[test]
 fn tcp_framing() {
-    assert_eq!(frame(b"\r\n\r\nINVITE"), Frame::KeepAlive(4));
+    assert_eq!(frame(b"\r\nINVITE"), Frame::KeepAlive(2));
     assert_eq!(
         frame(b"INVITE sip:a@b SIP/2.0\r\nVia: x"),
         Frame::Incomplete
@@ -289,7 +289,156 @@ fn tcp_framing() {
     assert!(matches!(frame(no_cl.as_bytes()), Frame::Invalid(_)));
     let bad_cl = INVITE.replace("Content-Length: 5", "l: -4");
     assert!(matches!(frame(bad_cl.as_bytes()), Frame::Invalid(_)));
-    assert!(matches!(frame(&vec![b'a'; 70 * 1024]), Frame::Invalid(_)));
+    assert_eq!(
+        frame(&vec![b'a'; 70 * 1024]),
+        Frame::TooLarge { header_end: None }
+    );
+}
+
+/// RFC 5626 3.5.1: a double CRLF is a ping (answered with one CRLF), a single CRLF between
+/// messages is ignored, and half a ping waits for the rest.
+#[test]
+fn keep_alive_ping_and_single_crlf() {
+    assert_eq!(frame(b"\r\n\r\n"), Frame::Ping(4));
+    assert_eq!(frame(b"\r\n\r\nINVITE"), Frame::Ping(4));
+    assert_eq!(frame(b"\r\n"), Frame::Incomplete);
+    assert_eq!(frame(b"\r\n\r"), Frame::Incomplete);
+    assert_eq!(frame(b"\r\nOPTIONS"), Frame::KeepAlive(2));
+    assert_eq!(frame(b"\n\n\n\n"), Frame::KeepAlive(4));
+    assert!(!holds_partial_message(b"\r\n"));
+    assert!(!holds_partial_message(b""));
+    assert!(holds_partial_message(b"\r\nINV"));
+}
+
+/// RFC 3261 18.3 / 21.5.14: a message over the limit is TooLarge; with its header section
+/// complete (so a 513 can be built) whether the body has arrived or only been announced.
+#[test]
+fn message_size_limit() {
+    let m = INVITE.as_bytes();
+    assert_eq!(frame_limited(m, m.len()), Frame::Message(m.len()));
+    let header_end = INVITE.find("\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        frame_limited(m, m.len() - 1),
+        Frame::TooLarge {
+            header_end: Some(header_end)
+        }
+    );
+    // Announced, not yet sent: refused at once rather than buffered.
+    let huge = INVITE.replace("Content-Length: 5", "Content-Length: 900000");
+    assert_eq!(
+        frame_limited(&huge.as_bytes()[..header_end + 6], 4096),
+        Frame::TooLarge {
+            header_end: Some(header_end + 5)
+        }
+    );
+    let absurd = INVITE.replace(
+        "Content-Length: 5",
+        "Content-Length: 99999999999999999999999",
+    );
+    assert!(matches!(
+        frame_limited(absurd.as_bytes(), 4096),
+        Frame::TooLarge {
+            header_end: Some(_)
+        }
+    ));
+    // Headers that never end: nothing to answer.
+    let endless = format!("INVITE sip:a@b SIP/2.0\r\nX: {}", "a".repeat(5000));
+    assert_eq!(
+        frame_limited(endless.as_bytes(), 4096),
+        Frame::TooLarge { header_end: None }
+    );
+    assert_eq!(
+        frame_limited(&endless.as_bytes()[..4000], 4096),
+        Frame::Incomplete
+    );
+}
+
+/// The incremental framer agrees with the stateless one however the stream is cut.
+#[test]
+fn framer_matches_frame_on_every_split() {
+    let mut stream = b"\r\n".to_vec();
+    stream.extend_from_slice(INVITE.as_bytes());
+    stream.extend_from_slice(b"\r\n\r\n");
+    stream.extend_from_slice(INVITE.as_bytes());
+    stream.extend_from_slice(b"\r\n");
+    for chunk in [1, 2, 3, 5, 7, 64] {
+        let (mut framer, mut buf, mut got, mut want) =
+            (Framer::new(4096), Vec::new(), Vec::new(), Vec::new());
+        let mut reference = Vec::new();
+        for piece in stream.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            reference.extend_from_slice(piece);
+            loop {
+                let f = framer.next(&buf);
+                let g = frame_limited(&reference, 4096);
+                assert_eq!(
+                    f,
+                    g,
+                    "chunk {chunk}, buffered {:?}",
+                    String::from_utf8_lossy(&buf)
+                );
+                let n = match f {
+                    Frame::Incomplete => break,
+                    Frame::KeepAlive(n) | Frame::Ping(n) | Frame::Message(n) => n,
+                    other => panic!("{other:?}"),
+                };
+                got.push(f.clone());
+                want.push(g);
+                buf.drain(..n);
+                reference.drain(..n);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                Frame::KeepAlive(2),
+                Frame::Message(INVITE.len()),
+                Frame::Ping(4),
+                Frame::Message(INVITE.len())
+            ],
+            "chunk {chunk}"
+        );
+        assert_eq!(got, want);
+    }
+    // Headers trickling past the limit are refused just the same.
+    let mut framer = Framer::new(1024);
+    let mut buf = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+    let mut seen = Frame::Incomplete;
+    for _ in 0..2000 {
+        buf.push(b'a');
+        seen = framer.next(&buf);
+        if seen != Frame::Incomplete {
+            break;
+        }
+    }
+    assert_eq!(seen, Frame::TooLarge { header_end: None });
+    assert_eq!(buf.len(), 1025);
+}
+
+#[test]
+fn too_large_requests_get_513_responses_get_nothing() {
+    let src: SocketAddr = "192.168.1.20:5062".parse().unwrap();
+    let header_end = INVITE.find("\r\n\r\n").unwrap() + 4;
+    let r = message_too_large(&INVITE.as_bytes()[..header_end], src).expect("a 513");
+    let text = String::from_utf8_lossy(&r);
+    assert!(
+        text.starts_with("SIP/2.0 513 Message Too Large\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("branch=z9hG4bK776asdhds"), "{text}");
+    assert!(text.contains("Call-ID: "), "{text}");
+    assert_eq!(frame(&r), Frame::Message(r.len()));
+    assert!(message_too_large(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\n\r\n",
+        src
+    )
+    .is_none());
+    assert!(message_too_large(
+        b"ACK sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP a;branch=z9hG4bK1\r\n\r\n",
+        src
+    )
+    .is_none());
+    assert!(message_too_large(b"garbage\r\n\r\n", src).is_none());
 }
 
 proptest! {

@@ -197,6 +197,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             secret
         },
         recordings_dir: config.recording.dir.clone(),
+        limits: config.limits.to_limits_config(),
         default_language: config.prompts.default_language.clone(),
         seed: clock.now().as_u64() ^ u64::from(std::process::id()),
     });

@@ -332,6 +332,18 @@ fn start_switch(rings: u8, max_calls: usize, agents: usize) -> Result<SwitchProc
         let want = (max_calls as i64).max(cur);
         sw.insert("max_calls".into(), toml::Value::Integer(want));
     }
+    // Every simulated caller and agent is on 127.0.0.1: one "source" that stands for many,
+    // as a carrier trunk does, so it is trusted past the per-source limits.
+    let mut limits = toml::Table::new();
+    limits.insert(
+        "trusted_sources".into(),
+        toml::Value::Array(vec![toml::Value::String("127.0.0.0/8".into())]),
+    );
+    if let Some(l) = table.get_mut("limits").and_then(|v| v.as_table_mut()) {
+        l.extend(limits);
+    } else {
+        table.insert("limits".into(), toml::Value::Table(limits));
+    }
     std::fs::write(&main, table.to_string()).map_err(|e| e.to_string())?;
     let rtp_ports = if agents > 0 {
         write_agents(&dir, agents)?;

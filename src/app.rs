@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub http_listen: Option<SocketAddr>,
     pub database_url: Option<String>,
     pub rtp_ports: Option<(u16, u16)>,
+    /// Start even though agents still have demo passwords on a non-loopback SIP address.
+    pub allow_demo_credentials: bool,
 }
 
 /// Everything a running switch needs, validated: `check-config` stops here.
@@ -79,6 +81,36 @@ pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
     Ok(Validated { config, prompts })
 }
 
+/// Agents that still have the documented demo password (`demo<extension>`) while SIP
+/// listens on a non-loopback address (a wildcard counts): anyone who reaches the switch could
+/// sign in as them and take customer calls. Empty when SIP listens on loopback only.
+pub fn exposed_demo_credentials(config: &Config) -> Vec<config::ConfigError> {
+    let listen = config.sip.listen;
+    if listen.ip().to_canonical().is_loopback() {
+        return Vec::new();
+    }
+    let file = config.dir.join(config::AGENTS_FILE);
+    config
+        .agents
+        .demo_credentials()
+        .into_iter()
+        .map(|(i, key, ext)| {
+            config::ConfigError::new(
+                &file,
+                format!("agents[{i}].{key}"),
+                format!(
+                    "agent {ext} still has the demo password `{demo}` while SIP listens on \
+                     {listen}, which is not a loopback address: anyone who can reach it can \
+                     sign in as this agent and take customer calls. Make a new HA1 with \
+                     `ccswitch agent hash-password --extension {ext}`, listen on 127.0.0.1, \
+                     or start with --allow-demo-credentials",
+                    demo = config::agents::demo_password(ext)
+                ),
+            )
+        })
+        .collect()
+}
+
 /// The database URL in force: flag, then environment (read by `main`), then config.
 pub fn database_url(config: &Config, overridden: Option<&str>) -> String {
     overridden
@@ -102,6 +134,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some((lo, hi)) = opts.rtp_ports {
         config.rtp.port_min = lo;
         config.rtp.port_max = hi;
+    }
+    let exposed = exposed_demo_credentials(&config);
+    if !exposed.is_empty() {
+        if !opts.allow_demo_credentials {
+            let all: Vec<String> = exposed.iter().map(|e| e.to_string()).collect();
+            return Err(anyhow!("{}", all.join("\n")));
+        }
+        for e in &exposed {
+            tracing::warn!(
+                "DEMO CREDENTIALS ON A REACHABLE ADDRESS (--allow-demo-credentials): {e}"
+            );
+        }
     }
     let url = database_url(&config, opts.database_url.as_deref());
 
@@ -201,6 +245,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             secret
         },
         recordings_dir: config.recording.dir.clone(),
+        limits: config.limits.to_limits_config(),
         default_language: config.prompts.default_language.clone(),
         seed: clock.now().as_u64() ^ u64::from(std::process::id()),
     });

@@ -81,6 +81,13 @@ fn publish(engine: &Engine, last: &mut EngineStats) {
         .increment(s.calls_started - last.calls_started);
     metrics::counter!("ccswitch_calls_rejected_total")
         .increment(s.calls_rejected - last.calls_rejected);
+    metrics::counter!("ccswitch_sip_source_rate_limited_total")
+        .increment(s.source_rate_limited - last.source_rate_limited);
+    metrics::counter!("ccswitch_sip_source_over_concurrency_total")
+        .increment(s.source_over_concurrency - last.source_over_concurrency);
+    metrics::counter!("ccswitch_sip_source_ignored_total")
+        .increment(s.source_ignored - last.source_ignored);
+    metrics::gauge!("ccswitch_sip_sources_banned").set(s.sources_banned as f64);
     metrics::gauge!("ccswitch_active_calls").set(engine.active_calls() as f64);
     *last = s.clone();
 }

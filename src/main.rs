@@ -38,6 +38,10 @@ enum Cmd {
         /// RTP port range MIN-MAX, overrides rtp.port_min / rtp.port_max.
         #[arg(long, value_parser = parse_port_range)]
         rtp_ports: Option<(u16, u16)>,
+        /// Start even though agents still have their demo passwords (`demo<extension>`) and
+        /// SIP listens on a non-loopback address. For a demo on a closed network only.
+        #[arg(long)]
+        allow_demo_credentials: bool,
     },
     /// Validate the config folder and the prompts offline.
     CheckConfig {
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
             http_listen,
             database,
             rtp_ports,
+            allow_demo_credentials,
         } => runtime().and_then(|rt| {
             rt.block_on(app::run(RunOptions {
                 config_dir: config,
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
                 http_listen,
                 database_url: database,
                 rtp_ports,
+                allow_demo_credentials,
             }))
         }),
         Cmd::Report {
@@ -230,6 +236,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn check_config(dir: PathBuf) -> anyhow::Result<()> {
     let v = app::validate(&dir)?;
+    for e in app::exposed_demo_credentials(&v.config) {
+        eprintln!("ccswitch: warning: {e}");
+    }
     println!(
         "{}: ok ({} IVR prompts, {} agents, languages {}, answer after {} ring(s) of {} ms)",
         dir.display(),

@@ -329,3 +329,133 @@ fn missing_ivr_file() {
     let e = config::load(tmp.path()).expect_err("refused");
     assert_error(&e, "ivr.toml", "", "cannot read");
 }
+
+/// `check-config` on a copy of the whole shipped folder (prompts linked), with `edit`
+/// applied to ccswitch.toml: (exit success, stdout, stderr).
+fn check_config_output(edit: impl Fn(&str) -> String) -> (bool, String, String) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(shipped())
+        .expect("read config/")
+        .flatten()
+    {
+        let to = dir.join(entry.file_name());
+        std::fs::copy(entry.path(), &to).expect("copy");
+    }
+    let main = dir.join("ccswitch.toml");
+    let text = std::fs::read_to_string(&main).expect("read");
+    std::fs::write(&main, edit(&text)).expect("write");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        tmp.path().join("prompts"),
+    )
+    .expect("link prompts");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccswitch"))
+        .args(["check-config", "--config"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ccswitch check-config");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn check_config_warns_about_demo_passwords_on_a_reachable_address() {
+    let (ok, stdout, stderr) = check_config_output(|t| t.to_string());
+    assert!(ok, "a warning, not an error: {stdout}{stderr}");
+    assert!(stdout.contains(": ok"), "{stdout}");
+    for ext in ["1001", "1002", "1003"] {
+        assert!(
+            stderr.contains(&format!(
+                "agent {ext} still has the demo password `demo{ext}`"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("agents.toml: agents[0].ha1_md5: ")
+            && stderr.contains("0.0.0.0:5060"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_is_quiet_about_demo_passwords_on_loopback() {
+    let (ok, stdout, stderr) = check_config_output(|t| {
+        replace_once(
+            t,
+            "listen = \"0.0.0.0:5060\"",
+            "listen = \"127.0.0.1:5060\"",
+        )
+    });
+    assert!(ok, "{stdout}{stderr}");
+    assert!(!stderr.contains("demo password"), "{stderr}");
+}
+
+#[test]
+fn limits_section_is_validated() {
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    let l = &cfg.limits;
+    assert!(l.trusted_sources.is_empty());
+    assert_eq!((l.invites_per_s, l.invite_burst), (10, 20));
+    assert_eq!((l.registers_per_s, l.register_burst), (20, 100));
+    assert_eq!(l.max_calls_per_source, 50);
+    assert_eq!((l.ban_multiple, l.ban_ms), (5, 60_000));
+    assert_eq!(l.max_tracked_sources, 20_000);
+
+    let (ok, stdout, stderr) = check_config_output(|t| {
+        replace_once(
+            t,
+            "trusted_sources = []",
+            "trusted_sources = [\"192.0.2.0/24\", \"2001:db8::7\"]",
+        )
+    });
+    assert!(ok, "{stdout}{stderr}");
+
+    let err = refused("ccswitch.toml", |t| {
+        replace_once(
+            t,
+            "trusted_sources = []",
+            "trusted_sources = [\"10.0.0.0/33\"]",
+        )
+    });
+    assert_error(
+        &err,
+        "ccswitch.toml",
+        "limits.trusted_sources[0]",
+        "prefix length",
+    );
+    let err = refused("ccswitch.toml", |t| {
+        replace_once(t, "ban_multiple = 5", "ban_multiple = 1")
+    });
+    assert_error(
+        &err,
+        "ccswitch.toml",
+        "limits.ban_multiple",
+        "0 (never ignore a source) or 2 to 1000",
+    );
+    let err = refused("ccswitch.toml", |t| {
+        replace_once(t, "invite_burst = 20", "invite_burst = 0")
+    });
+    assert_error(
+        &err,
+        "ccswitch.toml",
+        "limits.invite_burst",
+        "between 1 and",
+    );
+    let err = refused("ccswitch.toml", |t| {
+        replace_once(
+            t,
+            "max_tracked_sources = 20000",
+            "max_tracked_sources = 20000\nmax_sources = 3",
+        )
+    });
+    assert_error(&err, "ccswitch.toml", "limits.max_sources", "unknown field");
+}

@@ -16,6 +16,8 @@
 mod second_port_dtmf;
 #[path = "e2e/agent_transports.rs"]
 mod agent_transports;
+#[path = "e2e/harden_sip.rs"]
+mod harden_sip;
 #[path = "e2e/sipwire.rs"]
 mod sipwire;
 #[path = "e2e/tcp_limits.rs"]

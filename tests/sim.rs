@@ -39,6 +39,12 @@ fn config(answer_after_rings: u8, max_calls: usize) -> EngineConfig {
         queues: cfg.queues.clone(),
         registrar_secret: [9; 32],
         recordings_dir: std::env::temp_dir(),
+        limits: {
+            // The simulated caller at 127.0.0.1 stands for many callers (a trunk).
+            let mut limits = cfg.limits.to_limits_config();
+            limits.trusted.push("127.0.0.1".parse().unwrap());
+            limits
+        },
     }
 }
 
@@ -2356,5 +2362,279 @@ Contact: <sip:c{n}@{at}>
         sim.advance(60_000);
         assert_eq!(sim.engine.active_calls(), 0);
         assert!(!sim.engine.uses_tcp_connection(caller));
+    }
+}
+
+/// Per-source limits: one address flooding INVITEs must not shut out everyone else.
+mod source_limits {
+    use super::*;
+    use ccswitch::engine::limits::LimitsConfig;
+
+    const FLOODER: &str = "10.0.0.66:5070";
+    const GOOD: &str = "10.0.0.7:5070";
+    const RING_MS: u64 = 6000;
+
+    fn from(addr: &str, call_id: &str, branch: &str, tag: &str) -> String {
+        invite(call_id, branch, SDP_OFFER)
+            .replace("127.0.0.1:5070", addr)
+            .replace("tag=caller1", &format!("tag={tag}"))
+    }
+
+    /// The engine with one caller address per peer; remembers what each address was sent.
+    struct Net {
+        engine: Engine,
+        now: Millis,
+        /// (time, first line, whole message) per destination; flood replies keep only the
+        /// first line and the Retry-After header to stay small.
+        sent: Vec<(Millis, SocketAddr, String)>,
+    }
+
+    impl Net {
+        fn new(limits: LimitsConfig, max_calls: usize) -> Net {
+            let mut cfg = config(1, max_calls);
+            cfg.limits = limits;
+            Net {
+                engine: Engine::new(cfg),
+                now: START,
+                sent: vec![],
+            }
+        }
+
+        fn input(&mut self, input: Input) {
+            self.engine.handle_input(self.now, input);
+            while let Some(o) = self.engine.poll_output() {
+                if let Output::Transmit { peer, bytes } = o {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let kept: String = if peer.addr.to_string() == FLOODER {
+                        let first = text.lines().next().unwrap_or("");
+                        match header(&text, "Retry-After") {
+                            Some(r) => format!("{first}\r\nRetry-After: {r}\r\n"),
+                            None => first.to_string(),
+                        }
+                    } else {
+                        text.to_string()
+                    };
+                    self.sent.push((self.now, peer.addr, kept));
+                }
+            }
+        }
+
+        /// Runs every timer up to `t`, then sets the clock to `t`.
+        fn advance_to(&mut self, t: Millis) {
+            while let Some(due) = self.engine.poll_timeout() {
+                if due > t {
+                    break;
+                }
+                self.now = due.max(self.now);
+                self.input(Input::Timeout);
+            }
+            self.now = t.max(self.now);
+        }
+
+        fn send(&mut self, addr: &str, text: &str) {
+            let peer = Peer {
+                transport: Transport::Udp,
+                addr: addr.parse().unwrap(),
+            };
+            self.input(Input::Sip {
+                peer,
+                bytes: Bytes::from(text.to_string()),
+            });
+        }
+
+        fn to(&self, addr: &str) -> impl Iterator<Item = &(Millis, SocketAddr, String)> {
+            let addr: SocketAddr = addr.parse().unwrap();
+            self.sent.iter().filter(move |(_, a, _)| *a == addr)
+        }
+    }
+
+    struct FloodOutcome {
+        net: Net,
+        /// Per good call: when its INVITE went and when its first 200 came (if it did).
+        good: Vec<(Millis, Option<Millis>, Vec<u16>)>,
+    }
+
+    /// 1,500 INVITEs/s for 10 s from FLOODER (never ACKed), and one call every 500 ms from
+    /// GOOD, on virtual time; then 30 s more for the last good call to be answered.
+    fn flood(limits: LimitsConfig, max_calls: usize) -> FloodOutcome {
+        let mut net = Net::new(limits, max_calls);
+        let mut good_invites = Vec::new();
+        let mut next_good = 0u64;
+        for i in 0..15_000u64 {
+            let at_us = i * 1_000_000 / 1500;
+            while next_good * 500_000 <= at_us && next_good < 20 {
+                net.advance_to(START.plus(next_good * 500));
+                let id = format!("good{next_good}");
+                net.send(GOOD, &from(GOOD, &id, &format!("z9hG4bKg{next_good}"), &id));
+                good_invites.push((id, net.now));
+                next_good += 1;
+            }
+            net.advance_to(START.plus(at_us / 1000));
+            let id = format!("flood{i}");
+            net.send(FLOODER, &from(FLOODER, &id, &format!("z9hG4bKf{i}"), &id));
+        }
+        net.advance_to(START.plus(40_000));
+        let good = good_invites
+            .iter()
+            .map(|(id, at)| {
+                let replies: Vec<&(Millis, SocketAddr, String)> = net
+                    .to(GOOD)
+                    .filter(|(_, _, m)| m.contains(&format!("Call-ID: {id}\r")))
+                    .collect();
+                let answered = replies
+                    .iter()
+                    .find(|(_, _, m)| status_of(m) == Some(200))
+                    .map(|(t, _, _)| *t);
+                let statuses = replies
+                    .iter()
+                    .filter_map(|(_, _, m)| status_of(m))
+                    .collect();
+                (*at, answered, statuses)
+            })
+            .collect();
+        FloodOutcome { net, good }
+    }
+
+    fn shipped_limits() -> LimitsConfig {
+        ccswitch::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+            .expect("shipped config loads")
+            .limits
+            .to_limits_config()
+    }
+
+    #[test]
+    fn a_flooding_source_does_not_shut_out_other_callers() {
+        let FloodOutcome { net, good } = flood(shipped_limits(), 5000);
+        assert_eq!(good.len(), 20);
+        for (i, (at, answered, statuses)) in good.iter().enumerate() {
+            let answered =
+                answered.unwrap_or_else(|| panic!("good call {i} answered: {statuses:?}"));
+            assert!(
+                answered.since(*at) <= 3 * RING_MS,
+                "good call {i} answered within three rings"
+            );
+            assert!(!statuses.contains(&503), "good call {i}: {statuses:?}");
+        }
+        let stats = net.engine.stats().clone();
+        // The flooder got its burst, then 503 with Retry-After, then silence (banned).
+        let flood_replies: Vec<&String> = net.to(FLOODER).map(|(_, _, m)| m).collect();
+        let refused: Vec<&&String> = flood_replies
+            .iter()
+            .filter(|m| status_of(m) == Some(503))
+            .collect();
+        assert!(!refused.is_empty(), "some flood INVITEs got 503");
+        assert!(refused.iter().all(|m| header(m, "Retry-After").is_some()));
+        assert!(stats.source_rate_limited > 0, "{stats:?}");
+        assert!(
+            stats.source_ignored > 10_000,
+            "most of the flood was ignored: {stats:?}"
+        );
+        let flood_calls = net
+            .to(FLOODER)
+            .filter(|(_, _, m)| status_of(m) == Some(100))
+            .count();
+        assert!(
+            flood_calls <= 50,
+            "at most max_calls_per_source: {flood_calls}"
+        );
+        // 40 s in, the 60 s ban still holds; after it the gauge is back to zero.
+        assert_eq!(stats.sources_banned, 1, "{stats:?}");
+        let mut net = net;
+        net.advance_to(START.plus(200_000));
+        assert_eq!(net.engine.stats().sources_banned, 0);
+    }
+
+    /// Without the limits the same flood fills `max_calls` and the good caller gets 503: the
+    /// scenario above is a real denial of service, not a gentle one.
+    #[test]
+    fn without_limits_the_same_flood_shuts_out_everyone() {
+        // 1000 call slots instead of 5000: the same point, a fifth of the work.
+        let FloodOutcome { good, .. } = flood(LimitsConfig::off(), 1000);
+        let refused = good.iter().filter(|(_, _, s)| s.contains(&503)).count();
+        assert!(refused >= 10, "{refused} of 20 good calls refused");
+    }
+
+    #[test]
+    fn retransmissions_and_in_dialog_requests_cost_no_tokens() {
+        let mut net = Net::new(shipped_limits(), 100);
+        let src = "10.0.0.8:5070";
+        let first = from(src, "c1", "z9hG4bKc1", "t1");
+        // One INVITE and 40 retransmissions of it (twice the shipped burst).
+        for _ in 0..41 {
+            net.send(src, &first);
+        }
+        assert_eq!(net.engine.stats().source_rate_limited, 0);
+        assert_eq!(net.engine.active_calls(), 1);
+        net.advance_to(START.plus(RING_MS));
+        let tag = net
+            .to(src)
+            .find(|(_, _, m)| status_of(m) == Some(200))
+            .and_then(|(_, _, m)| header(m, "To"))
+            .and_then(|t| t.split(";tag=").nth(1))
+            .expect("answered")
+            .to_string();
+        let ack = in_dialog("ACK", "c1", "z9hG4bKa1", &tag, 1, "", "")
+            .replace("127.0.0.1:5070", src)
+            .replace("tag=caller1", "tag=t1");
+        net.send(src, &ack);
+        // Use up the burst with new calls: the excess gets 503.
+        for i in 0..25 {
+            let id = format!("n{i}");
+            net.send(src, &from(src, &id, &format!("z9hG4bKn{i}"), &id));
+        }
+        assert!(net.engine.stats().source_rate_limited > 0);
+        // A re-INVITE and the BYE of the first call still go through.
+        let hold = in_dialog(
+            "REINVITE",
+            "c1",
+            "z9hG4bKr1",
+            &tag,
+            2,
+            "Content-Type: application/sdp\r\n",
+            &SDP_OFFER.replace("sendrecv", "sendonly"),
+        )
+        .replace("127.0.0.1:5070", src)
+        .replace("tag=caller1", "tag=t1");
+        net.send(src, &hold);
+        let limited = net.engine.stats().source_rate_limited;
+        let bye = in_dialog("BYE", "c1", "z9hG4bKb1", &tag, 3, "", "")
+            .replace("127.0.0.1:5070", src)
+            .replace("tag=caller1", "tag=t1");
+        net.send(src, &bye);
+        assert_eq!(net.engine.stats().source_rate_limited, limited);
+        let replies: Vec<(u16, bool)> = net
+            .to(src)
+            .filter(|(_, _, m)| m.contains("Call-ID: c1\r"))
+            .filter_map(|(_, _, m)| Some((status_of(m)?, m.contains("CSeq: 3 BYE"))))
+            .collect();
+        assert!(
+            replies.contains(&(200, true)),
+            "BYE answered 200: {replies:?}"
+        );
+        assert!(
+            net.to(src)
+                .any(|(_, _, m)| status_of(m) == Some(200) && m.contains("CSeq: 2 INVITE")),
+            "re-INVITE answered"
+        );
+    }
+
+    #[test]
+    fn registers_are_limited_per_source_too() {
+        let mut net = Net::new(shipped_limits(), 100);
+        let src = "10.0.0.9:5070";
+        for i in 0..150 {
+            let reg = format!(
+                "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bKr{i}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=r{i}\r\nTo: <sip:1001@127.0.0.1>\r\n\
+                 Call-ID: reg{i}\r\nCSeq: 1 REGISTER\r\nContact: <sip:1001@{src}>\r\nContent-Length: 0\r\n\r\n"
+            );
+            net.send(src, &reg);
+        }
+        let statuses: Vec<u16> = net.to(src).filter_map(|(_, _, m)| status_of(m)).collect();
+        let challenged = statuses.iter().filter(|s| **s == 401).count();
+        let refused = statuses.iter().filter(|s| **s == 503).count();
+        assert_eq!(challenged, 100, "the burst is challenged: {statuses:?}");
+        assert!(refused > 0, "then 503");
+        assert_eq!(net.engine.stats().source_rate_limited as usize, refused);
     }
 }

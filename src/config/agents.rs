@@ -198,6 +198,31 @@ impl AgentDirectory {
         self.agents.is_empty()
     }
 
+    /// Agents whose HA1 is still the one of the documented demo password `demo<extension>`,
+    /// as (agent index, HA1 key, extension). Computed for each agent's own realm rather than
+    /// matched against the shipped hashes, so a renamed realm or a copied demo agent is
+    /// still caught. One entry per agent: the first demo HA1 found.
+    pub fn demo_credentials(&self) -> Vec<(usize, &'static str, &str)> {
+        use crate::proto::digest::{ha1, Algorithm};
+        let mut found = Vec::new();
+        for (i, a) in self.agents.iter().enumerate() {
+            let demo = demo_password(&a.extension);
+            let hashes = [
+                ("ha1_md5", Algorithm::Md5, &a.ha1_md5),
+                ("ha1_sha256", Algorithm::Sha256, &a.ha1_sha256),
+            ];
+            let hit = hashes.into_iter().find(|(_, alg, stored)| {
+                stored.as_deref().is_some_and(|h| {
+                    h.eq_ignore_ascii_case(&ha1(*alg, &a.extension, &a.realm, &demo))
+                })
+            });
+            if let Some((key, _, _)) = hit {
+                found.push((i, key, a.extension.as_str()));
+            }
+        }
+        found
+    }
+
     /// Reads `path` if it exists; an absent file is an empty directory.
     pub fn load(path: &Path) -> Result<AgentDirectory, ConfigError> {
         match std::fs::read_to_string(path) {
@@ -324,6 +349,11 @@ fn check_registrar(r: &RegistrarSection) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+/// The documented demo password of an extension (README, the shipped agents.toml).
+pub fn demo_password(extension: &str) -> String {
+    format!("demo{extension}")
 }
 
 /// The `ha1_md5 = "..."` and `ha1_sha256 = "..."` lines (with a comment naming extension
@@ -514,6 +544,59 @@ mod tests {
 
     fn p(text: &str) -> Result<AgentDirectory, ConfigError> {
         parse(Path::new("agents.toml"), text)
+    }
+
+    #[test]
+    fn demo_passwords_are_found_for_any_realm_and_new_ones_are_not() {
+        let d = p(&shipped()).unwrap();
+        assert_eq!(
+            d.demo_credentials(),
+            vec![
+                (0, "ha1_md5", "1001"),
+                (1, "ha1_md5", "1002"),
+                (2, "ha1_md5", "1003")
+            ]
+        );
+        let agent = |realm: &str, md5: Option<&str>, sha: Option<&str>| {
+            let mut t = format!(
+                "[registrar]\nrealm = \"{realm}\"\n[[agents]]\nextension = \"2001\"\nname = \"X\"\n"
+            );
+            if let Some(h) = md5 {
+                t.push_str(&format!(
+                    "ha1_md5 = \"{}\"\n",
+                    ha1(Algorithm::Md5, "2001", realm, h)
+                ));
+            }
+            if let Some(h) = sha {
+                t.push_str(&format!(
+                    "ha1_sha256 = \"{}\"\n",
+                    ha1(Algorithm::Sha256, "2001", realm, h)
+                ));
+            }
+            p(&t)
+                .unwrap()
+                .demo_credentials()
+                .into_iter()
+                .map(|(i, k, e)| (i, k, e.to_string()))
+                .collect::<Vec<_>>()
+        };
+        // A renamed realm with hashes of the demo password: still the demo password.
+        assert_eq!(
+            agent("acme.example", Some("demo2001"), None),
+            vec![(0, "ha1_md5", "2001".to_string())]
+        );
+        // SHA-256 only, or a fresh MD5 next to a demo SHA-256.
+        assert_eq!(
+            agent("acme.example", None, Some("demo2001")),
+            vec![(0, "ha1_sha256", "2001".to_string())]
+        );
+        assert_eq!(
+            agent("ccswitch", Some("s3cret-2001"), Some("demo2001")),
+            vec![(0, "ha1_sha256", "2001".to_string())]
+        );
+        assert!(agent("ccswitch", Some("s3cret-2001"), Some("s3cret-2001")).is_empty());
+        // Another extension's demo password is not this agent's demo password.
+        assert!(agent("ccswitch", Some("demo1001"), None).is_empty());
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod toml_error;
 
 use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
+use crate::engine::limits::{Cidr, LimitsConfig, Rate};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -45,6 +46,7 @@ pub struct Config {
     pub database: DatabaseSection,
     pub prompts: PromptsSection,
     pub recording: RecordingSection,
+    pub limits: LimitsSection,
     pub ivr: Arc<IvrGraph>,
     /// `agents.toml`; empty when the file is absent.
     pub agents: Arc<AgentDirectory>,
@@ -309,6 +311,111 @@ impl Default for RecordingSection {
     }
 }
 
+// ---- [limits]: protection against one source (or one connection) taking everything -------
+
+/// `[limits]`: per-source limits on new INVITEs and REGISTERs (see `engine::limits`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Carrier trunks and SBCs (CIDRs or addresses): exempt from the per-source limits.
+    pub trusted_sources: Vec<Cidr>,
+    /// New INVITEs per second one source may send (0 = unlimited), plus a burst.
+    pub invites_per_s: u32,
+    pub invite_burst: u32,
+    /// REGISTERs per second one source may send (0 = unlimited), plus a burst.
+    pub registers_per_s: u32,
+    pub register_burst: u32,
+    /// Live calls one source may have at once (0 = no cap).
+    pub max_calls_per_source: u32,
+    /// A source sending more than this many times its rate is ignored (0 = never).
+    pub ban_multiple: u32,
+    pub ban_ms: u64,
+    /// Sources tracked at once (bounds memory under a spoofed-address flood).
+    pub max_tracked_sources: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            trusted_sources: Vec::new(),
+            invites_per_s: 10,
+            invite_burst: 20,
+            registers_per_s: 20,
+            register_burst: 100,
+            max_calls_per_source: 50,
+            ban_multiple: 5,
+            ban_ms: 60_000,
+            max_tracked_sources: 20_000,
+        }
+    }
+}
+
+impl LimitsSection {
+    /// The engine's per-source limits.
+    pub fn to_limits_config(&self) -> LimitsConfig {
+        LimitsConfig {
+            trusted: self.trusted_sources.clone(),
+            invite: Rate {
+                per_s: self.invites_per_s,
+                burst: self.invite_burst,
+            },
+            register: Rate {
+                per_s: self.registers_per_s,
+                burst: self.register_burst,
+            },
+            max_calls_per_source: self.max_calls_per_source,
+            ban_multiple: self.ban_multiple,
+            ban_ms: self.ban_ms,
+            max_sources: self.max_tracked_sources,
+        }
+    }
+}
+
+fn check_limits(l: &LimitsSection) -> Result<(), (&'static str, String)> {
+    for (key, value) in [
+        ("limits.invites_per_s", l.invites_per_s),
+        ("limits.registers_per_s", l.registers_per_s),
+    ] {
+        if value > 100_000 {
+            return Err((key, "must be 0 (unlimited) to 100000".into()));
+        }
+    }
+    for (key, value) in [
+        ("limits.invite_burst", l.invite_burst),
+        ("limits.register_burst", l.register_burst),
+    ] {
+        if !(1..=1_000_000).contains(&value) {
+            return Err((key, "must be between 1 and 1000000".into()));
+        }
+    }
+    if l.max_calls_per_source > 1_000_000 {
+        return Err((
+            "limits.max_calls_per_source",
+            "must be 0 (no cap) to 1000000".into(),
+        ));
+    }
+    if l.ban_multiple == 1 || l.ban_multiple > 1000 {
+        return Err((
+            "limits.ban_multiple",
+            "must be 0 (never ignore a source) or 2 to 1000: 1 would ignore a source as soon \
+             as it is over its rate"
+                .into(),
+        ));
+    }
+    if l.ban_ms > 86_400_000 {
+        return Err(("limits.ban_ms", "must be at most 86400000 (a day)".into()));
+    }
+    if !(1..=10_000_000).contains(&l.max_tracked_sources) {
+        return Err((
+            "limits.max_tracked_sources",
+            "must be between 1 and 10000000".into(),
+        ));
+    }
+    Ok(())
+}
+
+// ---- end of [limits] ------------------------------------------------------------------------
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MainFile {
@@ -328,6 +435,8 @@ struct MainFile {
     prompts: PromptsSection,
     #[serde(default)]
     recording: RecordingSection,
+    #[serde(default)]
+    limits: LimitsSection,
 }
 
 /// Loads and validates the config folder `dir`.
@@ -400,6 +509,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         database,
         prompts,
         recording,
+        limits: main.limits,
         ivr: Arc::new(graph),
         agents: Arc::new(agents),
         queues: Arc::new(queues),
@@ -497,7 +607,8 @@ fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
     if url == "sqlite:" {
         return Err(("database.url", "sqlite: needs a path".into()));
     }
-    check_languages(&m.prompts)
+    check_languages(&m.prompts)?;
+    check_limits(&m.limits)
 }
 
 fn check_languages(p: &PromptsSection) -> Result<(), (&'static str, String)> {

@@ -5,6 +5,7 @@ pub mod acd;
 pub mod call;
 pub mod deadlines;
 pub mod ivr;
+pub mod limits;
 pub mod media;
 pub mod ports;
 pub mod record;

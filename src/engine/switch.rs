@@ -14,6 +14,7 @@ use super::acd::{Acd, AgentProfile, QueueSet};
 use super::call::{AcdPhase, Call, CallState, CallTimer, ALL_CALL_TIMERS};
 use super::deadlines::DeadlineIndex;
 use super::ivr::{IvrAction, IvrGraph, IvrSession};
+use super::limits::{Kind, LimitsConfig, Refusal, SourceLimits, Verdict};
 use super::media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
 use super::ports::PortPool;
 use super::record::{EndedBy, IvrOutcome, Record};
@@ -67,6 +68,8 @@ pub struct EngineConfig {
     pub registrar_secret: [u8; 32],
     /// Where recorded calls go: `<dir>/<call id>.wav`.
     pub recordings_dir: std::path::PathBuf,
+    /// Per-source limits on new INVITEs and REGISTERs (`[limits]`).
+    pub limits: LimitsConfig,
 }
 
 /// Operations counters the shell exports to Prometheus.
@@ -82,6 +85,14 @@ pub struct EngineStats {
     pub malformed_dropped: u64,
     pub calls_started: u64,
     pub calls_rejected: u64,
+    /// New INVITEs / REGISTERs answered 503 because their source is over its rate.
+    pub source_rate_limited: u64,
+    /// New INVITEs answered 503 because their source is at its concurrent-call cap.
+    pub source_over_concurrency: u64,
+    /// Requests dropped without a reply because their source is banned.
+    pub source_ignored: u64,
+    /// Sources banned right now (a gauge).
+    pub sources_banned: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,6 +139,7 @@ pub struct Engine {
     /// Recordings in progress: caller leg -> persisted call id (the call may be gone by the
     /// time the media plane reports the file finished).
     recordings: HashMap<LegId, String>,
+    limits: SourceLimits,
 }
 
 impl Engine {
@@ -162,6 +174,7 @@ impl Engine {
             offers: HashMap::new(),
             acd_call_ids: HashMap::new(),
             recordings: HashMap::new(),
+            limits: SourceLimits::new(cfg.limits.clone()),
             txns: Transactions::new(cfg.txn.clone()),
             ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max, offset),
             rng,
@@ -209,6 +222,7 @@ impl Engine {
             self.txns.poll_timeout(),
             self.registrar.poll_timeout(),
             self.acd.poll_timeout(),
+            self.limits.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -333,6 +347,10 @@ impl Engine {
         }
         if self.acd.poll_timeout().is_some_and(|t| t <= now) {
             self.acd.handle_timeout(now);
+        }
+        if self.limits.poll_timeout().is_some_and(|t| t <= now) {
+            self.limits.handle_timeout(now);
+            self.stats.sources_banned = self.limits.banned() as u64;
         }
         while let Some((owner, timer)) = self.deadlines.pop_due(now) {
             match timer {
@@ -463,6 +481,10 @@ impl Engine {
             }
             return;
         }
+        // After the transaction match, so retransmissions never cost a token.
+        if !self.screen_source(now, peer, &key, &req) {
+            return;
+        }
         self.txns
             .server_create(now, key.clone(), peer, req.method == Method::Invite);
 
@@ -516,6 +538,42 @@ impl Engine {
                 self.reply_no_dialog(now, &key, &req, peer)
             }
             _ => self.reply(now, &key, &req, peer, 405, "Method Not Allowed"),
+        }
+    }
+
+    /// Per-source limits (`limits.rs`) for requests that would create state: new INVITEs
+    /// and REGISTERs. False when the request was answered 503 or is to be ignored.
+    fn screen_source(&mut self, now: Millis, peer: Peer, key: &TxnKey, req: &Request) -> bool {
+        let kind = match req.method {
+            Method::Invite if req.to.tag.is_none() => Kind::Invite,
+            Method::Register => Kind::Register,
+            _ => return true,
+        };
+        let verdict = self.limits.check(now, peer.addr.ip(), kind);
+        self.stats.sources_banned = self.limits.banned() as u64;
+        match verdict {
+            Verdict::Allow => true,
+            Verdict::Ignore => {
+                self.stats.source_ignored += 1;
+                false
+            }
+            Verdict::Refuse { why, retry_after_s } => {
+                match why {
+                    Refusal::Rate => self.stats.source_rate_limited += 1,
+                    Refusal::Concurrency => self.stats.source_over_concurrency += 1,
+                }
+                // A server transaction, so retransmissions get this 503 again for free.
+                self.txns
+                    .server_create(now, key.clone(), peer, kind == Kind::Invite);
+                let to_tag = self.new_tag();
+                let opts = ResponseOpts {
+                    to_tag: Some(&to_tag),
+                    extra_headers: vec![("Retry-After", retry_after_s.to_string())],
+                    ..Default::default()
+                };
+                self.respond(now, key, req, peer, 503, "Service Unavailable", opts);
+                false
+            }
         }
     }
 
@@ -762,6 +820,7 @@ impl Engine {
         self.by_invite.insert(key, call_key);
         self.by_leg.insert(leg, call_key);
         self.calls.insert(call_key, call);
+        self.limits.call_started(peer.addr.ip());
         let feature_call = self
             .calls
             .get(&call_key)
@@ -1527,6 +1586,7 @@ impl Engine {
         let Some(call) = self.calls.remove(&call_key) else {
             return;
         };
+        self.limits.call_ended(call.peer.addr.ip());
         self.by_dialog
             .remove(&(call.sip_call_id.clone(), call.remote_tag.clone()));
         self.by_leg.remove(&call.leg);

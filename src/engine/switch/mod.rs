@@ -3,9 +3,7 @@
 //! Sans-IO: `handle_input(now, input)`, then `poll_output` until None, then sleep until
 //! `poll_timeout`.
 
-#[path = "agent_leg.rs"]
 mod agent_leg;
-#[path = "connection_use.rs"]
 mod connection_use;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};

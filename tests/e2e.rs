@@ -12,12 +12,12 @@
 //! Set CCSWITCH_E2E_SKIP_PJSUA=1 to skip the PJSIP tests on a machine without Python.
 #![allow(clippy::disallowed_methods)] // tests measure wall-clock time on purpose
 
-#[path = "e2e/second_port_dtmf.rs"]
-mod second_port_dtmf;
 #[path = "e2e/agent_transports.rs"]
 mod agent_transports;
 #[path = "e2e/harden_sip.rs"]
 mod harden_sip;
+#[path = "e2e/second_port_dtmf.rs"]
+mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]
 mod sipwire;
 #[path = "e2e/tcp_limits.rs"]

@@ -1,4 +1,3 @@
-
 use super::super::graph::WeeklyHours;
 use super::*;
 use chrono::NaiveDate;

@@ -1,0 +1,69 @@
+//! Screening an INVITE before the IVR: feature codes (`*21` ready, `*22` break, ...) from
+//! authenticated agents (407 flow), and toll-fraud refusals (agent extensions, unknown
+//! `*` codes get 404).
+
+use super::Engine;
+use crate::engine::registrar::AuthResult;
+use crate::engine::time::Millis;
+use crate::engine::txn::TxnKey;
+use crate::engine::Peer;
+use crate::proto::sip::{Request, ResponseOpts};
+
+impl Engine {
+    /// Feature codes and calls to agents: `Err(())` when the INVITE was answered here
+    /// (refused or challenged); `Ok(Some(prompt))` for an accepted feature call (the
+    /// confirmation to play); `Ok(None)` for an ordinary call.
+    pub(super) fn screen_invite(
+        &mut self,
+        now: Millis,
+        peer: Peer,
+        key: &TxnKey,
+        req: &Request,
+    ) -> Result<Option<String>, ()> {
+        let dialled = req.uri_user.clone().unwrap_or_default();
+        if let Some(feature) = self.features.lookup(&dialled) {
+            match self.registrar.authenticate_request(now, peer.addr, req) {
+                AuthResult::Ok(ext) => {
+                    let res = match feature {
+                        "ready" => self
+                            .acd
+                            .set_ready(now, &ext)
+                            .or_else(|_| self.acd.login(now, &ext)),
+                        "logout" => self.acd.logout(now, &ext),
+                        reason => self.acd.set_not_ready(now, &ext, reason),
+                    };
+                    let prompt = match (&res, feature) {
+                        (Err(e), _) => {
+                            tracing::info!(agent = %ext, feature, error = %e, "feature code refused");
+                            "feature_refused"
+                        }
+                        (Ok(()), "ready") => "feature_ready",
+                        (Ok(()), "logout") => "feature_logged_out",
+                        (Ok(()), _) => "feature_not_ready",
+                    };
+                    tracing::info!(agent = %ext, feature, ok = res.is_ok(), "feature code");
+                    return Ok(Some(prompt.to_string()));
+                }
+                AuthResult::Challenge(r) => {
+                    let to_tag = self.new_tag();
+                    let opts = ResponseOpts {
+                        to_tag: Some(&to_tag),
+                        extra_headers: r.headers,
+                        ..Default::default()
+                    };
+                    self.respond(now, key, req, peer, r.status, &r.reason, opts);
+                    return Err(());
+                }
+                AuthResult::Forbidden => {
+                    self.reply(now, key, req, peer, 403, "Forbidden");
+                    return Err(());
+                }
+            }
+        }
+        if dialled.starts_with('*') || self.agent_dir.get(&dialled).is_some() {
+            self.reply(now, key, req, peer, 404, "Not Found");
+            return Err(());
+        }
+        Ok(None)
+    }
+}

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::engine::media::PromptKey;
 use crate::media::prompts::Prompt;

@@ -21,6 +21,7 @@
 //! `summary_by_interval`, `queue_stats`, `agent_stats` (one SQL query each, equal to the
 //! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
 
+mod aggregates;
 mod queries;
 pub mod report;
 mod writer;

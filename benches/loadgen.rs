@@ -28,6 +28,12 @@
 //!       [--rate R] [--rate-seconds S] [--rate-hold S] [--rings N] [--agents N]
 //!       [--bridge-hold S] [--phase a|b|c|all]
 //!
+//! Every phase judges its calls the same way (`judge`, `Tally`): a call fails when it was not
+//! set up, the switch ended it early (BYE before the caller's), its BYE got no 200, or it lost
+//! RTP (any packet missing in sequence, or none heard in 500 ms of talk); phase C also fails
+//! calls never bridged or whose agent never heard the caller. Each phase prints the counts;
+//! in quick mode any of them makes the exit status 1.
+//!
 //! Without `--bench` on the command line (i.e. under `cargo test --all-targets`) it runs the
 //! quick mode. The switch binary is $CCSWITCH_BIN, else the one cargo built for this
 //! profile. Needs many file descriptors (2 per call or agent here, ~2 per leg in the switch): it
@@ -477,7 +483,7 @@ fn raise_nofile() -> u64 {
 // One caller
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Fail {
     Status(u16),
     Timeout,
@@ -494,6 +500,8 @@ struct CallResult {
     fail: Option<Fail>,
     ended_by_switch: bool,
     bye_ok: bool,
+    /// How long the call talked (answer to hang-up or the switch's BYE).
+    talk: Duration,
     rx_packets: u64,
     /// Packets of another SSRC (a stale stream to a reused port), not counted.
     foreign_packets: u64,
@@ -799,6 +807,7 @@ async fn talk(
             }
         }
     }
+    res.talk = start.elapsed();
     if let Some(f) = first_seq {
         res.expected_packets = (ext_last.saturating_sub(f) + 1) as u64;
     }
@@ -894,6 +903,189 @@ async fn call_flow(
 }
 
 // ---------------------------------------------------------------------------------------
+// Judging a call: the same rules and the same tally in every phase
+// ---------------------------------------------------------------------------------------
+
+/// Talk time after which a call that heard no RTP at all has lost it: the switch starts
+/// sending within a frame or two of its answer, so half a second of silence is not a
+/// scheduling hiccup (a sanity floor, not a timing figure).
+const NO_RTP_AFTER: Duration = Duration::from_millis(500);
+
+/// The first thing that went wrong with a call, in this order (a call counts once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Problem {
+    /// No dialog: a non-2xx final, no final in time, a socket error, a 200 without SDP.
+    Setup(Fail),
+    /// Phase C: the caller never heard an agent.
+    NeverBridged,
+    /// The switch sent BYE before the caller hung up.
+    EndedBySwitch,
+    /// The caller's BYE got another final status, or none within its 8 s.
+    ByeNot200,
+    /// Phase C: the agent never heard the caller.
+    OneWayAudio,
+    /// The call talked NO_RTP_AFTER or longer and heard not one RTP packet.
+    NoRtp,
+    /// Packets missing between the first and the last one heard.
+    RtpLost,
+}
+
+/// What a call heard: RTP packets received, and expected over the first..last heard.
+/// The switch's sequence numbers advance per packet sent (a late frame is skipped, not
+/// numbered), and the relayed frame counters per frame the far end sent, so a gap is a
+/// packet that was sent and never arrived: on loopback that is a bug, not load.
+#[derive(Debug, Default, Clone, Copy)]
+struct Heard {
+    received: u64,
+    expected: u64,
+}
+
+impl Heard {
+    fn lost(self) -> u64 {
+        self.expected.saturating_sub(self.received)
+    }
+
+    fn add(self, o: Heard) -> Heard {
+        Heard {
+            received: self.received + o.received,
+            expected: self.expected + o.expected,
+        }
+    }
+
+    fn loss_pct(self) -> f64 {
+        if self.expected > 0 {
+            100.0 * self.lost() as f64 / self.expected as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Phase C's bridge checks for one call: did the caller hear an agent, did the agent hear it.
+#[derive(Debug, Clone, Copy)]
+struct BridgeCheck {
+    bridged: bool,
+    heard_by_agent: bool,
+}
+
+/// The call's first problem, or None when it worked throughout.
+fn judge(call: &CallResult, bridge: Option<BridgeCheck>, heard: Heard) -> Option<Problem> {
+    if let Some(f) = call.fail {
+        return Some(Problem::Setup(f));
+    }
+    if bridge.is_some_and(|b| !b.bridged) {
+        return Some(Problem::NeverBridged);
+    }
+    if call.ended_by_switch {
+        return Some(Problem::EndedBySwitch);
+    }
+    if !call.bye_ok {
+        return Some(Problem::ByeNot200);
+    }
+    if bridge.is_some_and(|b| !b.heard_by_agent) {
+        return Some(Problem::OneWayAudio);
+    }
+    if heard.received == 0 && call.talk >= NO_RTP_AFTER {
+        return Some(Problem::NoRtp);
+    }
+    if heard.lost() > 0 {
+        return Some(Problem::RtpLost);
+    }
+    None
+}
+
+/// One phase's calls by outcome, and the RTP they heard.
+#[derive(Debug, Default)]
+struct Tally {
+    calls: usize,
+    problems: std::collections::BTreeMap<Problem, usize>,
+    heard: Heard,
+    /// Calls that lost packets, counted even when an earlier problem classed the call.
+    calls_with_loss: usize,
+}
+
+impl Tally {
+    fn add(&mut self, call: &CallResult, bridge: Option<BridgeCheck>, heard: Heard) {
+        self.calls += 1;
+        self.heard = self.heard.add(heard);
+        if heard.lost() > 0 {
+            self.calls_with_loss += 1;
+        }
+        if let Some(p) = judge(call, bridge, heard) {
+            *self.problems.entry(p).or_default() += 1;
+        }
+    }
+
+    /// Calls with any problem.
+    fn failed(&self) -> usize {
+        self.problems.values().sum()
+    }
+
+    fn count(&self, want: impl Fn(&Problem) -> bool) -> usize {
+        self.problems
+            .iter()
+            .filter(|(p, _)| want(p))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The outcome lines of a phase summary; `bridged` adds phase C's two rows.
+    fn print(&self, bridged: bool) {
+        let setup: std::collections::BTreeMap<String, usize> = self
+            .problems
+            .iter()
+            .filter_map(|(p, n)| match p {
+                Problem::Setup(f) => Some((format!("{f:?}"), *n)),
+                _ => None,
+            })
+            .collect();
+        let n = |p: Problem| self.problems.get(&p).copied().unwrap_or(0);
+        println!(
+            "{:<34} {} of {}",
+            "calls failed (any reason below)",
+            self.failed(),
+            self.calls
+        );
+        println!(
+            "{:<34} {} {setup:?}",
+            "  not set up (non-2xx/timeout)",
+            self.count(|p| matches!(p, Problem::Setup(_)))
+        );
+        if bridged {
+            println!("{:<34} {}", "  never bridged", n(Problem::NeverBridged));
+        }
+        println!(
+            "{:<34} {}",
+            "  ended early by the switch",
+            n(Problem::EndedBySwitch)
+        );
+        println!("{:<34} {}", "  BYE without 200", n(Problem::ByeNot200));
+        if bridged {
+            println!(
+                "{:<34} {}",
+                "  agent never heard the caller",
+                n(Problem::OneWayAudio)
+            );
+        }
+        println!(
+            "{:<34} {} (no RTP in {} ms of talk: {})",
+            "  RTP lost",
+            n(Problem::RtpLost) + n(Problem::NoRtp),
+            NO_RTP_AFTER.as_millis(),
+            n(Problem::NoRtp)
+        );
+        println!(
+            "{:<34} {:.3}% ({} of {} packets; calls with any loss: {})",
+            "RTP loss",
+            self.heard.loss_pct(),
+            self.heard.lost(),
+            self.heard.expected,
+            self.calls_with_loss
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Phases and figures
 // ---------------------------------------------------------------------------------------
 
@@ -925,10 +1117,13 @@ struct PhaseStats {
 
 fn report(p: &mut PhaseStats) -> usize {
     let total = p.results.len();
-    let failed: Vec<&CallResult> = p.results.iter().filter(|r| r.fail.is_some()).collect();
-    let mut by_reason = std::collections::BTreeMap::<String, usize>::new();
-    for r in &failed {
-        *by_reason.entry(format!("{:?}", r.fail)).or_default() += 1;
+    let mut tally = Tally::default();
+    for r in &p.results {
+        let heard = Heard {
+            received: r.rx_packets,
+            expected: r.expected_packets,
+        };
+        tally.add(r, None, heard);
     }
     let mut t180: Vec<f64> = p.results.iter().filter_map(|r| r.t180_ms).collect();
     let mut t200: Vec<f64> = p.results.iter().filter_map(|r| r.t200_ms).collect();
@@ -943,28 +1138,10 @@ fn report(p: &mut PhaseStats) -> usize {
         .iter()
         .flat_map(|r| r.gap_err_ms.iter().map(|g| *g as f64))
         .collect();
-    let rx: u64 = p.results.iter().map(|r| r.rx_packets).sum();
-    let expected: u64 = p.results.iter().map(|r| r.expected_packets).sum();
     let foreign: u64 = p.results.iter().map(|r| r.foreign_packets).sum();
-    let loss = if expected > 0 {
-        100.0 * expected.saturating_sub(rx) as f64 / expected as f64
-    } else {
-        0.0
-    };
-    let ended_by_switch = p.results.iter().filter(|r| r.ended_by_switch).count();
-    let bye_bad = p
-        .results
-        .iter()
-        .filter(|r| r.fail.is_none() && !r.ended_by_switch && !r.bye_ok)
-        .count();
     println!("\n== {} ==", p.name);
     println!("{:<34} {}", "calls attempted", total);
-    println!(
-        "{:<34} {} {:?}",
-        "failed calls (non-2xx/timeout)",
-        failed.len(),
-        by_reason
-    );
+    tally.print(false);
     println!("{:<34} {}", "INVITE->180 ms", pct(&mut t180));
     println!("{:<34} {}", "INVITE->200 ms", pct(&mut t200));
     println!(
@@ -982,20 +1159,12 @@ fn report(p: &mut PhaseStats) -> usize {
         "calls in progress, peak (+ringing)", p.max_in_flight
     );
     println!(
-        "{:<34} {} (of which gaps measured {})",
+        "{:<34} {} (of which gaps measured {}; foreign-SSRC packets ignored: {foreign})",
         "RTP packets received",
-        rx,
+        tally.heard.received,
         gaps.len()
     );
     println!("{:<34} {}", "pacing error |gap-20ms| ms", pct(&mut gaps));
-    println!(
-        "{:<34} {:.3}% (foreign-SSRC packets ignored: {foreign})",
-        "RTP loss", loss
-    );
-    println!(
-        "{:<34} {} / BYE not 200: {}",
-        "calls ended by switch", ended_by_switch, bye_bad
-    );
     println!(
         "{:<34} {:.1}% of one core ({:.1} s CPU in {:.1} s)",
         "switch CPU",
@@ -1016,7 +1185,7 @@ fn report(p: &mut PhaseStats) -> usize {
         "{:<34} {:.1} kB (RSS idle {} kB, peak {} kB)",
         "switch RSS per call", per_call, p.rss_idle_kb, p.rss_peak_kb
     );
-    failed.len()
+    tally.failed()
 }
 
 /// Samples switch RSS every 250 ms until told to stop; returns the peak.
@@ -1249,7 +1418,10 @@ fn main() {
         Ok(0) => println!("\nloadgen: done"),
         Ok(n) if o.quick => {
             // At quick-mode load every call must work: a failure is a bug, not a capacity figure.
-            eprintln!("\nloadgen: {n} calls failed in quick mode");
+            eprintln!(
+                "\nloadgen: {n} calls (or agent registrations) failed in quick mode: not set up, \
+                 ended early by the switch, BYE without 200 or RTP lost (see the phase summaries)"
+            );
             std::process::exit(1);
         }
         Ok(n) => println!("\nloadgen: done ({n} failed calls)"),
@@ -1394,11 +1566,23 @@ impl RelayRx {
         true
     }
 
-    /// (received, expected) over each stream's first..last frame seen.
-    fn loss(&self) -> (u64, u64) {
-        self.streams
-            .iter()
-            .fold((0, 0), |(r, e), s| (r + s.3, e + (s.2 - s.1) as u64 + 1))
+    /// Per source stream: frames received, and expected over its first..last frame seen.
+    fn per_stream(&self) -> impl Iterator<Item = (u32, Heard)> + '_ {
+        self.streams.iter().map(|s| {
+            (
+                s.0,
+                Heard {
+                    received: s.3,
+                    expected: u64::from(s.2 - s.1) + 1,
+                },
+            )
+        })
+    }
+
+    /// All streams together.
+    fn loss(&self) -> Heard {
+        self.per_stream()
+            .fold(Heard::default(), |h, (_, s)| h.add(s))
     }
 }
 
@@ -1768,6 +1952,7 @@ async fn bridged_call(sh: Arc<Shared>, cs: Arc<CShared>, release_at: Instant) ->
             }
         }
     }
+    out.call.talk = start.elapsed();
     if out.bridged {
         cs.bridged.fetch_sub(1, Ordering::Relaxed);
     }
@@ -1905,31 +2090,30 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         .iter()
         .filter_map(|a| a.register_fail.as_ref())
         .collect();
-    let mut by_reason = std::collections::BTreeMap::<String, usize>::new();
-    for r in &calls {
-        let why = match (
-            &r.call.fail,
-            r.bridged,
-            r.call.ended_by_switch,
-            r.call.bye_ok,
-        ) {
-            (Some(f), _, _, _) => format!("{f:?}"),
-            (None, false, _, _) => "never bridged".into(),
-            (None, true, true, _) => "ended by switch".into(),
-            (None, true, false, false) => "BYE not 200".into(),
-            _ => continue,
-        };
-        *by_reason.entry(why).or_default() += 1;
+    // What the agents heard of each caller's stream: (received, expected).
+    let mut heard_by_agents = std::collections::HashMap::<u32, Heard>::new();
+    for (stream, heard) in agent_res.iter().flat_map(|a| a.rx.per_stream()) {
+        let h = heard_by_agents.entry(stream).or_default();
+        *h = h.add(heard);
     }
-    let mut failed: usize = by_reason.values().sum();
-    let heard_by_agents: std::collections::HashSet<u32> = agent_res
-        .iter()
-        .flat_map(|a| a.rx.streams.iter().map(|s| s.0))
-        .collect();
+    let mut tally = Tally::default();
+    let (mut a2c_loss, mut c2a_loss) = (Heard::default(), Heard::default());
+    for c in &calls {
+        let a2c = c.rx.loss();
+        let c2a = heard_by_agents.get(&c.stream).copied();
+        let check = BridgeCheck {
+            bridged: c.bridged,
+            heard_by_agent: c2a.is_some(),
+        };
+        let c2a = c2a.unwrap_or_default();
+        a2c_loss = a2c_loss.add(a2c);
+        c2a_loss = c2a_loss.add(c2a);
+        tally.add(&c.call, Some(check), a2c.add(c2a));
+    }
     let bridged = calls.iter().filter(|c| c.bridged).count();
     let both_ways = calls
         .iter()
-        .filter(|c| c.bridged && heard_by_agents.contains(&c.stream))
+        .filter(|c| c.bridged && heard_by_agents.contains_key(&c.stream))
         .count();
     let a2c: Vec<f32> = calls
         .iter()
@@ -1939,18 +2123,6 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         .iter()
         .flat_map(|a| a.rx.delay_ms.iter().copied())
         .collect();
-    let loss = |v: (u64, u64)| {
-        if v.1 > 0 {
-            100.0 * v.1.saturating_sub(v.0) as f64 / v.1 as f64
-        } else {
-            0.0
-        }
-    };
-    let sum = |it: &mut dyn Iterator<Item = (u64, u64)>| {
-        it.fold((0u64, 0u64), |a, b| (a.0 + b.0, a.1 + b.1))
-    };
-    let a2c_loss = sum(&mut calls.iter().map(|c| c.rx.loss()));
-    let c2a_loss = sum(&mut agent_res.iter().map(|a| a.rx.loss()));
     let offered = cs.offered.lock().map(|m| m.clone()).unwrap_or_default();
     let mut routing: Vec<f64> = calls
         .iter()
@@ -1988,7 +2160,7 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         println!("{:<34} {e}", "first registration failure");
     }
     println!("{:<34} {n_calls}", "calls attempted");
-    println!("{:<34} {failed} {:?}", "failed calls", by_reason);
+    tally.print(true);
     println!(
         "{:<34} {bridged} (audio both ways: {both_ways})",
         "calls bridged (caller hears agent)"
@@ -2022,12 +2194,12 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
     println!(
         "{:<34} agent->caller {:.3}% ({} of {}), caller->agent {:.3}% ({} of {})",
         "relayed RTP loss",
-        loss(a2c_loss),
-        a2c_loss.1.saturating_sub(a2c_loss.0),
-        a2c_loss.1,
-        loss(c2a_loss),
-        c2a_loss.1.saturating_sub(c2a_loss.0),
-        c2a_loss.1
+        a2c_loss.loss_pct(),
+        a2c_loss.lost(),
+        a2c_loss.expected,
+        c2a_loss.loss_pct(),
+        c2a_loss.lost(),
+        c2a_loss.expected
     );
     println!(
         "{:<34} {:.1}% of one core while all bridged ({:.1} s CPU in {:.1} s); calls phase {:.1}% ({:.1} s in {:.1} s); whole phase {:.1} s CPU",
@@ -2052,8 +2224,7 @@ async fn phase_c(o: &Opts) -> Result<usize, String> {
         rss_idle,
         peak
     );
-    // A call whose agent never heard the caller is a failure too.
-    failed += bridged - both_ways;
+    let failed = tally.failed();
     if failed > 0 && o.quick {
         eprintln!("switch log tail:\n{tail}");
     }

@@ -1,7 +1,7 @@
 //! Bridged-call relay under load: N pairs of "phones" on 127.0.0.1, each pair bridged
 //! through two media legs, every phone sending 50 packets/s (20 ms G.711) to its leg.
 //!
-//!   cargo bench --bench media_bridge -- [--pairs 1000] [--seconds 10] [--workers 2]
+//!   cargo bench --bench media_bridge -- [--quick] [--pairs 1000] [--seconds 10] [--workers 2]
 //!                                       [--same-codec] [--no-rt] [--phones-no-rt]
 //!                                       [--sockets 16] [--receivers 2]
 //!
@@ -10,8 +10,11 @@
 //! relay it measures: phone i is socket i % sockets; its leg latches to that address, and
 //! the receiver tells streams apart by the leg's source port.
 //!
-//! Without `--bench` (as under `cargo test --benches` / `--all-targets`) it runs a quick mode:
-//! 10 pairs for 1 second. By default every other pair is PCMU <-> PCMA (transcoded);
+//! With `--quick`, or without `--bench` (as under `cargo test --benches` / `--all-targets`), it
+//! runs a quick mode: 10 pairs for 1 second, which also checks a sanity floor and exits 1
+//! when the phones sent nothing, nothing was relayed or arrived, or a phone heard nothing of
+//! its partner (never a timing figure: delay and partial loss are printed, not judged).
+//! By default every other pair is PCMU <-> PCMA (transcoded);
 //! `--same-codec` makes all PCMU.
 //!
 //! Added relay delay = the far phone's kernel receive timestamp (SO_TIMESTAMPNS) minus the
@@ -36,6 +39,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Args {
+    /// Quick mode: small defaults, and the sanity floor decides the exit status.
+    quick: bool,
     pairs: usize,
     seconds: u64,
     warmup: u64,
@@ -51,7 +56,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--quick");
     let get = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -60,6 +65,7 @@ fn parse_args() -> Args {
     };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Args {
+        quick: !full,
         pairs: get("--pairs").map_or(if full { 1000 } else { 10 }, |v| v.max(1) as usize),
         seconds: get("--seconds").unwrap_or(if full { 10 } else { 1 }).max(1),
         warmup: get("--warmup").unwrap_or(2),
@@ -338,6 +344,8 @@ fn sender(sh: Arc<Shared>) -> u64 {
 struct RxResult {
     delays_us: Vec<f32>,
     received_in_window: u64,
+    /// Per phone: packets of its partner that arrived in the window.
+    per_phone: Vec<u64>,
     no_timestamp: u64,
     unreadable: u64,
 }
@@ -345,7 +353,10 @@ struct RxResult {
 /// Receives on sockets `first..` stepping by `step` via epoll and recvmmsg.
 fn receiver(sh: Arc<Shared>, first: usize, step: usize) -> RxResult {
     const BATCH: usize = 64;
-    let mut res = RxResult::default();
+    let mut res = RxResult {
+        per_phone: vec![0; sh.phones.len()],
+        ..RxResult::default()
+    };
     // SAFETY: plain epoll syscalls over sockets that outlive this thread (held by `sh`).
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     assert!(ep >= 0, "epoll_create1");
@@ -442,6 +453,7 @@ fn receiver(sh: Arc<Shared>, first: usize, step: usize) -> RxResult {
                         && sent < sh.to_ns.load(Ordering::Relaxed)
                     {
                         res.received_in_window += 1;
+                        res.per_phone[leg] += 1;
                         res.delays_us.push(((kernel - sent) as f64 / 1000.0) as f32);
                     }
                 }
@@ -634,9 +646,13 @@ fn main() {
     let skipped = sender_thread.join().expect("sender");
     let mut delays = Vec::new();
     let (mut received, mut no_ts, mut unreadable) = (0, 0, 0);
+    let mut per_phone = vec![0u64; legs];
     for r in receivers {
         let r = r.join().expect("receiver");
         delays.extend(r.delays_us);
+        for (total, n) in per_phone.iter_mut().zip(&r.per_phone) {
+            *total += n;
+        }
         received += r.received_in_window;
         no_ts += r.no_timestamp;
         unreadable += r.unreadable;
@@ -694,4 +710,36 @@ fn main() {
         if relayed > 0 { media_cpu * 1e6 / relayed as f64 } else { 0.0 },
         process_cpu * 100.0 / secs,
     );
+    let deaf = per_phone.iter().filter(|n| **n == 0).count();
+    let problems = sanity(sent, relayed, received, deaf, legs);
+    if problems.is_empty() {
+        println!("  sanity: packets sent, relayed and received, every phone heard its partner");
+    } else {
+        println!("  sanity: FAILED: {}", problems.join("; "));
+        if args.quick {
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A floor any working relay clears on loopback however loaded the machine: something sent,
+/// relayed and received, and every phone heard some of its partner's packets in the window.
+/// Partial loss and delay are figures (a late packet counts as lost here), so not judged.
+fn sanity(sent: u64, relayed: u64, received: u64, deaf: usize, phones: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    if sent == 0 {
+        problems.push("the phones sent no packets in the window".to_string());
+    }
+    if relayed == 0 {
+        problems.push("the media plane relayed no packets".to_string());
+    }
+    if received == 0 {
+        problems.push("no packets arrived (total loss)".to_string());
+    }
+    if deaf > 0 {
+        problems.push(format!(
+            "{deaf} of {phones} phones heard nothing of their partner"
+        ));
+    }
+    problems
 }

@@ -1,10 +1,13 @@
 //! RTP pacing under load: starts the media runtime with N legs all playing looped hold music
 //! to receivers on 127.0.0.1, which measure every leg's inter-packet gaps.
 //!
-//!   cargo bench --bench media_pacing -- [--legs 2000] [--seconds 10] [--workers 2] [--no-rt]
+//!   cargo bench --bench media_pacing -- [--quick] [--legs 2000] [--seconds 10] [--workers 2]
+//!                                       [--no-rt]
 //!
-//! Without `--bench` (as under `cargo test --benches` / `--all-targets`) it runs a quick
-//! mode: 20 legs for 1 second. Pacing error = gap between consecutive packets of one leg
+//! With `--quick`, or without `--bench` (as under `cargo test --benches` / `--all-targets`),
+//! it runs a quick mode: 20 legs for 1 second, which also checks a sanity floor and exits 1
+//! when the runtime sent nothing, nothing arrived, or a leg was never heard (never a timing
+//! figure: those are printed, not judged). Pacing error = gap between consecutive packets of one leg
 //! minus 20 ms; gaps spanning a lost packet are counted as loss, not as gaps. Arrival time is
 //! the kernel's receive timestamp (SO_TIMESTAMPNS), so the figures describe the sender and
 //! not this receiver's scheduling; the user-space arrival figures are printed alongside.
@@ -25,6 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Args {
+    /// Quick mode: small defaults, and the sanity floor decides the exit status.
+    quick: bool,
     legs: usize,
     seconds: u64,
     warmup: u64,
@@ -36,7 +41,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let args: Vec<String> = std::env::args().collect();
-    let full = args.iter().any(|a| a == "--bench");
+    let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--quick");
     let get = |name: &str| {
         args.iter()
             .position(|a| a == name)
@@ -45,6 +50,7 @@ fn parse_args() -> Args {
     };
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     Args {
+        quick: !full,
         legs: get("--legs").map_or(if full { 2000 } else { 20 }, |v| v as usize),
         seconds: get("--seconds").unwrap_or(if full { 10 } else { 1 }),
         warmup: get("--warmup").unwrap_or(if full { 2 } else { 1 }),
@@ -384,4 +390,30 @@ fn main() {
         rss_running,
         rss_running.saturating_sub(rss_before) as f64 / args.legs.max(1) as f64
     );
+    let problems = sanity(sent, packets, legs_seen, args.legs);
+    if problems.is_empty() {
+        println!("  sanity: packets sent and received, every leg heard");
+    } else {
+        println!("  sanity: FAILED: {}", problems.join("; "));
+        if args.quick {
+            std::process::exit(1);
+        }
+    }
+}
+
+/// A floor any working media plane clears on loopback however loaded the machine: something
+/// sent, something received, no leg silent for the whole run. A leg a second late is still
+/// heard; only a leg that never sends (or a total loss) fails.
+fn sanity(sent: u64, received: u64, legs_heard: usize, legs: usize) -> Vec<String> {
+    let mut problems = Vec::new();
+    if sent == 0 {
+        problems.push("the runtime sent no packets in the window".to_string());
+    }
+    if received == 0 {
+        problems.push("no packets received in the window (total loss)".to_string());
+    }
+    if legs_heard < legs {
+        problems.push(format!("{} of {legs} legs never heard", legs - legs_heard));
+    }
+    problems
 }

@@ -25,7 +25,7 @@ fn shipped() -> Registrar {
     )
     .unwrap();
     assert_eq!(dir.len(), 3);
-    let cfg = dir.registrar.to_registrar_config();
+    let cfg = dir.registrar.clone();
     Registrar::new(Arc::new(dir), cfg, *b"0123456789abcdef0123456789abcdef")
 }
 

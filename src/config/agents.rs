@@ -4,7 +4,9 @@
 //! against the queues config by whoever loads both.
 
 use super::toml_error::{self, ConfigError};
+pub use crate::engine::agents::{AgentConfig, AgentDirectory, FeatureCodes};
 use crate::engine::registrar::RegistrarConfig;
+pub use crate::engine::registrar::DEFAULT_REALM;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -12,47 +14,9 @@ use std::path::Path;
 /// The agents file inside the config folder (optional: absent means no agents).
 pub const AGENTS_FILE: &str = "agents.toml";
 
-/// Realm when `[registrar] realm` is not given.
-pub const DEFAULT_REALM: &str = "ccswitch";
-
 /// Skill proficiency range.
 pub const MIN_PROFICIENCY: u8 = 1;
 pub const MAX_PROFICIENCY: u8 = 5;
-
-/// One agent, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AgentConfig {
-    /// Digits only; also the SIP digest username.
-    pub extension: String,
-    pub name: String,
-    /// Skill name -> proficiency 1-5.
-    pub skills: BTreeMap<String, u8>,
-    /// Language skills ("en", "zh").
-    pub languages: Vec<String>,
-    /// Queue names served, in the order given.
-    pub queues: Vec<String>,
-    /// Lower-case hex, 32 digits: MD5(extension:realm:password).
-    pub ha1_md5: Option<String>,
-    /// Lower-case hex, 64 digits: SHA-256(extension:realm:password).
-    pub ha1_sha256: Option<String>,
-    /// The realm the HA1s were made for.
-    pub realm: String,
-}
-
-impl AgentConfig {
-    /// Proficiency in `skill` (1-5), if the agent has it.
-    pub fn proficiency(&self, skill: &str) -> Option<u8> {
-        self.skills.get(skill).copied()
-    }
-
-    pub fn speaks(&self, language: &str) -> bool {
-        self.languages.iter().any(|l| l == language)
-    }
-
-    pub fn serves(&self, queue: &str) -> bool {
-        self.queues.iter().any(|q| q == queue)
-    }
-}
 
 /// `[registrar]`, in the file's units (seconds).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -75,16 +39,18 @@ pub struct RegistrarSection {
 }
 
 impl Default for RegistrarSection {
+    /// The registrar's own defaults, in the file's units.
     fn default() -> Self {
+        let d = RegistrarConfig::default();
         RegistrarSection {
-            realm: DEFAULT_REALM.into(),
-            nonce_ttl_s: 300,
-            min_expires_s: 60,
-            max_expires_s: 3600,
-            default_expires_s: 3600,
-            max_failures: 5,
-            failure_window_s: 60,
-            block_s: 300,
+            realm: d.realm,
+            nonce_ttl_s: d.nonce_ttl_ms / 1000,
+            min_expires_s: d.min_expires_s,
+            max_expires_s: d.max_expires_s,
+            default_expires_s: d.default_expires_s,
+            max_failures: d.max_failures,
+            failure_window_s: d.failure_window_ms / 1000,
+            block_s: d.block_ms / 1000,
         }
     }
 }
@@ -105,99 +71,7 @@ impl RegistrarSection {
     }
 }
 
-/// `[feature_codes]`: what an agent dials to change state.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct FeatureCodes {
-    pub ready: String,
-    #[serde(rename = "break")]
-    pub break_: String,
-    pub logout: String,
-    pub lunch: String,
-    pub training: String,
-}
-
-impl Default for FeatureCodes {
-    fn default() -> Self {
-        FeatureCodes {
-            ready: "*21".into(),
-            break_: "*22".into(),
-            logout: "*23".into(),
-            lunch: "*24".into(),
-            training: "*25".into(),
-        }
-    }
-}
-
-impl FeatureCodes {
-    /// (config key, code) pairs in a fixed order.
-    pub fn all(&self) -> [(&'static str, &str); 5] {
-        [
-            ("ready", &self.ready),
-            ("break", &self.break_),
-            ("logout", &self.logout),
-            ("lunch", &self.lunch),
-            ("training", &self.training),
-        ]
-    }
-
-    /// Which feature (config key) a dialled string is, if any.
-    pub fn lookup(&self, dialled: &str) -> Option<&'static str> {
-        self.all()
-            .into_iter()
-            .find(|(_, code)| *code == dialled)
-            .map(|(k, _)| k)
-    }
-}
-
-/// Every agent plus the registrar settings and feature codes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AgentDirectory {
-    pub agents: Vec<AgentConfig>,
-    by_extension: HashMap<String, usize>,
-    pub registrar: RegistrarSection,
-    pub feature_codes: FeatureCodes,
-}
-
 impl AgentDirectory {
-    /// No agents, default settings (no `agents.toml`).
-    pub fn empty() -> AgentDirectory {
-        AgentDirectory::default()
-    }
-
-    /// Builds a directory from already valid parts (tests, tools).
-    pub fn new(
-        agents: Vec<AgentConfig>,
-        registrar: RegistrarSection,
-        feature_codes: FeatureCodes,
-    ) -> AgentDirectory {
-        let by_extension = agents
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.extension.clone(), i))
-            .collect();
-        AgentDirectory {
-            agents,
-            by_extension,
-            registrar,
-            feature_codes,
-        }
-    }
-
-    pub fn get(&self, extension: &str) -> Option<&AgentConfig> {
-        self.by_extension
-            .get(extension)
-            .and_then(|i| self.agents.get(*i))
-    }
-
-    pub fn len(&self) -> usize {
-        self.agents.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
-    }
-
     /// Agents whose HA1 is still the one of the documented demo password `demo<extension>`,
     /// as (agent index, HA1 key, extension). Computed for each agent's own realm rather than
     /// matched against the shipped hashes, so a renamed realm or a copied demo agent is
@@ -291,7 +165,7 @@ pub fn parse(path: &Path, text: &str) -> Result<AgentDirectory, ConfigError> {
     }
     Ok(AgentDirectory::new(
         agents,
-        file.registrar,
+        file.registrar.to_registrar_config(),
         file.feature_codes,
     ))
 }
@@ -626,16 +500,19 @@ mod tests {
                 Some(ha1(Algorithm::Sha256, &a.extension, &a.realm, &pw).as_str())
             );
         }
-        let rc = d.registrar.to_registrar_config();
+        let rc = &d.registrar;
         assert_eq!(rc.realm, "ccswitch");
-        assert_eq!(rc.nonce_ttl_ms, d.registrar.nonce_ttl_s * 1000);
+        assert_eq!(rc.nonce_ttl_ms, 300 * 1000);
     }
 
     #[test]
     fn empty_text_is_an_empty_directory() {
         let d = p("").unwrap();
         assert!(d.is_empty());
-        assert_eq!(d.registrar, RegistrarSection::default());
+        assert_eq!(
+            d.registrar,
+            RegistrarSection::default().to_registrar_config()
+        );
         assert_eq!(d.feature_codes.ready, "*21");
     }
 

@@ -2,6 +2,7 @@
 //! clock, the database or an unseeded RNG. See DESIGN.md section 3.
 
 pub mod acd;
+pub mod agents;
 pub mod call;
 pub mod deadlines;
 pub mod ivr;

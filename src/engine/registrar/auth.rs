@@ -3,7 +3,7 @@
 
 use super::reply::RegisterReply;
 use super::{Registrar, MAX_TRACKED_NONCES};
-use crate::config::AgentConfig;
+use crate::engine::agents::AgentConfig;
 use crate::engine::Millis;
 use crate::proto::digest::{self, Algorithm, Credentials};
 use crate::proto::sip::Request;

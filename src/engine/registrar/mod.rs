@@ -56,7 +56,7 @@ mod contact;
 mod reply;
 
 use super::{Millis, Transport};
-use crate::config::AgentDirectory;
+use crate::engine::agents::AgentDirectory;
 use crate::proto::sip::{Method, Request};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -87,9 +87,21 @@ pub struct RegistrarConfig {
     pub block_ms: u64,
 }
 
+/// Realm when `[registrar] realm` is not given.
+pub const DEFAULT_REALM: &str = "ccswitch";
+
 impl Default for RegistrarConfig {
     fn default() -> Self {
-        crate::config::agents::RegistrarSection::default().to_registrar_config()
+        RegistrarConfig {
+            realm: DEFAULT_REALM.into(),
+            nonce_ttl_ms: 300_000,
+            min_expires_s: 60,
+            max_expires_s: 3600,
+            default_expires_s: 3600,
+            max_failures: 5,
+            failure_window_ms: 60_000,
+            block_ms: 300_000,
+        }
     }
 }
 

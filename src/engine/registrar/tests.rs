@@ -1,6 +1,5 @@
 use super::*;
-use crate::config::agents::{FeatureCodes, RegistrarSection};
-use crate::config::AgentConfig;
+use crate::engine::agents::{AgentConfig, FeatureCodes};
 use crate::proto::digest::{self, ha1, Algorithm, QopAuth};
 use crate::proto::sip::{parse, Message};
 use std::collections::BTreeMap;
@@ -39,7 +38,7 @@ fn registrar() -> Registrar {
             agent("1001", "pw1001", true, true),
             agent("1002", "pw1002", true, false),
         ],
-        RegistrarSection::default(),
+        RegistrarConfig::default(),
         FeatureCodes::default(),
     );
     Registrar::new(Arc::new(dir), cfg(), [7; 32])

@@ -46,8 +46,7 @@ use super::registrar::Registrar;
 use super::time::Millis;
 use super::txn::{Transactions, TxnConfig, TxnKey, TxnOutput};
 use super::{Command, Input, Output, Peer};
-use crate::config::agents::FeatureCodes;
-use crate::config::AgentDirectory;
+use crate::engine::agents::{AgentDirectory, FeatureCodes};
 use agent_leg::AgentLeg;
 use bytes::Bytes;
 use rand::rngs::StdRng;
@@ -169,7 +168,7 @@ impl Engine {
         let offset: u16 = rng.random();
         let registrar = Registrar::new(
             cfg.agents.clone(),
-            cfg.agents.registrar.to_registrar_config(),
+            cfg.agents.registrar.clone(),
             cfg.registrar_secret,
         );
         let profiles = cfg

@@ -5,6 +5,8 @@
 //!
 //!   cargo bench --bench tcp_flood                               # 3000 connections, 32 s timeout
 //!   cargo bench --bench tcp_flood -- --connections 1000 --timeout-ms 5000
+//! Under `cargo test --all-targets` (no `--bench` argument) it runs a quick pass: 100
+//! connections, 2 s timeout.
 #![allow(clippy::disallowed_methods)] // a bench measures wall-clock time on purpose
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -24,6 +26,11 @@ fn args() -> Args {
         timeout_ms: 32_000,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` does not: keep that run short.
+    if !argv.iter().any(|a| a == "--bench") {
+        a.connections = 100;
+        a.timeout_ms = 2_000;
+    }
     let mut it = argv.iter();
     while let Some(k) = it.next() {
         let v = || it.clone().next().and_then(|v| v.parse::<u64>().ok());

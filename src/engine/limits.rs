@@ -14,6 +14,7 @@
 //! entry, which rate-limits but never bans (a ban there would shut out every new source).
 
 use super::time::Millis;
+use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::IpAddr;
@@ -29,35 +30,16 @@ const CONCURRENCY_RETRY_AFTER_S: u64 = 30;
 /// per second refills exactly `rate` units per millisecond).
 const TOKEN: u64 = 1000;
 
-/// An IP network `addr/prefix` (a bare address is a /32 or /128). IPv4-mapped IPv6
-/// sources match IPv4 networks.
+/// An IP network `addr/prefix` (a bare address is a /32 or /128), parsed by `ipnet`.
+/// IPv4-mapped IPv6 sources match IPv4 networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(try_from = "String")]
-pub struct Cidr {
-    net: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask_v4(u32::from(ip), self.prefix) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                mask_v6(u128::from(ip), self.prefix) == u128::from(net)
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
-}
-
-fn mask_v4(bits: u32, prefix: u8) -> u32 {
-    bits & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
-}
-
-fn mask_v6(bits: u128, prefix: u8) -> u128 {
-    bits & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 impl FromStr for Cidr {
@@ -65,30 +47,26 @@ impl FromStr for Cidr {
 
     /// Host bits are cleared (`10.1.2.3/8` is `10.0.0.0/8`), as the usual tools do.
     fn from_str(s: &str) -> Result<Cidr, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
+        let s = s.trim();
+        let net = match s.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(_) if !s.contains('/') => s
+                .parse::<IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| format!("`{s}` is not an address or network like 192.0.2.0/24"))?,
+            Err(_) => return Err(format!(
+                "`{s}` is not a network like 192.0.2.0/24 (prefix length 0-32, or 0-128 for IPv6)"
+            )),
         };
-        let ip: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not an address or network like 192.0.2.0/24"))?;
-        let ip = ip.to_canonical();
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+        // A v4-mapped v6 network is the IPv4 network it names (sources are canonicalised too).
+        let net = match net {
+            IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => {
+                let v4 = v6.addr().to_ipv4_mapped().expect("checked above");
+                IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).expect("prefix within 0..=32")
+            }
+            other => other,
         };
-        let net = match ip {
-            IpAddr::V4(v4) => IpAddr::V4(mask_v4(u32::from(v4), prefix).into()),
-            IpAddr::V6(v6) => IpAddr::V6(mask_v6(u128::from(v6), prefix).into()),
-        };
-        Ok(Cidr { net, prefix })
+        Ok(Cidr(net.trunc()))
     }
 }
 
@@ -101,7 +79,7 @@ impl TryFrom<String> for Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.net, self.prefix)
+        self.0.fmt(f)
     }
 }
 

@@ -43,7 +43,7 @@
 //! taken in this process and include its scheduling delay (an upper bound).
 #![allow(clippy::disallowed_methods)] // a load generator measures wall-clock time on purpose
 
-#[path = "../tests/e2e/sipwire.rs"]
+#[path = "../../tests/e2e/sipwire.rs"]
 mod sipwire;
 
 use std::collections::VecDeque;

@@ -1,5 +1,5 @@
 //! A deliberately small SIP/RTP wire kit for the raw test caller (tests/e2e.rs) and the
-//! load generator (benches/loadgen.rs). It is independent of the switch's own parser on
+//! load generator (benches/loadgen/). It is independent of the switch's own parser on
 //! purpose: a peer that shared the switch's code would share its bugs.
 //!
 //! Included with `#[path = "e2e/sipwire.rs"] mod sipwire;` so both targets compile it.

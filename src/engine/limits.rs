@@ -30,6 +30,9 @@ const CONCURRENCY_RETRY_AFTER_S: u64 = 30;
 /// per second refills exactly `rate` units per millisecond).
 const TOKEN: u64 = 1000;
 
+/// What a trusted network looks like, for the error of one that does not parse.
+const NETWORK_HINT: &str = "not a network like 192.0.2.0/24 (prefix 0-32, or 0-128 for IPv6)";
+
 /// An IP network `addr/prefix` (a bare address is a /32 or /128), parsed by `ipnet`.
 /// IPv4-mapped IPv6 sources match IPv4 networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -54,9 +57,7 @@ impl FromStr for Cidr {
                 .parse::<IpAddr>()
                 .map(IpNet::from)
                 .map_err(|_| format!("`{s}` is not an address or network like 192.0.2.0/24"))?,
-            Err(_) => return Err(format!(
-                "`{s}` is not a network like 192.0.2.0/24 (prefix length 0-32, or 0-128 for IPv6)"
-            )),
+            Err(_) => return Err(format!("`{s}`: {NETWORK_HINT}")),
         };
         // A v4-mapped v6 network is the IPv4 network it names (sources are canonicalised too).
         let net = match net {

@@ -31,7 +31,8 @@ const CONCURRENCY_RETRY_AFTER_S: u64 = 30;
 const TOKEN: u64 = 1000;
 
 /// What a trusted network looks like, for the error of one that does not parse.
-const NETWORK_HINT: &str = "not a network like 192.0.2.0/24 (prefix 0-32, or 0-128 for IPv6)";
+const NETWORK_HINT: &str =
+    "not a network like 192.0.2.0/24 (prefix length 0-32, or 0-128 for IPv6)";
 
 /// An IP network `addr/prefix` (a bare address is a /32 or /128), parsed by `ipnet`.
 /// IPv4-mapped IPv6 sources match IPv4 networks.

@@ -451,6 +451,28 @@ async fn delivery_receipts_are_matched_to_the_gateway_id() {
         v["event"] == "deliver_sm_resp" && v["command_status"] == 0
     });
     assert_eq!(rig.gw().stats().receipts.load(Ordering::Relaxed), 2);
+
+    // A receipt with neither an id nor a stat: counted and logged, answered, no event.
+    rig.smsc
+        .cmd(serde_json::json!({"cmd": "receipt", "tlv": false, "text": "garbage \u{1}"}));
+    rig.smsc.wait_for("sent garbage receipt", LONG, |v| {
+        v["event"] == "sent_receipt" && v["message_id"].is_null()
+    });
+    rig.send(9, "after the garbage");
+    rig.submitted(9).await;
+    rig.smsc.drain(Duration::from_millis(300));
+    assert_eq!(rig.gw().stats().malformed.load(Ordering::Relaxed), 1);
+    assert_eq!(rig.gw().stats().receipts.load(Ordering::Relaxed), 2);
+    assert!(
+        !rig.log.iter().any(|e| matches!(e, SmsEvent::DeliveryReceipt { gateway_id, .. } if gateway_id.contains("garbage"))),
+        "{:?}",
+        rig.log
+    );
+    assert_eq!(
+        rig.smsc.count("deliver_sm_resp"),
+        3,
+        "every deliver_sm answered"
+    );
     rig.stop().await;
 }
 
@@ -714,6 +736,20 @@ async fn silent_smsc_gives_a_timeout_error_not_a_hang() {
     );
     assert!(rig.gw().stats().bind_failures.load(Ordering::Relaxed) >= 1);
     rig.stop().await;
+    // Stopping reports the text that never went out, so the caller can keep it.
+    let ev = rig
+        .event("Failed on stop", LONG, |e| {
+            matches!(e, SmsEvent::Failed { .. })
+        })
+        .await;
+    assert_eq!(
+        ev,
+        SmsEvent::Failed {
+            id: 51,
+            permanent: false,
+            reason: "the gateway stopped before sending it".into()
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

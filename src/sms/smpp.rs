@@ -200,6 +200,27 @@ impl Worker {
     }
 
     async fn run(mut self) {
+        self.connect_loop().await;
+        // Stopped: whatever is still queued was not (completely) sent; say so, so the caller
+        // can keep it for the next start.
+        while let Ok(Request::Send(p)) = self.requests.try_recv() {
+            self.queue.push_back(p);
+        }
+        for p in std::mem::take(&mut self.queue) {
+            let reason = if p.gateway_ids.is_empty() {
+                "the gateway stopped before sending it".to_string()
+            } else {
+                format!(
+                    "the gateway stopped after {} of {} parts were accepted",
+                    p.gateway_ids.len(),
+                    p.text.parts.len()
+                )
+            };
+            self.fail(&p, false, reason);
+        }
+    }
+
+    async fn connect_loop(&mut self) {
         let mut backoff = self.cfg.reconnect_min;
         loop {
             let bound = {

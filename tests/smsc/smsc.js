@@ -7,6 +7,7 @@
 // stdout: one JSON line per event ({"event":"listening"|"bind"|"submit_sm"|...}).
 // stdin: one JSON command per line:
 //   {"cmd":"receipt","message_id":"m1","stat":"DELIVRD"}  delivery receipt for a submit
+//       ("tlv":false leaves out receipted_message_id; "text":"..." replaces the receipt text)
 //   {"cmd":"mo","from":"8613800138000","to":"10690000","text":"5 很好"}  an MO reply (UCS-2
 //       when the text is not ASCII, data_coding 0 otherwise)
 //   {"cmd":"throttle","count":2}    answer the next N submit_sm with ESME_RTHROTTLED (0x58)
@@ -220,7 +221,7 @@ function command(line) {
         case 'receipt': {
             if (!s) return emit({ event: 'no_session', cmd: c.cmd });
             const stat = c.stat || 'DELIVRD';
-            const text = `id:${c.message_id} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} ` +
+            const text = c.text !== undefined ? c.text : `id:${c.message_id} sub:001 dlvrd:${stat === 'DELIVRD' ? '001' : '000'} ` +
                 `submit date:2612041200 done date:2612041201 stat:${stat} err:${c.err || '000'} text:`;
             const receipt = {
                 source_addr: c.from || '8613800138000',

@@ -589,6 +589,34 @@ async fn permanent_errors_fail_the_message_without_retry() {
     rig.submitted(22).await;
     rig.smsc.drain(Duration::from_millis(300));
     assert_eq!(rig.smsc.submits().len(), 2, "no retry of the refused text");
+
+    // generic_nack to a submit_sm: 0x03 (invalid command id) is a refusal too...
+    rig.smsc
+        .cmd(serde_json::json!({"cmd": "nack", "count": 1, "status": 3}));
+    rig.smsc.wait_for("nack ack", LONG, |v| v["cmd"] == "nack");
+    rig.send(23, "Reply 1-5");
+    let ev = rig
+        .event("Failed 23", LONG, |e| {
+            matches!(e, SmsEvent::Failed { id: 23, .. })
+        })
+        .await;
+    assert!(
+        matches!(&ev, SmsEvent::Failed { permanent: true, reason, .. } if reason.contains("generic_nack")),
+        "{ev:?}"
+    );
+    // ...but a generic_nack saying "throttled" slows down and retries.
+    rig.smsc
+        .cmd(serde_json::json!({"cmd": "nack", "count": 1, "status": 0x58}));
+    rig.smsc.wait_for("second nack ack", LONG, |v| {
+        v["cmd"] == "nack" && v["status"] == 0x58
+    });
+    rig.send(24, "Reply 1-5");
+    rig.submitted(24).await;
+    assert!(rig
+        .log
+        .iter()
+        .any(|e| matches!(e, SmsEvent::Throttled { id: 24, .. })));
+    assert_eq!(rig.gw().stats().generic_nacks.load(Ordering::Relaxed), 2);
     rig.stop().await;
 }
 

@@ -464,6 +464,8 @@ impl Worker {
                     if p.attempts >= self.cfg.max_attempts {
                         self.fail(&p, false, format!("{reason}; attempts used up"));
                     } else {
+                        // Give the SMSC a moment before anything else goes out.
+                        *next_slot = (*next_slot).max(Instant::now() + self.cfg.throttle_backoff);
                         tracing::info!(id = p.id, %reason, "temporary SMSC error: retrying");
                         self.queue.push_back(p);
                     }
@@ -569,51 +571,66 @@ impl Worker {
 
     /// Turns a deliver_sm into a receipt or an inbound text; the status for deliver_sm_resp.
     fn on_deliver_sm(&self, sm: &DeliverSm) -> CommandStatus {
-        let esm = u8::from(sm.esm_class);
-        let dc = u8::from(sm.data_coding);
-        let bytes = sm.short_message().clone().into_vec();
-        // esm_class bits 5-2: 0001 = MC delivery receipt (0x04); 0x20 = intermediate notification.
-        let message_type = esm & 0x3C;
-        if message_type == 0x04 || message_type == 0x20 {
-            let text = super::decode_short_message(dc, esm, &bytes);
-            let parsed = super::parse_receipt_text(&text);
-            let tlv_id = sm.tlvs().iter().find_map(|t| match t.value() {
-                Some(TlvValue::ReceiptedMessageId(id)) => Some(id.as_str().to_string()),
-                _ => None,
-            });
-            let gateway_id = tlv_id.or_else(|| parsed.as_ref().and_then(|r| r.id.clone()));
-            let state = parsed.as_ref().and_then(|r| r.stat.clone());
-            match (gateway_id, state) {
-                (Some(gateway_id), Some(state)) => {
-                    self.stats
-                        .bump(&self.stats.receipts, "ccswitch_sms_smpp_receipts_total");
-                    let err = parsed.and_then(|r| r.err);
-                    tracing::debug!(%gateway_id, %state, "delivery receipt");
-                    self.emit(SmsEvent::DeliveryReceipt {
-                        delivered: state.eq_ignore_ascii_case("DELIVRD"),
-                        gateway_id,
-                        state,
-                        error: err,
-                    });
+        match read_deliver_sm(sm) {
+            Ok(ev) => {
+                match &ev {
+                    SmsEvent::DeliveryReceipt {
+                        gateway_id, state, ..
+                    } => {
+                        self.stats
+                            .bump(&self.stats.receipts, "ccswitch_sms_smpp_receipts_total");
+                        tracing::debug!(%gateway_id, %state, "delivery receipt");
+                    }
+                    _ => self
+                        .stats
+                        .bump(&self.stats.inbound, "ccswitch_sms_smpp_inbound_total"),
                 }
-                _ => {
-                    self.stats
-                        .bump(&self.stats.malformed, "ccswitch_sms_smpp_malformed_total");
-                    tracing::warn!(text = %text.chars().take(160).collect::<String>(), "delivery receipt without a message id or stat: ignored");
-                }
+                self.emit(ev);
             }
-            // Answer OK either way: an error would only make the SMSC send it again.
-            return CommandStatus::EsmeRok;
+            Err(problem) => {
+                self.stats
+                    .bump(&self.stats.malformed, "ccswitch_sms_smpp_malformed_total");
+                tracing::warn!(%problem, "deliver_sm ignored");
+            }
         }
-        let text = super::decode_short_message(dc, esm, &bytes);
-        self.stats
-            .bump(&self.stats.inbound, "ccswitch_sms_smpp_inbound_total");
-        self.emit(SmsEvent::Inbound {
+        // Answer OK either way: an error would only make the SMSC send it again.
+        CommandStatus::EsmeRok
+    }
+}
+
+/// A deliver_sm as a receipt (esm_class message type 0x04, or 0x20 for an intermediate
+/// notification) or an inbound text; `Err` says what is wrong with a receipt we cannot use.
+pub fn read_deliver_sm(sm: &DeliverSm) -> Result<SmsEvent, String> {
+    let esm = u8::from(sm.esm_class);
+    let dc = u8::from(sm.data_coding);
+    let bytes = sm.short_message().clone().into_vec();
+    let text = super::decode_short_message(dc, esm, &bytes);
+    let message_type = esm & 0x3C;
+    if message_type != 0x04 && message_type != 0x20 {
+        return Ok(SmsEvent::Inbound {
             from: sm.source_addr.as_str().to_string(),
             to: sm.destination_addr.as_str().to_string(),
             text,
         });
-        CommandStatus::EsmeRok
+    }
+    let parsed = super::parse_receipt_text(&text);
+    let tlv_id = sm.tlvs().iter().find_map(|t| match t.value() {
+        Some(TlvValue::ReceiptedMessageId(id)) => Some(id.as_str().to_string()),
+        _ => None,
+    });
+    let gateway_id = tlv_id.or_else(|| parsed.as_ref().and_then(|r| r.id.clone()));
+    let state = parsed.as_ref().and_then(|r| r.stat.clone());
+    match (gateway_id, state) {
+        (Some(gateway_id), Some(state)) => Ok(SmsEvent::DeliveryReceipt {
+            delivered: state.eq_ignore_ascii_case("DELIVRD"),
+            gateway_id,
+            state,
+            error: parsed.and_then(|r| r.err),
+        }),
+        _ => Err(format!(
+            "delivery receipt without a message id or stat: {:?}",
+            text.chars().take(160).collect::<String>()
+        )),
     }
 }
 
@@ -720,8 +737,9 @@ async fn connect_and_bind(
     }
 }
 
-/// Decodes `bytes` as SMPP PDUs with rusmpp's codec, the way the session does, and returns
-/// how many decoded and whether decoding stopped on an error. Used by the fuzz test: bad
+/// Decodes `bytes` as SMPP PDUs with rusmpp's codec, the way the session does (and reads
+/// each deliver_sm as the gateway would), and returns how many decoded and whether decoding
+/// stopped on an error. Used by the fuzz test: bad
 /// bytes from an SMSC must give errors, never a panic.
 pub fn decode_pdus(bytes: &[u8]) -> (usize, bool) {
     use tokio_util::codec::Decoder;
@@ -730,7 +748,12 @@ pub fn decode_pdus(bytes: &[u8]) -> (usize, bool) {
     let mut n = 0;
     loop {
         match codec.decode(&mut buf) {
-            Ok(Some(_)) => n += 1,
+            Ok(Some(cmd)) => {
+                n += 1;
+                if let Some(Pdu::DeliverSm(sm)) = cmd.pdu() {
+                    let _ = read_deliver_sm(sm);
+                }
+            }
             Ok(None) => return (n, false),
             Err(_) => return (n, true),
         }

@@ -166,6 +166,35 @@ proptest! {
     }
 
     #[test]
+    fn deliver_sm_with_any_content_is_read_without_panic(
+        esm in any::<u8>(),
+        dc in any::<u8>(),
+        sm in proptest::collection::vec(any::<u8>(), 0..255),
+        tlv in proptest::collection::vec(any::<u8>(), 0..40),
+        cut in 0usize..400,
+    ) {
+        // A well-formed deliver_sm (SMPP 3.4 4.6.1) with random esm_class, data_coding,
+        // short_message and trailing TLV bytes, sometimes cut short.
+        let mut body = Vec::new();
+        body.push(0); // service_type ""
+        body.extend([1, 1]);
+        body.extend(b"8613800138000\0");
+        body.extend([0, 0]);
+        body.extend(b"10690000\0");
+        body.extend([esm, 0, 0, 0, 0, 0, 0, dc, 0, sm.len() as u8]);
+        body.extend(&sm);
+        body.extend(&tlv);
+        body.truncate(cut.max(1).min(body.len()));
+        let mut pdu = Vec::new();
+        pdu.extend((16 + body.len() as u32).to_be_bytes());
+        pdu.extend(0x0000_0005u32.to_be_bytes());
+        pdu.extend(0u32.to_be_bytes());
+        pdu.extend(7u32.to_be_bytes());
+        pdu.extend(body);
+        let _ = smpp::decode_pdus(&pdu);
+    }
+
+    #[test]
     fn pdu_shaped_bytes_never_panic_the_decoder(
         id in prop_oneof![Just(0x0000_0005u32), Just(0x8000_0004), Just(0x8000_0009), Just(0x8000_0000), any::<u32>()],
         body in proptest::collection::vec(any::<u8>(), 0..300),
@@ -181,4 +210,74 @@ proptest! {
         pdu.extend(body);
         let _ = smpp::decode_pdus(&pdu);
     }
+}
+
+fn deliver_sm_pdu(esm: u8, dc: u8, sm: &[u8]) -> Vec<u8> {
+    let mut body = vec![0, 1, 1];
+    body.extend(b"8613800138000\0");
+    body.extend([0, 0]);
+    body.extend(b"10690000\0");
+    body.extend([esm, 0, 0, 0, 0, 0, 0, dc, 0, sm.len() as u8]);
+    body.extend(sm);
+    let mut pdu = Vec::new();
+    pdu.extend((16 + body.len() as u32).to_be_bytes());
+    pdu.extend(0x0000_0005u32.to_be_bytes());
+    pdu.extend(0u32.to_be_bytes());
+    pdu.extend(7u32.to_be_bytes());
+    pdu.extend(body);
+    pdu
+}
+
+fn decode_deliver_sm(pdu: &[u8]) -> rusmpp::pdus::DeliverSm {
+    use tokio_util::codec::Decoder;
+    let mut buf = bytes::BytesMut::from(pdu);
+    let cmd = rusmpp::tokio_codec::CommandCodec::new()
+        .decode(&mut buf)
+        .unwrap()
+        .unwrap();
+    match cmd.pdu() {
+        Some(rusmpp::Pdu::DeliverSm(sm)) => sm.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deliver_sm_pdus_read_as_receipts_replies_or_problems() {
+    let receipt = deliver_sm_pdu(
+        0x04,
+        0,
+        b"id:abc sub:001 dlvrd:001 stat:DELIVRD err:000 text:",
+    );
+    assert_eq!(smpp::decode_pdus(&receipt), (1, false));
+    assert_eq!(
+        smpp::read_deliver_sm(&decode_deliver_sm(&receipt)),
+        Ok(SmsEvent::DeliveryReceipt {
+            gateway_id: "abc".into(),
+            delivered: true,
+            state: "DELIVRD".into(),
+            error: Some("000".into()),
+        })
+    );
+    let reply = deliver_sm_pdu(0, 8, &[0x00, 0x35, 0x00, 0x20, 0x5F, 0x88, 0x59, 0x7D]);
+    assert_eq!(
+        smpp::read_deliver_sm(&decode_deliver_sm(&reply)),
+        Ok(SmsEvent::Inbound {
+            from: "8613800138000".into(),
+            to: "10690000".into(),
+            text: "5 很好".into(),
+        })
+    );
+    let junk = deliver_sm_pdu(0x04, 0, b"hello");
+    assert!(smpp::read_deliver_sm(&decode_deliver_sm(&junk)).is_err());
+    // Cut short: an error from the codec, not a panic.
+    assert_eq!(smpp::decode_pdus(&receipt[..receipt.len() - 3]), (0, false));
+    // A deliver_sm whose body ends inside its mandatory fields (what tests/smsc sends as
+    // "malformed"): a decode error.
+    let mut truncated = Vec::new();
+    truncated.extend(19u32.to_be_bytes());
+    truncated.extend(0x0000_0005u32.to_be_bytes());
+    truncated.extend(0u32.to_be_bytes());
+    truncated.extend(0x7fff_fff0u32.to_be_bytes());
+    truncated.extend([0x00, 0x01, 0x01]);
+    assert_eq!(smpp::decode_pdus(&truncated), (0, true));
 }

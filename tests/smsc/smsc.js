@@ -12,6 +12,7 @@
 //       when the text is not ASCII, data_coding 0 otherwise)
 //   {"cmd":"throttle","count":2}    answer the next N submit_sm with ESME_RTHROTTLED (0x58)
 //   {"cmd":"fail","count":1,"status":11}  answer the next N submit_sm with that error status
+//   {"cmd":"nack","count":1,"status":3}  answer the next N submit_sm with generic_nack
 //   {"cmd":"drop"}                  close every bound session's TCP connection
 //   {"cmd":"malformed"}             write a deliver_sm whose body is cut short
 //   {"cmd":"mute"}                  from now on, read PDUs but never answer
@@ -105,6 +106,8 @@ let nextId = 1;
 let throttleLeft = 0;
 let failLeft = 0;
 let failStatus = 0;
+let nackLeft = 0;
+let nackStatus = 0;
 let muted = false;
 let delayMs = 0;
 let outstanding = 0;
@@ -188,6 +191,17 @@ function handleSession(session) {
             answer(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
             return;
         }
+        if (nackLeft > 0) {
+            nackLeft -= 1;
+            rec.status = nackStatus;
+            rec.nack = true;
+            emit(rec);
+            answer(new smpp.PDU('generic_nack', {
+                sequence_number: pdu.sequence_number,
+                command_status: nackStatus,
+            }));
+            return;
+        }
         if (failLeft > 0) {
             failLeft -= 1;
             rec.status = failStatus;
@@ -259,6 +273,11 @@ function command(line) {
             failLeft = c.count || 1;
             failStatus = c.status || 0x0b;
             emit({ event: 'ok', cmd: c.cmd });
+            break;
+        case 'nack':
+            nackLeft = c.count || 1;
+            nackStatus = c.status || 0x03;
+            emit({ event: 'ok', cmd: c.cmd, status: nackStatus });
             break;
         case 'drop': {
             const n = sessions.size;

@@ -735,6 +735,28 @@ async fn wrong_password_is_a_clear_error_and_retries_back_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smsc_dropping_every_bind_gets_backoff_not_a_storm() {
+    if skip() {
+        return;
+    }
+    let mut rig = Rig::start(&["--drop-after-bind"], |_| {});
+    let mut waits = Vec::new();
+    while waits.len() < 4 {
+        if let SmsEvent::Disconnected { retry_in, .. } = rig
+            .event("Disconnected", LONG, |e| {
+                matches!(e, SmsEvent::Disconnected { .. })
+            })
+            .await
+        {
+            waits.push(retry_in.as_millis());
+        }
+    }
+    // Each bind succeeds but does not last: the wait still doubles up to reconnect_max.
+    assert_eq!(waits, vec![100, 200, 400, 800]);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_smsc_gives_a_timeout_error_not_a_hang() {
     if skip() {
         return;

@@ -239,7 +239,7 @@ impl Worker {
             let reason = match bound {
                 None => return,
                 Some(Ok((client, events))) => {
-                    backoff = self.cfg.reconnect_min;
+                    let bound_at = Instant::now();
                     self.stats
                         .bump(&self.stats.binds, "ccswitch_sms_smpp_binds_total");
                     tracing::info!(peer = %self.peer(), system_id = %self.cfg.system_id, "SMPP bound (transceiver, v3.4)");
@@ -247,6 +247,11 @@ impl Worker {
                     match self.session(client, events).await {
                         SessionEnd::Stop => return,
                         SessionEnd::Lost(reason) => {
+                            // Only a bind that lasted counts as recovery: an SMSC that
+                            // accepts the bind and drops us at once still gets backoff.
+                            if bound_at.elapsed() >= self.cfg.reconnect_max {
+                                backoff = self.cfg.reconnect_min;
+                            }
                             self.stats.bump(
                                 &self.stats.disconnects,
                                 "ccswitch_sms_smpp_disconnects_total",

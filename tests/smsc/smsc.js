@@ -19,6 +19,7 @@
 //   {"cmd":"delay","ms":300}        answer submit_sm after that long (records show how many
 //                                   submit_sm were waiting for an answer: "outstanding")
 // --silent: accept TCP connections and never answer anything (not even bind).
+// --drop-after-bind: accept every bind, then close the connection at once.
 'use strict';
 
 const net = require('net');
@@ -32,6 +33,7 @@ if (!Number.isInteger(port) || port <= 0 || !systemId || password === undefined)
     process.exit(2);
 }
 const silent = flags.includes('--silent');
+const dropAfterBind = flags.includes('--drop-after-bind');
 
 function emit(obj) {
     obj.t = Date.now();
@@ -146,6 +148,7 @@ function handleSession(session) {
         bound = true;
         sessions.add(session);
         session.send(pdu.response({ system_id: 'test-smsc' }));
+        if (dropAfterBind) setTimeout(() => session.destroy(), 20);
     });
     session.on('enquire_link', (pdu) => {
         emit({ event: 'enquire_link' });

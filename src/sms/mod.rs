@@ -40,8 +40,10 @@ pub enum SmsEvent {
     },
     /// The SMSC asked us to slow down; the message is retried after `retry_in`.
     Throttled { id: u64, retry_in: Duration },
-    /// A delivery receipt. `state` is the receipt's `stat:` (DELIVRD, UNDELIV, EXPIRED...);
-    /// `delivered` is true only for DELIVRD.
+    /// A delivery receipt. `state` is the receipt's `stat:` (DELIVRD, UNDELIV, EXPIRED,
+    /// REJECTD, DELETED, UNKNOWN are final; ENROUTE, ACCEPTD come with intermediate
+    /// notifications); `delivered` is true only for DELIVRD. For a long text each part gets
+    /// its own receipt, naming that part's id.
     DeliveryReceipt {
         gateway_id: String,
         delivered: bool,

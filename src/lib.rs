@@ -10,5 +10,6 @@ pub mod kpi;
 pub mod media;
 pub mod net;
 pub mod proto;
+pub mod sms;
 pub mod store;
 pub mod telemetry;

@@ -459,3 +459,71 @@ fn limits_section_is_validated() {
     });
     assert_error(&err, "ccswitch.toml", "limits.max_sources", "unknown field");
 }
+
+/// The whole shipped config folder copied, with `sms.toml` replaced (`None`: removed).
+fn load_with_sms(sms: Option<String>) -> (tempfile::TempDir, Result<config::Config, ConfigError>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    std::fs::create_dir(&dir).expect("mkdir");
+    for entry in std::fs::read_dir(shipped()).expect("config dir") {
+        let path = entry.expect("entry").path();
+        if path.is_file() && path.file_name() != Some("sms.toml".as_ref()) {
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).expect("copy");
+        }
+    }
+    if let Some(text) = sms {
+        std::fs::write(dir.join("sms.toml"), text).expect("write");
+    }
+    let result = config::load(&dir);
+    (tmp, result)
+}
+
+#[test]
+fn sms_file_is_optional_documented_and_validated() {
+    // Shipped: present but disabled, so no gateway runs.
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sms.smpp, None);
+    // Absent: also no gateway.
+    let (_tmp, loaded) = load_with_sms(None);
+    assert_eq!(loaded.unwrap_or_else(|e| panic!("{e}")).sms.smpp, None);
+
+    let shipped_sms = std::fs::read_to_string(shipped().join("sms.toml")).unwrap();
+    let on = |t: &str| replace_once(t, "\nenabled = false", "\nenabled = true");
+    let (_tmp, r) = load_with_sms(Some(on(&shipped_sms)));
+    let smpp = r
+        .unwrap_or_else(|e| panic!("{e}"))
+        .sms
+        .smpp
+        .expect("enabled");
+    assert_eq!(smpp.port, 2775);
+    assert_eq!(smpp.window, 10);
+    assert_eq!(smpp.max_per_s, 50);
+    assert_eq!(
+        smpp.throttle_backoff,
+        std::time::Duration::from_millis(1000)
+    );
+
+    let (_tmp, r) = load_with_sms(Some(replace_once(
+        &on(&shipped_sms),
+        "window = 10",
+        "window = 0",
+    )));
+    assert_error(&r.unwrap_err(), "sms.toml", "smpp.window", "1-1000");
+    let (_tmp, r) = load_with_sms(Some(replace_once(
+        &on(&shipped_sms),
+        "# password_file = \"smpp.secret\"",
+        "password_file = \"x\"",
+    )));
+    assert_error(&r.unwrap_err(), "sms.toml", "smpp.password_env", "not both");
+    let (_tmp, r) = load_with_sms(Some(replace_once(
+        &on(&shipped_sms),
+        "max_per_s = 50",
+        "max_per_sec = 50",
+    )));
+    let err = r.unwrap_err();
+    assert_eq!(
+        err.file.file_name().and_then(|f| f.to_str()),
+        Some("sms.toml")
+    );
+    assert!(err.to_string().contains("max_per_sec"), "{err}");
+}

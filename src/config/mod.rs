@@ -10,6 +10,7 @@
 pub mod agents;
 mod ivr;
 mod queues;
+pub mod sms;
 mod toml_error;
 
 use crate::engine::acd::QueueSet;
@@ -52,6 +53,8 @@ pub struct Config {
     pub agents: Arc<AgentDirectory>,
     /// Empty when `queues.toml` is absent.
     pub queues: Arc<QueueSet>,
+    /// `sms.toml`; no gateway when the file is absent.
+    pub sms: sms::SmsConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -513,6 +516,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         ivr: Arc::new(graph),
         agents: Arc::new(agents),
         queues: Arc::new(queues),
+        sms: sms::load(dir)?,
     })
 }
 

@@ -1,0 +1,283 @@
+use super::*;
+use proptest::prelude::*;
+
+#[test]
+fn gsm7_detects_and_encodes_default_and_extension() {
+    assert_eq!(
+        gsm7_encode("Hi @ 5"),
+        Some(vec![0x48, 0x69, 0x20, 0x00, 0x20, 0x35])
+    );
+    // € and [ ] are in the extension table: ESC + septet each.
+    assert_eq!(
+        gsm7_encode("€[]"),
+        Some(vec![0x1B, 0x65, 0x1B, 0x3C, 0x1B, 0x3E])
+    );
+    assert_eq!(
+        gsm7_encode("héllo Ñ"),
+        Some(vec![0x68, 0x05, 0x6C, 0x6C, 0x6F, 0x20, 0x5D])
+    );
+    assert_eq!(gsm7_encode("很好"), None);
+    assert_eq!(
+        gsm7_encode("ç"),
+        None,
+        "only the capital Ç is in the default alphabet"
+    );
+    assert_eq!(gsm7_encode("\u{1b}"), None, "a raw ESC is not a character");
+    for s in ["Hi @ 5", "€[]{}|~^\\", "ÄÖÑÜ§¿äöñüà ΔΦΓΛΩΠΨΣΘΞ"] {
+        assert_eq!(gsm7_decode(&gsm7_encode(s).unwrap()), s);
+    }
+}
+
+#[test]
+fn short_texts_are_single_parts_in_the_right_coding() {
+    let t = encode_text("Thank you for calling. Reply 1-5.", 7).unwrap();
+    assert_eq!(t.coding, Coding::Gsm7);
+    assert_eq!(t.parts.len(), 1);
+    assert_eq!(t.coding.data_coding(), 0);
+    let t = encode_text("5 很好", 7).unwrap();
+    assert_eq!(t.coding, Coding::Ucs2);
+    assert_eq!(t.coding.data_coding(), 8);
+    assert_eq!(
+        t.parts,
+        vec![vec![0x00, 0x35, 0x00, 0x20, 0x5F, 0x88, 0x59, 0x7D]]
+    );
+    // 160 GSM characters fit one message, 161 do not.
+    assert_eq!(encode_text(&"a".repeat(160), 0).unwrap().parts.len(), 1);
+    assert_eq!(encode_text(&"a".repeat(161), 0).unwrap().parts.len(), 2);
+    // 70 UCS-2 characters fit one message, 71 do not.
+    assert_eq!(encode_text(&"好".repeat(70), 0).unwrap().parts.len(), 1);
+    assert_eq!(encode_text(&"好".repeat(71), 0).unwrap().parts.len(), 2);
+    assert_eq!(encode_text("", 0), Err(SmsError::EmptyText));
+}
+
+#[test]
+fn ucs2_long_text_splits_with_udh_and_keeps_surrogate_pairs() {
+    let text = format!("{}😀{}", "很".repeat(66), "好".repeat(80));
+    let t = encode_text(&text, 0x2A).unwrap();
+    assert_eq!(t.coding, Coding::Ucs2);
+    assert_eq!(t.parts.len(), 3);
+    for (i, p) in t.parts.iter().enumerate() {
+        assert_eq!(&p[..6], &[0x05, 0x00, 0x03, 0x2A, 3, (i + 1) as u8]);
+        assert!(p.len() - 6 <= 134, "part {i} body {} octets", p.len() - 6);
+    }
+    // The emoji (2 UTF-16 units) would straddle parts 1 and 2: it moves whole to part 2.
+    assert_eq!(t.parts[0].len() - 6, 66 * 2);
+    let joined: Vec<u8> = t.parts.iter().flat_map(|p| p[6..].to_vec()).collect();
+    assert_eq!(ucs2_decode(&joined), text);
+    assert_eq!(decode_short_message(8, 0x40, &t.parts[1]), {
+        let body = &t.parts[1][6..];
+        ucs2_decode(body)
+    });
+}
+
+#[test]
+fn gsm_long_text_never_splits_an_escape() {
+    let text = format!("{}€{}", "a".repeat(152), "b".repeat(100));
+    let t = encode_text(&text, 1).unwrap();
+    assert_eq!(t.coding, Coding::Gsm7);
+    assert_eq!(t.parts.len(), 2);
+    assert_eq!(
+        t.parts[0].len() - 6,
+        152,
+        "€ needs two septets: it goes to part 2"
+    );
+    assert_eq!(&t.parts[1][6..8], &[0x1B, 0x65]);
+}
+
+#[test]
+fn too_long_and_bad_numbers_are_errors() {
+    assert!(matches!(
+        encode_text(&"好".repeat(67 * 256), 0),
+        Err(SmsError::TooLong(256))
+    ));
+    assert_eq!(check_e164("+8613800138000"), Ok("8613800138000"));
+    for bad in [
+        "8613800138000",
+        "+",
+        "+1",
+        "+12345678901234567",
+        "+86 138",
+        "+86a",
+    ] {
+        assert!(check_e164(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn receipt_text_fields() {
+    let r = parse_receipt_text(
+        "id:m12 sub:001 dlvrd:001 submit date:2612041200 done date:2612041201 stat:DELIVRD err:000 text:id:x",
+    )
+    .unwrap();
+    assert_eq!(r.id.as_deref(), Some("m12"));
+    assert_eq!(r.stat.as_deref(), Some("DELIVRD"));
+    assert_eq!(r.err.as_deref(), Some("000"));
+    assert_eq!(parse_receipt_text("5 很好"), None);
+    assert_eq!(parse_receipt_text(""), None);
+}
+
+#[test]
+fn incoming_text_decodes_by_data_coding() {
+    assert_eq!(
+        decode_short_message(8, 0, &[0x00, 0x35, 0x00, 0x20, 0x5F, 0x88, 0x59, 0x7D]),
+        "5 很好"
+    );
+    assert_eq!(
+        decode_short_message(0, 0, b"4 the wait was long"),
+        "4 the wait was long"
+    );
+    assert_eq!(decode_short_message(0, 0, &[0x00, 0x11, 0x35]), "@_5");
+    assert_eq!(decode_short_message(3, 0, &[0x35, 0xE9]), "5é");
+    // A UDH claiming more octets than there are leaves an empty body, not a panic.
+    assert_eq!(decode_short_message(8, 0x40, &[0x20, 0x00]), "");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_text_encodes_into_parts_that_decode_back(text in "\\PC{1,400}", reference in any::<u8>()) {
+        let t = encode_text(&text, reference).unwrap();
+        let bodies: Vec<&[u8]> = if t.parts.len() == 1 {
+            vec![&t.parts[0][..]]
+        } else {
+            t.parts.iter().map(|p| &p[6..]).collect()
+        };
+        for p in &t.parts {
+            prop_assert!(p.len() <= 140 || t.coding == Coding::Gsm7 && p.len() <= 160);
+        }
+        let joined = bodies.concat();
+        let back = match t.coding {
+            Coding::Gsm7 => gsm7_decode(&joined),
+            Coding::Ucs2 => ucs2_decode(&joined),
+        };
+        prop_assert_eq!(back, text);
+    }
+
+    #[test]
+    fn any_bytes_decode_without_panic(dc in any::<u8>(), esm in any::<u8>(), bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = decode_short_message(dc, esm, &bytes);
+        let _ = parse_receipt_text(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn any_bytes_from_an_smsc_never_panic_the_pdu_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = smpp::decode_pdus(&bytes);
+    }
+
+    #[test]
+    fn deliver_sm_with_any_content_is_read_without_panic(
+        esm in any::<u8>(),
+        dc in any::<u8>(),
+        sm in proptest::collection::vec(any::<u8>(), 0..255),
+        tlv in proptest::collection::vec(any::<u8>(), 0..40),
+        cut in 0usize..400,
+    ) {
+        // A well-formed deliver_sm (SMPP 3.4 4.6.1) with random esm_class, data_coding,
+        // short_message and trailing TLV bytes, sometimes cut short.
+        let mut body = Vec::new();
+        body.push(0); // service_type ""
+        body.extend([1, 1]);
+        body.extend(b"8613800138000\0");
+        body.extend([0, 0]);
+        body.extend(b"10690000\0");
+        body.extend([esm, 0, 0, 0, 0, 0, 0, dc, 0, sm.len() as u8]);
+        body.extend(&sm);
+        body.extend(&tlv);
+        body.truncate(cut.max(1).min(body.len()));
+        let mut pdu = Vec::new();
+        pdu.extend((16 + body.len() as u32).to_be_bytes());
+        pdu.extend(0x0000_0005u32.to_be_bytes());
+        pdu.extend(0u32.to_be_bytes());
+        pdu.extend(7u32.to_be_bytes());
+        pdu.extend(body);
+        let _ = smpp::decode_pdus(&pdu);
+    }
+
+    #[test]
+    fn pdu_shaped_bytes_never_panic_the_decoder(
+        id in prop_oneof![Just(0x0000_0005u32), Just(0x8000_0004), Just(0x8000_0009), Just(0x8000_0000), any::<u32>()],
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        lie in -4i64..8,
+    ) {
+        // A header whose command_length is right or a little off, then random body bytes.
+        let len = (16 + body.len() as i64 + lie).max(0) as u32;
+        let mut pdu = Vec::new();
+        pdu.extend(len.to_be_bytes());
+        pdu.extend(id.to_be_bytes());
+        pdu.extend(0u32.to_be_bytes());
+        pdu.extend(1u32.to_be_bytes());
+        pdu.extend(body);
+        let _ = smpp::decode_pdus(&pdu);
+    }
+}
+
+fn deliver_sm_pdu(esm: u8, dc: u8, sm: &[u8]) -> Vec<u8> {
+    let mut body = vec![0, 1, 1];
+    body.extend(b"8613800138000\0");
+    body.extend([0, 0]);
+    body.extend(b"10690000\0");
+    body.extend([esm, 0, 0, 0, 0, 0, 0, dc, 0, sm.len() as u8]);
+    body.extend(sm);
+    let mut pdu = Vec::new();
+    pdu.extend((16 + body.len() as u32).to_be_bytes());
+    pdu.extend(0x0000_0005u32.to_be_bytes());
+    pdu.extend(0u32.to_be_bytes());
+    pdu.extend(7u32.to_be_bytes());
+    pdu.extend(body);
+    pdu
+}
+
+fn decode_deliver_sm(pdu: &[u8]) -> rusmpp::pdus::DeliverSm {
+    use tokio_util::codec::Decoder;
+    let mut buf = bytes::BytesMut::from(pdu);
+    let cmd = rusmpp::tokio_codec::CommandCodec::new()
+        .decode(&mut buf)
+        .unwrap()
+        .unwrap();
+    match cmd.pdu() {
+        Some(rusmpp::Pdu::DeliverSm(sm)) => sm.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deliver_sm_pdus_read_as_receipts_replies_or_problems() {
+    let receipt = deliver_sm_pdu(
+        0x04,
+        0,
+        b"id:abc sub:001 dlvrd:001 stat:DELIVRD err:000 text:",
+    );
+    assert_eq!(smpp::decode_pdus(&receipt), (1, false));
+    assert_eq!(
+        smpp::read_deliver_sm(&decode_deliver_sm(&receipt)),
+        Ok(SmsEvent::DeliveryReceipt {
+            gateway_id: "abc".into(),
+            delivered: true,
+            state: "DELIVRD".into(),
+            error: Some("000".into()),
+        })
+    );
+    let reply = deliver_sm_pdu(0, 8, &[0x00, 0x35, 0x00, 0x20, 0x5F, 0x88, 0x59, 0x7D]);
+    assert_eq!(
+        smpp::read_deliver_sm(&decode_deliver_sm(&reply)),
+        Ok(SmsEvent::Inbound {
+            from: "8613800138000".into(),
+            to: "10690000".into(),
+            text: "5 很好".into(),
+        })
+    );
+    let junk = deliver_sm_pdu(0x04, 0, b"hello");
+    assert!(smpp::read_deliver_sm(&decode_deliver_sm(&junk)).is_err());
+    // Cut short: an error from the codec, not a panic.
+    assert_eq!(smpp::decode_pdus(&receipt[..receipt.len() - 3]), (0, false));
+    // A deliver_sm whose body ends inside its mandatory fields (what tests/smsc sends as
+    // "malformed"): a decode error.
+    let mut truncated = Vec::new();
+    truncated.extend(19u32.to_be_bytes());
+    truncated.extend(0x0000_0005u32.to_be_bytes());
+    truncated.extend(0u32.to_be_bytes());
+    truncated.extend(0x7fff_fff0u32.to_be_bytes());
+    truncated.extend([0x00, 0x01, 0x01]);
+    assert_eq!(smpp::decode_pdus(&truncated), (0, true));
+}

@@ -527,3 +527,154 @@ fn sms_file_is_optional_documented_and_validated() {
     );
     assert!(err.to_string().contains("max_per_sec"), "{err}");
 }
+
+// ---- survey.toml (issue 8) ------------------------------------------------------------------
+
+/// Copies the whole shipped folder (queues.toml and agents.toml included, which
+/// survey.toml is checked against), applies `edit` to survey.toml, and loads it.
+fn load_with_survey(
+    edit: impl Fn(&str) -> String,
+) -> (tempfile::TempDir, Result<config::Config, ConfigError>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    copy_shipped_folder(&dir, "survey.toml", edit);
+    let result = config::load(&dir);
+    (tmp, result)
+}
+
+fn copy_shipped_folder(dir: &Path, file: &str, edit: impl Fn(&str) -> String) {
+    std::fs::create_dir(dir).expect("mkdir");
+    for entry in std::fs::read_dir(shipped())
+        .expect("read config/")
+        .flatten()
+    {
+        let to = dir.join(entry.file_name());
+        std::fs::copy(entry.path(), &to).expect("copy");
+    }
+    let path = dir.join(file);
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, edit(&text)).expect("write");
+}
+
+fn survey_refused(from: &str, to: &str) -> ConfigError {
+    let (_tmp, result) = load_with_survey(|t| replace_once(t, from, to));
+    let err = result.expect_err("the edited survey.toml is refused");
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!("survey.toml: {}: {}", err.key, err.reason)),
+        "{shown}"
+    );
+    err
+}
+
+#[test]
+fn shipped_survey_file_loads_in_the_ivr_time_zone_with_the_agents_as_internal_numbers() {
+    use ccswitch::engine::survey::{
+        CallOutcome, CallSummary, SkipReason, SurveyDecision, SurveyLedger,
+    };
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    let survey = cfg
+        .survey
+        .as_ref()
+        .expect("the shipped file enables surveys");
+    assert_eq!(survey.time_zone, cfg.ivr.time_zone());
+    assert_eq!(survey.time_zone, chrono_tz::Asia::Shanghai);
+    assert_eq!(survey.company, "Example Co");
+    assert!(survey.complaint_queues.contains("complaints"));
+    for agent in &cfg.agents.agents {
+        assert!(survey.numbers.extensions.contains(&agent.extension));
+    }
+    // An agent calling in from its own phone is internal; a Chinese mobile is surveyed.
+    let call = |caller: &str| CallSummary {
+        call_id: "c".into(),
+        caller: caller.into(),
+        ended_at: ccswitch::engine::Millis(1_780_000_000_000),
+        language: Some("zh".into()),
+        outcome: CallOutcome::AgentHandled {
+            agent: "1002".into(),
+            queue: Some("tech".into()),
+            talk_ms: 60_000,
+        },
+        queues_visited: vec!["tech".into()],
+    };
+    let ledger = SurveyLedger::default();
+    let now = ccswitch::engine::Millis(1_780_000_000_000);
+    assert_eq!(
+        survey.decide(now, &call("1001"), &ledger),
+        SurveyDecision::Skip(SkipReason::Internal)
+    );
+    let SurveyDecision::Schedule(s) = survey.decide(now, &call("13812345678"), &ledger) else {
+        panic!("a mobile caller is surveyed");
+    };
+    assert_eq!(s.language, "zh");
+    assert!(s.text.starts_with("感谢致电Example Co"), "{}", s.text);
+}
+
+#[test]
+fn survey_file_is_optional_and_can_be_disabled() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    copy_shipped_folder(&dir, "survey.toml", |t| t.to_string());
+    std::fs::remove_file(dir.join("survey.toml")).expect("rm survey.toml");
+    assert!(config::load(&dir).expect("loads").survey.is_none());
+    let (_tmp, result) = load_with_survey(|t| replace_once(t, "enabled = true", "enabled = false"));
+    assert!(result.expect("loads").survey.is_none());
+}
+
+#[test]
+fn survey_faults_name_file_key_and_reason() {
+    let e = survey_refused("{agent} today", "{agent_name} today");
+    assert_error(
+        &e,
+        "survey.toml",
+        "templates.en.csat",
+        "unknown placeholder `{agent_name}`",
+    );
+    let e = survey_refused("start = \"21:00\"", "start = \"21h\"");
+    assert_error(&e, "survey.toml", "quiet_hours.start", "not a time of day");
+    let e = survey_refused("default_region = \"CN\"", "default_region = \"ZZ\"");
+    assert_error(&e, "survey.toml", "numbers.default_region", "not a region");
+    let e = survey_refused("delay_s = 60", "delay_s = 60\ndelay_ms = 1");
+    assert_error(&e, "survey.toml", "delay_ms", "unknown field");
+    let e = survey_refused("min_talk_s = 15", "min_talk_s = 15\nlanguages = []");
+    assert_error(&e, "survey.toml", "qualify.languages", "unknown field");
+    let e = survey_refused(
+        "complaint_queues = [\"complaints\"]",
+        "complaint_queues = [\"complaint\"]",
+    );
+    assert_error(
+        &e,
+        "survey.toml",
+        "follow_up.complaint_queues[0]",
+        "queue `complaint` is not defined in queues.toml",
+    );
+    let e = survey_refused("delay_s = 60", "delay_s = \"60\"");
+    assert_error(&e, "survey.toml", "delay_s", "invalid type");
+}
+
+#[test]
+fn check_config_reports_a_broken_survey_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    copy_shipped_folder(&dir, "survey.toml", |t| {
+        replace_once(t, "end = \"08:00\"", "end = \"08:00 am\"")
+    });
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("prompts"),
+        tmp.path().join("prompts"),
+    )
+    .expect("link prompts");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ccswitch"))
+        .args(["check-config", "--config"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ccswitch check-config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("survey.toml: quiet_hours.end: `08:00 am` is not a time of day"),
+        "{stderr}"
+    );
+}

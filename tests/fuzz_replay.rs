@@ -85,3 +85,37 @@ fn rtp_and_rfc4733_corpora() {
         }
     }
 }
+
+/// SMS survey replies (and the same bytes as a caller number): what the `survey_reply`
+/// target calls, plus the readings the seeds were chosen for.
+#[test]
+fn survey_reply_corpus() {
+    use ccswitch::engine::survey::{numbers, parse_reply, NumberRules, Reply, Scale};
+    let rules = NumberRules {
+        default_region: numbers::region("CN").expect("CN"),
+        internal_max_digits: 6,
+        extensions: Default::default(),
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for (path, data) in corpus("survey_reply") {
+        let text = String::from_utf8_lossy(&data);
+        for scale in [Scale::Csat, Scale::Nps] {
+            if let Reply::Score { score, .. } = parse_reply(&text, scale) {
+                assert!(scale.range().contains(&score), "{}", path.display());
+            }
+        }
+        let _ = rules.normalise(&text);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        seen.insert(name, parse_reply(&text, Scale::Csat));
+    }
+    let score = |s: u8| Reply::Score {
+        score: s,
+        comment: None,
+    };
+    assert_eq!(seen["ascii_5"], score(5));
+    assert_eq!(seen["fullwidth_5"], score(5));
+    assert_eq!(seen["chinese_5"], score(5));
+    assert_eq!(seen["td_fullwidth"], Reply::OptOut);
+    assert_eq!(seen["tuiding"], Reply::OptOut);
+    assert!(matches!(seen["yiban_word"], Reply::Unreadable { .. }));
+}

@@ -11,11 +11,13 @@ pub mod agents;
 mod ivr;
 mod queues;
 pub mod sms;
+mod survey;
 mod toml_error;
 
 use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
 use crate::engine::limits::{Cidr, LimitsConfig, Rate};
+use crate::engine::survey::SurveyPolicy;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -31,6 +33,8 @@ pub const MAIN_FILE: &str = "ccswitch.toml";
 pub const IVR_FILE: &str = "ivr.toml";
 /// Queues for the ACD inside the config folder; optional (no queues when absent).
 pub const QUEUES_FILE: &str = "queues.toml";
+/// SMS satisfaction surveys inside the config folder; optional (no surveys when absent).
+pub const SURVEY_FILE: &str = "survey.toml";
 
 /// The most rings a caller may hear before we answer (the three-ring rule).
 pub const MAX_ANSWER_AFTER_RINGS: u8 = 3;
@@ -55,6 +59,8 @@ pub struct Config {
     pub queues: Arc<QueueSet>,
     /// `sms.toml`; no gateway when the file is absent.
     pub sms: sms::SmsConfig,
+    /// None when `survey.toml` is absent or says `enabled = false`.
+    pub survey: Option<Arc<SurveyPolicy>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -502,6 +508,20 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         }
     }
 
+    let survey_path = dir.join(SURVEY_FILE);
+    let survey = if survey_path.exists() {
+        let text = read(&survey_path)?;
+        let ctx = survey::Context {
+            languages: &prompts.languages,
+            time_zone: graph.time_zone(),
+            queues: &queues,
+            agents: &agents,
+        };
+        survey::parse(&survey_path, &text, &ctx)?.map(Arc::new)
+    } else {
+        None
+    };
+
     Ok(Config {
         dir: dir.to_path_buf(),
         switch: main.switch,
@@ -517,6 +537,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         agents: Arc::new(agents),
         queues: Arc::new(queues),
         sms: sms::load(dir)?,
+        survey,
     })
 }
 

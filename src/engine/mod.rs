@@ -11,6 +11,7 @@ pub mod media;
 pub mod ports;
 pub mod record;
 pub mod registrar;
+pub mod survey;
 pub mod switch;
 pub mod time;
 pub mod txn;

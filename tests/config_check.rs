@@ -528,6 +528,54 @@ fn sms_file_is_optional_documented_and_validated() {
     assert!(err.to_string().contains("max_per_sec"), "{err}");
 }
 
+#[test]
+fn sms_http_section_is_documented_and_validated() {
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sms.http, None, "shipped disabled");
+
+    let shipped_sms = std::fs::read_to_string(shipped().join("sms.toml")).unwrap();
+    // Only [http]'s `enabled = false` is flipped; [smpp] stays off.
+    let on = |t: &str| {
+        let (smpp, http) = t.split_once("\n[http]\n").expect("[http] section");
+        format!(
+            "{smpp}\n[http]\n{}",
+            replace_once(http, "\nenabled = false\n", "\nenabled = true\n")
+        )
+    };
+    let (_tmp, r) = load_with_sms(Some(on(&shipped_sms)));
+    let cfg = r.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sms.smpp, None, "enabling [http] leaves [smpp] off");
+    let http = cfg.sms.http.expect("enabled");
+    assert_eq!(http.url, "https://sms.example.com/v1/messages");
+    assert_eq!(
+        http.token,
+        config::sms::PasswordSource::Env("CCSWITCH_SMS_HTTP_TOKEN".into())
+    );
+    assert_eq!(http.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(http.max_attempts, 4);
+    assert_eq!(http.webhook_window, std::time::Duration::from_secs(300));
+    assert_eq!(http.webhook_max_body, 16_384);
+
+    let (_tmp, r) = load_with_sms(Some(replace_once(
+        &on(&shipped_sms),
+        "max_attempts = 4",
+        "max_attempts = 0",
+    )));
+    assert_error(&r.unwrap_err(), "sms.toml", "http.max_attempts", "1-20");
+    let (_tmp, r) = load_with_sms(Some(replace_once(
+        &on(&shipped_sms),
+        "https://sms.example.com/v1/messages",
+        "http://sms.example.com/v1/messages",
+    )));
+    assert_error(&r.unwrap_err(), "sms.toml", "http.url", "must be https");
+    let (_tmp, r) = load_with_sms(Some(replace_once(
+        &on(&shipped_sms),
+        "# token_file = \"sms-http.token\"",
+        "token_file = \"x\"",
+    )));
+    assert_error(&r.unwrap_err(), "sms.toml", "http.token_env", "not both");
+}
+
 // ---- survey.toml (issue 8) ------------------------------------------------------------------
 
 /// Copies the whole shipped folder (queues.toml and agents.toml included, which

@@ -1,10 +1,12 @@
 //! SMS gateways: a gateway-neutral message and event vocabulary, the text encodings every
-//! gateway shares (GSM 7-bit / UCS-2, concatenation), and the SMPP v3.4 gateway in `smpp`
-//! (the only module that names `rusmpp`/`rusmppc`).
+//! gateway shares (GSM 7-bit / UCS-2, concatenation), the SMPP v3.4 gateway in `smpp`
+//! (the only module that names `rusmpp`/`rusmppc`), and the HTTP (JSON API + signed
+//! webhooks) gateway in `http`.
 //!
 //! A gateway takes `SmsMessage`s and reports `SmsEvent`s; deciding what to send and recording
 //! the outcome is the caller's job (the survey outbox, in a later release).
 
+pub mod http;
 pub mod smpp;
 
 use std::time::Duration;

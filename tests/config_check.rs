@@ -464,15 +464,11 @@ fn limits_section_is_validated() {
 fn load_with_sms(sms: Option<String>) -> (tempfile::TempDir, Result<config::Config, ConfigError>) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("config");
-    std::fs::create_dir(&dir).expect("mkdir");
-    for entry in std::fs::read_dir(shipped()).expect("config dir") {
-        let path = entry.expect("entry").path();
-        if path.is_file() && path.file_name() != Some("sms.toml".as_ref()) {
-            std::fs::copy(&path, dir.join(path.file_name().unwrap())).expect("copy");
-        }
-    }
-    if let Some(text) = sms {
-        std::fs::write(dir.join("sms.toml"), text).expect("write");
+    copy_shipped_folder(&dir, "sms.toml", |t| {
+        sms.clone().unwrap_or_else(|| t.to_string())
+    });
+    if sms.is_none() {
+        std::fs::remove_file(dir.join("sms.toml")).expect("remove sms.toml");
     }
     let result = config::load(&dir);
     (tmp, result)

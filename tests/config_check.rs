@@ -460,6 +460,17 @@ fn limits_section_is_validated() {
     assert_error(&err, "ccswitch.toml", "limits.max_sources", "unknown field");
 }
 
+/// `sms.toml` with `from` replaced by `to` is refused, naming `key` and `reason_part`.
+fn assert_sms_refused(text: &str, (from, to): (&str, &str), key: &str, reason_part: &str) {
+    let (_tmp, r) = load_with_sms(Some(replace_once(text, from, to)));
+    assert_error(
+        &r.expect_err("the edited sms.toml is refused"),
+        "sms.toml",
+        key,
+        reason_part,
+    );
+}
+
 /// The whole shipped config folder copied, with `sms.toml` replaced (`None`: removed).
 fn load_with_sms(sms: Option<String>) -> (tempfile::TempDir, Result<config::Config, ConfigError>) {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -499,18 +510,18 @@ fn sms_file_is_optional_documented_and_validated() {
         std::time::Duration::from_millis(1000)
     );
 
-    let (_tmp, r) = load_with_sms(Some(replace_once(
+    assert_sms_refused(
         &on(&shipped_sms),
-        "window = 10",
-        "window = 0",
-    )));
-    assert_error(&r.unwrap_err(), "sms.toml", "smpp.window", "1-1000");
-    let (_tmp, r) = load_with_sms(Some(replace_once(
+        ("window = 10", "window = 0"),
+        "smpp.window",
+        "1-1000",
+    );
+    assert_sms_refused(
         &on(&shipped_sms),
-        "# password_file = \"smpp.secret\"",
-        "password_file = \"x\"",
-    )));
-    assert_error(&r.unwrap_err(), "sms.toml", "smpp.password_env", "not both");
+        ("# password_file = \"smpp.secret\"", "password_file = \"x\""),
+        "smpp.password_env",
+        "not both",
+    );
     let (_tmp, r) = load_with_sms(Some(replace_once(
         &on(&shipped_sms),
         "max_per_s = 50",
@@ -552,24 +563,27 @@ fn sms_http_section_is_documented_and_validated() {
     assert_eq!(http.webhook_window, std::time::Duration::from_secs(300));
     assert_eq!(http.webhook_max_body, 16_384);
 
-    let (_tmp, r) = load_with_sms(Some(replace_once(
+    assert_sms_refused(
         &on(&shipped_sms),
-        "max_attempts = 4",
-        "max_attempts = 0",
-    )));
-    assert_error(&r.unwrap_err(), "sms.toml", "http.max_attempts", "1-20");
-    let (_tmp, r) = load_with_sms(Some(replace_once(
+        ("max_attempts = 4", "max_attempts = 0"),
+        "http.max_attempts",
+        "1-20",
+    );
+    assert_sms_refused(
         &on(&shipped_sms),
-        "https://sms.example.com/v1/messages",
-        "http://sms.example.com/v1/messages",
-    )));
-    assert_error(&r.unwrap_err(), "sms.toml", "http.url", "must be https");
-    let (_tmp, r) = load_with_sms(Some(replace_once(
+        (
+            "https://sms.example.com/v1/messages",
+            "http://sms.example.com/v1/messages",
+        ),
+        "http.url",
+        "must be https",
+    );
+    assert_sms_refused(
         &on(&shipped_sms),
-        "# token_file = \"sms-http.token\"",
-        "token_file = \"x\"",
-    )));
-    assert_error(&r.unwrap_err(), "sms.toml", "http.token_env", "not both");
+        ("# token_file = \"sms-http.token\"", "token_file = \"x\""),
+        "http.token_env",
+        "not both",
+    );
 }
 
 // ---- survey.toml (issue 8) ------------------------------------------------------------------

@@ -210,6 +210,52 @@ pub enum Record {
         queue: String,
         number: String,
     },
+    /// The survey policy scheduled a satisfaction survey for the ended call (issue #8). Emitted
+    /// right after the call's `CallEnded`, in the same store batch. `survey_id` (< 2^63) is
+    /// the stable client reference given to the SMS gateway; the survey question is message
+    /// `survey_id` in `sms_messages`.
+    SurveyScheduled {
+        call_id: String,
+        survey_id: u64,
+        at: Millis,
+        /// E.164 with `+`.
+        number: String,
+        /// Keyed hash of `number` (frequency cap and opt-outs outlive the number).
+        number_hash: String,
+        language: String,
+        text: String,
+        send_at: Millis,
+        /// Quiet hours moved `send_at` (state `deferred` instead of `pending`).
+        deferred: bool,
+        reply_by: Millis,
+        /// The agent who answered (owner of follow-up tasks); None when self-served.
+        agent: Option<String>,
+        queue: Option<String>,
+        /// The call went through a complaint queue (it has its follow-up task already).
+        complaint: bool,
+    },
+    /// The survey policy looked at the ended call and sent nothing: `reason` is a
+    /// `SkipReason` ("not_served", "anonymous", "opted_out", "frequency_cap", ...).
+    SurveySkipped {
+        call_id: String,
+        survey_id: u64,
+        at: Millis,
+        reason: String,
+        agent: Option<String>,
+        queue: Option<String>,
+    },
+    /// A follow-up task was opened when the call ended (handled in a complaint queue).
+    /// Tasks opened by a low score come from the survey service, not the engine.
+    FollowUpOpened {
+        call_id: String,
+        at: Millis,
+        /// The agent who answered the call (the task's owner); None: supervisors.
+        agent: Option<String>,
+        queue: Option<String>,
+        /// "complaint_queue" or "low_score".
+        reason: String,
+        due_at: Millis,
+    },
     /// An agent changed state: "logged_out", "ready", "reserved", "on_call", "wrap_up",
     /// "not_ready" (with a reason: "break", "lunch", "missed_call", ...). Not tied to a call.
     AgentStateChanged {
@@ -241,7 +287,10 @@ impl Record {
             | Record::CallTransferred { call_id, .. }
             | Record::RecordingSaved { call_id, .. }
             | Record::CallOverflowed { call_id, .. }
-            | Record::CallbackRequested { call_id, .. } => Some(call_id),
+            | Record::CallbackRequested { call_id, .. }
+            | Record::SurveyScheduled { call_id, .. }
+            | Record::SurveySkipped { call_id, .. }
+            | Record::FollowUpOpened { call_id, .. } => Some(call_id),
             Record::AgentStateChanged { .. } => None,
         }
     }
@@ -267,6 +316,9 @@ impl Record {
             Record::RecordingSaved { .. } => "recording_saved",
             Record::CallOverflowed { .. } => "call_overflowed",
             Record::CallbackRequested { .. } => "callback_requested",
+            Record::SurveyScheduled { .. } => "survey_scheduled",
+            Record::SurveySkipped { .. } => "survey_skipped",
+            Record::FollowUpOpened { .. } => "follow_up_opened",
             Record::AgentStateChanged { .. } => "agent_state_changed",
         }
     }
@@ -291,6 +343,9 @@ impl Record {
             | Record::RecordingSaved { at, .. }
             | Record::CallOverflowed { at, .. }
             | Record::CallbackRequested { at, .. }
+            | Record::SurveyScheduled { at, .. }
+            | Record::SurveySkipped { at, .. }
+            | Record::FollowUpOpened { at, .. }
             | Record::AgentStateChanged { at, .. } => *at,
             Record::CallEnded { ended_at, .. } => *ended_at,
         }

@@ -85,6 +85,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "overflow",
         include_str!("migrations/sqlite/0003_overflow.sql"),
     ),
+    (
+        4,
+        "surveys",
+        include_str!("migrations/sqlite/0004_surveys.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -101,6 +106,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "overflow",
         include_str!("migrations/postgres/0003_overflow.sql"),
+    ),
+    (
+        4,
+        "surveys",
+        include_str!("migrations/postgres/0004_surveys.sql"),
     ),
 ];
 
@@ -619,6 +629,128 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             .bind(ms(at))
             .bind(text(queue).into_owned())
             .bind(text(number).into_owned())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::SurveyScheduled {
+            survey_id,
+            at,
+            number,
+            number_hash,
+            language,
+            text: body,
+            send_at,
+            deferred,
+            reply_by,
+            agent,
+            queue,
+            complaint,
+            ..
+        } => {
+            let state = if *deferred { "deferred" } else { "pending" };
+            let sid = ms_to_db(*survey_id);
+            // A replayed batch finds the survey there and adds nothing (the sender may have
+            // moved it on already).
+            let inserted = sqlx::query(
+                "INSERT INTO surveys (survey_id, call_id, decided_at, state, state_at, number, \
+                   number_hash, language, body, agent, queue, complaint, send_at, reply_by) \
+                 VALUES ($1, $2, $3, $4, $3, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (call_id) DO NOTHING",
+            )
+            .bind(sid)
+            .bind(id)
+            .bind(ms(at))
+            .bind(state)
+            .bind(text(number).into_owned())
+            .bind(text(number_hash).into_owned())
+            .bind(text(language).into_owned())
+            .bind(text(body).into_owned())
+            .bind(opt_text(agent))
+            .bind(opt_text(queue))
+            .bind(i32::from(*complaint))
+            .bind(ms(send_at))
+            .bind(ms(reply_by))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                sqlx::query(
+                    "INSERT INTO survey_events (survey_id, at, state, detail) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(sid)
+                .bind(ms(at))
+                .bind(state)
+                .bind(deferred.then(|| format!("quiet hours: held until {}", send_at.as_u64())))
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO sms_messages (message_id, survey_id, kind, number, body, \
+                       created_at, state, state_at, due_at) \
+                     VALUES ($1, $1, 'survey', $2, $3, $4, 'queued', $4, $5) \
+                     ON CONFLICT (message_id) DO NOTHING",
+                )
+                .bind(sid)
+                .bind(text(number).into_owned())
+                .bind(text(body).into_owned())
+                .bind(ms(at))
+                .bind(ms(send_at))
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Record::SurveySkipped {
+            survey_id,
+            at,
+            reason,
+            agent,
+            queue,
+            ..
+        } => {
+            let sid = ms_to_db(*survey_id);
+            let inserted = sqlx::query(
+                "INSERT INTO surveys (survey_id, call_id, decided_at, state, state_at, \
+                   skip_reason, agent, queue) VALUES ($1, $2, $3, 'skipped', $3, $4, $5, $6) \
+                 ON CONFLICT (call_id) DO NOTHING",
+            )
+            .bind(sid)
+            .bind(id)
+            .bind(ms(at))
+            .bind(text(reason).into_owned())
+            .bind(opt_text(agent))
+            .bind(opt_text(queue))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                sqlx::query(
+                    "INSERT INTO survey_events (survey_id, at, state, detail) \
+                     VALUES ($1, $2, 'skipped', $3)",
+                )
+                .bind(sid)
+                .bind(ms(at))
+                .bind(text(reason).into_owned())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Record::FollowUpOpened {
+            at,
+            agent,
+            queue,
+            reason,
+            due_at,
+            ..
+        } => {
+            sqlx::query(
+                "INSERT INTO follow_up_tasks (call_id, agent, queue, reason, opened_at, due_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, reason) DO NOTHING",
+            )
+            .bind(id)
+            .bind(opt_text(agent))
+            .bind(opt_text(queue))
+            .bind(text(reason).into_owned())
+            .bind(ms(at))
+            .bind(ms(due_at))
             .execute(&mut **tx)
             .await?;
         }

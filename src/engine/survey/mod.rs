@@ -71,7 +71,7 @@ pub mod policy;
 pub mod reply;
 pub mod template;
 
-pub use numbers::{NumberRules, E164};
+pub use numbers::{mask_number, number_hash, NumberRules, E164};
 pub use policy::{
     CallOutcome, CallSummary, FollowUpReason, FollowUpTask, LanguageTexts, QueueRules, QuietHours,
     ScheduledSurvey, SurveyDecision, SurveyHistory, SurveyLedger, SurveyPolicy,

@@ -67,6 +67,33 @@ impl std::fmt::Display for E164 {
     }
 }
 
+/// The keyed hash of a number (HMAC-SHA256 under the switch's number key, lower-case hex).
+/// Stored next to every number, and alone once retention drops the number: the frequency
+/// cap and opt-outs keep working without keeping who called. `number` is E.164 (`+86...`);
+/// hash exactly that text so every component agrees.
+pub fn number_hash(key: &[u8], number: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key)
+        .expect("HMAC takes keys of any length");
+    mac.update(number.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A number for logs and reports (PIPL: minimum necessary): all but the first 3 and last 4
+/// digits hidden (`+86 138****5678` for E.164 via `E164::masked`; any other text: its
+/// digits masked the same way, `138****5678`). Short inputs are fully hidden.
+pub fn mask_number(raw: &str) -> String {
+    let n = raw.chars().count();
+    if n >= 8 {
+        let chars: Vec<char> = raw.chars().collect();
+        let head: String = chars[..3].iter().collect();
+        let tail: String = chars[n - 4..].iter().collect();
+        format!("{head}{}{tail}", "*".repeat(n - 7))
+    } else {
+        "*".repeat(n)
+    }
+}
+
 /// How caller numbers are read (`[numbers]` of survey.toml plus the agent extensions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NumberRules {

@@ -160,7 +160,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             "closed calls left unfinished by the last run as failed"
         );
     }
-    let (records, writer) = store::spawn_writer(store.clone());
+    let surveys = survey_setup(&config, &store, clock.now()).await?;
+    let (records, writer) = store::spawn_writer_with(
+        store.clone(),
+        store::WriterConfig {
+            survey_groups: surveys.policy.is_some(),
+            ..store::WriterConfig::default()
+        },
+    );
 
     let udp = Arc::new(
         UdpSocket::bind(config.sip.listen)
@@ -248,6 +255,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         limits: config.limits.to_limits_config(),
         default_language: config.prompts.default_language.clone(),
         seed: clock.now().as_u64() ^ u64::from(std::process::id()),
+        surveys,
     });
 
     let (sip_tx, sip_rx) = mpsc::channel(4096);
@@ -299,6 +307,38 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let stats = writer.shutdown().await;
     tracing::info!(?stats, "store flushed; bye");
     Ok(())
+}
+
+/// Surveys after hang-up (issue 8): the policy, the number-hash key, and what the store
+/// remembers of surveys inside the frequency cap and of opt-outs. Off: nothing is read.
+async fn survey_setup(
+    config: &Config,
+    store: &Store,
+    now: crate::engine::Millis,
+) -> anyhow::Result<crate::engine::SurveySetup> {
+    let Some(policy) = config.survey.clone() else {
+        return Ok(crate::engine::SurveySetup::default());
+    };
+    let number_hash_key = store
+        .number_hash_key()
+        .await
+        .context("reading the number-hash key")?;
+    let cap_ms = u64::from(policy.frequency_cap_days) * 86_400_000;
+    let since = crate::engine::Millis(now.as_u64().saturating_sub(cap_ms));
+    let ledger = store
+        .survey_ledger(since)
+        .await
+        .context("reading earlier surveys and opt-outs")?;
+    tracing::info!(
+        recent_numbers = ledger.last_sent.len(),
+        opted_out = ledger.opted_out.len(),
+        "surveys on"
+    );
+    Ok(crate::engine::SurveySetup {
+        policy: Some(policy),
+        number_hash_key,
+        ledger,
+    })
 }
 
 /// SIGTERM and SIGINT, registered at once: a signal that arrives before the control loop

@@ -88,6 +88,14 @@ fn publish(engine: &Engine, last: &mut EngineStats) {
     metrics::counter!("ccswitch_sip_source_ignored_total")
         .increment(s.source_ignored - last.source_ignored);
     metrics::gauge!("ccswitch_sip_sources_banned").set(s.sources_banned as f64);
+    metrics::counter!("ccswitch_surveys_decided_total", "decision" => "scheduled")
+        .increment(s.surveys_scheduled - last.surveys_scheduled);
+    metrics::counter!("ccswitch_surveys_decided_total", "decision" => "skipped")
+        .increment(s.surveys_skipped - last.surveys_skipped);
+    metrics::counter!("ccswitch_follow_ups_opened_total", "reason" => "complaint_queue")
+        .increment(s.follow_ups_opened - last.follow_ups_opened);
+    metrics::counter!("ccswitch_survey_opt_outs_refused_total")
+        .increment(s.survey_opt_outs_refused - last.survey_opt_outs_refused);
     metrics::gauge!("ccswitch_active_calls").set(engine.active_calls() as f64);
     *last = s.clone();
 }

@@ -54,6 +54,22 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "ccswitch_store_queue_depth",
         "records waiting to be written"
     );
+    metrics::describe_counter!(
+        "ccswitch_surveys_decided_total",
+        "ended calls by survey decision at hang-up (label decision: scheduled, skipped)"
+    );
+    metrics::describe_counter!(
+        "ccswitch_follow_ups_opened_total",
+        "follow-up tasks opened (label reason)"
+    );
+    metrics::describe_counter!(
+        "ccswitch_survey_opt_outs_refused_total",
+        "survey opt-out commands ignored: not a number hash"
+    );
+    metrics::describe_counter!(
+        "ccswitch_store_survey_group_cut_total",
+        "batches cut before a call's survey records arrived (engine too slow; logged)"
+    );
     // Register every series at zero so a scrape right after start already lists them.
     for name in [
         "ccswitch_sip_messages_received_total",

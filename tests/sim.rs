@@ -45,6 +45,7 @@ fn config(answer_after_rings: u8, max_calls: usize) -> EngineConfig {
             limits.trusted.push("127.0.0.1".parse().unwrap());
             limits
         },
+        surveys: Default::default(),
     }
 }
 

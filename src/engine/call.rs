@@ -109,8 +109,36 @@ pub struct Call {
     pub hold_play: Option<u64>,
     pub announce_play: Option<u64>,
     pub apology_play: Option<u64>,
+    /// What the survey decision needs to know when the call ends (issue 8).
+    pub service: ServiceFacts,
     /// Every log line about this call is emitted inside this span.
     pub span: tracing::Span,
+}
+
+/// How the caller was served, gathered as the call goes, for the survey decision at its
+/// end (`switch::survey_hookup`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceFacts {
+    /// Queues entered, in order (first entry, overflows, transfers to a queue). Bounded.
+    pub queues_visited: Vec<String>,
+    /// The agent the caller spoke to last.
+    pub agent: Option<AgentContact>,
+    /// A blind transfer to this agent's extension is ringing: if they answer, the call has
+    /// no queue of its own.
+    pub direct_to: Option<String>,
+    /// How the caller left the IVR (`IvrLeft`), once they did.
+    pub ivr_outcome: Option<super::record::IvrOutcome>,
+}
+
+/// An agent who answered the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentContact {
+    pub agent: String,
+    /// The queue the agent answered from; None for a direct transfer.
+    pub queue: Option<String>,
+    pub answered_at: Millis,
+    /// The agent handed the call on (blind transfer) at this time.
+    pub left_at: Option<Millis>,
 }
 
 impl Call {

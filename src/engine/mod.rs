@@ -60,6 +60,10 @@ pub enum Command {
     /// Change an agent's state as the feature codes do (supervisor or API). Refusals
     /// (unknown agent, not allowed now) are logged; the state records show what happened.
     Agent { agent: String, change: AgentChange },
+    /// The number with this hash (`survey::number_hash`, 64 lower-case hex digits) opted
+    /// out of surveys (the survey service read TD/STOP): later calls from it are skipped
+    /// `opted_out`. Anything else is logged and counted, never applied.
+    SurveyOptOut { number_hash: String },
 }
 
 /// What `Command::Agent` asks for.
@@ -97,7 +101,7 @@ pub enum Output {
     Drained,
 }
 
-pub use switch::{Engine, EngineConfig, EngineStats};
+pub use switch::{Engine, EngineConfig, EngineStats, SurveySetup};
 
 /// Masks a phone number for logs: all but the last four digits become `*`.
 pub fn mask_number(number: &str) -> String {

@@ -24,6 +24,7 @@
 mod aggregates;
 mod queries;
 pub mod report;
+mod survey_ledger;
 mod writer;
 
 pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
@@ -50,6 +51,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Stored data the switch cannot use and must not overwrite.
+    #[error("database content: {0}")]
+    Corrupt(String),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,12 @@
 //! The batched writer: the engine pushes records without ever waiting on the database; one
 //! task writes them in transactions of up to `max_batch` records or `max_delay`, retrying with
 //! backoff until the database takes them.
+//!
+//! With surveys on (`survey_groups`), a call's `CallEnded` and the survey records the engine
+//! emits right after it (`FollowUpOpened`, then always `SurveyScheduled` or `SurveySkipped`
+//! last) are one group, and a batch never ends inside a group: a crash then leaves either
+//! the ended call with its survey row, or neither. The batch grows past `max_batch` by the
+//! rest of the group instead.
 
 use super::Store;
 use crate::engine::record::Record;
@@ -25,6 +31,9 @@ pub struct WriterConfig {
     /// A batch refused this many times while the database answers pings is split to find the
     /// record it cannot take, so one bad record cannot wedge the writer (and grow the queue).
     pub refusals_before_isolating: u32,
+    /// Surveys are on: every `CallEnded` is followed by its call's survey decision, kept in
+    /// the same batch (see the module doc).
+    pub survey_groups: bool,
 }
 
 impl Default for WriterConfig {
@@ -36,6 +45,7 @@ impl Default for WriterConfig {
             backoff_max: Duration::from_secs(5),
             attempts_after_shutdown: 8,
             refusals_before_isolating: 5,
+            survey_groups: false,
         }
     }
 }
@@ -44,6 +54,11 @@ const QUEUE_DEPTH: &str = "ccswitch_store_queue_depth";
 const WRITE_ERRORS: &str = "ccswitch_store_write_errors_total";
 const RECORDS_LOST: &str = "ccswitch_store_records_lost_total";
 const RECORDS_WRITTEN: &str = "ccswitch_store_records_written_total";
+const GROUP_CUT: &str = "ccswitch_store_survey_group_cut_total";
+
+/// How long a batch waits for the rest of a survey group. The engine pushes a group in one
+/// go, so this is only reached when the engine broke its promise (logged and counted).
+const GROUP_GRACE: Duration = Duration::from_secs(1);
 
 /// Where the engine's records go. Cloneable; `push` never blocks.
 #[derive(Clone)]
@@ -230,11 +245,61 @@ async fn run(
                 }
             }
         }
+        if inbox.cfg.survey_groups {
+            complete_survey_group(&mut batch, &mut inbox).await;
+        }
         let taken = i64::try_from(batch.len()).unwrap_or(i64::MAX);
         let left = depth.fetch_sub(taken, Ordering::Relaxed) - taken;
         metrics::gauge!(QUEUE_DEPTH).set(left.max(0) as f64);
         write_with_retry(&store, &batch, &stats, &mut inbox).await;
         batch.clear();
+    }
+}
+
+/// Whether `batch` ends inside a survey group: after a `CallEnded` (and maybe its call's
+/// `FollowUpOpened`) whose `SurveyScheduled`/`SurveySkipped` has not come yet.
+fn ends_inside_survey_group(batch: &[Record]) -> bool {
+    let mut follow_up_of: Option<&str> = None;
+    for r in batch.iter().rev() {
+        match r {
+            Record::FollowUpOpened { call_id, .. } => {
+                if *follow_up_of.get_or_insert(call_id) != call_id.as_str() {
+                    return false;
+                }
+            }
+            Record::CallEnded { call_id, .. } => {
+                return follow_up_of.is_none_or(|c| c == call_id);
+            }
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Takes records until the batch no longer ends inside a survey group. The rest of a group
+/// is pushed together with its start, so this waits microseconds; after `GROUP_GRACE` the
+/// batch is cut anyway (nothing is lost: the rest goes in the next batch).
+async fn complete_survey_group(batch: &mut Vec<Record>, inbox: &mut Inbox) {
+    let grace = tokio::time::sleep(GROUP_GRACE);
+    tokio::pin!(grace);
+    while ends_inside_survey_group(batch) {
+        tokio::select! {
+            r = inbox.rx.recv() => match r {
+                Some(r) => batch.push(r),
+                None => return, // closed and drained: nothing more can arrive
+            },
+            _ = &mut grace => {
+                metrics::counter!(GROUP_CUT).increment(1);
+                tracing::warn!(
+                    call_id = batch.last().and_then(Record::call_id).unwrap_or(""),
+                    "a call's survey records did not follow its end; writing them separately"
+                );
+                return;
+            }
+            res = &mut inbox.shutdown, if !inbox.signal_done => {
+                inbox.on_signal(res.is_ok());
+            }
+        }
     }
 }
 
@@ -325,5 +390,118 @@ async fn try_write(
             }
         }
         backoff = (backoff * 2).min(inbox.cfg.backoff_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::record::EndedBy;
+    use crate::engine::time::Millis;
+
+    fn ended(call: &str) -> Record {
+        Record::CallEnded {
+            call_id: call.into(),
+            ended_at: Millis(2_000),
+            ended_by: EndedBy::Caller,
+            reason: "bye".into(),
+            final_status: 200,
+        }
+    }
+
+    fn started(call: &str) -> Record {
+        Record::CallStarted {
+            call_id: call.into(),
+            sip_call_id: format!("sip-{call}"),
+            caller: "+8613812345678".into(),
+            dialled: "8000".into(),
+            transport: "udp".into(),
+            arrived_at: Millis(1_000),
+            ring_cycle_ms: 6_000,
+        }
+    }
+
+    fn skipped(call: &str, survey_id: u64) -> Record {
+        Record::SurveySkipped {
+            call_id: call.into(),
+            survey_id,
+            at: Millis(2_000),
+            reason: "not_served".into(),
+            agent: None,
+            queue: None,
+        }
+    }
+
+    fn follow_up(call: &str) -> Record {
+        Record::FollowUpOpened {
+            call_id: call.into(),
+            at: Millis(2_000),
+            agent: Some("1002".into()),
+            queue: Some("complaints".into()),
+            reason: "complaint_queue".into(),
+            due_at: Millis(2_000 + 86_400_000),
+        }
+    }
+
+    #[test]
+    fn where_a_survey_group_is_open() {
+        assert!(!ends_inside_survey_group(&[]));
+        assert!(!ends_inside_survey_group(&[started("a")]));
+        assert!(ends_inside_survey_group(&[started("a"), ended("a")]));
+        assert!(ends_inside_survey_group(&[ended("a"), follow_up("a")]));
+        assert!(!ends_inside_survey_group(&[ended("a"), skipped("a", 1)]));
+        assert!(!ends_inside_survey_group(&[
+            ended("a"),
+            follow_up("a"),
+            skipped("a", 1)
+        ]));
+        // A follow-up of another call does not belong to this end.
+        assert!(!ends_inside_survey_group(&[ended("a"), follow_up("b")]));
+        assert!(!ends_inside_survey_group(&[follow_up("b")]));
+    }
+
+    /// Records queued before the writer runs are cut at `max_batch` exactly, except that a
+    /// cut right after a `CallEnded` takes the call's survey records along.
+    async fn batches_for(survey_groups: bool) -> WriterStats {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("w.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let cfg = WriterConfig {
+            max_batch: 2,
+            survey_groups,
+            ..WriterConfig::default()
+        };
+        let (sink, handle) = spawn_writer_with(store.clone(), cfg);
+        // max_batch 2 would cut after each CallEnded (records 2 and 6).
+        for r in [
+            started("a"),
+            ended("a"),
+            follow_up("a"),
+            skipped("a", 1),
+            started("b"),
+            ended("b"),
+            skipped("b", 2),
+        ] {
+            sink.push(r);
+        }
+        let stats = handle.shutdown().await;
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM surveys")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 2);
+        stats
+    }
+
+    #[tokio::test]
+    async fn a_batch_cut_at_max_batch_never_separates_a_call_end_from_its_survey() {
+        let grouped = batches_for(true).await;
+        assert_eq!(grouped.written, 7);
+        // [a start, a end, a follow-up, a skipped] [b start, b end, b skipped]
+        assert_eq!(grouped.batches, 2, "{grouped:?}");
+        let plain = batches_for(false).await;
+        assert_eq!(plain.written, 7);
+        // [a start, a end] [a follow-up, a skipped] [b start, b end] [b skipped]
+        assert_eq!(plain.batches, 4, "{plain:?}");
     }
 }

@@ -84,6 +84,8 @@ pub struct IvrSession {
     /// Shared by every call; left out of `Debug`.
     graph: Arc<IvrGraph>,
     lang: String,
+    /// The caller picked `lang` at a language node (not just the default).
+    lang_chosen: bool,
     node: String,
     state: State,
     actions: VecDeque<IvrAction>,
@@ -114,6 +116,7 @@ impl IvrSession {
         let mut s = IvrSession {
             graph,
             lang: default_lang.to_string(),
+            lang_chosen: false,
             node: entry.to_string(),
             state: State::Done,
             actions: VecDeque::new(),
@@ -228,6 +231,11 @@ impl IvrSession {
 
     pub fn language(&self) -> &str {
         &self.lang
+    }
+
+    /// The language the caller picked at a language node; None when they picked none.
+    pub fn chosen_language(&self) -> Option<&str> {
+        self.lang_chosen.then_some(self.lang.as_str())
     }
 
     /// The node the caller is at.
@@ -385,6 +393,7 @@ impl IvrSession {
                 match node {
                     Node::Language { next, .. } => {
                         self.lang = target.clone();
+                        self.lang_chosen = true;
                         let detail = format!("lang={target}");
                         self.step(now, Some(digits), Some(&detail));
                         self.enter(now, next.clone());

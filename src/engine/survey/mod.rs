@@ -73,8 +73,8 @@ pub mod template;
 
 pub use numbers::{mask_number, number_hash, NumberRules, E164};
 pub use policy::{
-    CallOutcome, CallSummary, FollowUpReason, FollowUpTask, LanguageTexts, QueueRules, QuietHours,
-    ScheduledSurvey, SurveyDecision, SurveyHistory, SurveyLedger, SurveyPolicy,
+    CallOutcome, CallSummary, FollowUpReason, FollowUpTask, LanguageTexts, LedgerFacts, QueueRules,
+    QuietHours, ScheduledSurvey, SurveyDecision, SurveyHistory, SurveyLedger, SurveyPolicy,
 };
 pub use reply::{parse_reply, Reply, Scale};
 pub use template::{Fields, Placeholder, Template};

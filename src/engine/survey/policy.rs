@@ -118,38 +118,87 @@ pub struct CallSummary {
     pub queues_visited: Vec<String>,
 }
 
-/// What the engine or the store knows about earlier surveys of a number.
+/// What the engine or the store knows about earlier surveys of a number. Keyed by the
+/// number's keyed hash (`numbers::number_hash`), never by the number itself: retention drops
+/// the number after a while and keeps only the hash, and the frequency cap and opt-outs must
+/// keep working on what is left.
 pub trait SurveyHistory {
-    /// The latest send time of a survey scheduled for `number`.
-    fn last_survey_at(&self, number: &E164) -> Option<Millis>;
-    fn is_opted_out(&self, number: &E164) -> bool;
+    /// The keyed hash under which this history knows `number`.
+    fn hash_of(&self, number: &E164) -> String;
+    /// The latest send time of a survey scheduled for the number with this hash.
+    fn last_survey_at(&self, number_hash: &str) -> Option<Millis>;
+    fn is_opted_out(&self, number_hash: &str) -> bool;
 }
 
-/// An in-memory `SurveyHistory`: filled from the store at startup, then kept up to date by
-/// the caller of `decide`.
-#[derive(Clone, Debug, Default)]
+/// What the store knows at startup to fill a `SurveyLedger` (`Store::survey_ledger`): the
+/// latest send time per number hash of recent surveys, and every opted-out number hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LedgerFacts {
+    /// (number hash, latest send_at) of surveys scheduled inside the frequency-cap window.
+    pub last_sent: Vec<(String, Millis)>,
+    /// Number hashes that opted out (for good).
+    pub opted_out: Vec<String>,
+}
+
+/// An in-memory `SurveyHistory` by number hash: filled from the store at startup
+/// (`LedgerFacts`), then kept up to date by the caller of `decide` (`note_scheduled`) and
+/// by opt-outs reported by the survey service (`note_opt_out`).
+#[derive(Clone, Default)]
 pub struct SurveyLedger {
-    last: HashMap<E164, Millis>,
-    opted_out: HashSet<E164>,
+    /// The switch's number-hash key (secret: never logged).
+    key: Vec<u8>,
+    last: HashMap<String, Millis>,
+    opted_out: HashSet<String>,
+}
+
+impl std::fmt::Debug for SurveyLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurveyLedger")
+            .field("numbers", &self.last.len())
+            .field("opted_out", &self.opted_out.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SurveyLedger {
-    /// A survey for `number` is scheduled to go out at `send_at`.
-    pub fn note_scheduled(&mut self, number: &E164, send_at: Millis) {
-        let last = self.last.entry(number.clone()).or_insert(send_at);
+    /// An empty ledger hashing numbers under `key`.
+    pub fn new(key: Vec<u8>) -> SurveyLedger {
+        SurveyLedger {
+            key,
+            ..SurveyLedger::default()
+        }
+    }
+
+    /// A ledger under `key` holding what the store knows.
+    pub fn with_facts(key: Vec<u8>, facts: &LedgerFacts) -> SurveyLedger {
+        let mut ledger = SurveyLedger::new(key);
+        for (hash, send_at) in &facts.last_sent {
+            ledger.note_scheduled(hash, *send_at);
+        }
+        for hash in &facts.opted_out {
+            ledger.note_opt_out(hash);
+        }
+        ledger
+    }
+
+    /// A survey for the number with this hash is scheduled to go out at `send_at`.
+    pub fn note_scheduled(&mut self, number_hash: &str, send_at: Millis) {
+        let last = self.last.entry(number_hash.to_string()).or_insert(send_at);
         *last = (*last).max(send_at);
     }
 
-    pub fn note_opt_out(&mut self, number: &E164) {
-        self.opted_out.insert(number.clone());
+    /// The number with this hash opted out: it is never surveyed again.
+    pub fn note_opt_out(&mut self, number_hash: &str) {
+        self.opted_out.insert(number_hash.to_string());
     }
 
     /// Forgets send times before `cutoff` (older than the cap: they no longer matter), so
-    /// memory follows the number of recent surveys.
+    /// memory follows the number of recent surveys. Opt-outs are kept for good.
     pub fn forget_before(&mut self, cutoff: Millis) {
         self.last.retain(|_, at| *at >= cutoff);
     }
 
+    /// Numbers with a remembered send time.
     pub fn len(&self) -> usize {
         self.last.len()
     }
@@ -157,15 +206,23 @@ impl SurveyLedger {
     pub fn is_empty(&self) -> bool {
         self.last.is_empty()
     }
+
+    pub fn opted_out_len(&self) -> usize {
+        self.opted_out.len()
+    }
 }
 
 impl SurveyHistory for SurveyLedger {
-    fn last_survey_at(&self, number: &E164) -> Option<Millis> {
-        self.last.get(number).copied()
+    fn hash_of(&self, number: &E164) -> String {
+        super::numbers::number_hash(&self.key, number.as_str())
     }
 
-    fn is_opted_out(&self, number: &E164) -> bool {
-        self.opted_out.contains(number)
+    fn last_survey_at(&self, number_hash: &str) -> Option<Millis> {
+        self.last.get(number_hash).copied()
+    }
+
+    fn is_opted_out(&self, number_hash: &str) -> bool {
+        self.opted_out.contains(number_hash)
     }
 }
 
@@ -174,6 +231,8 @@ impl SurveyHistory for SurveyLedger {
 pub struct ScheduledSurvey {
     pub call_id: String,
     pub to: E164,
+    /// The keyed hash of `to` (`SurveyHistory::hash_of`): what the ledger notes.
+    pub number_hash: String,
     /// The language of `text` (the caller's, or the default).
     pub language: String,
     pub text: String,
@@ -243,7 +302,8 @@ impl SurveyPolicy {
     ) -> Result<ScheduledSurvey, SkipReason> {
         self.qualifies(call)?;
         let to = self.numbers.normalise(&call.caller)?;
-        if history.is_opted_out(&to) {
+        let number_hash = history.hash_of(&to);
+        if history.is_opted_out(&number_hash) {
             return Err(SkipReason::OptedOut);
         }
         // The delay counts from the hang-up; a decision made late (a backlog) never
@@ -253,7 +313,7 @@ impl SurveyPolicy {
         if self.frequency_cap_days > 0 {
             let cap_ms = u64::from(self.frequency_cap_days) * MS_PER_DAY;
             if history
-                .last_survey_at(&to)
+                .last_survey_at(&number_hash)
                 .is_some_and(|last| send_at.since(last) < cap_ms)
             {
                 return Err(SkipReason::FrequencyCap);
@@ -279,6 +339,7 @@ impl SurveyPolicy {
         Ok(ScheduledSurvey {
             call_id: call.call_id.clone(),
             to,
+            number_hash,
             language: language.to_string(),
             text,
             send_at,

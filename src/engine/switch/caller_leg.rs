@@ -219,6 +219,7 @@ impl Engine {
             announce_play: None,
             apology_play: None,
             bye_key: None,
+            service: Default::default(),
             span: span.clone(),
             invite: req,
             feature,
@@ -288,12 +289,13 @@ impl Engine {
         };
         self.respond(now, &key, &req, peer, status, reason, opts);
         self.persist(Record::CallEnded {
-            call_id,
+            call_id: call_id.clone(),
             ended_at: now,
             ended_by: EndedBy::System,
             reason: why.to_string(),
             final_status: status,
         });
+        self.survey_at_refusal(now, &call_id, req.from.user.as_deref().unwrap_or(""));
     }
 
     /// Sends the final non-2xx response to a call's INVITE while it is still ringing (CANCEL,

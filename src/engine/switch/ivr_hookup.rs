@@ -219,6 +219,7 @@ impl Engine {
             return;
         }
         call.ivr_left = true;
+        call.service.ivr_outcome = Some(outcome);
         let call_id = call.id.clone();
         self.cancel_timer(call_key, CallTimer::Ivr);
         self.persist(Record::IvrLeft {

@@ -15,6 +15,7 @@
 //! agent_dialog   the answered agent leg: BYE, re-INVITE hold, ACK, timeouts, media
 //! transfer       REFER to a queue or an agent
 //! teardown       the end of a call (who hung up, BYE) and the staged shutdown
+//! survey_hookup  at the end of a call: the survey decision and follow-up task (records)
 //! connection_use which TCP connections the engine still needs (for the transport)
 //! ```
 //! `agent_leg` holds the agent leg's types and the documented choices of the agent flow.
@@ -29,10 +30,12 @@ mod ivr_hookup;
 mod offer;
 mod queueing;
 mod registration;
+mod survey_hookup;
 mod teardown;
 mod transfer;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
+pub use survey_hookup::SurveySetup;
 
 use super::acd::{Acd, AgentProfile, QueueSet};
 use super::call::{Call, CallState, CallTimer};
@@ -90,6 +93,8 @@ pub struct EngineConfig {
     pub recordings_dir: std::path::PathBuf,
     /// Per-source limits on new INVITEs and REGISTERs (`[limits]`).
     pub limits: LimitsConfig,
+    /// SMS surveys after hang-up (`survey.toml`); `Default`: off, no survey records.
+    pub surveys: SurveySetup,
 }
 
 /// Operations counters the shell exports to Prometheus.
@@ -113,6 +118,14 @@ pub struct EngineStats {
     pub source_ignored: u64,
     /// Sources banned right now (a gauge).
     pub sources_banned: u64,
+    /// Ended calls given a survey (`SurveyScheduled`).
+    pub surveys_scheduled: u64,
+    /// Ended calls given no survey (`SurveySkipped`).
+    pub surveys_skipped: u64,
+    /// Follow-up tasks opened at a call's end (complaint queue).
+    pub follow_ups_opened: u64,
+    /// `Command::SurveyOptOut` with something that is not a number hash.
+    pub survey_opt_outs_refused: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,10 +173,11 @@ pub struct Engine {
     /// time the media plane reports the file finished).
     recordings: HashMap<LegId, String>,
     limits: SourceLimits,
+    surveys: survey_hookup::Surveys,
 }
 
 impl Engine {
-    pub fn new(cfg: EngineConfig) -> Engine {
+    pub fn new(mut cfg: EngineConfig) -> Engine {
         let mut rng = StdRng::seed_from_u64(cfg.seed);
         let offset: u16 = rng.random();
         let registrar = Registrar::new(
@@ -195,6 +209,7 @@ impl Engine {
             acd_call_ids: HashMap::new(),
             recordings: HashMap::new(),
             limits: SourceLimits::new(cfg.limits.clone()),
+            surveys: survey_hookup::Surveys::new(&mut cfg.surveys),
             txns: Transactions::new(cfg.txn.clone()),
             ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max, offset),
             rng,
@@ -224,6 +239,9 @@ impl Engine {
             Input::Command(Command::Shutdown { grace_ms }) => self.on_shutdown(now, grace_ms),
             Input::Command(Command::Agent { agent, change }) => {
                 self.on_agent_command(now, &agent, change);
+            }
+            Input::Command(Command::SurveyOptOut { number_hash }) => {
+                self.on_survey_opt_out(&number_hash);
             }
             Input::Timeout => {}
         }

@@ -85,6 +85,7 @@ impl Engine {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.queue = Some(queue.clone());
                 }
+                self.survey_note_queued(call, &queue);
                 let vip = self
                     .acd_call_ids
                     .get(&call)
@@ -124,9 +125,11 @@ impl Engine {
                 at,
                 outcome: outcome.to_string(),
             }),
-            AcdEvent::AgentAnswered { call, agent, at } => self
-                .acd_call_id(call)
-                .map(|call_id| Record::AgentAnswered { call_id, agent, at }),
+            AcdEvent::AgentAnswered { call, agent, at } => {
+                self.survey_note_answered(call, &agent, at);
+                self.acd_call_id(call)
+                    .map(|call_id| Record::AgentAnswered { call_id, agent, at })
+            }
             AcdEvent::WrapUpEnded { call, agent, at } => {
                 let id = self.acd_call_ids.remove(&call).map(|(id, _)| id);
                 id.map(|call_id| Record::WrapUpEnded { call_id, agent, at })

@@ -22,8 +22,8 @@ impl Engine {
         self.end_call_with_status(now, call_key, by, reason, 200, send_bye);
     }
 
-    /// The one way a call ends: IVR outcome, the CallEnded record, media released, and BYE
-    /// when we are the side hanging up.
+    /// The one way a call ends: IVR outcome, the CallEnded record and the survey decision
+    /// after it, media released, and BYE when we are the side hanging up.
     pub(super) fn end_call_with_status(
         &mut self,
         now: Millis,
@@ -65,6 +65,8 @@ impl Engine {
             reason: reason.to_string(),
             final_status,
         });
+        // The survey records follow the CallEnded at once (one store batch).
+        self.survey_at_call_end(now, call_key);
         self.deadlines
             .cancel_owner(call_key, &ALL_CALL_TIMERS.map(EngineTimer::Call));
         self.media(MediaCommand::Close { leg });

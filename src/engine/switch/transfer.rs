@@ -78,6 +78,7 @@ impl Engine {
             call.queue = Some(target.clone());
         }
         let (caller_leg, call_id) = (call.leg, call.id.clone());
+        self.survey_note_transfer(call_key, now, (!to_queue).then_some(target.as_str()));
         self.media(MediaCommand::Unbridge { leg: caller_leg });
         self.agent_bye(now, leg);
         self.persist(Record::CallTransferred {

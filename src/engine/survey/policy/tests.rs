@@ -1,7 +1,7 @@
 //! The policy on virtual time: every `now` is built from a local wall time.
 
 use super::*;
-use crate::engine::survey::numbers::region;
+use crate::engine::survey::numbers::{number_hash, region};
 use chrono_tz::Asia::Shanghai;
 
 const EN_CSAT: &str = "Thank you for calling {company}. How satisfied were you with agent {agent} today? Reply 1-5 (5 = very satisfied). Reply TD to opt out.";
@@ -203,7 +203,7 @@ fn at_most_one_survey_per_number_per_seven_days() {
     let mut ledger = SurveyLedger::default();
     let first_end = sh(1, 10, 0, 0);
     let first = scheduled(p.decide(first_end, &agent_call(MOBILE, first_end), &ledger));
-    ledger.note_scheduled(&first.to, first.send_at);
+    ledger.note_scheduled(&first.number_hash, first.send_at);
 
     // The same number in another spelling, an hour later and 6 days 23 h later: capped.
     for end in [sh(1, 11, 0, 0), first.send_at.plus(7 * MS_PER_DAY - 60_001)] {
@@ -220,7 +220,7 @@ fn at_most_one_survey_per_number_per_seven_days() {
 
     // A survey still pending (deferred to the morning) counts too.
     let mut ledger = SurveyLedger::default();
-    ledger.note_scheduled(&first.to, sh(2, 8, 0, 0));
+    ledger.note_scheduled(&first.number_hash, sh(2, 8, 0, 0));
     let end = sh(1, 22, 0, 0);
     assert_eq!(
         skipped(p.decide(end, &agent_call(MOBILE, end), &ledger)),
@@ -236,7 +236,7 @@ fn at_most_one_survey_per_number_per_seven_days() {
 #[test]
 fn the_ledger_forgets_old_send_times() {
     let mut ledger = SurveyLedger::default();
-    let n = policy().numbers.normalise(MOBILE).unwrap();
+    let n = ledger.hash_of(&policy().numbers.normalise(MOBILE).unwrap());
     ledger.note_scheduled(&n, sh(1, 10, 0, 0));
     ledger.note_scheduled(&n, sh(1, 9, 0, 0));
     assert_eq!(
@@ -252,7 +252,7 @@ fn the_ledger_forgets_old_send_times() {
 fn opted_out_numbers_are_skipped_before_the_cap() {
     let p = policy();
     let mut ledger = SurveyLedger::default();
-    let n = p.numbers.normalise(MOBILE).unwrap();
+    let n = ledger.hash_of(&p.numbers.normalise(MOBILE).unwrap());
     ledger.note_opt_out(&n);
     ledger.note_scheduled(&n, sh(1, 10, 0, 0));
     let end = sh(1, 12, 0, 0);
@@ -262,6 +262,41 @@ fn opted_out_numbers_are_skipped_before_the_cap() {
             SkipReason::OptedOut
         );
     }
+}
+
+#[test]
+fn facts_by_hash_alone_keep_the_cap_and_opt_outs() {
+    // After retention the store has only hashes: the ledger built from them must still
+    // recognise the caller, and only under the same key.
+    let p = policy();
+    let key = b"switch key".to_vec();
+    let mobile = number_hash(&key, "+8613812345678");
+    let other = number_hash(&key, "+8613900001111");
+    let facts = LedgerFacts {
+        last_sent: vec![(mobile.clone(), sh(1, 10, 0, 0)), (mobile, sh(1, 9, 0, 0))],
+        opted_out: vec![other],
+    };
+    let ledger = SurveyLedger::with_facts(key.clone(), &facts);
+    assert_eq!((ledger.len(), ledger.opted_out_len()), (1, 1));
+    let end = sh(2, 12, 0, 0);
+    assert_eq!(
+        skipped(p.decide(end, &agent_call("138 1234 5678", end), &ledger)),
+        SkipReason::FrequencyCap
+    );
+    assert_eq!(
+        skipped(p.decide(end, &agent_call("13900001111", end), &ledger)),
+        SkipReason::OptedOut
+    );
+    let s = scheduled(p.decide(end, &agent_call("13700001111", end), &ledger));
+    assert_eq!(s.number_hash, number_hash(&key, "+8613700001111"));
+    // Another key: the same facts say nothing about these numbers.
+    let foreign = SurveyLedger::with_facts(b"another key".to_vec(), &facts);
+    scheduled(p.decide(end, &agent_call(MOBILE, end), &foreign));
+    scheduled(p.decide(end, &agent_call("13900001111", end), &foreign));
+    assert!(
+        !format!("{ledger:?}").contains("key"),
+        "the key stays out of logs"
+    );
 }
 
 #[test]

@@ -49,7 +49,9 @@ fn shipped() -> ccswitch::config::Config {
 }
 
 fn shipped_policy() -> Arc<SurveyPolicy> {
-    shipped().survey.expect("the shipped config enables surveys")
+    shipped()
+        .survey
+        .expect("the shipped config enables surveys")
 }
 
 fn engine_config(surveys: SurveySetup) -> EngineConfig {
@@ -187,7 +189,12 @@ impl Net {
     }
 
     fn advance_to(&mut self, at: Millis) {
-        assert!(at >= self.now, "{} is past ({})", local(at), local(self.now));
+        assert!(
+            at >= self.now,
+            "{} is past ({})",
+            local(at),
+            local(self.now)
+        );
         self.advance(at.since(self.now));
     }
 
@@ -400,9 +407,10 @@ Content-Length: 0
     fn agent_answers(&mut self, p: &Placed, (ext, at): (&str, &str)) {
         // The offer may wait for the agent's wrap-up to end.
         for _ in 0..120 {
-            if self.records.iter().any(|r| matches!(r,
-                Record::OfferStarted { agent, call_id, .. } if agent == ext && *call_id == p.id))
-            {
+            if self.records.iter().any(|r| {
+                matches!(r,
+                Record::OfferStarted { agent, call_id, .. } if agent == ext && *call_id == p.id)
+            }) {
                 break;
             }
             self.advance(1000);
@@ -668,7 +676,11 @@ fn a_call_ending_at_half_past_ten_at_night_is_held_until_eight() {
     let s = scheduled(net.decision(&p));
     assert!(s.deferred);
     assert_eq!(s.send_at, sh(23, 8, 0), "{}", local(s.send_at));
-    assert_eq!(s.reply_by, sh(25, 8, 0), "the full window from the send time");
+    assert_eq!(
+        s.reply_by,
+        sh(25, 8, 0),
+        "the full window from the send time"
+    );
 }
 
 #[test]
@@ -804,7 +816,9 @@ fn abandoned_and_refused_calls_are_not_served() {
         "{:#?}",
         net.records
     );
-    assert!(matches!(&net.records[2], Record::SurveySkipped { reason, .. } if reason == "not_served"));
+    assert!(
+        matches!(&net.records[2], Record::SurveySkipped { reason, .. } if reason == "not_served")
+    );
 }
 
 #[test]
@@ -842,7 +856,10 @@ fn a_complaint_queue_call_opens_a_follow_up_due_in_24_hours() {
     net.advance(HOUR);
     let p = net.agent_call("s2", "13900001111", Some('2'), '8', CHEN, 5_000);
     let group = net.survey_records(&p);
-    assert!(matches!(&group[0], Record::FollowUpOpened { .. }), "{group:#?}");
+    assert!(
+        matches!(&group[0], Record::FollowUpOpened { .. }),
+        "{group:#?}"
+    );
     assert_eq!(net.skip_reason(&p), "short_talk");
 }
 
@@ -861,7 +878,11 @@ fn a_self_served_call_is_surveyed_only_when_configured() {
     let p = net.place("s1", "13812345678", "8000");
     net.walk_ivr(&p, Some('1'), '1');
     let s = scheduled(net.decision(&p));
-    assert!(s.text.contains("Did our phone menu solve your problem?"), "{}", s.text);
+    assert!(
+        s.text.contains("Did our phone menu solve your problem?"),
+        "{}",
+        s.text
+    );
     assert_eq!(s.agent, None);
     assert_eq!(s.queue, None);
 }
@@ -951,8 +972,13 @@ fn no_policy_no_survey_records() {
     }
     assert!(!net.records.iter().any(|r| matches!(
         r,
-        Record::SurveyScheduled { .. } | Record::SurveySkipped { .. } | Record::FollowUpOpened { .. }
+        Record::SurveyScheduled { .. }
+            | Record::SurveySkipped { .. }
+            | Record::FollowUpOpened { .. }
     )));
     let s = net.engine.stats();
-    assert_eq!((s.surveys_scheduled, s.surveys_skipped, s.follow_ups_opened), (0, 0, 0));
+    assert_eq!(
+        (s.surveys_scheduled, s.surveys_skipped, s.follow_ups_opened),
+        (0, 0, 0)
+    );
 }

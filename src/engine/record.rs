@@ -211,7 +211,9 @@ pub enum Record {
         number: String,
     },
     /// The survey policy scheduled a satisfaction survey for the ended call (issue #8). Emitted
-    /// right after the call's `CallEnded`, in the same store batch. `survey_id` (< 2^63) is
+    /// right after the call's `CallEnded` (and its `FollowUpOpened`, if any), in the same store
+    /// batch: while surveys are on, every ended call gets exactly one `SurveyScheduled` or
+    /// `SurveySkipped`, and it is the last record of that group. `survey_id` (< 2^63) is
     /// the stable client reference given to the SMS gateway; the survey question is message
     /// `survey_id` in `sms_messages`.
     SurveyScheduled {

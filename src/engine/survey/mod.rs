@@ -10,7 +10,8 @@
 //! reply     an SMS reply -> score (+ comment), opt-out, or unreadable (kept as comment)
 //! ```
 //!
-//! # The flow (this module is the decisions in it; the wiring is a later release)
+//! # The flow (this module is the decisions in it; `switch::survey_hookup` runs them when a
+//! call ends, the survey service does the sending and the replies)
 //!
 //! ```text
 //! call ends ──> SurveyPolicy::decide(now, &CallSummary, &history)
@@ -52,6 +53,10 @@
 //!   (a survey still pending in the future counts too). `decide` only reads the history;
 //!   the caller notes a scheduled survey (`SurveyLedger::note_scheduled`) or the store
 //!   supplies the same facts through `SurveyHistory`.
+//! - **By hash:** the history knows numbers by their keyed hash (`number_hash`), never by
+//!   the number, so the cap and opt-outs keep working once retention has dropped the number.
+//!   The engine's `SurveyLedger` starts from `LedgerFacts` (`Store::survey_ledger`) and
+//!   learns opt-outs from `Command::SurveyOptOut`.
 //! - **Reply deadline:** send time + reply window, so a deferred survey keeps its full
 //!   window. The sender may restart the window from the real send time
 //!   (`SurveyPolicy::reply_deadline`).
@@ -63,8 +68,9 @@
 //!   opens an unowned task for supervisors. Due = event + `follow_up.due_h`.
 //! - **Replies:** see `reply` (full-width digits, 一..十, opt-out words, comments capped at
 //!   `reply::MAX_COMMENT_CHARS` characters).
-//! - **Records:** the rows for these decisions (`survey_scheduled`, `survey_skipped`, ...)
-//!   are added with the wiring, together with the store's handling of them.
+//! - **Records:** the engine decides when a call ends (`switch::survey_hookup`): after the
+//!   call's `CallEnded` come its `FollowUpOpened` (complaint queue, if any) and then always
+//!   one `SurveyScheduled` or `SurveySkipped`, written in the same store batch.
 
 pub mod numbers;
 pub mod policy;

@@ -430,6 +430,7 @@ fn language_choice_changes_the_prompt_language() {
     );
     assert_eq!(last_play(&a).2, "zh");
     assert_eq!(ivr.language(), "zh");
+    assert_eq!(ivr.chosen_language(), Some("zh"));
 }
 
 #[test]
@@ -441,6 +442,8 @@ fn language_fallback_keeps_the_language() {
     let a = drain(&mut ivr);
     assert_eq!(steps(&a).last(), Some(&step("menu", None, None)));
     assert_eq!(last_play(&a).2, "zh");
+    // The default language was kept, not chosen (surveys fall back to their own default).
+    assert_eq!(ivr.chosen_language(), None);
 }
 
 /// UTC ms of a Shanghai local time.

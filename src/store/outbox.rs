@@ -96,7 +96,7 @@ fn millis(v: i64) -> Millis {
 }
 
 /// Moves a survey from one of `from` to `to` and writes its event; false when it was not in
-/// one of them (a replay, or it moved on). `set` adds assignments (`, col = $5`) whose
+/// one of them (a replay, or it moved on). `set` adds assignments (`, col = $4`) whose
 /// values `extra` binds from $4 on.
 #[allow(clippy::too_many_arguments)]
 async fn survey_transition(

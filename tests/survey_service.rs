@@ -513,3 +513,194 @@ async fn crash_test_kill_9_mid_sending() {
         assert_eq!(store.survey_row(id).await.unwrap().unwrap().state, "sent");
     }
 }
+
+// ---------- webhooks ----------
+
+/// A raw HTTP/1.1 POST; returns the status code.
+fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> u16 {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"))
+}
+
+/// `/sms/status` and `/sms/inbound`: signed requests are stored once; a bad signature, a
+/// stale timestamp or a replay is 401 and changes nothing; an oversized body is 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_webhooks_reach_the_service() {
+    use ccswitch::api::{self, ApiState, SurveyWebhooks};
+    use ccswitch::sms::http::{sign_webhook, WebhookVerifier};
+    const SECRET: &str = "webhook-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite:{}", dir.path().join("w.db").display()))
+        .await
+        .unwrap();
+    let clock = Clock::new();
+    let now = clock.now().as_u64();
+    store.write_batch(&survey(7, now)).await.unwrap();
+    // The "gateway" hands texts to a channel; the test plays the provider.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut cfg = ServiceConfig::new(policy(), KEY.to_vec());
+    cfg.poll_interval = Duration::from_millis(50);
+    let (opt_tx, _opt_rx) = tokio::sync::mpsc::unbounded_channel();
+    let service = SurveyService::start(
+        store.clone(),
+        cfg,
+        Gateway::Channel(out_tx),
+        ev_rx,
+        opt_tx,
+        clock,
+    )
+    .await
+    .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(10), out_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((msg.id, msg.to.as_str()), (7, number(7).as_str()));
+    ev_tx
+        .send(ccswitch::sms::SmsEvent::Submitted {
+            id: 7,
+            gateway_ids: vec!["h7".into()],
+        })
+        .unwrap();
+    wait_store(&store, "sent", Duration::from_secs(10), async |s| {
+        s.survey_row(7).await.unwrap().unwrap().state == "sent"
+    })
+    .await;
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    let state = ApiState {
+        metrics,
+        surveys: Some(SurveyWebhooks {
+            service: service.handle(),
+            verifier: Arc::new(Mutex::new(WebhookVerifier::new(
+                SECRET.into(),
+                Duration::from_secs(300),
+                1024,
+                1000,
+            ))),
+            clock,
+            max_body: 1024,
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, state, async {
+        let _ = stop_rx.await;
+    }));
+    let ts = || (Clock::new().now().as_u64() / 1000).to_string();
+    let signed = |body: &str, ts: String| {
+        let sig = sign_webhook(SECRET, &ts, body.as_bytes());
+        vec![
+            ("X-Timestamp", ts),
+            ("X-Signature", format!("sha256={sig}")),
+        ]
+    };
+    let post = |path: &'static str, h: Vec<(&'static str, String)>, body: String| {
+        tokio::task::spawn_blocking(move || http_post(addr, path, &h, body.as_bytes()))
+    };
+
+    let status = r#"{"message_id":"h7","status":"delivered"}"#.to_string();
+    assert_eq!(
+        post("/sms/status", signed(&status, ts()), status.clone())
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(
+        store.survey_row(7).await.unwrap().unwrap().state,
+        "delivered"
+    );
+
+    let reply = format!(
+        r#"{{"from":"{}","to":"10690000","text":"2 slow"}}"#,
+        number(7)
+    );
+    // Wrong secret, stale timestamp: 401, nothing stored.
+    let forged = vec![
+        ("X-Timestamp", ts()),
+        ("X-Signature", sign_webhook("nope", &ts(), reply.as_bytes())),
+    ];
+    assert_eq!(
+        post("/sms/inbound", forged, reply.clone()).await.unwrap(),
+        401
+    );
+    let old = (now / 1000 - 3_600).to_string();
+    assert_eq!(
+        post("/sms/inbound", signed(&reply, old), reply.clone())
+            .await
+            .unwrap(),
+        401
+    );
+    assert_eq!(
+        post("/sms/inbound", vec![], reply.clone()).await.unwrap(),
+        401
+    );
+    assert!(store.inbound_rows().await.unwrap().is_empty());
+    // Oversized: 413.
+    let big = format!(r#"{{"from":"x","to":"y","text":"{}"}}"#, "a".repeat(4096));
+    assert_eq!(
+        post("/sms/inbound", signed(&big, ts()), big.clone())
+            .await
+            .unwrap(),
+        413
+    );
+    // Signed: stored; the same request again: 401 (replay), nothing changes.
+    let h = signed(&reply, ts());
+    assert_eq!(
+        post("/sms/inbound", h.clone(), reply.clone())
+            .await
+            .unwrap(),
+        200
+    );
+    assert_eq!(post("/sms/inbound", h, reply.clone()).await.unwrap(), 401);
+    let s = store.survey_row(7).await.unwrap().unwrap();
+    assert_eq!(
+        (s.state.as_str(), s.csat, s.comment.as_deref()),
+        ("answered", Some(2), Some("slow"))
+    );
+    assert_eq!(store.inbound_rows().await.unwrap().len(), 1);
+    assert_eq!(
+        store.follow_up_rows().await.unwrap().len(),
+        1,
+        "a low score opens a task"
+    );
+    // Not JSON: 400.
+    let junk = "not json".to_string();
+    assert_eq!(
+        post("/sms/inbound", signed(&junk, ts()), junk.clone())
+            .await
+            .unwrap(),
+        400
+    );
+
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    service.stop(Duration::from_secs(1)).await;
+}

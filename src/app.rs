@@ -263,6 +263,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // `opt_out_rx` feeds the engine's `Command::SurveyOptOut { number_hash }`.
     let (surveys, survey_webhooks) = match config.survey.clone() {
         None => (None, None),
+        Some(_) if config.sms.smpp.is_none() && config.sms.http.is_none() => {
+            tracing::warn!(
+                "surveys are on but sms.toml enables no gateway: surveys stay queued, unsent"
+            );
+            (None, None)
+        }
         Some(policy) => {
             let number_key = store
                 .survey_number_key()

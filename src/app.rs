@@ -265,8 +265,69 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     net::tcp::spawn_listener(tcp, conns.clone(), sip_tx, in_use_tx);
     tracing::info!(udp = %sip_addr, tcp = %sip_addr, "SIP listening");
 
+    // Surveys (issue 8): the SMS gateway, the survey service (outbox sender, replies,
+    // receipts, expiry, escalation) and the webhook routes; only when survey.toml is on.
+    // MERGE: the key comes from `store.number_hash_key()` (survey-engine branch), and
+    // `opt_out_rx` feeds the engine's `Command::SurveyOptOut { number_hash }`.
+    let (surveys, survey_webhooks) = match config.survey.clone() {
+        None => (None, None),
+        Some(_) if config.sms.smpp.is_none() && config.sms.http.is_none() => {
+            tracing::warn!(
+                "surveys are on but sms.toml enables no gateway: surveys stay queued, unsent"
+            );
+            (None, None)
+        }
+        Some(policy) => {
+            let number_key = store
+                .survey_number_key()
+                .await
+                .context("reading the number-hash key")?;
+            let (gateway, events) = crate::surveys::Gateway::start(&config.sms, &policy.gateway)
+                .map_err(|e| anyhow!("starting the SMS gateway for surveys: {e}"))?;
+            let gateway_name = gateway.name();
+            let (opt_out_tx, mut opt_out_rx) = mpsc::unbounded_channel::<String>();
+            tokio::spawn(async move {
+                while let Some(_hash) = opt_out_rx.recv().await {
+                    // MERGE: send Command::SurveyOptOut { number_hash: _hash } to the engine.
+                }
+            });
+            let service = crate::surveys::SurveyService::start(
+                store.clone(),
+                crate::surveys::ServiceConfig::new(policy, number_key),
+                gateway,
+                events,
+                opt_out_tx,
+                clock,
+            )
+            .await
+            .context("starting the survey service")?;
+            let webhooks = match &config.sms.http {
+                Some(http) => Some(api::SurveyWebhooks {
+                    service: service.handle(),
+                    verifier: Arc::new(std::sync::Mutex::new(
+                        crate::sms::http::WebhookVerifier::from_config(http)
+                            .map_err(|e| anyhow!("SMS webhooks: {e}"))?,
+                    )),
+                    clock,
+                    max_body: http.webhook_max_body,
+                }),
+                None => None,
+            };
+            tracing::info!(
+                gateway = gateway_name,
+                webhooks = webhooks.is_some(),
+                "survey service started"
+            );
+            (Some(service), webhooks)
+        }
+    };
+
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(api::serve(http, ApiState { metrics }, async {
+    let api_state = ApiState {
+        metrics,
+        surveys: survey_webhooks,
+    };
+    let http_task = tokio::spawn(api::serve(http, api_state, async {
         let _ = http_stop_rx.await;
     }));
     tracing::info!(addr = %http_addr, "HTTP listening (/health, /metrics)");
@@ -304,6 +365,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     media.shutdown();
     let _ = http_stop_tx.send(());
     let _ = http_task.await;
+    if let Some(service) = surveys {
+        service.stop(std::time::Duration::from_secs(2)).await;
+    }
     let stats = writer.shutdown().await;
     tracing::info!(?stats, "store flushed; bye");
     Ok(())

@@ -12,4 +12,5 @@ pub mod net;
 pub mod proto;
 pub mod sms;
 pub mod store;
+pub mod surveys;
 pub mod telemetry;

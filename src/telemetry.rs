@@ -70,6 +70,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "ccswitch_store_survey_group_cut_total",
         "batches cut before a call's survey records arrived (engine too slow; logged)"
     );
+    // The survey service (src/surveys) and its webhooks (src/api/sms_webhooks.rs).
+    for (name, help) in SURVEY_COUNTERS {
+        metrics::describe_counter!(*name, *help);
+    }
     // Register every series at zero so a scrape right after start already lists them.
     for name in [
         "ccswitch_sip_messages_received_total",
@@ -81,9 +85,70 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "ccswitch_rtp_packets_received_total",
         "ccswitch_calls_started_total",
         "ccswitch_calls_rejected_total",
-    ] {
+    ]
+    .into_iter()
+    .chain(SURVEY_COUNTERS.iter().map(|(n, _)| *n))
+    {
         metrics::counter!(name).absolute(0);
     }
     metrics::gauge!("ccswitch_active_calls").set(0.0);
     Ok(handle)
 }
+
+/// Counters of the survey service and the SMS webhooks.
+const SURVEY_COUNTERS: &[(&str, &str)] = &[
+    (
+        "ccswitch_survey_texts_claimed_total",
+        "survey texts claimed from the outbox for sending",
+    ),
+    (
+        "ccswitch_survey_texts_sent_total",
+        "survey texts the gateway accepted (sent)",
+    ),
+    (
+        "ccswitch_survey_texts_retried_total",
+        "survey texts put back after a temporary failure",
+    ),
+    (
+        "ccswitch_survey_texts_failed_total",
+        "survey texts given up (permanent refusal or attempts used up)",
+    ),
+    (
+        "ccswitch_survey_receipts_total",
+        "final delivery receipts matched to a sent text",
+    ),
+    (
+        "ccswitch_survey_receipts_unmatched_total",
+        "delivery receipts naming no text of ours",
+    ),
+    ("ccswitch_survey_replies_total", "SMS replies stored"),
+    (
+        "ccswitch_survey_replies_unmatched_total",
+        "replies matching no open survey (unknown number, after the window)",
+    ),
+    (
+        "ccswitch_survey_replies_unreadable_total",
+        "replies without a readable score (a clarification was asked)",
+    ),
+    (
+        "ccswitch_survey_replies_duplicate_total",
+        "replies seen before (replayed deliveries), ignored",
+    ),
+    ("ccswitch_survey_opt_outs_total", "numbers newly opted out"),
+    (
+        "ccswitch_survey_expired_total",
+        "surveys expired without an answer",
+    ),
+    (
+        "ccswitch_survey_tasks_escalated_total",
+        "follow-up tasks escalated as overdue",
+    ),
+    (
+        "ccswitch_survey_store_errors_total",
+        "survey service database operations that failed",
+    ),
+    (
+        "ccswitch_sms_webhook_rejected_total",
+        "SMS webhooks refused (signature, timestamp, replay, size, JSON)",
+    ),
+];

@@ -6,17 +6,20 @@
 //!
 //! Guarantees: a part the SMSC acknowledged (submit_sm_resp OK) is never sent again, even
 //! across reconnects; a part whose response never came (timeout, lost connection) is sent
-//! again after the reconnect, so it may reach the handset twice.
+//! again after the reconnect, so it may reach the handset twice. Every submit_sm carries the
+//! message id (its low 16 bits) in `user_message_reference`, the same on every resend, so an
+//! SMSC that checks duplicates by client reference can drop the second.
 
 use super::{encode_text, EncodedText, SmsError, SmsEvent, SmsMessage};
 use crate::config::sms::SmppConfig;
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::Stream;
 use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp, SubmitSm, SubmitSmResp};
-use rusmpp::tlvs::TlvValue;
+use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{
     DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, ServiceType, Ton,
+    UserMessageReference,
 };
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
@@ -650,6 +653,11 @@ fn temporary(status: CommandStatus) -> bool {
     )
 }
 
+/// The `user_message_reference` TLV value sent for message `id`: its low 16 bits.
+pub fn user_message_reference(id: u64) -> u16 {
+    (id & 0xFFFF) as u16
+}
+
 fn submit_pdu(cfg: &SmppConfig, p: &Pending) -> Result<SubmitSm, String> {
     let part = p
         .text
@@ -682,6 +690,11 @@ fn submit_pdu(cfg: &SmppConfig, p: &Pending) -> Result<SubmitSm, String> {
         .registered_delivery(RegisteredDelivery::from(0x01))
         .data_coding(DataCoding::from(p.text.coding.data_coding()))
         .short_message(short_message)
+        // The survey id as the client reference (SMPP 3.4 user_message_reference holds 16
+        // bits: the id's low 16), the same on every resend, for the SMSC's duplicate checks.
+        .push_tlv(MessageSubmissionRequestTlvValue::UserMessageReference(
+            UserMessageReference::new(user_message_reference(p.id)),
+        ))
         .build())
 }
 

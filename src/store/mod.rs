@@ -22,11 +22,13 @@
 //! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
 
 mod aggregates;
+mod outbox;
 mod queries;
 pub mod report;
 mod survey_ledger;
 mod writer;
 
+pub use outbox::{EscalatedTask, InboundText, OutboxRow, ReplyApplied, SurveyRow};
 pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
 pub use writer::{
     spawn_writer, spawn_writer_with, RecordSink, WriterConfig, WriterHandle, WriterStats,

@@ -28,6 +28,10 @@
 //! deadline  no reply by reply_by     -> expired
 //! ```
 //!
+//! `outbox` (claims, sends, retries with backoff, receipts) and `replies` (what a reply
+//! does to the matched survey) are the sans-IO cores of the survey service
+//! (`crate::surveys`); the store applies their effects (`src/store/outbox.rs`).
+//!
 //! # Documented choices
 //!
 //! - **Mobile only.** A number qualifies when `phonenumber` types it `Mobile` or
@@ -73,7 +77,9 @@
 //!   one `SurveyScheduled` or `SurveySkipped`, written in the same store batch.
 
 pub mod numbers;
+pub mod outbox;
 pub mod policy;
+pub mod replies;
 pub mod reply;
 pub mod template;
 

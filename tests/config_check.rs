@@ -716,9 +716,8 @@ fn survey_privacy_defaults_and_limits() {
     assert!(!cfg.privacy.allow_unmask);
     assert_eq!(cfg.privacy.retention_days, 30);
     assert_eq!(cfg.privacy.retention_ms(), 30 * 86_400_000);
-    let (_tmp, result) = load_with_survey(|t| {
-        replace_once(t, "allow_unmask = false", "allow_unmask = true")
-    });
+    let (_tmp, result) =
+        load_with_survey(|t| replace_once(t, "allow_unmask = false", "allow_unmask = true"));
     assert!(result.expect("loads").privacy.allow_unmask);
     // Privacy applies with surveys off too.
     let (_tmp, result) = load_with_survey(|t| {
@@ -732,8 +731,11 @@ fn survey_privacy_defaults_and_limits() {
         let e = survey_refused("retention_days = 30", &format!("retention_days = {bad}"));
         assert_error(&e, "survey.toml", "privacy.retention_days", "1 to 3650");
     }
-    let e = survey_refused("allow_unmask = false", "allow_unmask = false
-unmask = true");
+    let e = survey_refused(
+        "allow_unmask = false",
+        "allow_unmask = false
+unmask = true",
+    );
     assert_error(&e, "survey.toml", "privacy.unmask", "unknown field");
     let e = survey_refused("allow_unmask = false", "allow_unmask = \"no\"");
     assert_error(&e, "survey.toml", "privacy.allow_unmask", "invalid type");

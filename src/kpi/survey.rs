@@ -350,6 +350,9 @@ mod tests {
         assert!(validate_note("  ").is_err());
         assert!(validate_note(&"x".repeat(MAX_NOTE_CHARS + 1)).is_err());
         assert!(validate_note("a\u{1b}[2J").is_err());
-        assert_eq!(validate_note(" called back, refund agreed ").unwrap(), "called back, refund agreed");
+        assert_eq!(
+            validate_note(" called back, refund agreed ").unwrap(),
+            "called back, refund agreed"
+        );
     }
 }

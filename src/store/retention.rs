@@ -25,7 +25,8 @@ use crate::kpi::survey::FINAL_STATES;
 use std::time::Duration;
 
 /// sms_messages states after which the text is not sent again.
-const FINAL_MESSAGE_STATES: [&str; 5] = ["sent", "delivered", "undeliverable", "failed", "cancelled"];
+const FINAL_MESSAGE_STATES: [&str; 5] =
+    ["sent", "delivered", "undeliverable", "failed", "cancelled"];
 
 fn quoted(states: &[&str]) -> String {
     states
@@ -114,7 +115,10 @@ pub fn spawn_retention(
                 Ok(n) => {
                     metrics::counter!("ccswitch_survey_numbers_dropped_total").increment(n);
                     if n > 0 {
-                        tracing::info!(rows = n, "retention: dropped caller numbers past retention");
+                        tracing::info!(
+                            rows = n,
+                            "retention: dropped caller numbers past retention"
+                        );
                     }
                 }
                 Err(e) => {

@@ -143,7 +143,9 @@ enum ReportCmd {
     /// Survey figures per interval (local days or 15 minutes in the IVR's time zone), and
     /// per queue or agent: sent, delivered, answered, response rate = answered / sent, CSAT
     /// (% of answers scoring 4-5, and the mean), NPS, opt-outs, follow-ups opened / closed in
-    /// time / overdue (METRICS.md), each ratio with its denominator.
+    /// time / overdue (METRICS.md), each ratio with its denominator. A bare date in
+    /// --since/--until is UTC midnight: for local days give the offset
+    /// (2026-11-22T00:00:00+08:00).
     Surveys {
         #[command(flatten)]
         opts: IntervalOpts,

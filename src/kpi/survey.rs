@@ -342,7 +342,11 @@ mod tests {
         };
         let b = west.bucket(t);
         assert!(b <= t && t.as_u64() < b.as_u64() + 86_400_000);
-        assert_eq!((b.as_u64() + 5 * 3_600_000) % 86_400_000, 0);
+        assert_eq!(
+            (b.as_u64() - 5 * 3_600_000) % 86_400_000,
+            0,
+            "local midnight is 05:00 UTC"
+        );
     }
 
     #[test]

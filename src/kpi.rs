@@ -663,5 +663,7 @@ pub fn summary_by_interval<'a>(
     out
 }
 
+pub mod survey;
+
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,9 @@
 
 use ccswitch::app::{self, RunOptions};
 use ccswitch::engine::Millis;
+use ccswitch::kpi::survey::{validate_note, Buckets, SurveyGroup};
 use ccswitch::kpi::{Interval, Range, ServiceLevelTarget, ServiceLevelTargets};
-use ccswitch::store::{report, Store};
+use ccswitch::store::{report, CloseOutcome, Store, TaskFilter};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +59,50 @@ enum Cmd {
         #[command(subcommand)]
         what: AgentCmd,
     },
+    /// Follow-up tasks (a low survey score or a complaint-queue call), owned by the agent
+    /// who answered the call, due within 24 h.
+    Tasks {
+        #[command(subcommand)]
+        what: TasksCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TasksCmd {
+    /// Open tasks, the most urgent first (caller numbers masked).
+    List {
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        #[arg(long, env = "CCSWITCH_DATABASE_URL")]
+        database: Option<String>,
+        /// Only open tasks past their due time.
+        #[arg(long)]
+        overdue: bool,
+        /// Only this agent's tasks (the extension).
+        #[arg(long, value_name = "EXT")]
+        agent: Option<String>,
+        /// Closed tasks too.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Show full caller numbers; refused unless survey.toml has
+        /// `[privacy] allow_unmask = true`.
+        #[arg(long)]
+        unmask: bool,
+    },
+    /// Close an open task with a note saying what was done.
+    Close {
+        /// The task id (`tasks list`).
+        id: i64,
+        /// What was done (required, at most 1000 characters).
+        #[arg(long)]
+        note: String,
+        #[arg(long, default_value = "config")]
+        config: PathBuf,
+        #[arg(long, env = "CCSWITCH_DATABASE_URL")]
+        database: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +135,27 @@ enum ReportCmd {
         until: Option<Millis>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+        /// Show full caller numbers; refused unless survey.toml has
+        /// `[privacy] allow_unmask = true`.
+        #[arg(long)]
+        unmask: bool,
+    },
+    /// Survey figures per interval (local days or 15 minutes in the IVR's time zone), and
+    /// per queue or agent: sent, delivered, answered, response rate = answered / sent, CSAT
+    /// (% of answers scoring 4-5, and the mean), NPS, opt-outs, follow-ups opened / closed in
+    /// time / overdue (METRICS.md), each ratio with its denominator. A bare date in
+    /// --since/--until is UTC midnight: for local days give the offset
+    /// (2026-11-22T00:00:00+08:00).
+    Surveys {
+        #[command(flatten)]
+        opts: IntervalOpts,
+        /// Group by the survey's queue or agent.
+        #[arg(long, value_enum)]
+        by: Option<ByArg>,
+        /// Refused unless survey.toml has `[privacy] allow_unmask = true` (this report shows
+        /// no numbers).
+        #[arg(long)]
+        unmask: bool,
     },
     /// Per queue and interval: offered, answered, abandoned, service level beside the queue's
     /// target, ASA, AHT; and the whole system's 3-ring compliance and IVR containment per
@@ -134,6 +200,12 @@ enum IntervalArg {
     Day,
     #[value(name = "15m")]
     Quarter,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ByArg {
+    Queue,
+    Agent,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,9 +273,47 @@ fn main() -> ExitCode {
                     since,
                     until,
                     format,
+                    unmask,
                 },
-        } => runtime()
-            .and_then(|rt| rt.block_on(report_calls(config, database, since, until, format))),
+        } => runtime().and_then(|rt| {
+            rt.block_on(report_calls(config, database, since, until, format, unmask))
+        }),
+        Cmd::Report {
+            what: ReportCmd::Surveys { opts, by, unmask },
+        } => runtime().and_then(|rt| rt.block_on(report_surveys(opts, by, unmask))),
+        Cmd::Tasks {
+            what:
+                TasksCmd::List {
+                    config,
+                    database,
+                    overdue,
+                    agent,
+                    all,
+                    format,
+                    unmask,
+                },
+        } => runtime().and_then(|rt| {
+            rt.block_on(tasks_list(
+                config,
+                database,
+                TaskFilter {
+                    include_closed: all,
+                    overdue_at: overdue.then(|| ccswitch::clock::Clock::new().now()),
+                    agent,
+                },
+                format,
+                unmask,
+            ))
+        }),
+        Cmd::Tasks {
+            what:
+                TasksCmd::Close {
+                    id,
+                    note,
+                    config,
+                    database,
+                },
+        } => runtime().and_then(|rt| rt.block_on(tasks_close(config, database, id, note))),
         Cmd::Report {
             what:
                 ReportCmd::Queues {
@@ -220,6 +330,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            eprintln!("ccswitch: error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("ccswitch: error: {e:#}");
             ExitCode::FAILURE
@@ -293,17 +407,147 @@ fn hash_password(extension: &str, realm: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A request the privacy settings refuse (exit status 2).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// `--unmask` passes only when the config folder loads and survey.toml says
+/// `[privacy] allow_unmask = true`.
+fn check_unmask(config_dir: &std::path::Path, unmask: bool) -> anyhow::Result<bool> {
+    if !unmask {
+        return Ok(false);
+    }
+    match ccswitch::config::load(config_dir) {
+        Ok(cfg) if cfg.privacy.allow_unmask => Ok(true),
+        Ok(_) => Err(Refused(format!(
+            "--unmask refused: caller numbers are shown masked (PIPL, minimum necessary) \
+             unless {}/survey.toml has `[privacy] allow_unmask = true`",
+            config_dir.display()
+        ))
+        .into()),
+        Err(e) => Err(Refused(format!(
+            "--unmask refused: the config folder {} does not load, so the privacy setting \
+             `[privacy] allow_unmask` cannot be checked: {e}",
+            config_dir.display()
+        ))
+        .into()),
+    }
+}
+
 async fn report_calls(
     config_dir: PathBuf,
     database: Option<String>,
     since: Option<Millis>,
     until: Option<Millis>,
     format: Format,
+    unmask: bool,
 ) -> anyhow::Result<()> {
+    let unmask = check_unmask(&config_dir, unmask)?;
     let store = open_store(&config_dir, database).await?;
     let rows = store.calls(since, until).await?;
-    print!("{}", report::render_calls(&rows, report_format(format)));
+    let surveys = store.call_surveys(since, until).await?;
+    let view = report::CallsView {
+        surveys: &surveys,
+        unmask,
+    };
+    print!(
+        "{}",
+        report::render_calls_with(&rows, view, report_format(format))
+    );
     Ok(())
+}
+
+/// The IVR time zone's UTC offset at `at` (ms, east positive); UTC, with a note, when the
+/// config does not load.
+fn ivr_utc_offset_ms(config_dir: &std::path::Path, at: Millis) -> i64 {
+    use chrono::{Offset, TimeZone};
+    match ccswitch::config::load(config_dir) {
+        Ok(cfg) => {
+            let tz = cfg.ivr.time_zone();
+            let t =
+                chrono::DateTime::from_timestamp_millis(i64::try_from(at.as_u64()).unwrap_or(0))
+                    .unwrap_or_default()
+                    .naive_utc();
+            i64::from(tz.offset_from_utc_datetime(&t).fix().local_minus_utc()) * 1000
+        }
+        Err(e) => {
+            eprintln!("ccswitch: note: intervals are UTC: the IVR time zone is not known ({e})");
+            0
+        }
+    }
+}
+
+async fn report_surveys(o: IntervalOpts, by: Option<ByArg>, unmask: bool) -> anyhow::Result<()> {
+    check_unmask(&o.config, unmask)?;
+    let now = ccswitch::clock::Clock::new().now();
+    let buckets = Buckets {
+        interval: interval(o.interval),
+        utc_offset_ms: ivr_utc_offset_ms(&o.config, o.since.unwrap_or(now)),
+    };
+    let by = match by {
+        None => SurveyGroup::All,
+        Some(ByArg::Queue) => SurveyGroup::Queue,
+        Some(ByArg::Agent) => SurveyGroup::Agent,
+    };
+    let store = open_store(&o.config, o.database).await?;
+    let range = Range {
+        since: o.since,
+        until: o.until,
+    };
+    let rows = store.survey_stats(range, buckets, by, now).await?;
+    print!(
+        "{}",
+        report::render_surveys(&rows, buckets, by, report_format(o.format))
+    );
+    Ok(())
+}
+
+async fn tasks_list(
+    config_dir: PathBuf,
+    database: Option<String>,
+    filter: TaskFilter,
+    format: Format,
+    unmask: bool,
+) -> anyhow::Result<()> {
+    let unmask = check_unmask(&config_dir, unmask)?;
+    let store = open_store(&config_dir, database).await?;
+    let tasks = store.list_follow_up_tasks(&filter).await?;
+    let now = ccswitch::clock::Clock::new().now();
+    print!(
+        "{}",
+        report::render_tasks(&tasks, now, unmask, report_format(format))
+    );
+    Ok(())
+}
+
+async fn tasks_close(
+    config_dir: PathBuf,
+    database: Option<String>,
+    id: i64,
+    note: String,
+) -> anyhow::Result<()> {
+    let note = validate_note(&note).map_err(|e| anyhow::anyhow!("task {id} not closed: {e}"))?;
+    let store = open_store(&config_dir, database).await?;
+    let now = ccswitch::clock::Clock::new().now();
+    match store.close_follow_up_task(id, now, &note).await? {
+        CloseOutcome::Closed => {
+            println!("task {id} closed");
+            Ok(())
+        }
+        CloseOutcome::Unknown => anyhow::bail!("task {id} not closed: there is no task {id}"),
+        CloseOutcome::AlreadyClosed { at } => anyhow::bail!(
+            "task {id} not closed: it was closed already at {}",
+            report::rfc3339(at)
+        ),
+    }
 }
 
 async fn report_queues(o: IntervalOpts, service_level_secs: Option<u64>) -> anyhow::Result<()> {

@@ -74,6 +74,14 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     for (name, help) in SURVEY_COUNTERS {
         metrics::describe_counter!(*name, *help);
     }
+    metrics::describe_counter!(
+        "ccswitch_survey_numbers_dropped_total",
+        "rows whose caller number retention replaced by its keyed hash (survey.toml [privacy])"
+    );
+    metrics::describe_counter!(
+        "ccswitch_survey_retention_errors_total",
+        "retention runs that failed (tried again at the next run)"
+    );
     // Register every series at zero so a scrape right after start already lists them.
     for name in [
         "ccswitch_sip_messages_received_total",
@@ -85,6 +93,8 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "ccswitch_rtp_packets_received_total",
         "ccswitch_calls_started_total",
         "ccswitch_calls_rejected_total",
+        "ccswitch_survey_numbers_dropped_total",
+        "ccswitch_survey_retention_errors_total",
     ]
     .into_iter()
     .chain(SURVEY_COUNTERS.iter().map(|(n, _)| *n))

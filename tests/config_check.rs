@@ -711,6 +711,37 @@ fn survey_faults_name_file_key_and_reason() {
 }
 
 #[test]
+fn survey_privacy_defaults_and_limits() {
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!cfg.privacy.allow_unmask);
+    assert_eq!(cfg.privacy.retention_days, 30);
+    assert_eq!(cfg.privacy.retention_ms(), 30 * 86_400_000);
+    let (_tmp, result) =
+        load_with_survey(|t| replace_once(t, "allow_unmask = false", "allow_unmask = true"));
+    assert!(result.expect("loads").privacy.allow_unmask);
+    // Privacy applies with surveys off too.
+    let (_tmp, result) = load_with_survey(|t| {
+        let t = replace_once(t, "enabled = true", "enabled = false");
+        replace_once(&t, "retention_days = 30", "retention_days = 7")
+    });
+    let cfg = result.expect("loads");
+    assert!(cfg.survey.is_none());
+    assert_eq!(cfg.privacy.retention_days, 7);
+    for bad in ["0", "3651"] {
+        let e = survey_refused("retention_days = 30", &format!("retention_days = {bad}"));
+        assert_error(&e, "survey.toml", "privacy.retention_days", "1 to 3650");
+    }
+    let e = survey_refused(
+        "allow_unmask = false",
+        "allow_unmask = false
+unmask = true",
+    );
+    assert_error(&e, "survey.toml", "privacy.unmask", "unknown field");
+    let e = survey_refused("allow_unmask = false", "allow_unmask = \"no\"");
+    assert_error(&e, "survey.toml", "privacy.allow_unmask", "invalid type");
+}
+
+#[test]
 fn check_config_reports_a_broken_survey_file() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("config");

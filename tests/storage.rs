@@ -264,7 +264,7 @@ async fn lifecycle(store: &Store) {
         serde_json::from_str(&render_calls(&rows[..1], ReportFormat::Json)).unwrap();
     let c = &json["calls"][0];
     assert_eq!(c["call_id"], "c1");
-    assert_eq!(c["caller"], "+4930123456");
+    assert_eq!(c["caller"], "+49 301*3456", "reports mask numbers");
     assert_eq!(c["arrived_at"], "2023-11-14T22:13:20.000Z");
     assert_eq!(c["answered_at"], "2023-11-14T22:13:29.000Z");
     assert_eq!(c["arrived_at_ms"], T0);
@@ -298,7 +298,7 @@ async fn lifecycle(store: &Store) {
     assert!(lines[1].contains("language[2]>main>order[1234#]"));
 
     let table = render_calls(&rows, ReportFormat::Table);
-    assert!(table.contains("c1") && table.contains("+4930123456") && table.contains("2 call(s)"));
+    assert!(table.contains("c1") && table.contains("+49 301*3456") && table.contains("2 call(s)"));
 }
 
 async fn retry_idempotent(store: &Store) {

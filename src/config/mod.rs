@@ -12,6 +12,7 @@ mod ivr;
 mod queues;
 pub mod sms;
 mod survey;
+pub use survey::Privacy;
 mod toml_error;
 
 use crate::engine::acd::QueueSet;
@@ -61,6 +62,9 @@ pub struct Config {
     pub sms: sms::SmsConfig,
     /// None when `survey.toml` is absent or says `enabled = false`.
     pub survey: Option<Arc<SurveyPolicy>>,
+    /// `[privacy]` of survey.toml (the defaults without the file): unmasking in reports,
+    /// retention of caller numbers.
+    pub privacy: Privacy,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -509,7 +513,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     }
 
     let survey_path = dir.join(SURVEY_FILE);
-    let survey = if survey_path.exists() {
+    let (survey, privacy) = if survey_path.exists() {
         let text = read(&survey_path)?;
         let ctx = survey::Context {
             languages: &prompts.languages,
@@ -517,9 +521,10 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
             queues: &queues,
             agents: &agents,
         };
-        survey::parse(&survey_path, &text, &ctx)?.map(Arc::new)
+        let (policy, privacy) = survey::parse_with_privacy(&survey_path, &text, &ctx)?;
+        (policy.map(Arc::new), privacy)
     } else {
-        None
+        (None, Privacy::default())
     };
 
     Ok(Config {
@@ -538,6 +543,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         queues: Arc::new(queues),
         sms: sms::load(dir)?,
         survey,
+        privacy,
     })
 }
 

@@ -47,7 +47,52 @@ struct RawFile {
     numbers: RawNumbers,
     #[serde(default)]
     follow_up: RawFollowUp,
+    #[serde(default)]
+    privacy: RawPrivacy,
     templates: BTreeMap<String, RawTexts>,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPrivacy {
+    allow_unmask: bool,
+    retention_days: u32,
+}
+
+impl Default for RawPrivacy {
+    fn default() -> Self {
+        let p = Privacy::default();
+        RawPrivacy {
+            allow_unmask: p.allow_unmask,
+            retention_days: p.retention_days,
+        }
+    }
+}
+
+/// `[privacy]` of survey.toml (PIPL, minimum necessary). Applies whether or not surveys are
+/// enabled; the defaults when the file is absent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Privacy {
+    /// `report ... --unmask` may print full caller numbers.
+    pub allow_unmask: bool,
+    /// Days a caller's full number is kept after its survey and tasks no longer need it
+    /// (1-3650); then only its keyed hash stays.
+    pub retention_days: u32,
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Privacy {
+            allow_unmask: false,
+            retention_days: 30,
+        }
+    }
+}
+
+impl Privacy {
+    pub fn retention_ms(&self) -> u64 {
+        u64::from(self.retention_days) * 86_400_000
+    }
 }
 
 fn default_delay() -> u64 {
@@ -153,15 +198,40 @@ struct RawTexts {
 type Fault = (String, String);
 
 /// Parses `text` (the contents of `file`); None when surveys are disabled.
+#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn parse(
     file: &Path,
     text: &str,
     ctx: &Context<'_>,
 ) -> Result<Option<SurveyPolicy>, ConfigError> {
+    parse_with_privacy(file, text, ctx).map(|(policy, _)| policy)
+}
+
+/// `parse`, and the `[privacy]` section (validated whether or not surveys are enabled).
+pub(crate) fn parse_with_privacy(
+    file: &Path,
+    text: &str,
+    ctx: &Context<'_>,
+) -> Result<(Option<SurveyPolicy>, Privacy), ConfigError> {
     let raw: RawFile = toml_error::parse(file, text)?;
     let enabled = raw.enabled;
+    let privacy =
+        privacy(&raw.privacy).map_err(|(key, reason)| ConfigError::new(file, key, reason))?;
     let policy = build(raw, ctx).map_err(|(key, reason)| ConfigError::new(file, key, reason))?;
-    Ok(enabled.then_some(policy))
+    Ok((enabled.then_some(policy), privacy))
+}
+
+fn privacy(raw: &RawPrivacy) -> Result<Privacy, Fault> {
+    if !(1..=3650).contains(&raw.retention_days) {
+        return Err(fault(
+            "privacy.retention_days",
+            "must be 1 to 3650 (ten years)",
+        ));
+    }
+    Ok(Privacy {
+        allow_unmask: raw.allow_unmask,
+        retention_days: raw.retention_days,
+    })
 }
 
 fn fault(key: impl Into<String>, reason: impl Into<String>) -> Fault {

@@ -20,6 +20,11 @@
 //! same figures in SQL), `summary`,
 //! `summary_by_interval`, `queue_stats`, `agent_stats` (one SQL query each, equal to the
 //! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
+//!
+//! Surveys (issue 8): `survey_stats` (the SQL twin of `kpi::survey::survey_stats`),
+//! `survey_facts`, `task_facts`, `call_surveys` (survey_report.rs); `list_follow_up_tasks`,
+//! `close_follow_up_task` (follow_up_tasks.rs); `drop_expired_numbers` and
+//! `spawn_retention` (retention.rs, PIPL retention).
 
 mod aggregates;
 mod outbox;
@@ -28,8 +33,16 @@ pub mod report;
 mod survey_ledger;
 mod writer;
 
+mod follow_up_tasks;
+pub mod retention;
+mod survey_report;
+
 pub use outbox::{EscalatedTask, InboundText, OutboxRow, ReplyApplied, SurveyRow};
+
+pub use follow_up_tasks::{CloseOutcome, FollowUpTaskRow, TaskFilter};
 pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
+pub use retention::spawn_retention;
+pub use survey_report::CallSurvey;
 pub use writer::{
     spawn_writer, spawn_writer_with, RecordSink, WriterConfig, WriterHandle, WriterStats,
 };

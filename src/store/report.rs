@@ -1,13 +1,23 @@
-//! Call reports for supervisors: an aligned table, CSV, or JSON. Callers are shown in full
-//! (supervisors may see them); peer-supplied text is kept from breaking the layout.
+//! Call reports for supervisors: an aligned table, CSV, or JSON. Caller numbers are masked
+//! (`138****5678`, PIPL: minimum necessary) unless the caller of `render_calls_with` was
+//! allowed to unmask them (survey.toml `[privacy] allow_unmask`); peer-supplied text is kept
+//! from breaking the layout. Each call shows its survey's state and scores and the
+//! caller's comment (length-capped). `surveys` renders the survey figures and the
+//! follow-up tasks.
 //! `render_queues` / `render_agents` show the interval aggregates of `kpi` (as computed by
 //! `Store::queue_stats`, `Store::agent_stats`, `Store::summary_by_interval`).
 
-use super::CallRow;
+mod surveys;
+
+pub use surveys::{render_surveys, render_tasks};
+
+use super::{CallRow, CallSurvey};
+use crate::engine::survey::numbers::mask_number;
 use crate::engine::time::Millis;
 use crate::kpi::{AgentStats, Interval, QueueStats, ServiceLevelTargets, Summary};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
@@ -16,12 +26,94 @@ pub enum ReportFormat {
     Json,
 }
 
+/// What `render_calls_with` adds to the calls: their surveys, and whether numbers show.
+#[derive(Clone, Copy, Debug)]
+pub struct CallsView<'a> {
+    /// Surveys by call id (`Store::call_surveys`).
+    pub surveys: &'a BTreeMap<String, CallSurvey>,
+    /// Full caller numbers (only when survey.toml `[privacy] allow_unmask = true`).
+    pub unmask: bool,
+}
+
+/// Longest survey comment shown in the table (CSV and JSON keep up to
+/// `reply::MAX_COMMENT_CHARS`, what the reply parser stores).
+pub const TABLE_COMMENT_CHARS: usize = 40;
+
+/// The calls with numbers masked and no survey columns filled.
 pub fn render_calls(rows: &[CallRow], f: ReportFormat) -> String {
+    let none = BTreeMap::new();
+    render_calls_with(
+        rows,
+        CallsView {
+            surveys: &none,
+            unmask: false,
+        },
+        f,
+    )
+}
+
+pub fn render_calls_with(rows: &[CallRow], view: CallsView<'_>, f: ReportFormat) -> String {
     match f {
-        ReportFormat::Table => table(rows),
-        ReportFormat::Csv => csv(rows),
-        ReportFormat::Json => json_report(rows),
+        ReportFormat::Table => table(rows, view),
+        ReportFormat::Csv => csv(rows, view),
+        ReportFormat::Json => json_report(rows, view),
     }
+}
+
+/// A number as reports show it: masked unless unmasking is allowed.
+pub fn shown_number(raw: &str, unmask: bool) -> String {
+    if unmask {
+        raw.to_string()
+    } else {
+        mask_caller(raw)
+    }
+}
+
+/// An international number keeps its country code and shows its national number the way
+/// `E164::masked` does (`+86 138****5678`); anything else goes through `mask_number`.
+/// Only `+` and 6 to 17 digits reach the phone number parser (as in `numbers.rs`).
+pub fn mask_caller(raw: &str) -> String {
+    let digits = raw
+        .strip_prefix('+')
+        .filter(|d| (6..=17).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(d) = digits {
+        if let Ok(n) = phonenumber::parse(None, raw) {
+            let code = n.code().value().to_string();
+            if let Some(national) = d.strip_prefix(code.as_str()).filter(|n| !n.is_empty()) {
+                return format!("+{code} {}", mask_number(national));
+            }
+        }
+    }
+    mask_number(raw)
+}
+
+/// `text` cut to `max` characters, `…` marking a cut.
+pub fn capped(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// The survey columns of one call: status (state, with the skip or fail reason), CSAT, NPS,
+/// comment (capped at `max_comment` characters).
+fn survey_fields(s: Option<&CallSurvey>, max_comment: usize) -> [String; 4] {
+    let Some(s) = s else {
+        return Default::default();
+    };
+    let status = match s.skip_reason.as_deref().or(s.fail_reason.as_deref()) {
+        Some(r) if s.state == "skipped" || s.state == "failed" => format!("{}({r})", s.state),
+        _ => s.state.clone(),
+    };
+    [
+        status,
+        opt(s.csat),
+        opt(s.nps),
+        capped(s.comment.as_deref().unwrap_or(""), max_comment),
+    ]
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-23T15:08:27.123Z`.
@@ -41,18 +133,18 @@ fn ms_value(t: Option<Millis>) -> Value {
     t.map_or(Value::Null, |t| Value::from(t.as_u64()))
 }
 
-fn json_report(rows: &[CallRow]) -> String {
-    let calls: Vec<Value> = rows.iter().map(call_json).collect();
+fn json_report(rows: &[CallRow], view: CallsView<'_>) -> String {
+    let calls: Vec<Value> = rows.iter().map(|c| call_json(c, view)).collect();
     let doc = json!({ "calls": calls });
     // Serializing a Value built from strings and numbers cannot fail; keep a valid fallback.
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{\"calls\":[]}".to_string())
 }
 
-fn call_json(c: &CallRow) -> Value {
+fn call_json(c: &CallRow, view: CallsView<'_>) -> Value {
     let mut o = Map::new();
     o.insert("call_id".into(), c.call_id.clone().into());
     o.insert("sip_call_id".into(), c.sip_call_id.clone().into());
-    o.insert("caller".into(), c.caller.clone().into());
+    o.insert("caller".into(), shown_number(&c.caller, view.unmask).into());
     o.insert("dialled".into(), c.dialled.clone().into());
     o.insert("transport".into(), c.transport.clone().into());
     let times = [
@@ -172,10 +264,23 @@ fn call_json(c: &CallRow) -> Value {
         })
         .collect();
     o.insert("ivr_path".into(), Value::Array(path));
+    let survey = view.surveys.get(&c.call_id).map_or(Value::Null, |s| {
+        json!({
+            "state": s.state,
+            "skip_reason": s.skip_reason,
+            "fail_reason": s.fail_reason,
+            "csat": s.csat,
+            "nps": s.nps,
+            "comment": s.comment.as_deref().map(|t| {
+                capped(t, crate::engine::survey::reply::MAX_COMMENT_CHARS)
+            }),
+        })
+    });
+    o.insert("survey".into(), survey);
     Value::Object(o)
 }
 
-const CSV_HEADER: [&str; 35] = [
+const CSV_HEADER: [&str; 39] = [
     "call_id",
     "sip_call_id",
     "caller",
@@ -211,6 +316,10 @@ const CSV_HEADER: [&str; 35] = [
     "aht_ms",
     "abandoned",
     "recording_path",
+    "survey_status",
+    "survey_csat",
+    "survey_nps",
+    "survey_comment",
 ];
 
 /// A compact path: `main[2]>billing[1234#]>goodbye`.
@@ -237,11 +346,11 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn fields(c: &CallRow) -> Vec<String> {
-    vec![
+fn fields(c: &CallRow, view: CallsView<'_>) -> Vec<String> {
+    let mut out = vec![
         c.call_id.clone(),
         c.sip_call_id.clone(),
-        c.caller.clone(),
+        shown_number(&c.caller, view.unmask),
         c.dialled.clone(),
         c.transport.clone(),
         rfc3339(c.arrived_at),
@@ -274,7 +383,12 @@ fn fields(c: &CallRow) -> Vec<String> {
         opt(c.aht_ms),
         c.abandoned.to_string(),
         c.recording_path.clone().unwrap_or_default(),
-    ]
+    ];
+    out.extend(survey_fields(
+        view.surveys.get(&c.call_id),
+        crate::engine::survey::reply::MAX_COMMENT_CHARS,
+    ));
+    out
 }
 
 /// RFC 4180 quoting. A leading `=`, `@` or tab (peer-supplied text opened in a spreadsheet)
@@ -292,11 +406,11 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(rows: &[CallRow]) -> String {
+fn csv(rows: &[CallRow], view: CallsView<'_>) -> String {
     let mut out = CSV_HEADER.join(",");
     out.push_str("\r\n");
     for c in rows {
-        let line: Vec<String> = fields(c).iter().map(|f| csv_field(f)).collect();
+        let line: Vec<String> = fields(c, view).iter().map(|f| csv_field(f)).collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
     }
@@ -708,7 +822,7 @@ pub fn render_agents(
     }
 }
 
-fn table(rows: &[CallRow]) -> String {
+fn table(rows: &[CallRow], view: CallsView<'_>) -> String {
     let header = [
         "arrived_at",
         "call_id",
@@ -722,14 +836,18 @@ fn table(rows: &[CallRow]) -> String {
         "status",
         "hold_ms",
         "ivr_path",
+        "survey",
+        "csat",
+        "nps",
+        "comment",
     ];
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|c| {
-            vec![
+            let mut cells = vec![
                 rfc3339(c.arrived_at),
                 c.call_id.clone(),
-                c.caller.clone(),
+                shown_number(&c.caller, view.unmask),
                 c.dialled.clone(),
                 opt(c.rings_before_answer.map(|r| format!("{r:.2}"))),
                 opt(c.within_three_rings.map(|w| if w { "yes" } else { "no" })),
@@ -739,10 +857,12 @@ fn table(rows: &[CallRow]) -> String {
                 opt(c.final_status),
                 c.hold_ms.to_string(),
                 path_text(c),
-            ]
-            .into_iter()
-            .map(|f| printable(&f))
-            .collect()
+            ];
+            cells.extend(survey_fields(
+                view.surveys.get(&c.call_id),
+                TABLE_COMMENT_CHARS,
+            ));
+            cells.into_iter().map(|f| printable(&f)).collect()
         })
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -786,6 +906,16 @@ mod tests {
         assert_eq!(csv_field("=1+2"), "'=1+2");
         assert_eq!(csv_field("+4930123"), "+4930123");
         assert_eq!(csv_field(""), "");
+    }
+
+    #[test]
+    fn callers_are_masked() {
+        assert_eq!(mask_caller("+8613812345678"), "+86 138****5678");
+        assert_eq!(mask_caller("13812345678"), "138****5678");
+        assert_eq!(mask_caller("+4930123456"), "+49 301*3456");
+        assert_eq!(mask_caller("1001"), "****");
+        assert_eq!(mask_caller("+99912345678"), "+99*****5678");
+        assert_eq!(shown_number("+8613812345678", true), "+8613812345678");
     }
 
     #[test]

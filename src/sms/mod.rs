@@ -6,6 +6,7 @@
 //! A gateway takes `SmsMessage`s and reports `SmsEvent`s; deciding what to send and recording
 //! the outcome is the caller's job (the survey outbox, in a later release).
 
+pub mod concat;
 pub mod http;
 pub mod smpp;
 

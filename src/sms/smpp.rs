@@ -4,10 +4,15 @@
 //! The PDUs come from `rusmpp`, the session from `rusmppc` (bound as v3.4: its SMPP 5.0
 //! interface-version check is off, and nothing v5-only is sent).
 //!
+//! Replies longer than one SMS (UDH concatenation or `sar_*` TLVs) are put back together by
+//! `concat::Reassembler` and reported as one `SmsEvent::Inbound`; a text still incomplete
+//! after 5 minutes is reported with the parts that came (counted, logged).
+//!
 //! Guarantees: a part the SMSC acknowledged (submit_sm_resp OK) is never sent again, even
 //! across reconnects; a part whose response never came (timeout, lost connection) is sent
 //! again after the reconnect, so it may reach the handset twice.
 
+use super::concat::{self, Assembled, ConcatRef, Reassembler};
 use super::{encode_text, EncodedText, SmsError, SmsEvent, SmsMessage};
 use crate::config::sms::SmppConfig;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -44,7 +49,15 @@ pub struct SmppStats {
     pub timeouts: AtomicU64,
     pub generic_nacks: AtomicU64,
     pub receipts: AtomicU64,
+    /// Texts from handsets (a concatenated text counts once).
     pub inbound: AtomicU64,
+    /// Parts of concatenated texts received (duplicates included).
+    pub concat_parts: AtomicU64,
+    /// Concatenated texts reported without every part (timed out, evicted by the memory cap,
+    /// or open when the gateway stopped).
+    pub concat_incomplete: AtomicU64,
+    /// Parts received again (an SMSC resending): ignored.
+    pub concat_duplicates: AtomicU64,
     /// PDUs from the SMSC that could not be decoded, and deliver_sm we could not make sense of.
     pub malformed: AtomicU64,
 }
@@ -116,6 +129,7 @@ impl SmppGateway {
             events: ev_tx,
             stats: stats.clone(),
             queue: VecDeque::new(),
+            reassembler: Reassembler::new(concat::Limits::default()),
         };
         let task = tokio::spawn(worker.run());
         Ok((
@@ -187,6 +201,8 @@ struct Worker {
     stats: Arc<SmppStats>,
     /// Messages waiting to be (re)submitted, oldest first.
     queue: VecDeque<Pending>,
+    /// Parts of concatenated replies; kept across reconnects (parts may span them).
+    reassembler: Reassembler,
 }
 
 impl Worker {
@@ -201,6 +217,10 @@ impl Worker {
 
     async fn run(mut self) {
         self.connect_loop().await;
+        // Parts of replies still waiting for the rest: report what came rather than lose it.
+        for text in self.reassembler.flush() {
+            self.emit_assembled(text);
+        }
         // Stopped: whatever is still queued was not (completely) sent; say so, so the caller
         // can keep it for the next start.
         while let Ok(Request::Send(p)) = self.requests.try_recv() {
@@ -276,8 +296,10 @@ impl Worker {
             let wake = Instant::now() + backoff;
             backoff = (backoff * 2).min(self.cfg.reconnect_max);
             loop {
+                let give_up = self.reassembler.next_deadline();
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => break,
+                    _ = sleep_until_some(give_up) => self.expire_parts(),
                     req = self.requests.recv() => match req {
                         Some(Request::Send(p)) => self.queue.push_back(p),
                         Some(Request::Stop) | None => return,
@@ -319,8 +341,10 @@ impl Worker {
                 next_slot = next_slot.max(now) + interval;
             }
             let waiting_for_slot = in_flight.len() < window && !self.queue.is_empty();
+            let give_up = self.reassembler.next_deadline();
 
             tokio::select! {
+                _ = sleep_until_some(give_up) => self.expire_parts(),
                 Some((key, result)) = submits.next(), if !submits.is_empty() => {
                     let Some(p) = in_flight.remove(&key) else { continue };
                     match self.on_submit_result(p, result, &mut throttle_streak, &mut next_slot) {
@@ -531,12 +555,12 @@ impl Worker {
         }
     }
 
-    async fn on_incoming(&self, client: &Client, cmd: Command) {
+    async fn on_incoming(&mut self, client: &Client, cmd: Command) {
         let seq = cmd.sequence_number();
         let id = cmd.id();
         match cmd.pdu() {
             Some(Pdu::DeliverSm(sm)) => {
-                let status = self.on_deliver_sm(sm);
+                let status = self.on_deliver_sm(sm, Instant::now());
                 let resp = client
                     .status(status)
                     .deliver_sm_resp(seq, DeliverSmResp::default());
@@ -574,10 +598,11 @@ impl Worker {
         }
     }
 
-    /// Turns a deliver_sm into a receipt or an inbound text; the status for deliver_sm_resp.
-    fn on_deliver_sm(&self, sm: &DeliverSm) -> CommandStatus {
-        match read_deliver_sm(sm) {
-            Ok(ev) => {
+    /// Turns a deliver_sm into a receipt, an inbound text or a part of one; the status for
+    /// deliver_sm_resp.
+    fn on_deliver_sm(&mut self, sm: &DeliverSm, now: Instant) -> CommandStatus {
+        match read_deliver(sm) {
+            Ok(Deliver::Event(ev)) => {
                 match &ev {
                     SmsEvent::DeliveryReceipt {
                         gateway_id, state, ..
@@ -592,6 +617,30 @@ impl Worker {
                 }
                 self.emit(ev);
             }
+            Ok(Deliver::Part(part)) => {
+                self.stats.bump(
+                    &self.stats.concat_parts,
+                    "ccswitch_sms_smpp_concat_parts_total",
+                );
+                let (reference, seq, total) =
+                    (part.concat.reference, part.concat.seq, part.concat.total);
+                let pushed = self.reassembler.push(part, now);
+                if pushed.duplicate {
+                    self.stats.bump(
+                        &self.stats.concat_duplicates,
+                        "ccswitch_sms_smpp_concat_duplicates_total",
+                    );
+                    tracing::info!(
+                        reference,
+                        seq,
+                        total,
+                        "part of a long reply received again: ignored"
+                    );
+                }
+                for text in pushed.ready {
+                    self.emit_assembled(text);
+                }
+            }
             Err(problem) => {
                 self.stats
                     .bump(&self.stats.malformed, "ccswitch_sms_smpp_malformed_total");
@@ -601,23 +650,144 @@ impl Worker {
         // Answer OK either way: an error would only make the SMSC send it again.
         CommandStatus::EsmeRok
     }
+
+    /// Hands out long replies whose missing parts did not come in time.
+    fn expire_parts(&mut self) {
+        for text in self.reassembler.expire(Instant::now()) {
+            self.emit_assembled(text);
+        }
+    }
+
+    /// A reassembled reply (whole, or what came of it) as one inbound text.
+    fn emit_assembled(&self, a: Assembled) {
+        if a.outcome != concat::Outcome::Complete {
+            self.stats.bump(
+                &self.stats.concat_incomplete,
+                "ccswitch_sms_smpp_concat_incomplete_total",
+            );
+            tracing::warn!(
+                from = %crate::engine::survey::numbers::mask_number(&a.from),
+                reference = a.reference,
+                received = a.received,
+                total = a.total,
+                why = a.outcome.as_str(),
+                "long reply incomplete: reporting the parts that came"
+            );
+        }
+        self.stats
+            .bump(&self.stats.inbound, "ccswitch_sms_smpp_inbound_total");
+        self.emit(SmsEvent::Inbound {
+            from: a.from,
+            to: a.to,
+            text: a.text,
+        });
+    }
 }
 
-/// A deliver_sm as a receipt (esm_class message type 0x04, or 0x20 for an intermediate
-/// notification) or an inbound text; `Err` says what is wrong with a receipt we cannot use.
+/// Sleeps until `at`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a deliver_sm carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deliver {
+    /// A receipt, or a whole inbound text.
+    Event(SmsEvent),
+    /// One part of a concatenated inbound text, for the reassembler.
+    Part(concat::Part),
+}
+
+/// A deliver_sm as a receipt, a whole inbound text, or a part of a long one (UDH
+/// concatenation element 0x00/0x08, or the `sar_msg_ref_num`/`sar_total_segments`/
+/// `sar_segment_seqnum` TLVs). The text is `short_message`, or the `message_payload` TLV
+/// when short_message is empty.
+pub fn read_deliver(sm: &DeliverSm) -> Result<Deliver, String> {
+    let esm = u8::from(sm.esm_class);
+    let message_type = esm & 0x3C;
+    if message_type == 0x04 || message_type == 0x20 {
+        return read_receipt(sm).map(Deliver::Event);
+    }
+    let dc = u8::from(sm.data_coding);
+    let mut bytes = sm.short_message().clone().into_vec();
+    if bytes.is_empty() {
+        if let Some(payload) = sm.tlvs().iter().find_map(|t| match t.value() {
+            Some(TlvValue::MessagePayload(p)) => Some(p.value.clone().into_vec()),
+            _ => None,
+        }) {
+            bytes = payload;
+        }
+    }
+    let from = sm.source_addr.as_str().to_string();
+    let to = sm.destination_addr.as_str().to_string();
+    let udh = esm & 0x40 != 0;
+    let placed = if udh {
+        concat::udh_concat(&bytes)
+    } else {
+        sar_concat(sm)
+    };
+    match placed {
+        Some(concat) => {
+            let payload = if udh {
+                let udhl = bytes.first().map_or(0, |&l| l as usize);
+                bytes.get(udhl + 1..).unwrap_or(&[]).to_vec()
+            } else {
+                bytes
+            };
+            Ok(Deliver::Part(concat::Part {
+                from,
+                to,
+                concat,
+                data_coding: dc,
+                payload,
+            }))
+        }
+        None => Ok(Deliver::Event(SmsEvent::Inbound {
+            from,
+            to,
+            text: super::decode_short_message(dc, esm, &bytes),
+        })),
+    }
+}
+
+/// The SAR TLVs (SMPP 3.4 5.3.2.22-24), when all three are there and make sense.
+fn sar_concat(sm: &DeliverSm) -> Option<ConcatRef> {
+    let (mut reference, mut total, mut seq) = (None, None, None);
+    for t in sm.tlvs() {
+        match t.value() {
+            Some(TlvValue::SarMsgRefNum(v)) => reference = Some(*v),
+            Some(TlvValue::SarTotalSegments(v)) => total = Some(*v),
+            Some(TlvValue::SarSegmentSeqnum(v)) => seq = Some(*v),
+            _ => {}
+        }
+    }
+    ConcatRef::new(reference?, total?, seq?)
+}
+
+/// A deliver_sm as one event, each part of a long text on its own (`read_deliver` gives the
+/// parts to put together): a receipt (esm_class message type 0x04, or 0x20 for an
+/// intermediate notification) or an inbound text; `Err` says what is wrong with a receipt
+/// we cannot use.
 pub fn read_deliver_sm(sm: &DeliverSm) -> Result<SmsEvent, String> {
+    match read_deliver(sm)? {
+        Deliver::Event(ev) => Ok(ev),
+        Deliver::Part(p) => Ok(SmsEvent::Inbound {
+            from: p.from,
+            to: p.to,
+            text: super::decode_short_message(p.data_coding, 0, &p.payload),
+        }),
+    }
+}
+
+/// A delivery receipt (or intermediate notification) deliver_sm.
+fn read_receipt(sm: &DeliverSm) -> Result<SmsEvent, String> {
     let esm = u8::from(sm.esm_class);
     let dc = u8::from(sm.data_coding);
     let bytes = sm.short_message().clone().into_vec();
     let text = super::decode_short_message(dc, esm, &bytes);
-    let message_type = esm & 0x3C;
-    if message_type != 0x04 && message_type != 0x20 {
-        return Ok(SmsEvent::Inbound {
-            from: sm.source_addr.as_str().to_string(),
-            to: sm.destination_addr.as_str().to_string(),
-            text,
-        });
-    }
     let parsed = super::parse_receipt_text(&text);
     let tlv_id = sm.tlvs().iter().find_map(|t| match t.value() {
         Some(TlvValue::ReceiptedMessageId(id)) => Some(id.as_str().to_string()),

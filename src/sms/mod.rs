@@ -8,6 +8,7 @@
 
 pub mod concat;
 pub mod http;
+pub mod rate;
 pub mod smpp;
 
 use std::time::Duration;

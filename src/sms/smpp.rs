@@ -13,6 +13,7 @@
 //! again after the reconnect, so it may reach the handset twice.
 
 use super::concat::{self, Assembled, ConcatRef, Reassembler};
+use super::rate::RateCap;
 use super::{encode_text, EncodedText, SmsError, SmsEvent, SmsMessage};
 use crate::config::sms::SmppConfig;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -60,6 +61,152 @@ pub struct SmppStats {
     pub concat_duplicates: AtomicU64,
     /// PDUs from the SMSC that could not be decoded, and deliver_sm we could not make sense of.
     pub malformed: AtomicU64,
+    /// Time from sending a submit_sm to its positive submit_sm_resp.
+    pub submit_response: LatencyHistogram,
+}
+
+/// Names and meanings of the gateway's metrics, for /metrics.
+fn describe_metrics() {
+    for (name, what) in [
+        ("ccswitch_sms_smpp_binds_total", "SMPP binds that succeeded"),
+        (
+            "ccswitch_sms_smpp_bind_failures_total",
+            "SMPP connects or binds that failed",
+        ),
+        (
+            "ccswitch_sms_smpp_disconnects_total",
+            "SMPP sessions lost after a bind",
+        ),
+        (
+            "ccswitch_sms_smpp_parts_submitted_total",
+            "SMS parts the SMSC accepted (submit_sm_resp OK)",
+        ),
+        (
+            "ccswitch_sms_smpp_throttled_total",
+            "submit_sm answered with throttling (0x58, 0x14)",
+        ),
+        (
+            "ccswitch_sms_smpp_failed_total",
+            "texts the SMPP gateway reported failed",
+        ),
+        (
+            "ccswitch_sms_smpp_timeouts_total",
+            "SMPP requests without a response in time",
+        ),
+        (
+            "ccswitch_sms_smpp_generic_nacks_total",
+            "generic_nack received from the SMSC",
+        ),
+        (
+            "ccswitch_sms_smpp_receipts_total",
+            "delivery receipts received",
+        ),
+        (
+            "ccswitch_sms_smpp_inbound_total",
+            "texts from handsets (a long reply counts once)",
+        ),
+        (
+            "ccswitch_sms_smpp_malformed_total",
+            "undecodable PDUs and unusable deliver_sm",
+        ),
+        (
+            "ccswitch_sms_smpp_concat_parts_total",
+            "parts of long replies received",
+        ),
+        (
+            "ccswitch_sms_smpp_concat_incomplete_total",
+            "long replies reported without every part (timed out, memory cap, stop)",
+        ),
+        (
+            "ccswitch_sms_smpp_concat_duplicates_total",
+            "parts of long replies received again (ignored)",
+        ),
+    ] {
+        metrics::describe_counter!(name, what);
+    }
+    metrics::describe_histogram!(
+        "ccswitch_sms_smpp_submit_response_seconds",
+        metrics::Unit::Seconds,
+        "time from submit_sm to its positive submit_sm_resp"
+    );
+}
+
+/// A latency histogram of atomics: 8 buckets per power of two of microseconds (at most
+/// 12.5 % wide), so quantiles are cheap to record from any task and close enough to read.
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LatencyHistogram::BUCKETS],
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("count", &self.count())
+            .field("p99", &self.quantile(0.99))
+            .finish()
+    }
+}
+
+impl LatencyHistogram {
+    const BUCKETS: usize = 8 + 40 * 8;
+
+    fn index(us: u64) -> usize {
+        if us < 8 {
+            return us as usize;
+        }
+        let e = 63 - us.leading_zeros() as usize; // 3..
+        let sub = ((us >> (e - 3)) & 7) as usize;
+        (8 + (e - 3) * 8 + sub).min(Self::BUCKETS - 1)
+    }
+
+    /// The largest value (µs) a bucket holds.
+    fn upper(index: usize) -> u64 {
+        if index < 8 {
+            return index as u64;
+        }
+        let e = (index - 8) / 8 + 3;
+        let sub = ((index - 8) % 8) as u64;
+        ((8 + sub + 1) << (e - 3)) - 1
+    }
+
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("ccswitch_sms_smpp_submit_response_seconds").record(d.as_secs_f64());
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The `q` quantile (0-1), as the upper edge of its bucket; None when empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Duration::from_micros(Self::upper(i)));
+            }
+        }
+        None
+    }
 }
 
 impl SmppStats {
@@ -119,6 +266,8 @@ impl SmppGateway {
         if password.len() > 8 || !password.is_ascii() {
             return Err("the SMPP password must be at most 8 ASCII characters (SMPP 3.4)".into());
         }
+        describe_metrics();
+        let cfg_rate = cfg.max_per_s;
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SmppStats::default());
@@ -130,6 +279,7 @@ impl SmppGateway {
             stats: stats.clone(),
             queue: VecDeque::new(),
             reassembler: Reassembler::new(concat::Limits::default()),
+            rate: RateCap::new(cfg_rate),
         };
         let task = tokio::spawn(worker.run());
         Ok((
@@ -203,6 +353,8 @@ struct Worker {
     queue: VecDeque<Pending>,
     /// Parts of concatenated replies; kept across reconnects (parts may span them).
     reassembler: Reassembler,
+    /// The `max_per_s` cap; kept across reconnects (a new bind does not reset the count).
+    rate: RateCap,
 }
 
 impl Worker {
@@ -313,8 +465,6 @@ impl Worker {
     /// when it ends go back to the front of the queue with their accepted parts kept.
     async fn session(&mut self, client: Client, mut events: EventStream) -> SessionEnd {
         let window = self.cfg.window;
-        let interval = Duration::from_secs_f64(1.0 / f64::from(self.cfg.max_per_s));
-        let mut next_slot = Instant::now();
         let mut throttle_streak: u32 = 0;
         let mut in_flight: HashMap<u64, Pending> = HashMap::new();
         let mut submits: FuturesUnordered<SubmitFuture> = FuturesUnordered::new();
@@ -322,7 +472,7 @@ impl Worker {
 
         let end = loop {
             let now = Instant::now();
-            while in_flight.len() < window && next_slot <= now {
+            while in_flight.len() < window && self.rate.ready(now) {
                 let Some(p) = self.queue.pop_front() else {
                     break;
                 };
@@ -336,18 +486,27 @@ impl Worker {
                 next_key += 1;
                 let key = next_key;
                 let c = client.clone();
-                submits.push(Box::pin(async move { (key, c.submit_sm(pdu).await) }));
+                let stats = self.stats.clone();
+                submits.push(Box::pin(async move {
+                    let sent = Instant::now();
+                    let result = c.submit_sm(pdu).await;
+                    if result.is_ok() {
+                        stats.submit_response.record(sent.elapsed());
+                    }
+                    (key, result)
+                }));
                 in_flight.insert(key, p);
-                next_slot = next_slot.max(now) + interval;
+                self.rate.take(now);
             }
             let waiting_for_slot = in_flight.len() < window && !self.queue.is_empty();
             let give_up = self.reassembler.next_deadline();
+            let next_slot = self.rate.next_at(now);
 
             tokio::select! {
                 _ = sleep_until_some(give_up) => self.expire_parts(),
                 Some((key, result)) = submits.next(), if !submits.is_empty() => {
                     let Some(p) = in_flight.remove(&key) else { continue };
-                    match self.on_submit_result(p, result, &mut throttle_streak, &mut next_slot) {
+                    match self.on_submit_result(p, result, &mut throttle_streak) {
                         Ok(()) => {}
                         Err(reason) => break SessionEnd::Lost(reason),
                     }
@@ -413,7 +572,6 @@ impl Worker {
         mut p: Pending,
         result: Result<SubmitSmResp, rusmppc::error::Error>,
         throttle_streak: &mut u32,
-        next_slot: &mut Instant,
     ) -> Result<(), String> {
         use rusmppc::error::Error as E;
         match result {
@@ -455,7 +613,7 @@ impl Worker {
                     let pause = (self.cfg.throttle_backoff
                         * 2u32.saturating_pow(throttle_streak.saturating_sub(1).min(16)))
                     .min(self.cfg.reconnect_max);
-                    *next_slot = (*next_slot).max(Instant::now() + pause);
+                    self.rate.pause_until(Instant::now() + pause);
                     p.attempts += 1;
                     tracing::info!(
                         id = p.id,
@@ -494,7 +652,8 @@ impl Worker {
                         self.fail(&p, false, format!("{reason}; attempts used up"));
                     } else {
                         // Give the SMSC a moment before anything else goes out.
-                        *next_slot = (*next_slot).max(Instant::now() + self.cfg.throttle_backoff);
+                        self.rate
+                            .pause_until(Instant::now() + self.cfg.throttle_backoff);
                         tracing::info!(id = p.id, %reason, "temporary SMSC error: retrying");
                         self.queue.push_back(p);
                     }

@@ -366,3 +366,29 @@ fn deliver_sm_parts_are_placed_by_udh_or_sar_tlvs() {
         Ok(SmsEvent::Inbound { text, .. }) if text == "很好"
     ));
 }
+
+#[test]
+fn latency_histogram_quantiles_are_within_an_eighth() {
+    use std::time::Duration;
+    let h = smpp::LatencyHistogram::default();
+    assert_eq!(h.quantile(0.99), None);
+    // 1..=1000 ms, one each: p50 ~ 500 ms, p99 ~ 990 ms, within the bucket width.
+    for ms in 1..=1000u64 {
+        h.record(Duration::from_millis(ms));
+    }
+    assert_eq!(h.count(), 1000);
+    let near = |q: f64, want_ms: f64| {
+        let got = h.quantile(q).unwrap().as_secs_f64() * 1000.0;
+        assert!(
+            got >= want_ms && got <= want_ms * 1.125,
+            "q{q}: {got} ms, want {want_ms}"
+        );
+    };
+    near(0.5, 500.0);
+    near(0.99, 990.0);
+    near(1.0, 1000.0);
+    h.record(Duration::from_micros(3));
+    assert_eq!(h.quantile(0.0), Some(Duration::from_micros(3)));
+    h.record(Duration::from_secs(100_000));
+    assert!(h.quantile(1.0).unwrap() >= Duration::from_secs(100_000));
+}

@@ -697,7 +697,7 @@ fn survey_faults_name_file_key_and_reason() {
     let e = survey_refused("min_talk_s = 15", "min_talk_s = 15\nlanguages = []");
     assert_error(&e, "survey.toml", "qualify.languages", "unknown field");
     let e = survey_refused(
-        "complaint_queues = [\"complaints\"]",
+        "complaint_queues = []",
         "complaint_queues = [\"complaint\"]",
     );
     assert_error(
@@ -765,5 +765,97 @@ fn check_config_reports_a_broken_survey_file() {
     assert!(
         stderr.contains("survey.toml: quiet_hours.end: `08:00 am` is not a time of day"),
         "{stderr}"
+    );
+}
+
+/// Copies the shipped folder and applies each (file, from, to) edit once.
+fn load_with_edits(
+    edits: &[(&str, &str, &str)],
+) -> (tempfile::TempDir, Result<config::Config, ConfigError>) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    copy_shipped_folder(&dir, "survey.toml", |t| t.to_string());
+    for (file, from, to) in edits {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, replace_once(&text, from, to)).expect("write");
+    }
+    let result = config::load(&dir);
+    (tmp, result)
+}
+
+fn complaint_queues(edits: &[(&str, &str, &str)]) -> Vec<String> {
+    let (_tmp, result) = load_with_edits(edits);
+    let cfg = result.unwrap_or_else(|e| panic!("{e}"));
+    let survey = cfg.survey.expect("surveys enabled");
+    survey.complaint_queues.iter().cloned().collect()
+}
+
+#[test]
+fn complaint_queues_come_from_the_queue_flag_plus_the_survey_list() {
+    const FLAG: &str = "record = true\ncomplaint = true";
+    // Shipped: the `complaints` queue is flagged in queues.toml, survey.toml lists none.
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.queues.get("complaints").expect("queue").complaint);
+    assert!(!cfg.queues.get("tech").expect("queue").complaint);
+    assert_eq!(complaint_queues(&[]), vec!["complaints"]);
+    // Without the flag, nothing is a complaints queue...
+    let unflagged = ("queues.toml", FLAG, "record = true");
+    assert!(complaint_queues(&[unflagged]).is_empty());
+    // ...unless survey.toml lists it (the older way, still honoured).
+    let listed = (
+        "survey.toml",
+        "complaint_queues = []",
+        "complaint_queues = [\"complaints\"]",
+    );
+    assert_eq!(complaint_queues(&[unflagged, listed]), vec!["complaints"]);
+    // Both: the union.
+    let tech = (
+        "survey.toml",
+        "complaint_queues = []",
+        "complaint_queues = [\"tech\"]",
+    );
+    assert_eq!(complaint_queues(&[tech]), vec!["complaints", "tech"]);
+    // A flag on another queue counts too.
+    let flag_tech = (
+        "queues.toml",
+        "skill = \"tech\"\n",
+        "skill = \"tech\"\ncomplaint = true\n",
+    );
+    assert_eq!(complaint_queues(&[flag_tech]), vec!["complaints", "tech"]);
+}
+
+#[test]
+fn complaint_flag_faults_name_file_and_key() {
+    let (_tmp, result) = load_with_edits(&[(
+        "queues.toml",
+        "record = true\ncomplaint = true",
+        "record = true\ncomplaint = \"yes\"",
+    )]);
+    let e = result.expect_err("a string flag is refused");
+    assert_error(
+        &e,
+        "queues.toml",
+        "queues.complaints.complaint",
+        "invalid type",
+    );
+    let (_tmp, result) = load_with_edits(&[(
+        "queues.toml",
+        "[defaults]\n",
+        "[defaults]\ncomplaint = true\n",
+    )]);
+    let e = result.expect_err("not a [defaults] key");
+    assert_error(&e, "queues.toml", "defaults.complaint", "unknown field");
+    let (_tmp, result) = load_with_edits(&[(
+        "survey.toml",
+        "complaint_queues = []",
+        "complaint_queues = [\"complaints\", \"gripes\"]",
+    )]);
+    let e = result.expect_err("an unknown queue in the list is refused");
+    assert_error(
+        &e,
+        "survey.toml",
+        "follow_up.complaint_queues[1]",
+        "queue `gripes` is not defined in queues.toml",
     );
 }

@@ -925,3 +925,94 @@ async fn bad_messages_are_refused_at_send() {
     assert!(bad(TO, &"好".repeat(67 * 256)).contains("at most 255"));
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_mo_replies_come_out_as_one_text_whatever_the_order_and_framing() {
+    if skip() {
+        return;
+    }
+    let mut rig = Rig::start(&[], |_| {});
+    rig.connected().await;
+    let zh = "5 很好，客服非常耐心，问题当场就解决了，谢谢你们的服务。下次还会再来。";
+    let en = "4 the wait was long but the agent was very helpful and solved it in one call";
+    let cases = [
+        (zh, 3, vec![3, 1, 2], 7, "udh8"),
+        (en, 2, vec![2, 1], 0x1234, "udh16"),
+        (zh, 4, vec![4, 2, 3, 1], 300, "sar"),
+    ];
+    for (text, parts, order, reference, how) in cases {
+        rig.smsc.cmd(serde_json::json!({
+            "cmd": "mo_long", "text": text, "parts": parts, "order": order,
+            "ref": reference, "how": how,
+        }));
+        let ev = rig
+            .event(&format!("Inbound ({how})"), LONG, |e| {
+                matches!(e, SmsEvent::Inbound { .. })
+            })
+            .await;
+        assert_eq!(
+            ev,
+            SmsEvent::Inbound {
+                from: "8613800138000".into(),
+                to: "10690000".into(),
+                text: text.into(),
+            },
+            "{how}"
+        );
+    }
+    rig.smsc.drain(Duration::from_millis(300));
+    assert_eq!(rig.smsc.count("deliver_sm_resp"), 9, "every part answered");
+    let inbound = rig
+        .log
+        .iter()
+        .filter(|e| matches!(e, SmsEvent::Inbound { .. }))
+        .count();
+    assert_eq!(
+        inbound, 3,
+        "one event per text, not per part: {:#?}",
+        rig.log
+    );
+    let stats = rig.gw().stats();
+    assert_eq!(stats.concat_parts.load(Ordering::Relaxed), 9);
+    assert_eq!(stats.inbound.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.concat_incomplete.load(Ordering::Relaxed), 0);
+
+    // Two parts of three, one of them twice: held (nothing yet), the repeat ignored; on stop
+    // the parts that came are reported as the text, so the reply is not lost.
+    rig.smsc.cmd(serde_json::json!({
+        "cmd": "mo_long", "text": "3 ok but slow", "parts": 3, "order": [3, 1, 3], "ref": 99,
+    }));
+    rig.smsc.wait_for("sent_mo_long", LONG, |v| {
+        v["event"] == "sent_mo_long" && v["text"] == "3 ok but slow"
+    });
+    rig.smsc.drain(Duration::from_millis(300));
+    assert_eq!(rig.smsc.count("deliver_sm_resp"), 12);
+    assert_eq!(
+        rig.gw().stats().concat_duplicates.load(Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        rig.log
+            .iter()
+            .filter(|e| matches!(e, SmsEvent::Inbound { .. }))
+            .count(),
+        3,
+        "an incomplete text waits for its parts"
+    );
+    assert_eq!(rig.gw().stats().concat_parts.load(Ordering::Relaxed), 12);
+    rig.stop().await;
+    let ev = rig
+        .event("the incomplete text on stop", LONG, |e| {
+            matches!(e, SmsEvent::Inbound { .. })
+        })
+        .await;
+    // Parts 1 and 3 of "3 ok " / "but s" / "low": what came, in order.
+    assert_eq!(
+        ev,
+        SmsEvent::Inbound {
+            from: "8613800138000".into(),
+            to: "10690000".into(),
+            text: "3 ok low".into(),
+        }
+    );
+}

@@ -102,6 +102,10 @@ struct RawQueue {
     default_handle_time_s: Option<u64>,
     /// Record connected calls (stereo WAV in `[recording] dir` of ccswitch.toml).
     record: Option<bool>,
+    /// A complaints queue (follow-up task for every call handled here). Per queue only:
+    /// not a `[defaults]` key, so no queue becomes one by accident.
+    #[serde(default)]
+    complaint: bool,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +198,7 @@ fn queue(name: &str, q: RawQueue, d: &Settings, ring_cycle_ms: u64) -> Result<Qu
     }
     s.extra_skills = q.extra_skills;
     s.record = q.record.or(d.record).unwrap_or(false);
+    s.complaint = q.complaint;
     s.service_level_s = q.service_level_s.or(d.service_level_s).unwrap_or(20);
     s.service_level_pct = q.service_level_pct.or(d.service_level_pct).unwrap_or(80);
     s.ring_timeout_ms = q
@@ -343,6 +348,21 @@ mod tests {
         assert_eq!(tech.closing_prompt, "closed");
         assert_eq!(tech.service_level_s, 20);
         assert_eq!(tech.service_level_pct, 80);
+        assert!(set.get("complaints").unwrap().complaint);
+        assert!(!tech.complaint && !set.get("after_sales").unwrap().complaint);
+    }
+
+    #[test]
+    fn complaint_is_a_per_queue_flag_off_by_default() {
+        let q = "[queues.a]\nskill = \"x\"\nmin_proficiency = 1\n";
+        assert!(!p(q).unwrap().get("a").unwrap().complaint);
+        let set = p(&format!("{q}complaint = true\n")).unwrap();
+        assert!(set.get("a").unwrap().complaint);
+        let e = p(&format!("{q}complaint = \"yes\"\n")).unwrap_err();
+        assert_eq!(e.key, "queues.a.complaint");
+        // Not a [defaults] key: one line there must not turn every queue into a complaints queue.
+        let e = p(&format!("[defaults]\ncomplaint = true\n{q}")).unwrap_err();
+        assert_eq!(e.key, "defaults.complaint");
     }
 
     #[test]

@@ -309,7 +309,14 @@ fn build(raw: RawFile, ctx: &Context<'_>) -> Result<SurveyPolicy, Fault> {
     if !(1..=720).contains(&f.due_h) {
         return Err(fault("follow_up.due_h", "must be 1 to 720"));
     }
-    let complaint_queues = queue_set(ctx, "follow_up.complaint_queues", &f.complaint_queues)?;
+    // `complaint = true` in queues.toml is the primary way; the list here adds to it.
+    let mut complaint_queues = queue_set(ctx, "follow_up.complaint_queues", &f.complaint_queues)?;
+    complaint_queues.extend(
+        ctx.queues
+            .names()
+            .filter(|n| ctx.queues.get(n).is_some_and(|q| q.complaint))
+            .map(str::to_string),
+    );
 
     let mut texts = BTreeMap::new();
     for (lang, t) in raw.templates {
@@ -483,11 +490,16 @@ mod tests {
     const NPS_OFF: &str = "templates.<lang>.nps) once.\nenabled = false";
     const NPS_ON: &str = "templates.<lang>.nps) once.\nenabled = true";
 
+    /// The shipped queues: `complaints` has `complaint = true`.
     fn queues() -> QueueSet {
         QueueSet::new(
             ["tech", "after_sales", "complaints"]
                 .iter()
-                .map(|n| QueueSpec::new(n, n, 1))
+                .map(|n| {
+                    let mut q = QueueSpec::new(n, n, 1);
+                    q.complaint = *n == "complaints";
+                    q
+                })
                 .collect(),
             VipRules::default(),
             0,
@@ -600,10 +612,7 @@ mod tests {
                 "365",
             ),
             (
-                (
-                    "complaint_queues = [\"complaints\"]",
-                    "complaint_queues = [\"gripes\"]",
-                ),
+                ("complaint_queues = []", "complaint_queues = [\"gripes\"]"),
                 "follow_up.complaint_queues[0]",
                 "not defined",
             ),
@@ -700,5 +709,26 @@ mod tests {
         ] {
             assert_eq!(minute_of_day(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn complaint_queues_are_the_flagged_queues_plus_the_list() {
+        let s = p(SHIPPED).unwrap().expect("enabled");
+        // From `complaint = true` in queues.toml alone (the shipped list is empty).
+        assert_eq!(
+            s.complaint_queues.iter().collect::<Vec<_>>(),
+            vec!["complaints"]
+        );
+        let listed = SHIPPED.replacen(
+            "complaint_queues = []",
+            "complaint_queues = [\"after_sales\", \"complaints\"]",
+            1,
+        );
+        let s = p(&listed).unwrap().expect("enabled");
+        assert_eq!(
+            s.complaint_queues.iter().collect::<Vec<_>>(),
+            vec!["after_sales", "complaints"],
+            "the union, each once"
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! A gateway takes `SmsMessage`s and reports `SmsEvent`s; deciding what to send and recording
 //! the outcome is the caller's job (the survey outbox, in a later release).
 
+pub mod concat;
 pub mod http;
+pub mod rate;
 pub mod smpp;
 
 use std::time::Duration;

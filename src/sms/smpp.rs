@@ -4,12 +4,18 @@
 //! The PDUs come from `rusmpp`, the session from `rusmppc` (bound as v3.4: its SMPP 5.0
 //! interface-version check is off, and nothing v5-only is sent).
 //!
+//! Replies longer than one SMS (UDH concatenation or `sar_*` TLVs) are put back together by
+//! `concat::Reassembler` and reported as one `SmsEvent::Inbound`; a text still incomplete
+//! after 5 minutes is reported with the parts that came (counted, logged).
+//!
 //! Guarantees: a part the SMSC acknowledged (submit_sm_resp OK) is never sent again, even
 //! across reconnects; a part whose response never came (timeout, lost connection) is sent
 //! again after the reconnect, so it may reach the handset twice. Every submit_sm carries the
 //! message id (its low 16 bits) in `user_message_reference`, the same on every resend, so an
 //! SMSC that checks duplicates by client reference can drop the second.
 
+use super::concat::{self, Assembled, ConcatRef, Reassembler};
+use super::rate::RateCap;
 use super::{encode_text, EncodedText, SmsError, SmsEvent, SmsMessage};
 use crate::config::sms::SmppConfig;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -47,9 +53,163 @@ pub struct SmppStats {
     pub timeouts: AtomicU64,
     pub generic_nacks: AtomicU64,
     pub receipts: AtomicU64,
+    /// Texts from handsets (a concatenated text counts once).
     pub inbound: AtomicU64,
+    /// Parts of concatenated texts received (duplicates included).
+    pub concat_parts: AtomicU64,
+    /// Concatenated texts reported without every part (timed out, evicted by the memory cap,
+    /// or open when the gateway stopped).
+    pub concat_incomplete: AtomicU64,
+    /// Parts received again (an SMSC resending): ignored.
+    pub concat_duplicates: AtomicU64,
     /// PDUs from the SMSC that could not be decoded, and deliver_sm we could not make sense of.
     pub malformed: AtomicU64,
+    /// Time from sending a submit_sm to its positive submit_sm_resp.
+    pub submit_response: LatencyHistogram,
+}
+
+/// Names and meanings of the gateway's metrics, for /metrics.
+fn describe_metrics() {
+    for (name, what) in [
+        ("ccswitch_sms_smpp_binds_total", "SMPP binds that succeeded"),
+        (
+            "ccswitch_sms_smpp_bind_failures_total",
+            "SMPP connects or binds that failed",
+        ),
+        (
+            "ccswitch_sms_smpp_disconnects_total",
+            "SMPP sessions lost after a bind",
+        ),
+        (
+            "ccswitch_sms_smpp_parts_submitted_total",
+            "SMS parts the SMSC accepted (submit_sm_resp OK)",
+        ),
+        (
+            "ccswitch_sms_smpp_throttled_total",
+            "submit_sm answered with throttling (0x58, 0x14)",
+        ),
+        (
+            "ccswitch_sms_smpp_failed_total",
+            "texts the SMPP gateway reported failed",
+        ),
+        (
+            "ccswitch_sms_smpp_timeouts_total",
+            "SMPP requests without a response in time",
+        ),
+        (
+            "ccswitch_sms_smpp_generic_nacks_total",
+            "generic_nack received from the SMSC",
+        ),
+        (
+            "ccswitch_sms_smpp_receipts_total",
+            "delivery receipts received",
+        ),
+        (
+            "ccswitch_sms_smpp_inbound_total",
+            "texts from handsets (a long reply counts once)",
+        ),
+        (
+            "ccswitch_sms_smpp_malformed_total",
+            "undecodable PDUs and unusable deliver_sm",
+        ),
+        (
+            "ccswitch_sms_smpp_concat_parts_total",
+            "parts of long replies received",
+        ),
+        (
+            "ccswitch_sms_smpp_concat_incomplete_total",
+            "long replies reported without every part (timed out, memory cap, stop)",
+        ),
+        (
+            "ccswitch_sms_smpp_concat_duplicates_total",
+            "parts of long replies received again (ignored)",
+        ),
+    ] {
+        metrics::describe_counter!(name, what);
+    }
+    metrics::describe_histogram!(
+        "ccswitch_sms_smpp_submit_response_seconds",
+        metrics::Unit::Seconds,
+        "time from submit_sm to its positive submit_sm_resp"
+    );
+}
+
+/// A latency histogram of atomics: 8 buckets per power of two of microseconds (at most
+/// 12.5 % wide), so quantiles are cheap to record from any task and close enough to read.
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LatencyHistogram::BUCKETS],
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("count", &self.count())
+            .field("p99", &self.quantile(0.99))
+            .finish()
+    }
+}
+
+impl LatencyHistogram {
+    const BUCKETS: usize = 8 + 40 * 8;
+
+    fn index(us: u64) -> usize {
+        if us < 8 {
+            return us as usize;
+        }
+        let e = 63 - us.leading_zeros() as usize; // 3..
+        let sub = ((us >> (e - 3)) & 7) as usize;
+        (8 + (e - 3) * 8 + sub).min(Self::BUCKETS - 1)
+    }
+
+    /// The largest value (µs) a bucket holds.
+    fn upper(index: usize) -> u64 {
+        if index < 8 {
+            return index as u64;
+        }
+        let e = (index - 8) / 8 + 3;
+        let sub = ((index - 8) % 8) as u64;
+        ((8 + sub + 1) << (e - 3)) - 1
+    }
+
+    pub fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(us)].fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!("ccswitch_sms_smpp_submit_response_seconds").record(d.as_secs_f64());
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The `q` quantile (0-1), as the upper edge of its bucket; None when empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Duration::from_micros(Self::upper(i)));
+            }
+        }
+        None
+    }
 }
 
 impl SmppStats {
@@ -109,6 +269,8 @@ impl SmppGateway {
         if password.len() > 8 || !password.is_ascii() {
             return Err("the SMPP password must be at most 8 ASCII characters (SMPP 3.4)".into());
         }
+        describe_metrics();
+        let cfg_rate = cfg.max_per_s;
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(SmppStats::default());
@@ -119,6 +281,8 @@ impl SmppGateway {
             events: ev_tx,
             stats: stats.clone(),
             queue: VecDeque::new(),
+            reassembler: Reassembler::new(concat::Limits::default()),
+            rate: RateCap::new(cfg_rate),
         };
         let task = tokio::spawn(worker.run());
         Ok((
@@ -190,6 +354,10 @@ struct Worker {
     stats: Arc<SmppStats>,
     /// Messages waiting to be (re)submitted, oldest first.
     queue: VecDeque<Pending>,
+    /// Parts of concatenated replies; kept across reconnects (parts may span them).
+    reassembler: Reassembler,
+    /// The `max_per_s` cap; kept across reconnects (a new bind does not reset the count).
+    rate: RateCap,
 }
 
 impl Worker {
@@ -204,6 +372,10 @@ impl Worker {
 
     async fn run(mut self) {
         self.connect_loop().await;
+        // Parts of replies still waiting for the rest: report what came rather than lose it.
+        for text in self.reassembler.flush() {
+            self.emit_assembled(text);
+        }
         // Stopped: whatever is still queued was not (completely) sent; say so, so the caller
         // can keep it for the next start.
         while let Ok(Request::Send(p)) = self.requests.try_recv() {
@@ -279,8 +451,10 @@ impl Worker {
             let wake = Instant::now() + backoff;
             backoff = (backoff * 2).min(self.cfg.reconnect_max);
             loop {
+                let give_up = self.reassembler.next_deadline();
                 tokio::select! {
                     _ = tokio::time::sleep_until(wake) => break,
+                    _ = sleep_until_some(give_up) => self.expire_parts(),
                     req = self.requests.recv() => match req {
                         Some(Request::Send(p)) => self.queue.push_back(p),
                         Some(Request::Stop) | None => return,
@@ -294,8 +468,6 @@ impl Worker {
     /// when it ends go back to the front of the queue with their accepted parts kept.
     async fn session(&mut self, client: Client, mut events: EventStream) -> SessionEnd {
         let window = self.cfg.window;
-        let interval = Duration::from_secs_f64(1.0 / f64::from(self.cfg.max_per_s));
-        let mut next_slot = Instant::now();
         let mut throttle_streak: u32 = 0;
         let mut in_flight: HashMap<u64, Pending> = HashMap::new();
         let mut submits: FuturesUnordered<SubmitFuture> = FuturesUnordered::new();
@@ -303,7 +475,7 @@ impl Worker {
 
         let end = loop {
             let now = Instant::now();
-            while in_flight.len() < window && next_slot <= now {
+            while in_flight.len() < window && self.rate.ready(now) {
                 let Some(p) = self.queue.pop_front() else {
                     break;
                 };
@@ -317,16 +489,27 @@ impl Worker {
                 next_key += 1;
                 let key = next_key;
                 let c = client.clone();
-                submits.push(Box::pin(async move { (key, c.submit_sm(pdu).await) }));
+                let stats = self.stats.clone();
+                submits.push(Box::pin(async move {
+                    let sent = Instant::now();
+                    let result = c.submit_sm(pdu).await;
+                    if result.is_ok() {
+                        stats.submit_response.record(sent.elapsed());
+                    }
+                    (key, result)
+                }));
                 in_flight.insert(key, p);
-                next_slot = next_slot.max(now) + interval;
+                self.rate.take(now);
             }
             let waiting_for_slot = in_flight.len() < window && !self.queue.is_empty();
+            let give_up = self.reassembler.next_deadline();
+            let next_slot = self.rate.next_at(now);
 
             tokio::select! {
+                _ = sleep_until_some(give_up) => self.expire_parts(),
                 Some((key, result)) = submits.next(), if !submits.is_empty() => {
                     let Some(p) = in_flight.remove(&key) else { continue };
-                    match self.on_submit_result(p, result, &mut throttle_streak, &mut next_slot) {
+                    match self.on_submit_result(p, result, &mut throttle_streak) {
                         Ok(()) => {}
                         Err(reason) => break SessionEnd::Lost(reason),
                     }
@@ -392,7 +575,6 @@ impl Worker {
         mut p: Pending,
         result: Result<SubmitSmResp, rusmppc::error::Error>,
         throttle_streak: &mut u32,
-        next_slot: &mut Instant,
     ) -> Result<(), String> {
         use rusmppc::error::Error as E;
         match result {
@@ -434,7 +616,7 @@ impl Worker {
                     let pause = (self.cfg.throttle_backoff
                         * 2u32.saturating_pow(throttle_streak.saturating_sub(1).min(16)))
                     .min(self.cfg.reconnect_max);
-                    *next_slot = (*next_slot).max(Instant::now() + pause);
+                    self.rate.pause_until(Instant::now() + pause);
                     p.attempts += 1;
                     tracing::info!(
                         id = p.id,
@@ -473,7 +655,8 @@ impl Worker {
                         self.fail(&p, false, format!("{reason}; attempts used up"));
                     } else {
                         // Give the SMSC a moment before anything else goes out.
-                        *next_slot = (*next_slot).max(Instant::now() + self.cfg.throttle_backoff);
+                        self.rate
+                            .pause_until(Instant::now() + self.cfg.throttle_backoff);
                         tracing::info!(id = p.id, %reason, "temporary SMSC error: retrying");
                         self.queue.push_back(p);
                     }
@@ -534,12 +717,12 @@ impl Worker {
         }
     }
 
-    async fn on_incoming(&self, client: &Client, cmd: Command) {
+    async fn on_incoming(&mut self, client: &Client, cmd: Command) {
         let seq = cmd.sequence_number();
         let id = cmd.id();
         match cmd.pdu() {
             Some(Pdu::DeliverSm(sm)) => {
-                let status = self.on_deliver_sm(sm);
+                let status = self.on_deliver_sm(sm, Instant::now());
                 let resp = client
                     .status(status)
                     .deliver_sm_resp(seq, DeliverSmResp::default());
@@ -577,10 +760,11 @@ impl Worker {
         }
     }
 
-    /// Turns a deliver_sm into a receipt or an inbound text; the status for deliver_sm_resp.
-    fn on_deliver_sm(&self, sm: &DeliverSm) -> CommandStatus {
-        match read_deliver_sm(sm) {
-            Ok(ev) => {
+    /// Turns a deliver_sm into a receipt, an inbound text or a part of one; the status for
+    /// deliver_sm_resp.
+    fn on_deliver_sm(&mut self, sm: &DeliverSm, now: Instant) -> CommandStatus {
+        match read_deliver(sm) {
+            Ok(Deliver::Event(ev)) => {
                 match &ev {
                     SmsEvent::DeliveryReceipt {
                         gateway_id, state, ..
@@ -595,6 +779,30 @@ impl Worker {
                 }
                 self.emit(ev);
             }
+            Ok(Deliver::Part(part)) => {
+                self.stats.bump(
+                    &self.stats.concat_parts,
+                    "ccswitch_sms_smpp_concat_parts_total",
+                );
+                let (reference, seq, total) =
+                    (part.concat.reference, part.concat.seq, part.concat.total);
+                let pushed = self.reassembler.push(part, now);
+                if pushed.duplicate {
+                    self.stats.bump(
+                        &self.stats.concat_duplicates,
+                        "ccswitch_sms_smpp_concat_duplicates_total",
+                    );
+                    tracing::info!(
+                        reference,
+                        seq,
+                        total,
+                        "part of a long reply received again: ignored"
+                    );
+                }
+                for text in pushed.ready {
+                    self.emit_assembled(text);
+                }
+            }
             Err(problem) => {
                 self.stats
                     .bump(&self.stats.malformed, "ccswitch_sms_smpp_malformed_total");
@@ -604,23 +812,144 @@ impl Worker {
         // Answer OK either way: an error would only make the SMSC send it again.
         CommandStatus::EsmeRok
     }
+
+    /// Hands out long replies whose missing parts did not come in time.
+    fn expire_parts(&mut self) {
+        for text in self.reassembler.expire(Instant::now()) {
+            self.emit_assembled(text);
+        }
+    }
+
+    /// A reassembled reply (whole, or what came of it) as one inbound text.
+    fn emit_assembled(&self, a: Assembled) {
+        if a.outcome != concat::Outcome::Complete {
+            self.stats.bump(
+                &self.stats.concat_incomplete,
+                "ccswitch_sms_smpp_concat_incomplete_total",
+            );
+            tracing::warn!(
+                from = %crate::engine::survey::numbers::mask_number(&a.from),
+                reference = a.reference,
+                received = a.received,
+                total = a.total,
+                why = a.outcome.as_str(),
+                "long reply incomplete: reporting the parts that came"
+            );
+        }
+        self.stats
+            .bump(&self.stats.inbound, "ccswitch_sms_smpp_inbound_total");
+        self.emit(SmsEvent::Inbound {
+            from: a.from,
+            to: a.to,
+            text: a.text,
+        });
+    }
 }
 
-/// A deliver_sm as a receipt (esm_class message type 0x04, or 0x20 for an intermediate
-/// notification) or an inbound text; `Err` says what is wrong with a receipt we cannot use.
+/// Sleeps until `at`, or forever without one (a `select!` branch that never fires).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a deliver_sm carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deliver {
+    /// A receipt, or a whole inbound text.
+    Event(SmsEvent),
+    /// One part of a concatenated inbound text, for the reassembler.
+    Part(concat::Part),
+}
+
+/// A deliver_sm as a receipt, a whole inbound text, or a part of a long one (UDH
+/// concatenation element 0x00/0x08, or the `sar_msg_ref_num`/`sar_total_segments`/
+/// `sar_segment_seqnum` TLVs). The text is `short_message`, or the `message_payload` TLV
+/// when short_message is empty.
+pub fn read_deliver(sm: &DeliverSm) -> Result<Deliver, String> {
+    let esm = u8::from(sm.esm_class);
+    let message_type = esm & 0x3C;
+    if message_type == 0x04 || message_type == 0x20 {
+        return read_receipt(sm).map(Deliver::Event);
+    }
+    let dc = u8::from(sm.data_coding);
+    let mut bytes = sm.short_message().clone().into_vec();
+    if bytes.is_empty() {
+        if let Some(payload) = sm.tlvs().iter().find_map(|t| match t.value() {
+            Some(TlvValue::MessagePayload(p)) => Some(p.value.clone().into_vec()),
+            _ => None,
+        }) {
+            bytes = payload;
+        }
+    }
+    let from = sm.source_addr.as_str().to_string();
+    let to = sm.destination_addr.as_str().to_string();
+    let udh = esm & 0x40 != 0;
+    let placed = if udh {
+        concat::udh_concat(&bytes)
+    } else {
+        sar_concat(sm)
+    };
+    match placed {
+        Some(concat) => {
+            let payload = if udh {
+                let udhl = bytes.first().map_or(0, |&l| l as usize);
+                bytes.get(udhl + 1..).unwrap_or(&[]).to_vec()
+            } else {
+                bytes
+            };
+            Ok(Deliver::Part(concat::Part {
+                from,
+                to,
+                concat,
+                data_coding: dc,
+                payload,
+            }))
+        }
+        None => Ok(Deliver::Event(SmsEvent::Inbound {
+            from,
+            to,
+            text: super::decode_short_message(dc, esm, &bytes),
+        })),
+    }
+}
+
+/// The SAR TLVs (SMPP 3.4 5.3.2.22-24), when all three are there and make sense.
+fn sar_concat(sm: &DeliverSm) -> Option<ConcatRef> {
+    let (mut reference, mut total, mut seq) = (None, None, None);
+    for t in sm.tlvs() {
+        match t.value() {
+            Some(TlvValue::SarMsgRefNum(v)) => reference = Some(*v),
+            Some(TlvValue::SarTotalSegments(v)) => total = Some(*v),
+            Some(TlvValue::SarSegmentSeqnum(v)) => seq = Some(*v),
+            _ => {}
+        }
+    }
+    ConcatRef::new(reference?, total?, seq?)
+}
+
+/// A deliver_sm as one event, each part of a long text on its own (`read_deliver` gives the
+/// parts to put together): a receipt (esm_class message type 0x04, or 0x20 for an
+/// intermediate notification) or an inbound text; `Err` says what is wrong with a receipt
+/// we cannot use.
 pub fn read_deliver_sm(sm: &DeliverSm) -> Result<SmsEvent, String> {
+    match read_deliver(sm)? {
+        Deliver::Event(ev) => Ok(ev),
+        Deliver::Part(p) => Ok(SmsEvent::Inbound {
+            from: p.from,
+            to: p.to,
+            text: super::decode_short_message(p.data_coding, 0, &p.payload),
+        }),
+    }
+}
+
+/// A delivery receipt (or intermediate notification) deliver_sm.
+fn read_receipt(sm: &DeliverSm) -> Result<SmsEvent, String> {
     let esm = u8::from(sm.esm_class);
     let dc = u8::from(sm.data_coding);
     let bytes = sm.short_message().clone().into_vec();
     let text = super::decode_short_message(dc, esm, &bytes);
-    let message_type = esm & 0x3C;
-    if message_type != 0x04 && message_type != 0x20 {
-        return Ok(SmsEvent::Inbound {
-            from: sm.source_addr.as_str().to_string(),
-            to: sm.destination_addr.as_str().to_string(),
-            text,
-        });
-    }
     let parsed = super::parse_receipt_text(&text);
     let tlv_id = sm.tlvs().iter().find_map(|t| match t.value() {
         Some(TlvValue::ReceiptedMessageId(id)) => Some(id.as_str().to_string()),

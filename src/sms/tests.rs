@@ -281,3 +281,114 @@ fn deliver_sm_pdus_read_as_receipts_replies_or_problems() {
     truncated.extend([0x00, 0x01, 0x01]);
     assert_eq!(smpp::decode_pdus(&truncated), (0, true));
 }
+
+/// A deliver_sm PDU from 8613800138000 to 10690000 with these fields and raw TLV bytes.
+fn deliver_sm_pdu_with_tlvs(esm: u8, dc: u8, sm: &[u8], tlvs: &[u8]) -> Vec<u8> {
+    let mut pdu = deliver_sm_pdu(esm, dc, sm);
+    pdu.extend(tlvs);
+    let len = pdu.len() as u32;
+    pdu[..4].copy_from_slice(&len.to_be_bytes());
+    pdu
+}
+
+fn tlv(tag: u16, value: &[u8]) -> Vec<u8> {
+    let mut t = tag.to_be_bytes().to_vec();
+    t.extend((value.len() as u16).to_be_bytes());
+    t.extend(value);
+    t
+}
+
+fn part_of(pdu: &[u8]) -> concat::Part {
+    match smpp::read_deliver(&decode_deliver_sm(pdu)) {
+        Ok(smpp::Deliver::Part(p)) => p,
+        other => panic!("not a part: {other:?}"),
+    }
+}
+
+#[test]
+fn deliver_sm_parts_are_placed_by_udh_or_sar_tlvs() {
+    let ucs2 = |s: &str| -> Vec<u8> { s.encode_utf16().flat_map(|u| u.to_be_bytes()).collect() };
+    // UDH, 8-bit reference: part 2 of 3, reference 0x2C.
+    let mut sm = vec![0x05, 0x00, 0x03, 0x2C, 0x03, 0x02];
+    sm.extend(ucs2("很好"));
+    let p = part_of(&deliver_sm_pdu(0x40, 8, &sm));
+    assert_eq!(p.concat, concat::ConcatRef::new(0x2C, 3, 2).unwrap());
+    assert_eq!(
+        (p.from.as_str(), p.to.as_str()),
+        ("8613800138000", "10690000")
+    );
+    assert_eq!((p.data_coding, p.payload.clone()), (8, ucs2("很好")));
+    // UDH, 16-bit reference.
+    let mut sm = vec![0x06, 0x08, 0x04, 0x12, 0x34, 0x02, 0x01];
+    sm.extend(b"4 the wait");
+    let p = part_of(&deliver_sm_pdu(0x40, 0, &sm));
+    assert_eq!(p.concat, concat::ConcatRef::new(0x1234, 2, 1).unwrap());
+    assert_eq!(p.payload, b"4 the wait");
+    // SAR TLVs (no UDH): sar_msg_ref_num 0x020C, sar_total_segments 0x020E,
+    // sar_segment_seqnum 0x020F.
+    let tlvs = [
+        tlv(0x020C, &[0x01, 0x02]),
+        tlv(0x020E, &[2]),
+        tlv(0x020F, &[2]),
+    ]
+    .concat();
+    let p = part_of(&deliver_sm_pdu_with_tlvs(0, 0, b" was long", &tlvs));
+    assert_eq!(p.concat, concat::ConcatRef::new(0x0102, 2, 2).unwrap());
+    assert_eq!(p.payload, b" was long");
+    // Two of the three SAR TLVs, or a "1 of 1" header: a whole text.
+    let two = [tlv(0x020C, &[0, 1]), tlv(0x020E, &[2])].concat();
+    assert_eq!(
+        smpp::read_deliver(&decode_deliver_sm(&deliver_sm_pdu_with_tlvs(
+            0, 0, b"5", &two
+        ))),
+        Ok(smpp::Deliver::Event(SmsEvent::Inbound {
+            from: "8613800138000".into(),
+            to: "10690000".into(),
+            text: "5".into(),
+        }))
+    );
+    let one_of_one = [0x05, 0x00, 0x03, 0x09, 0x01, 0x01, b'5'];
+    assert!(matches!(
+        smpp::read_deliver(&decode_deliver_sm(&deliver_sm_pdu(0x40, 0, &one_of_one))),
+        Ok(smpp::Deliver::Event(SmsEvent::Inbound { text, .. })) if text == "5"
+    ));
+    // The text in message_payload (0x0424) with an empty short_message.
+    let payload = tlv(0x0424, &ucs2("5 很好"));
+    assert!(matches!(
+        smpp::read_deliver(&decode_deliver_sm(&deliver_sm_pdu_with_tlvs(0, 8, b"", &payload))),
+        Ok(smpp::Deliver::Event(SmsEvent::Inbound { text, .. })) if text == "5 很好"
+    ));
+    // read_deliver_sm still reads one part on its own (the fuzz tests use it).
+    let mut sm = vec![0x05, 0x00, 0x03, 0x2C, 0x03, 0x02];
+    sm.extend(ucs2("很好"));
+    assert!(matches!(
+        smpp::read_deliver_sm(&decode_deliver_sm(&deliver_sm_pdu(0x40, 8, &sm))),
+        Ok(SmsEvent::Inbound { text, .. }) if text == "很好"
+    ));
+}
+
+#[test]
+fn latency_histogram_quantiles_are_within_an_eighth() {
+    use std::time::Duration;
+    let h = smpp::LatencyHistogram::default();
+    assert_eq!(h.quantile(0.99), None);
+    // 1..=1000 ms, one each: p50 ~ 500 ms, p99 ~ 990 ms, within the bucket width.
+    for ms in 1..=1000u64 {
+        h.record(Duration::from_millis(ms));
+    }
+    assert_eq!(h.count(), 1000);
+    let near = |q: f64, want_ms: f64| {
+        let got = h.quantile(q).unwrap().as_secs_f64() * 1000.0;
+        assert!(
+            got >= want_ms && got <= want_ms * 1.125,
+            "q{q}: {got} ms, want {want_ms}"
+        );
+    };
+    near(0.5, 500.0);
+    near(0.99, 990.0);
+    near(1.0, 1000.0);
+    h.record(Duration::from_micros(3));
+    assert_eq!(h.quantile(0.0), Some(Duration::from_micros(3)));
+    h.record(Duration::from_secs(100_000));
+    assert!(h.quantile(1.0).unwrap() >= Duration::from_secs(100_000));
+}

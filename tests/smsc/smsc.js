@@ -10,6 +10,10 @@
 //       ("tlv":false leaves out receipted_message_id; "text":"..." replaces the receipt text)
 //   {"cmd":"mo","from":"8613800138000","to":"10690000","text":"5 很好"}  an MO reply (UCS-2
 //       when the text is not ASCII, data_coding 0 otherwise)
+//   {"cmd":"mo_long","text":"...","parts":3,"order":[3,1,2],"ref":7,"how":"udh8"}  a long MO
+//       reply split into `parts` deliver_sm (UCS-2 when not ASCII), sent in `order` (1-based
+//       part numbers; leave some out to send an incomplete set). "how": "udh8" (IEI 0x00),
+//       "udh16" (IEI 0x08) or "sar" (sar_* TLVs, no UDH).
 //   {"cmd":"throttle","count":2}    answer the next N submit_sm with ESME_RTHROTTLED (0x58)
 //   {"cmd":"fail","count":1,"status":11}  answer the next N submit_sm with that error status
 //   {"cmd":"nack","count":1,"status":3}  answer the next N submit_sm with generic_nack
@@ -266,6 +270,42 @@ function command(line) {
                 short_message: ascii ? Buffer.from(c.text, 'latin1') : ucs2(c.text),
             });
             emit({ event: 'sent_mo', text: c.text, data_coding: ascii ? 0 : 8 });
+            break;
+        }
+        case 'mo_long': {
+            if (!s) return emit({ event: 'no_session', cmd: c.cmd });
+            const ascii = isAscii(c.text);
+            const body = ascii ? Buffer.from(c.text, 'latin1') : ucs2(c.text);
+            const total = c.parts || 2;
+            const ref = c.ref === undefined ? 7 : c.ref;
+            const how = c.how || 'udh8';
+            // Equal chunks; UCS-2 chunks on 2-octet boundaries.
+            const unit = ascii ? 1 : 2;
+            const per = Math.ceil(body.length / unit / total) * unit;
+            const order = c.order || [...Array(total).keys()].map((i) => i + 1);
+            for (const seq of order) {
+                const chunk = body.slice((seq - 1) * per, seq * per);
+                const pdu = {
+                    source_addr: c.from || '8613800138000',
+                    destination_addr: c.to || '10690000',
+                    esm_class: 0,
+                    data_coding: ascii ? 0 : 8,
+                };
+                if (how === 'sar') {
+                    pdu.short_message = chunk;
+                    pdu.sar_msg_ref_num = ref;
+                    pdu.sar_total_segments = total;
+                    pdu.sar_segment_seqnum = seq;
+                } else {
+                    const udh = how === 'udh16'
+                        ? Buffer.from([6, 0x08, 4, (ref >> 8) & 0xff, ref & 0xff, total, seq])
+                        : Buffer.from([5, 0x00, 3, ref & 0xff, total, seq]);
+                    pdu.esm_class = 0x40;
+                    pdu.short_message = Buffer.concat([udh, chunk]);
+                }
+                s.deliver_sm(pdu);
+            }
+            emit({ event: 'sent_mo_long', text: c.text, parts: total, order, how });
             break;
         }
         case 'throttle':

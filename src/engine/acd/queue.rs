@@ -86,6 +86,9 @@ pub struct QueueSpec {
     pub relax: Vec<Relaxation>,
     /// Record connected calls (stereo WAV: caller left, agent right).
     pub record: bool,
+    /// A complaints queue: every call an agent handles here opens a follow-up task when it
+    /// ends (when surveys are enabled: the survey policy owns follow-up tasks).
+    pub complaint: bool,
 }
 
 impl QueueSpec {
@@ -127,6 +130,7 @@ impl QueueSpec {
             default_handle_time_ms: 180_000,
             relax: Vec::new(),
             record: false,
+            complaint: false,
         }
     }
 }

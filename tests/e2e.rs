@@ -20,6 +20,8 @@ mod harden_sip;
 mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]
 mod sipwire;
+#[path = "e2e/surveys.rs"]
+mod surveys;
 #[path = "e2e/tcp_limits.rs"]
 mod tcp_limits;
 
@@ -568,6 +570,8 @@ struct CallerArgs<'a> {
     record: Option<PathBuf>,
     /// A WAV the caller speaks into the call.
     play: Option<PathBuf>,
+    /// The caller's number (From user part); caller.py's default otherwise.
+    from_user: Option<&'a str>,
 }
 
 fn spawn_caller(python: &Path, uri: &str, a: &CallerArgs) -> PjCall {
@@ -595,6 +599,9 @@ fn spawn_caller(python: &Path, uri: &str, a: &CallerArgs) -> PjCall {
         .args(["--max-duration", &a.max_duration.to_string()]);
     if let Some(r) = &a.record {
         cmd.arg("--record").arg(r);
+    }
+    if let Some(u) = a.from_user {
+        cmd.args(["--from-user", u]);
     }
     if let Some(p) = &a.play {
         // Looped, so the caller is still speaking when an agent joins minutes later.
@@ -969,6 +976,7 @@ fn hours_call(transport: &str, method: &str, slot: u16) {
             max_duration: hangup + 20.0,
             record: Some(cfg.path("heard.wav")),
             play: None,
+            from_user: None,
         },
     );
     let summary = call.finish();
@@ -1044,6 +1052,7 @@ fn pjsua_order_lookup_sets_variable() {
             max_duration: hangup + 20.0,
             record: Some(cfg.path("heard.wav")),
             play: None,
+            from_user: None,
         },
     );
     let summary = call.finish();
@@ -1787,6 +1796,7 @@ fn peers_selftest(transport: &str, method: &str) {
             max_duration: 30.0,
             record: Some(tmp.path().join("heard.wav")),
             play: None,
+            from_user: None,
         },
     );
     let summary = call.finish();
@@ -2490,6 +2500,7 @@ fn pjsua_agents_ring_no_answer_then_next_agent_answers() {
             max_duration: hangup + 20.0,
             record: Some(cfg.path("caller_heard.wav")),
             play: Some(caller_tone.clone()),
+            from_user: None,
         },
     );
     let summary = call.finish();

@@ -33,6 +33,7 @@ fn spawn_tech_caller(py: &Path, sw: &Switch, cfg: &TestConfig, hangup_after: f64
             max_duration: caller_hangup_after() + 30.0,
             record: Some(cfg.path("caller_heard.wav")),
             play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: None,
         },
     )
 }

@@ -84,7 +84,15 @@ pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
 /// Agents that still have the documented demo password (`demo<extension>`) while SIP
 /// listens on a non-loopback address (a wildcard counts): anyone who reaches the switch could
 /// sign in as them and take customer calls. Empty when SIP listens on loopback only.
+/// Also users of `users.toml` with the demo password while HTTP listens on a non-loopback
+/// address (`config::users::exposed_demo_users`).
 pub fn exposed_demo_credentials(config: &Config) -> Vec<config::ConfigError> {
+    let mut exposed = exposed_demo_agents(config);
+    exposed.extend(config::users::exposed_demo_users(config));
+    exposed
+}
+
+fn exposed_demo_agents(config: &Config) -> Vec<config::ConfigError> {
     let listen = config.sip.listen;
     if listen.ip().to_canonical().is_loopback() {
         return Vec::new();

@@ -1,5 +1,8 @@
 //! HTTP: health and Prometheus metrics (the supervisor API comes with the agents issue).
 
+pub mod auth_routes;
+pub mod problem;
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
@@ -28,7 +31,9 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    // The peer address is the client of sign-in throttling and the audit log.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

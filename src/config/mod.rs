@@ -13,6 +13,7 @@ mod queues;
 pub mod sms;
 mod survey;
 mod toml_error;
+pub mod users;
 
 use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
@@ -61,6 +62,8 @@ pub struct Config {
     pub sms: sms::SmsConfig,
     /// None when `survey.toml` is absent or says `enabled = false`.
     pub survey: Option<Arc<SurveyPolicy>>,
+    /// `users.toml`: who may sign in to the supervisor API; nobody when the file is absent.
+    pub users: Arc<users::UsersConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -538,6 +541,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         queues: Arc::new(queues),
         sms: sms::load(dir)?,
         survey,
+        users: Arc::new(users::load(dir)?),
     })
 }
 

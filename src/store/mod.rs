@@ -22,6 +22,8 @@
 //! `kpi` functions), `offer_facts`, `agent_state_changes`, `callbacks`.
 
 mod aggregates;
+pub mod api_tokens;
+pub mod audit;
 mod queries;
 pub mod report;
 mod writer;
@@ -90,6 +92,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "surveys",
         include_str!("migrations/sqlite/0004_surveys.sql"),
     ),
+    (5, "auth", include_str!("migrations/sqlite/0005_auth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -112,6 +115,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "surveys",
         include_str!("migrations/postgres/0004_surveys.sql"),
     ),
+    (5, "auth", include_str!("migrations/postgres/0005_auth.sql")),
 ];
 
 /// Migrations are embedded by hand (the `migrate!` macro would pull in sqlx's proc macros).

@@ -266,10 +266,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tracing::info!(udp = %sip_addr, tcp = %sip_addr, "SIP listening");
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(api::serve(http, ApiState { metrics }, async {
+    let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
+    let http_app = api::router(ApiState { metrics }).merge(api::auth_routes::router(auth));
+    let http_task = tokio::spawn(api::serve_router(http, http_app, async {
         let _ = http_stop_rx.await;
     }));
-    tracing::info!(addr = %http_addr, "HTTP listening (/health, /metrics)");
+    tracing::info!(addr = %http_addr, users = config.users.users.len(), "HTTP listening (/health, /metrics, /api/v1)");
 
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let grace_ms = config.switch.shutdown_grace_ms;

@@ -1,4 +1,5 @@
-//! HTTP: health and Prometheus metrics (the supervisor API comes with the agents issue).
+//! HTTP: health, Prometheus metrics, and the supervisor API under `/api/v1` (sign-in and
+//! authentication in `auth_routes`, error documents in `problem`).
 
 pub mod auth_routes;
 pub mod problem;
@@ -31,8 +32,18 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The peer address is the client of sign-in throttling and the audit log.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves `app` (e.g. `router(state)` merged with `auth_routes::router(auth)`) until
+/// `shutdown` resolves. Handlers see the peer address (`ConnectInfo<SocketAddr>`): sign-in
+/// throttling and the audit log need it.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

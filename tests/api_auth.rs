@@ -477,3 +477,129 @@ async fn bad_sign_in_bodies_are_problems() {
     // None of these counted as a failed sign-in.
     assert!(srv.store.audit_entries(10).await.unwrap().is_empty());
 }
+
+fn ccswitch(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ccswitch"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ccswitch");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("ccswitch output");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_tokens_are_shown_once_listed_without_the_secret_and_revoked() {
+    let srv = start(lenient()).await;
+    let db = format!("sqlite:{}", srv._dir.path().join("api.db").display());
+    let (ok, stdout, stderr) = ccswitch(
+        &[
+            "user",
+            "token",
+            "crm",
+            "--role",
+            "supervisor",
+            "--database",
+            &db,
+        ],
+        None,
+    );
+    assert!(ok, "{stderr}");
+    let tok = stdout.trim().to_string();
+    assert!(token::looks_like_token(&tok), "{stdout}");
+    assert!(stderr.contains("shown once"), "{stderr}");
+
+    let bearer = format!("Bearer {tok}");
+    let r = request(
+        srv.addr,
+        "POST",
+        "/api/v1/probe",
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "done by crm"));
+
+    let (ok, list, _) = ccswitch(&["user", "tokens", "--database", &db], None);
+    assert!(ok);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("crm "))
+        .expect("crm listed");
+    assert!(row.contains("supervisor"), "{list}");
+    assert!(!row.ends_with("never"), "used once: {list}");
+    assert!(
+        !list.contains(&tok[5..]),
+        "the token is never shown again: {list}"
+    );
+
+    let (ok, _, stderr) = ccswitch(
+        &["user", "token", "crm", "--role", "admin", "--database", &db],
+        None,
+    );
+    assert!(!ok && stderr.contains("exists already"), "{stderr}");
+    let (ok, _, stderr) = ccswitch(&["user", "revoke", "crm", "--database", &db], None);
+    assert!(ok, "{stderr}");
+    request(
+        srv.addr,
+        "GET",
+        "/api/v1/probe",
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .await
+    .assert_problem(401, "unauthorized");
+    let actions: Vec<(String, String)> = srv
+        .store
+        .audit_entries(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.user, e.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("cli".to_string(), "token.revoke".to_string()),
+            ("cli".to_string(), "token.create".to_string())
+        ]
+    );
+}
+
+#[test]
+fn hash_password_reads_piped_stdin_and_prints_a_phc_string() {
+    let (ok, stdout, stderr) = ccswitch(&["user", "hash-password"], Some("a-long-password\n"));
+    assert!(ok, "{stderr}");
+    let phc = stdout.trim();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{stdout}");
+    assert!(password::verify_password(phc, "a-long-password"));
+    assert!(!stdout.contains("a-long-password"));
+
+    let (ok, stdout, _) = ccswitch(
+        &["user", "hash-password", "--name", "wall"],
+        Some("a-long-password"),
+    );
+    assert!(ok);
+    let entry: toml::Value = toml::from_str(&stdout).expect("a users.toml entry");
+    let user = &entry["users"][0];
+    assert_eq!(user["name"].as_str(), Some("wall"));
+    assert!(password::verify_password(
+        user["password_hash"].as_str().unwrap(),
+        "a-long-password"
+    ));
+
+    let (ok, _, stderr) = ccswitch(&["user", "hash-password"], Some("short\n"));
+    assert!(!ok && stderr.contains("too short"), "{stderr}");
+}

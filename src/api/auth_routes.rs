@@ -75,7 +75,12 @@ struct Inner {
     throttle: Mutex<SignInThrottle>,
     store: Store,
     clock: Clock,
+    /// Password verifications at once (each takes ~19 MiB and tens of ms of CPU): many
+    /// sources signing in together queue here instead of exhausting memory.
+    verifications: tokio::sync::Semaphore,
 }
+
+const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 
 /// Poisoning only means another request panicked mid-update; the maps stay usable.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,6 +96,7 @@ impl AuthState {
                 users,
                 store,
                 clock,
+                verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
             }),
         }
     }
@@ -460,9 +466,13 @@ async fn sign_in(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| password::dummy_hash().to_string());
     let password = req.password;
-    let verified = tokio::task::spawn_blocking(move || password::verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    let verified = {
+        // The semaphore is never closed; a failed acquire only means "no permit", so verify.
+        let _permit = st.inner.verifications.acquire().await.ok();
+        tokio::task::spawn_blocking(move || password::verify_password(&hash, &password))
+            .await
+            .unwrap_or(false)
+    };
     let ok = verified && user.is_some();
     let now = st.now();
     let outcome = lock(&st.inner.throttle).finish(source, now, ok);

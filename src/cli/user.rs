@@ -109,8 +109,11 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     let echo_off = EchoOff::new();
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
+    if !echo_off.active() {
+        // With echo off, ECHONL already ended the line.
+        eprintln!();
+    }
     drop(echo_off);
-    eprintln!();
     read?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
@@ -142,6 +145,15 @@ impl EchoOff {
         }
         #[cfg(not(unix))]
         EchoOff {}
+    }
+}
+
+impl EchoOff {
+    fn active(&self) -> bool {
+        #[cfg(unix)]
+        return self.saved.is_some();
+        #[cfg(not(unix))]
+        false
     }
 }
 

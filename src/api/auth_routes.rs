@@ -435,6 +435,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
     }
 }
 
+/// An allowed sign-in attempt not yet finished; dropped open, it is abandoned.
+struct PendingAttempt<'a> {
+    st: &'a AuthState,
+    source: IpAddr,
+    open: bool,
+}
+
+impl Drop for PendingAttempt<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            lock(&self.st.inner.throttle).abandon(self.source);
+        }
+    }
+}
+
 async fn sign_in(
     State(st): State<AuthState>,
     Source(source): Source,
@@ -442,6 +457,12 @@ async fn sign_in(
 ) -> Result<Response, Problem> {
     let now = st.now();
     let decision = lock(&st.inner.throttle).begin(source, now);
+    // If the client goes away mid-check this future is dropped: free the attempt's slot.
+    let mut pending = PendingAttempt {
+        st: &st,
+        source,
+        open: matches!(decision, ThrottleDecision::Allow),
+    };
     match decision {
         ThrottleDecision::Allow => {}
         ThrottleDecision::Slowed { retry_after_ms } => {
@@ -475,6 +496,7 @@ async fn sign_in(
     };
     let ok = verified && user.is_some();
     let now = st.now();
+    pending.open = false;
     let outcome = lock(&st.inner.throttle).finish(source, now, ok);
     let Some(user) = user.filter(|_| ok) else {
         metrics::counter!(SIGN_INS, "outcome" => "failed").increment(1);

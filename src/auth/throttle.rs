@@ -188,6 +188,19 @@ impl SignInThrottle {
         }
     }
 
+    /// The allowed attempt of `source` ended without a verdict (the client went away
+    /// mid-check): it no longer counts as in flight, and not as a failure either (the client
+    /// learnt nothing).
+    pub fn abandon(&mut self, source: IpAddr) {
+        let k = source_key(source);
+        if let Some(e) = self.sources.get_mut(&k) {
+            e.in_flight = e.in_flight.saturating_sub(1);
+            if e.in_flight == 0 && e.failures == 0 && e.blocked_until.is_none() {
+                self.sources.remove(&k);
+            }
+        }
+    }
+
     /// Drops forgiven sources; returns how many.
     pub fn sweep(&mut self, now: Millis) -> usize {
         let before = self.sources.len();
@@ -333,6 +346,19 @@ mod tests {
         ));
         t.finish(A, Millis(5), false);
         assert_eq!(t.begin(A, Millis(5)), ThrottleDecision::Allow);
+    }
+
+    #[test]
+    fn an_abandoned_attempt_frees_its_slot_without_counting() {
+        let mut t = SignInThrottle::new(cfg());
+        assert_eq!(t.begin(A, Millis(0)), ThrottleDecision::Allow);
+        t.abandon(A);
+        assert_eq!(t.tracked(), 0);
+        assert_eq!(t.begin(A, Millis(0)), ThrottleDecision::Allow);
+        assert_eq!(
+            t.finish(A, Millis(0), false),
+            FailureOutcome::Counted { failures: 1 }
+        );
     }
 
     #[test]

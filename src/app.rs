@@ -84,7 +84,15 @@ pub fn validate(dir: &Path) -> anyhow::Result<Validated> {
 /// Agents that still have the documented demo password (`demo<extension>`) while SIP
 /// listens on a non-loopback address (a wildcard counts): anyone who reaches the switch could
 /// sign in as them and take customer calls. Empty when SIP listens on loopback only.
+/// Also users of `users.toml` with the demo password while HTTP listens on a non-loopback
+/// address (`config::users::exposed_demo_users`).
 pub fn exposed_demo_credentials(config: &Config) -> Vec<config::ConfigError> {
+    let mut exposed = exposed_demo_agents(config);
+    exposed.extend(config::users::exposed_demo_users(config));
+    exposed
+}
+
+fn exposed_demo_agents(config: &Config) -> Vec<config::ConfigError> {
     let listen = config.sip.listen;
     if listen.ip().to_canonical().is_loopback() {
         return Vec::new();
@@ -327,10 +335,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics,
         surveys: survey_webhooks,
     };
-    let http_task = tokio::spawn(api::serve(http, api_state, async {
+    let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
+    let http_app = api::router(api_state).merge(api::auth_routes::router(auth));
+    let http_task = tokio::spawn(api::serve_router(http, http_app, async {
         let _ = http_stop_rx.await;
     }));
-    tracing::info!(addr = %http_addr, "HTTP listening (/health, /metrics)");
+    tracing::info!(addr = %http_addr, users = config.users.users.len(), "HTTP listening (/health, /metrics, /api/v1)");
 
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let grace_ms = config.switch.shutdown_grace_ms;

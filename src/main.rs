@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[path = "cli/user.rs"]
+mod user_cli;
+
 #[derive(Parser)]
 #[command(
     name = "ccswitch",
@@ -40,7 +43,8 @@ enum Cmd {
         #[arg(long, value_parser = parse_port_range)]
         rtp_ports: Option<(u16, u16)>,
         /// Start even though agents still have their demo passwords (`demo<extension>`) and
-        /// SIP listens on a non-loopback address. For a demo on a closed network only.
+        /// SIP listens on a non-loopback address, or users.toml users have the demo password
+        /// (`ccswitch-demo`) and HTTP does. For a demo on a closed network only.
         #[arg(long)]
         allow_demo_credentials: bool,
     },
@@ -58,6 +62,11 @@ enum Cmd {
     Agent {
         #[command(subcommand)]
         what: AgentCmd,
+    },
+    /// Supervisor API users and tokens: password hashes for users.toml, API tokens.
+    User {
+        #[command(subcommand)]
+        what: user_cli::UserCmd,
     },
     /// Follow-up tasks (a low survey score or a complaint-queue call), owned by the agent
     /// who answered the call, due within 24 h.
@@ -327,6 +336,7 @@ fn main() -> ExitCode {
         Cmd::Agent {
             what: AgentCmd::HashPassword { extension, realm },
         } => hash_password(&extension, &realm),
+        Cmd::User { what } => user_cli::run(what),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

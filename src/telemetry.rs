@@ -18,6 +18,7 @@ pub fn init_logging() {
 /// Installs the global metrics recorder; the handle renders `/metrics`.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new().install_recorder()?;
+    crate::api::auth_routes::describe_metrics();
     metrics::describe_counter!(
         "ccswitch_sip_messages_received_total",
         "SIP messages received"

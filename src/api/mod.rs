@@ -1,6 +1,9 @@
-//! HTTP: health and Prometheus metrics (the supervisor API comes with the agents issue), and
-//! the SMS webhooks of the HTTP gateway (`sms_webhooks`) when surveys run.
+//! HTTP: health, Prometheus metrics, the supervisor API under `/api/v1` (sign-in and
+//! authentication in `auth_routes`, error documents in `problem`), and the SMS webhooks of
+//! the HTTP gateway (`sms_webhooks`) when surveys run.
 
+pub mod auth_routes;
+pub mod problem;
 mod sms_webhooks;
 
 pub use sms_webhooks::{SurveyWebhooks, SIGNATURE_HEADER, TIMESTAMP_HEADER};
@@ -37,7 +40,19 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serves `app` (e.g. `router(state)` merged with `auth_routes::router(auth)`) until
+/// `shutdown` resolves. Handlers see the peer address (`ConnectInfo<SocketAddr>`): sign-in
+/// throttling and the audit log need it.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

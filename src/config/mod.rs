@@ -14,6 +14,7 @@ pub mod sms;
 mod survey;
 pub use survey::Privacy;
 mod toml_error;
+pub mod users;
 
 use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
@@ -65,6 +66,8 @@ pub struct Config {
     /// `[privacy]` of survey.toml (the defaults without the file): unmasking in reports,
     /// retention of caller numbers.
     pub privacy: Privacy,
+    /// `users.toml`: who may sign in to the supervisor API; nobody when the file is absent.
+    pub users: Arc<users::UsersConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -544,6 +547,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         sms: sms::load(dir)?,
         survey,
         privacy,
+        users: Arc::new(users::load(dir)?),
     })
 }
 

@@ -28,6 +28,8 @@
 
 mod aggregates;
 mod outbox;
+pub mod api_tokens;
+pub mod audit;
 mod queries;
 pub mod report;
 mod survey_ledger;
@@ -109,6 +111,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "surveys",
         include_str!("migrations/sqlite/0004_surveys.sql"),
     ),
+    (5, "auth", include_str!("migrations/sqlite/0005_auth.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -131,6 +134,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "surveys",
         include_str!("migrations/postgres/0004_surveys.sql"),
     ),
+    (5, "auth", include_str!("migrations/postgres/0005_auth.sql")),
 ];
 
 /// Migrations are embedded by hand (the `migrate!` macro would pull in sqlx's proc macros).

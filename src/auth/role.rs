@@ -1,0 +1,165 @@
+//! Roles (viewer < supervisor < admin) and the named permissions a route asks for.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a user or an API token may do. Ordered: each role may do all a lower one may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The wallboard and the reports: figures, masked numbers.
+    Viewer,
+    /// Also agent commands, call details, recordings, and unmasking one call (audited).
+    Supervisor,
+    /// Everything.
+    Admin,
+}
+
+/// A named thing a route may require. `Role::allows` is the whole matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// The live wallboard: queues, agents, callers waiting (numbers masked).
+    ViewLive,
+    /// Queue, agent and system reports.
+    ViewReports,
+    /// Set an agent ready, on break, logged out.
+    AgentCommands,
+    /// One call's timeline, calls search.
+    CallDetails,
+    /// Listen to and download recordings.
+    Recordings,
+    /// See one call's number unmasked.
+    Unmask,
+    /// Settings, tokens, the audit log.
+    Admin,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 7] = [
+        Permission::ViewLive,
+        Permission::ViewReports,
+        Permission::AgentCommands,
+        Permission::CallDetails,
+        Permission::Recordings,
+        Permission::Unmask,
+        Permission::Admin,
+    ];
+
+    /// The lowest role that has this permission.
+    pub fn min_role(self) -> Role {
+        match self {
+            Permission::ViewLive | Permission::ViewReports => Role::Viewer,
+            Permission::AgentCommands
+            | Permission::CallDetails
+            | Permission::Recordings
+            | Permission::Unmask => Role::Supervisor,
+            Permission::Admin => Role::Admin,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ViewLive => "view_live",
+            Permission::ViewReports => "view_reports",
+            Permission::AgentCommands => "agent_commands",
+            Permission::CallDetails => "call_details",
+            Permission::Recordings => "recordings",
+            Permission::Unmask => "unmask",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Supervisor, Role::Admin];
+
+    pub fn allows(self, p: Permission) -> bool {
+        self >= p.min_role()
+    }
+
+    /// Every permission of this role, in `Permission::ALL` order.
+    pub fn permissions(self) -> Vec<Permission> {
+        Permission::ALL
+            .into_iter()
+            .filter(|p| self.allows(*p))
+            .collect()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Supervisor => "supervisor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a role: use viewer, supervisor or admin"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The matrix of issue 9: viewer sees the wallboard and reports only; supervisor also
+    /// commands agents, sees calls, recordings and unmasks; admin everything.
+    #[test]
+    fn role_matrix() {
+        use Permission::*;
+        let expect: [(Role, &[Permission]); 3] = [
+            (Role::Viewer, &[ViewLive, ViewReports]),
+            (
+                Role::Supervisor,
+                &[
+                    ViewLive,
+                    ViewReports,
+                    AgentCommands,
+                    CallDetails,
+                    Recordings,
+                    Unmask,
+                ],
+            ),
+            (Role::Admin, &Permission::ALL),
+        ];
+        for (role, allowed) in expect {
+            for p in Permission::ALL {
+                assert_eq!(role.allows(p), allowed.contains(&p), "{role} {p:?}");
+            }
+            assert_eq!(role.permissions(), allowed.to_vec());
+        }
+        assert!(Role::Viewer < Role::Supervisor && Role::Supervisor < Role::Admin);
+    }
+
+    #[test]
+    fn roles_parse_and_print() {
+        for r in Role::ALL {
+            assert_eq!(r.as_str().parse::<Role>(), Ok(r));
+        }
+        assert!("root".parse::<Role>().unwrap_err().contains("viewer"));
+        assert_eq!(
+            serde_json::to_string(&Permission::AgentCommands).unwrap(),
+            "\"agent_commands\""
+        );
+        for p in Permission::ALL {
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
+        }
+    }
+}

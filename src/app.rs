@@ -275,8 +275,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     // Surveys (issue 8): the SMS gateway, the survey service (outbox sender, replies,
     // receipts, expiry, escalation) and the webhook routes; only when survey.toml is on.
-    // MERGE: the key comes from `store.number_hash_key()` (survey-engine branch), and
-    // `opt_out_rx` feeds the engine's `Command::SurveyOptOut { number_hash }`.
+    // An opt-out reaches the engine as `Command::SurveyOptOut`, so the next call from that
+    // number is skipped at hang-up (the sender checks sms_opt_outs again before sending).
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let (surveys, survey_webhooks) = match config.survey.clone() {
         None => (None, None),
         Some(_) if config.sms.smpp.is_none() && config.sms.http.is_none() => {
@@ -287,16 +288,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
         Some(policy) => {
             let number_key = store
-                .survey_number_key()
+                .number_hash_key()
                 .await
                 .context("reading the number-hash key")?;
             let (gateway, events) = crate::surveys::Gateway::start(&config.sms, &policy.gateway)
                 .map_err(|e| anyhow!("starting the SMS gateway for surveys: {e}"))?;
             let gateway_name = gateway.name();
             let (opt_out_tx, mut opt_out_rx) = mpsc::unbounded_channel::<String>();
+            let engine_commands = cmd_tx.clone();
             tokio::spawn(async move {
-                while let Some(_hash) = opt_out_rx.recv().await {
-                    // MERGE: send Command::SurveyOptOut { number_hash: _hash } to the engine.
+                while let Some(number_hash) = opt_out_rx.recv().await {
+                    if engine_commands
+                        .send(Command::SurveyOptOut { number_hash })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
                 }
             });
             let service = crate::surveys::SurveyService::start(
@@ -330,6 +338,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
 
+    // PIPL retention: full caller numbers of finished surveys become their keyed hash.
+    let retention = store::spawn_retention(
+        store.clone(),
+        std::time::Duration::from_secs(3600),
+        config.privacy.retention_ms(),
+    );
+
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api_state = ApiState {
         metrics,
@@ -342,7 +357,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }));
     tracing::info!(addr = %http_addr, users = config.users.users.len(), "HTTP listening (/health, /metrics, /api/v1)");
 
-    let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let grace_ms = config.switch.shutdown_grace_ms;
     tokio::spawn(async move {
         signals.wait().await;
@@ -378,6 +392,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Some(service) = surveys {
         service.stop(std::time::Duration::from_secs(2)).await;
     }
+    retention.abort();
     let stats = writer.shutdown().await;
     tracing::info!(?stats, "store flushed; bye");
     Ok(())

@@ -159,31 +159,6 @@ async fn question_survey(tx: &mut Tx, message_id: i64) -> Result<Option<i64>, sq
 }
 
 impl Store {
-    /// The number-hash key, the way the engine side keeps it (`ccswitch_settings`
-    /// `number_hash_key`, hex, created at random once). MERGE: the survey-engine branch has
-    /// `Store::number_hash_key` with the same semantics; use that and drop this one.
-    pub async fn survey_number_key(&self) -> Result<Vec<u8>, StoreError> {
-        let fresh = hex::encode(rand::random::<[u8; 32]>());
-        sqlx::query(
-            "INSERT INTO ccswitch_settings (name, value) VALUES ('number_hash_key', $1) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(fresh)
-        .execute(&self.pool)
-        .await?;
-        let value: String =
-            sqlx::query("SELECT value FROM ccswitch_settings WHERE name = 'number_hash_key'")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?;
-        match hex::decode(value.trim()) {
-            Ok(key) if key.len() >= 16 => Ok(key),
-            _ => Err(StoreError::Database(sqlx::Error::Protocol(
-                "ccswitch_settings number_hash_key is not a hex key of at least 16 bytes".into(),
-            ))),
-        }
-    }
-
     /// At startup: texts left `sending` by a previous run (crash, kill) are due again, each
     /// sent at most once more (same message id). Returns how many.
     pub async fn requeue_sending(&self, now: Millis) -> Result<u64, StoreError> {

@@ -245,14 +245,15 @@ fn assert_answered_5_with_comment(cfg: &TestConfig) {
         &["report", "surveys", "--interval", "day", "--by", "agent"],
     );
     eprintln!("report surveys: {report:#}");
-    let rows = report["rows"].as_array().cloned().unwrap_or_default();
+    let rows = report["surveys"].as_array().cloned().unwrap_or_default();
     let row = rows
         .iter()
-        .find(|r| r["agent"] == "1002")
+        .find(|r| r["group"] == "1002")
         .unwrap_or_else(|| panic!("a row for agent 1002: {report:#}"));
     assert_eq!(row["sent"], 1, "{row}");
     assert_eq!(row["answered"], 1, "{row}");
     assert_eq!(row["csat_mean"], 5.0, "{row}");
+    assert_eq!(row["response_rate_denominator"], 1, "{row}");
 }
 
 /// SMPP: the SMSC gets the Chinese text as UCS-2 (data_coding 8) for +86 138..., with a

@@ -16,14 +16,16 @@
 //! judged. Needs node and npm like tests/sms_smpp.rs; `CCSWITCH_TEST_SKIP_SMSC=1` skips it.
 #![allow(clippy::disallowed_methods)] // a bench measures wall-clock time on purpose
 
+use ccswitch::clock::Clock;
 use ccswitch::config::sms::{PasswordSource, SmppConfig};
 use ccswitch::engine::record::EndedBy;
 use ccswitch::engine::{Millis, Record};
 use ccswitch::sms::smpp::SmppGateway;
-use ccswitch::sms::{SmsEvent, SmsMessage};
+use ccswitch::sms::SmsEvent;
 use ccswitch::store::Store;
+use ccswitch::surveys::{Gateway, ServiceConfig, SurveyService};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -268,96 +270,79 @@ struct Sent {
     elapsed: Duration,
 }
 
-/// STAND-IN FOR THE SURVEY SENDER SERVICE (src/surveys/, branch survey-outbox): takes every
-/// due survey text from the store (sms_messages, state 'queued', due_at <= now), sends it
-/// through the gateway, waits for each outcome and records it on the row ('sent' with the
-/// gateway ids, or 'failed'). At merge, replace the body with the service's call on the same
-/// store and gateway; the measurements around it stay as they are.
+/// The survey sender service (src/surveys) on the store and the bound gateway: it claims the
+/// due texts, sends them and records each outcome on its row. Done when every due text is
+/// `sent` or `failed` (bounded: 30 s without progress ends the wait).
 async fn send_all_due(
+    store: &Store,
     db_url: &str,
-    gateway: &SmppGateway,
-    events: &mut UnboundedReceiver<SmsEvent>,
-    now: u64,
+    gateway: SmppGateway,
+    events: UnboundedReceiver<SmsEvent>,
 ) -> Sent {
     use sqlx::Row;
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(1)
         .connect(db_url)
         .await
-        .expect("open the store for the sender");
-    let rows = sqlx::query(
-        "SELECT message_id, number, body FROM sms_messages \
-         WHERE state = 'queued' AND due_at <= ? ORDER BY due_at, message_id",
-    )
-    .bind(now as i64)
-    .fetch_all(&pool)
-    .await
-    .expect("due rows");
-    let due = rows.len();
+        .expect("open the store for counting");
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            let n: i64 = sqlx::query(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count rows")
+                .get(0);
+            n as usize
+        }
+    };
+    let due = count("SELECT COUNT(*) FROM sms_messages WHERE state = 'queued'").await;
+    let config = ccswitch::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+        .expect("the shipped config loads");
+    let policy = config.survey.expect("the shipped survey.toml is enabled");
+    let key = store.number_hash_key().await.expect("number-hash key");
+    let (opt_out_tx, _opt_outs) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();
-    for row in &rows {
-        let id: i64 = row.get(0);
-        let to: String = row.get(1);
-        let text: String = row.get(2);
-        gateway
-            .send(SmsMessage {
-                id: id as u64,
-                to,
-                text,
-            })
-            .expect("a valid survey text");
-    }
-    drop(rows);
-    let mut outcomes: HashMap<u64, Result<Vec<String>, String>> = HashMap::new();
-    while outcomes.len() < due {
-        match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-            Ok(Some(SmsEvent::Submitted { id, gateway_ids })) => {
-                outcomes.insert(id, Ok(gateway_ids));
-            }
-            Ok(Some(SmsEvent::Failed { id, reason, .. })) => {
-                outcomes.insert(id, Err(reason));
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(_) => {
-                eprintln!(
-                    "no gateway event for 30 s; {} outcomes of {due}",
-                    outcomes.len()
-                );
-                break;
-            }
+    let service = SurveyService::start(
+        store.clone(),
+        ServiceConfig::new(policy, key),
+        Gateway::Smpp(gateway),
+        events,
+        opt_out_tx,
+        Clock::new(),
+    )
+    .await
+    .expect("the survey service starts");
+    service.handle().wake();
+    let mut done = 0;
+    let mut last_progress = Instant::now();
+    let mut elapsed = start.elapsed();
+    while done < due && last_progress.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now_done =
+            count("SELECT COUNT(*) FROM sms_messages WHERE state IN ('sent', 'failed')").await;
+        if now_done > done {
+            done = now_done;
+            last_progress = Instant::now();
+            elapsed = start.elapsed();
         }
     }
-    let elapsed = start.elapsed();
-    let mut tx = pool.begin().await.expect("begin");
-    let mut failed = Vec::new();
-    for (id, outcome) in &outcomes {
-        let (state, ids, reason) = match outcome {
-            Ok(ids) => ("sent", Some(ids.join(",")), None),
-            Err(r) => {
-                failed.push((*id, r.clone()));
-                ("failed", None, Some(r.clone()))
-            }
-        };
-        sqlx::query(
-            "UPDATE sms_messages SET state = ?, state_at = ?, sent_at = ?, gateway = 'smpp', \
-             gateway_ids = ?, fail_reason = ?, attempts = attempts + 1 WHERE message_id = ?",
-        )
-        .bind(state)
-        .bind(now as i64)
-        .bind(now as i64)
-        .bind(ids)
-        .bind(reason)
-        .bind(*id as i64)
-        .execute(&mut *tx)
-        .await
-        .expect("record the outcome");
-    }
-    tx.commit().await.expect("commit");
+    service.stop(Duration::from_secs(3)).await;
+    let rows = sqlx::query(
+        "SELECT message_id, COALESCE(fail_reason, '') FROM sms_messages WHERE state = 'failed'",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("failed rows");
+    let failed = rows
+        .iter()
+        .map(|r| (r.get::<i64, _>(0) as u64, r.get::<String, _>(1)))
+        .collect();
+    let submitted = count("SELECT COUNT(*) FROM sms_messages WHERE state = 'sent'").await;
     pool.close().await;
     Sent {
         due,
-        submitted: outcomes.values().filter(|o| o.is_ok()).count(),
+        submitted,
         failed,
         elapsed,
     }
@@ -405,7 +390,6 @@ async fn run(a: &Args) -> bool {
         a.surveys,
         t.elapsed().as_secs_f64()
     );
-    store.close().await;
 
     let smsc = Smsc::start();
     let mut pw = tempfile::NamedTempFile::new().expect("password file");
@@ -451,14 +435,14 @@ async fn run(a: &Args) -> bool {
             }
         })
     };
-    let sent = send_all_due(&db_url, &gateway, &mut events, now_ms()).await;
+    let smpp_stats = gateway.shared_stats();
+    let sent = send_all_due(&store, &db_url, gateway, events).await;
     stop.store(true, Ordering::Relaxed);
     let _ = sampler.join();
     peak.fetch_max(rss_bytes(), Ordering::Relaxed);
     let rss_growth = peak.load(Ordering::Relaxed).saturating_sub(rss_before);
-    let p99 = gateway.stats().submit_response.quantile(0.99);
-    let p50 = gateway.stats().submit_response.quantile(0.5);
-    gateway.stop(Duration::from_secs(3)).await;
+    let p99 = smpp_stats.submit_response.quantile(0.99);
+    let p50 = smpp_stats.submit_response.quantile(0.5);
 
     // The SMSC's log: every submit_sm it saw.
     let mut log: Vec<Submit> = Vec::new();

@@ -316,6 +316,12 @@ impl SmppGateway {
         &self.stats
     }
 
+    /// The same counters, shared: still readable once the gateway is handed on (to the
+    /// survey service).
+    pub fn shared_stats(&self) -> Arc<SmppStats> {
+        self.stats.clone()
+    }
+
     /// Unbinds (when bound) and stops, waiting at most `grace` before abandoning the task.
     pub async fn stop(mut self, grace: Duration) {
         let _ = self.requests.send(Request::Stop);

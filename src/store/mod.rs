@@ -27,9 +27,9 @@
 //! `spawn_retention` (retention.rs, PIPL retention).
 
 mod aggregates;
-mod outbox;
 pub mod api_tokens;
 pub mod audit;
+mod outbox;
 mod queries;
 pub mod report;
 mod survey_ledger;

@@ -134,6 +134,30 @@ fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).expect("write config");
 }
 
+/// Replaces the line `key = ...` of `[section]` in a TOML file with `line`.
+fn set_key(path: &Path, section: &str, key: &str, line: &str) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut in_section = false;
+    let mut done = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                in_section = l.trim() == format!("[{section}]");
+            }
+            let k = l.split('=').next().unwrap_or("").trim();
+            if in_section && !done && !l.starts_with('#') && k == key {
+                done = true;
+                line.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(done, "{}: no `{key}` in [{section}]", path.display());
+    std::fs::write(path, out.join("\n") + "\n").expect("write config");
+}
+
 /// A test config with surveys that go out one second after hang-up at any hour, for any talk
 /// time.
 fn survey_config() -> TestConfig {
@@ -182,7 +206,7 @@ fn zh_timeline() -> (f64, f64) {
     (t.language, t.language + zh_closed + 1.5)
 }
 
-/// Places a call from the Chinese mobile number into the tech queue, where agent 1002
+/// Places a call from the Chinese mobile number into the tech queue, where agent 1001
 /// answers, talks `talk` seconds and the caller hangs up. Returns the call's report row.
 fn call_agent_and_hang_up(py: &Path, sw: &Switch, cfg: &TestConfig, talk: f64) -> Value {
     let (language, main) = zh_timeline();
@@ -190,7 +214,7 @@ fn call_agent_and_hang_up(py: &Path, sw: &Switch, cfg: &TestConfig, talk: f64) -
     let bob = spawn_agent(
         py,
         sw,
-        "1002",
+        "1001",
         0.5,
         None,
         None,
@@ -209,9 +233,13 @@ fn call_agent_and_hang_up(py: &Path, sw: &Switch, cfg: &TestConfig, talk: f64) -
     };
     let summary = spawn_caller(py, &sw.uri("100"), &cmd_args).finish();
     assert_eq!(summary["confirmed"], true, "{summary}");
+    eprintln!(
+        "call: {:#}",
+        cfg.calls().first().cloned().unwrap_or_default()
+    );
     let done = bob.wait_event("done", Duration::from_secs(40));
     let calls = done["calls"].as_array().cloned().unwrap_or_default();
-    assert_eq!(calls.len(), 1, "agent 1002 took the call: {done}");
+    assert_eq!(calls.len(), 1, "agent 1001 took the call: {done}");
     assert_eq!(calls[0]["x_caller"], CALLER_NUMBER, "{done}");
     let rows = cfg.calls();
     assert_eq!(rows.len(), 1, "{rows:#?}");
@@ -248,8 +276,8 @@ fn assert_answered_5_with_comment(cfg: &TestConfig) {
     let rows = report["surveys"].as_array().cloned().unwrap_or_default();
     let row = rows
         .iter()
-        .find(|r| r["group"] == "1002")
-        .unwrap_or_else(|| panic!("a row for agent 1002: {report:#}"));
+        .find(|r| r["group"] == "1001")
+        .unwrap_or_else(|| panic!("a row for agent 1001: {report:#}"));
     assert_eq!(row["sent"], 1, "{row}");
     assert_eq!(row["answered"], 1, "{row}");
     assert_eq!(row["csat_mean"], 5.0, "{row}");
@@ -269,16 +297,14 @@ fn survey_by_smpp_after_an_agent_call_is_answered_with_5_and_a_comment() {
     let pw = cfg.path("smpp.pw");
     std::fs::write(&pw, SMPP_PASSWORD).expect("write password file");
     let sms = cfg.dir.join("sms.toml");
-    let text = std::fs::read_to_string(&sms).expect("read sms.toml");
-    let text = text
-        .replacen("[smpp]\nenabled = false", "[smpp]\nenabled = true", 1)
-        .replacen("port = 2775", &format!("port = {}", smsc.port), 1)
-        .replacen(
-            "password_env = \"CCSWITCH_SMPP_PASSWORD\"",
-            &format!("password_file = {:?}", pw.display().to_string()),
-            1,
-        );
-    std::fs::write(&sms, text).expect("write sms.toml");
+    set_key(&sms, "smpp", "enabled", "enabled = true");
+    set_key(&sms, "smpp", "port", &format!("port = {}", smsc.port));
+    set_key(
+        &sms,
+        "smpp",
+        "password_env",
+        &format!("password_file = {:?}", pw.display().to_string()),
+    );
     edit(
         &cfg.dir.join("survey.toml"),
         "gateway = \"default\"",
@@ -287,7 +313,7 @@ fn survey_by_smpp_after_an_agent_call_is_answered_with_5_and_a_comment() {
     let sw = Switch::start(&cfg, 16);
     smsc.wait_for("bind", Duration::from_secs(15), |v| v["event"] == "bind");
     let row = call_agent_and_hang_up(&py, &sw, &cfg, 4.0);
-    assert_eq!(row["agent"], "1002", "{row}");
+    assert_eq!(row["agent"], "1001", "{row}");
 
     let submit = smsc.wait_for("the survey's submit_sm", Duration::from_secs(20), |v| {
         v["event"] == "submit_sm"
@@ -358,7 +384,7 @@ impl Provider {
                 if let Ok(v) = serde_json::from_slice::<Value>(&body) {
                     sink.lock().expect("lock").push((v, auth));
                 }
-                let answer = format!("{{\"id\":\"h{n}\"}}");
+                let answer = format!("{{\"message_id\":\"h{n}\"}}");
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
@@ -407,28 +433,28 @@ fn survey_by_http_gateway_with_signed_webhooks() {
     let secret_file = cfg.path("whsec");
     std::fs::write(&secret_file, secret).expect("secret file");
     let sms = cfg.dir.join("sms.toml");
-    let text = std::fs::read_to_string(&sms).expect("read sms.toml");
-    let text = text
-        .replacen("[http]\nenabled = false", "[http]\nenabled = true", 1)
-        .replacen(
-            "url = \"https://sms.example.com/v1/messages\"",
-            &format!("url = \"http://{}/v1/messages\"", provider.addr),
-            1,
-        )
-        .replacen(
-            "token_env = \"CCSWITCH_SMS_HTTP_TOKEN\"",
-            &format!("token_file = {:?}", token.display().to_string()),
-            1,
-        )
-        .replacen(
-            "webhook_secret_env = \"CCSWITCH_SMS_WEBHOOK_SECRET\"",
-            &format!(
-                "webhook_secret_file = {:?}",
-                secret_file.display().to_string()
-            ),
-            1,
-        );
-    std::fs::write(&sms, text).expect("write sms.toml");
+    set_key(&sms, "http", "enabled", "enabled = true");
+    set_key(
+        &sms,
+        "http",
+        "url",
+        &format!("url = \"http://{}/v1/messages\"", provider.addr),
+    );
+    set_key(
+        &sms,
+        "http",
+        "token_env",
+        &format!("token_file = {:?}", token.display().to_string()),
+    );
+    set_key(
+        &sms,
+        "http",
+        "webhook_secret_env",
+        &format!(
+            "webhook_secret_file = {:?}",
+            secret_file.display().to_string()
+        ),
+    );
     edit(
         &cfg.dir.join("survey.toml"),
         "gateway = \"default\"",

@@ -2,8 +2,11 @@
 //! authentication in `auth_routes`, error documents in `problem`), and the SMS webhooks of
 //! the HTTP gateway (`sms_webhooks`) when surveys run.
 
+pub mod agents;
 pub mod auth_routes;
+pub mod openapi;
 pub mod problem;
+pub mod rest;
 mod sms_webhooks;
 
 pub use sms_webhooks::{SurveyWebhooks, SIGNATURE_HEADER, TIMESTAMP_HEADER};

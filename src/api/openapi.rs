@@ -49,11 +49,30 @@ impl Modify for SecuritySchemes {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "ccswitch supervisor API", description = "Reports, calls, recordings, agent commands and the live feed of the ccswitch call-centre switch. Errors are RFC 9457 problem documents."),
-    paths(super::agents::set_state, serve),
+    paths(
+        super::auth_routes::who_am_i,
+        super::auth_routes::sign_in,
+        super::auth_routes::sign_out,
+        super::agents::set_state,
+        super::reports::queues,
+        super::reports::agents,
+        super::reports::system,
+        super::reports::surveys,
+        super::calls::search,
+        super::calls::timeline,
+        super::calls::unmask,
+        super::recordings::download,
+        super::audit_routes::list,
+        serve,
+    ),
     components(schemas(ProblemSchema)),
     modifiers(&SecuritySchemes),
     tags(
+        (name = "session", description = "Sign-in, sign-out, who am I"),
         (name = "agents", description = "Agent state commands"),
+        (name = "reports", description = "Queue, agent, system and survey reports (JSON or CSV)"),
+        (name = "calls", description = "Calls search, timelines, unmasking, recordings"),
+        (name = "admin", description = "The audit log"),
         (name = "meta", description = "This document"),
     )
 )]

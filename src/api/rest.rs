@@ -4,7 +4,7 @@
 //! Authentication and permissions come from `auth_routes` (`Authorized<perm::X>`).
 
 use super::auth_routes::AuthState;
-use super::{agents, openapi};
+use super::{agents, audit_routes, calls, openapi, recordings, reports};
 use crate::clock::Clock;
 use crate::engine::agents::AgentDirectory;
 use crate::engine::Command;
@@ -46,6 +46,18 @@ impl FromRef<RestState> for AuthState {
 pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/api/v1/agents/{extension}/state", post(agents::set_state))
+        .route("/api/v1/reports/queues", get(reports::queues))
+        .route("/api/v1/reports/agents", get(reports::agents))
+        .route("/api/v1/reports/system", get(reports::system))
+        .route("/api/v1/reports/surveys", get(reports::surveys))
+        .route("/api/v1/calls", get(calls::search))
+        .route("/api/v1/calls/{call_id}", get(calls::timeline))
+        .route("/api/v1/calls/{call_id}/unmask", post(calls::unmask))
+        .route(
+            "/api/v1/calls/{call_id}/recording",
+            get(recordings::download),
+        )
+        .route("/api/v1/audit", get(audit_routes::list))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

@@ -1034,6 +1034,16 @@ async fn paging(env: &Env, who: &Who) {
     for c in r.json()["calls"].as_array().unwrap() {
         assert_eq!(c["outcome"], "answered");
     }
+    // The search's outcome (SQL) is the timeline's (Rust) for every call.
+    let all = call(addr, who, "GET", &base, None).await.json();
+    for c in all["calls"].as_array().unwrap() {
+        let id = c["call_id"].as_str().unwrap();
+        let d = call(addr, who, "GET", &format!("/api/v1/calls/{id}"), None).await;
+        assert_eq!(d.json()["outcome"], c["outcome"], "{id}");
+    }
+    call(addr, who, "GET", "/api/v1/calls/%FF%FE", None)
+        .await
+        .problem(400, "bad-request");
     // CSV of a page.
     let r = call(addr, who, "GET", &format!("{base}&format=csv"), None).await;
     assert_eq!(r.status, 200);

@@ -212,9 +212,19 @@ fn full_call(t: u64, recording: &Path) -> Vec<Record> {
     ]
 }
 
-/// A call whose recording path points outside the recordings folder.
+/// A call whose recording path points outside the recordings folder, and one whose caller
+/// is only a retention hash.
 fn escaping_call(t: u64, outside: &Path) -> Vec<Record> {
     vec![
+        Record::CallStarted {
+            call_id: "c-hashed".into(),
+            sip_call_id: "c-hashed@10.0.0.1".into(),
+            caller: "ab".repeat(32),
+            dialled: "800".into(),
+            transport: "udp".into(),
+            arrived_at: Millis(t),
+            ring_cycle_ms: 6_000,
+        },
         Record::CallStarted {
             call_id: "c-escape".into(),
             sip_call_id: "c-escape@10.0.0.1".into(),
@@ -1098,6 +1108,16 @@ async fn timeline_unmask_recording(env: &Env, sup: &Who, viewer: &Who) {
     call(addr, sup, "POST", "/api/v1/calls/nope/unmask", None)
         .await
         .problem(404, "not-found");
+    call(addr, sup, "POST", "/api/v1/calls/c-hashed/unmask", None)
+        .await
+        .problem(409, "number-not-retained");
+    let h = call(addr, sup, "GET", "/api/v1/calls/c-hashed", None)
+        .await
+        .json();
+    assert_eq!(
+        (h["number"].as_str(), h["number_available"].as_bool()),
+        (Some("****"), Some(false))
+    );
 
     // The recording: whole, a range, an unsatisfiable range, a path outside the folder.
     let bearer = Who::Bearer(env.token.clone());

@@ -4,7 +4,7 @@
 //! everywhere except in the unmask answer.
 
 use super::auth_routes::{perm, Authorized};
-use super::call_timeline::{CallDetail, CallSummary};
+use super::call_timeline::{is_retention_hash, CallDetail, CallSummary};
 use super::params::{bad_param, name_param, span, ApiPath, ApiQuery, OutputFormat};
 use super::problem::{types, Problem};
 use super::rest::{printable, RestState};
@@ -226,11 +226,6 @@ pub struct Unmasked {
     pub call_id: String,
     /// The caller's number in full.
     pub number: String,
-}
-
-/// A stored caller that is a retention hash (64 hex digits), not a number.
-pub fn is_retention_hash(caller: &str) -> bool {
-    caller.len() == 64 && caller.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The caller's full number of one call (audited).

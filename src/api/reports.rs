@@ -161,7 +161,7 @@ fn keep(doc: &mut Value, key: &str, field: &str, value: Option<&str>) {
     tag = "reports",
     params(QueuesQuery),
     responses(
-        (status = 200, description = "`{interval, from, to, queues: [...], system: [...]}` as `ccswitch report queues --format json`; with format=csv the queue rows (text/csv)", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "`{interval, from, to, queues: [...], system: [...]}` as `ccswitch report queues --format json`; with format=csv the queue rows (text/csv)", content((super::report_schemas::QueuesReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -235,7 +235,7 @@ pub async fn queues(
     tag = "reports",
     params(AgentsQuery),
     responses(
-        (status = 200, description = "`{interval, from, to, agents: [...]}` as `ccswitch report agents --format json`; with format=csv the rows (text/csv)", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "`{interval, from, to, agents: [...]}` as `ccswitch report agents --format json`; with format=csv the rows (text/csv)", content((super::report_schemas::AgentsReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -275,7 +275,7 @@ pub async fn agents(
     tag = "reports",
     params(SystemQuery),
     responses(
-        (status = 200, description = "`{interval, from, to, system: [...]}` (the system rows of `ccswitch report queues --format json`); with format=csv the rows (text/csv)", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "`{interval, from, to, system: [...]}` (the system rows of `ccswitch report queues --format json`); with format=csv the rows (text/csv)", content((super::report_schemas::SystemReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -323,7 +323,7 @@ pub async fn system(
     tag = "reports",
     params(SurveysQuery),
     responses(
-        (status = 200, description = "`{interval, utc_offset_ms, by, from, to, surveys: [...]}` as `ccswitch report surveys --format json`; with format=csv the rows (text/csv)", content((Object = "application/json"), (String = "text/csv"))),
+        (status = 200, description = "`{interval, utc_offset_ms, by, from, to, surveys: [...]}` as `ccswitch report surveys --format json`; with format=csv the rows (text/csv)", content((super::report_schemas::SurveysReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),

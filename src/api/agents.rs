@@ -115,7 +115,7 @@ pub async fn set_state(
     ApiPath(extension): ApiPath<String>,
     ApiJson(req): ApiJson<AgentStateRequest>,
 ) -> Result<Response, Problem> {
-    if !st.agents.agents.iter().any(|a| a.extension == extension) {
+    if st.agents.get(&extension).is_none() {
         return Err(Problem::not_found(format!(
             "there is no agent with extension `{}` in agents.toml",
             super::rest::printable(&extension, 40)

@@ -7,11 +7,9 @@ use ccswitch::api::{auth_routes::AuthState, serve_router};
 use ccswitch::auth::{token, Role};
 use ccswitch::clock::Clock;
 use ccswitch::engine::{AgentChange, Command, Millis};
-use ccswitch::kpi::ServiceLevelTargets;
 use ccswitch::store::Store;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -39,16 +37,7 @@ async fn start(commands: mpsc::Sender<Command>) -> Server {
         .unwrap();
     let clock = Clock::new();
     let auth = AuthState::new(config.users.clone(), store.clone(), clock);
-    let state = RestState {
-        auth,
-        store: store.clone(),
-        commands,
-        agents: config.agents.clone(),
-        recordings_dir: dir.path().to_path_buf(),
-        service_levels: Arc::new(ServiceLevelTargets::default()),
-        time_zone: chrono_tz::Tz::UTC,
-        clock,
-    };
+    let state = RestState::new(&config, auth, store.clone(), commands, clock);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -211,6 +211,30 @@ fn full_call(t: u64, recording: &Path) -> Vec<Record> {
             agent: "1001".into(),
             at: Millis(t + 125_000),
         },
+        Record::FollowUpOpened {
+            call_id: c(),
+            at: Millis(t + 95_000),
+            agent: Some("1001".into()),
+            queue: Some("sales".into()),
+            reason: "complaint_queue".into(),
+            due_at: Millis(t + 95_000 + DAY),
+        },
+        // Due long after the test: the survey service leaves it pending.
+        Record::SurveyScheduled {
+            call_id: c(),
+            survey_id: 77,
+            at: Millis(t + 95_000),
+            number: CALLER.into(),
+            number_hash: "cd".repeat(32),
+            language: "zh".into(),
+            text: "rate us".into(),
+            send_at: Millis(t + 30 * DAY),
+            deferred: true,
+            reply_by: Millis(t + 31 * DAY),
+            agent: Some("1001".into()),
+            queue: Some("sales".into()),
+            complaint: true,
+        },
     ]
 }
 
@@ -247,6 +271,24 @@ fn escaping_call(t: u64, outside: &Path) -> Vec<Record> {
             call_id: "c-escape".into(),
             at: Millis(t + 1_000),
             path: outside.display().to_string(),
+        },
+        Record::CallStarted {
+            call_id: "c-gone".into(),
+            sip_call_id: "c-gone@10.0.0.1".into(),
+            caller: "13700000001".into(),
+            dialled: "800".into(),
+            transport: "udp".into(),
+            arrived_at: Millis(t),
+            ring_cycle_ms: 6_000,
+        },
+        Record::RecordingSaved {
+            call_id: "c-gone".into(),
+            at: Millis(t + 1_000),
+            path: outside
+                .with_file_name("recordings")
+                .join("gone.wav")
+                .display()
+                .to_string(),
         },
     ]
 }
@@ -1096,6 +1138,10 @@ async fn timeline_unmask_recording(env: &Env, sup: &Who, viewer: &Who) {
     assert_eq!(v["wrap_up"]["acw_ms"], 30_000);
     assert_eq!(v["recording"]["present"], true);
     assert_eq!(v["recording"]["size_bytes"], env.wav.len());
+    assert!(v["survey"]["state"].is_string(), "{v}");
+    assert_eq!(v["follow_up"]["reason"], "complaint_queue");
+    assert_eq!(v["follow_up"]["agent"], "1001");
+    assert_eq!(v["number_available"], true);
     call(addr, sup, "GET", "/api/v1/calls/nope", None)
         .await
         .problem(404, "not-found");
@@ -1153,9 +1199,23 @@ async fn timeline_unmask_recording(env: &Env, sup: &Who, viewer: &Who) {
     )
     .await;
     assert_eq!(r.status, 416);
-    call(addr, sup, "GET", "/api/v1/calls/c-escape/recording", None)
+    for id in ["c-escape", "c-gone"] {
+        call(
+            addr,
+            sup,
+            "GET",
+            &format!("/api/v1/calls/{id}/recording"),
+            None,
+        )
         .await
         .problem(404, "not-found");
+        let d = call(addr, sup, "GET", &format!("/api/v1/calls/{id}"), None).await;
+        let r = &d.json()["recording"];
+        assert_eq!(
+            (r["saved"].as_bool(), r["present"].as_bool()),
+            (Some(true), Some(false))
+        );
+    }
     call(addr, viewer, "GET", "/api/v1/calls/c-full/recording", None)
         .await
         .problem(403, "forbidden");

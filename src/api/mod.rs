@@ -5,6 +5,7 @@
 pub mod auth_routes;
 pub mod problem;
 mod sms_webhooks;
+pub mod web;
 
 pub use sms_webhooks::{SurveyWebhooks, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -28,6 +29,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(webhooks)
+        .merge(web::router())
 }
 
 async fn metrics(State(state): State<ApiState>) -> String {

@@ -24,6 +24,8 @@ mod sipwire;
 mod surveys;
 #[path = "e2e/tcp_limits.rs"]
 mod tcp_limits;
+#[path = "e2e/wallboard.rs"]
+mod wallboard;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

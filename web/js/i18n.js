@@ -11,6 +11,7 @@ const en = {
   "signin.password": "Password",
   "signin.submit": "Sign in",
   "signin.failed": "Sign-in failed",
+  "signin.expired": "The session ended (the switch may have restarted): sign in again.",
   "signout": "Sign out",
   "conn.connecting": "Connecting…",
   "conn.live": "Live",
@@ -92,6 +93,7 @@ const zh = {
   "signin.password": "密码",
   "signin.submit": "登录",
   "signin.failed": "登录失败",
+  "signin.expired": "会话已结束（交换机可能已重启），请重新登录。",
   "signout": "退出",
   "conn.connecting": "正在连接…",
   "conn.live": "实时",
@@ -176,7 +178,8 @@ function initialLanguage() {
     // storage disabled: fall back to the browser's language
   }
   if (saved in dictionaries) return saved;
-  return (navigator.language || "").toLowerCase().startsWith("zh") ? "zh" : "en";
+  const browser = (globalThis.navigator && globalThis.navigator.language) || "";
+  return browser.toLowerCase().startsWith("zh") ? "zh" : "en";
 }
 
 let lang = initialLanguage();

@@ -49,10 +49,27 @@ function showSignIn(message) {
   const err = $("sign-in-error");
   err.hidden = !message;
   err.textContent = message || "";
-  $("sign-in-user").focus();
+  const user = $("sign-in-user");
+  if (!user.value) user.value = rememberedUser();
+  (user.value ? $("sign-in-password") : user).focus();
+}
+
+const USER_KEY = "ccswitch.user";
+
+function rememberedUser() {
+  try {
+    return localStorage.getItem(USER_KEY) || "";
+  } catch {
+    return "";
+  }
 }
 
 function showBoard(session) {
+  try {
+    localStorage.setItem(USER_KEY, session.user);
+  } catch {
+    // not remembered
+  }
   page.session = session;
   $("sign-in-view").hidden = true;
   $("board").hidden = false;
@@ -74,7 +91,7 @@ function showBoard(session) {
       try {
         const s = await api.currentSession();
         if (s === null) {
-          showSignIn();
+          showSignIn(t("signin.expired"));
           return false;
         }
         return true;
@@ -129,7 +146,7 @@ async function onCommand(extension, state, reason, button) {
     await api.setAgentState(extension, state, reason);
   } catch (e) {
     if (e.status === 401) {
-      showSignIn();
+      showSignIn(t("signin.expired"));
       return;
     }
     err.textContent = t("agents.command_failed", { detail: e.detail || e.title || e.message });

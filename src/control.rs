@@ -63,6 +63,7 @@ fn drain(engine: &mut Engine, shells: &Shells) -> bool {
             Output::Transmit { peer, bytes } => shells.net.send(peer, bytes),
             Output::Media(cmd) => shells.media.send(cmd),
             Output::Persist(record) => shells.records.push(record),
+            Output::Live(_) => {}
             Output::Drained => drained = true,
         }
     }

@@ -97,7 +97,7 @@ pub struct LiveModel {
     pub(super) sl: ServiceLevelTargets,
     pub(super) day: DayClock,
     pub(super) calls: HashMap<String, LiveCall>,
-    pub(super) today: HashMap<String, DayCall>,
+    pub(crate) today: HashMap<String, DayCall>,
     pub(super) agents: Vec<LiveAgent>,
     agent_index: HashMap<String, usize>,
     pub(super) queue_counts: HashMap<String, QueueCounts>,

@@ -351,7 +351,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         surveys: survey_webhooks,
     };
     let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
-    let http_app = api::router(api_state).merge(api::auth_routes::router(auth));
+    // Live view (issue 9): the hub gets every record and live event from the control loop.
+    let (live_tx, live) = crate::live::start(&config, &store, clock).await;
+    let http_app = api::router(api_state)
+        .merge(api::auth_routes::router(auth.clone()))
+        .merge(api::live_routes::router(auth, live));
     let http_task = tokio::spawn(api::serve_router(http, http_app, async {
         let _ = http_stop_rx.await;
     }));
@@ -370,6 +374,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         net: NetSender::new(udp, conns),
         media: media.clone(),
         records,
+        live: Some(live_tx),
     };
     control::run(
         engine,

@@ -16,6 +16,8 @@
 mod agent_transports;
 #[path = "e2e/harden_sip.rs"]
 mod harden_sip;
+#[path = "e2e/live.rs"]
+mod live;
 #[path = "e2e/second_port_dtmf.rs"]
 mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]

@@ -3,6 +3,7 @@
 //! the HTTP gateway (`sms_webhooks`) when surveys run.
 
 pub mod auth_routes;
+pub mod live_routes;
 pub mod problem;
 mod sms_webhooks;
 pub mod web;

@@ -354,14 +354,14 @@ pub fn router(state: AuthState) -> Router {
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     pub user: String,
     pub password: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub user: String,
     pub role: Role,
@@ -420,7 +420,18 @@ fn session_cookie(value: &str, max_age_s: u64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("ccswitch_session=; Max-Age=0"))
 }
 
-async fn who_am_i(State(st): State<AuthState>, caller: Caller) -> Response {
+/// Who is calling: the session's or token's user, role and permissions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "session",
+    responses(
+        (status = 200, description = "The caller", body = SessionInfo),
+        (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer_token" = []))
+)]
+pub async fn who_am_i(State(st): State<AuthState>, caller: Caller) -> Response {
     let idle = st.inner.users.sessions.idle_timeout_ms;
     no_store(axum::Json(SessionInfo::of(&caller, idle)).into_response())
 }
@@ -450,7 +461,23 @@ impl Drop for PendingAttempt<'_> {
     }
 }
 
-async fn sign_in(
+/// Sign in with a users.toml user: sets the session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "session",
+    request_body = SignInRequest,
+    responses(
+        (status = 200, description = "Signed in; Set-Cookie carries the session", body = SessionInfo),
+        (status = 400, description = "Malformed JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong user name or password (type sign-in-failed)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 422, description = "Body does not fit (unknown field, wrong type)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins from this address", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub async fn sign_in(
     State(st): State<AuthState>,
     Source(source): Source,
     ApiJson(req): ApiJson<SignInRequest>,
@@ -553,7 +580,20 @@ async fn sign_in(
     Ok(res)
 }
 
-async fn sign_out(
+/// Sign out: ends the session (needs X-CSRF-Token).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "session",
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+        (status = 400, description = "An API token has no session", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "CSRF token missing or wrong", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []))
+)]
+pub async fn sign_out(
     State(st): State<AuthState>,
     caller: Caller,
     headers: HeaderMap,

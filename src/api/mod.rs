@@ -2,9 +2,20 @@
 //! authentication in `auth_routes`, error documents in `problem`), and the SMS webhooks of
 //! the HTTP gateway (`sms_webhooks`) when surveys run.
 
+pub mod agents;
+pub mod audit_routes;
 pub mod auth_routes;
+pub mod call_timeline;
+pub mod calls;
+pub mod csv_export;
+mod cursor;
 pub mod live_routes;
+pub mod openapi;
+pub mod params;
 pub mod problem;
+pub mod recordings;
+pub mod reports;
+pub mod rest;
 mod sms_webhooks;
 pub mod web;
 

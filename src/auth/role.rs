@@ -5,7 +5,19 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What a user or an API token may do. Ordered: each role may do all a lower one may.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The wallboard and the reports: figures, masked numbers.
@@ -17,7 +29,7 @@ pub enum Role {
 }
 
 /// A named thing a route may require. `Role::allows` is the whole matrix.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Permission {
     /// The live wallboard: queues, agents, callers waiting (numbers masked).

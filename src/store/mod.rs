@@ -29,6 +29,8 @@
 mod aggregates;
 pub mod api_tokens;
 pub mod audit;
+mod audit_page;
+mod call_search;
 mod outbox;
 mod queries;
 pub mod report;
@@ -41,6 +43,7 @@ mod survey_report;
 
 pub use outbox::{EscalatedTask, InboundText, OutboxRow, ReplyApplied, SurveyRow};
 
+pub use call_search::{CallHit, CallOutcome, CallSearch};
 pub use follow_up_tasks::{CloseOutcome, FollowUpTaskRow, TaskFilter};
 pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
 pub use retention::spawn_retention;

@@ -186,7 +186,7 @@ pub(super) const CALL_COLUMNS: &str =
     c.wrapup_ended_at, c.recording_path, c.transferred_to, c.transferred_at, c.transferred_by, \
     c.overflowed_to, c.overflowed_at, c.overflow_reason";
 
-fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
+pub(super) fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
     let mut call = CallRow {
         call_id: row.try_get("call_id")?,
         sip_call_id: row.try_get("sip_call_id")?,

@@ -1,0 +1,199 @@
+//! `POST /api/v1/agents/{extension}/state`: a supervisor sets an agent ready, on a break
+//! (not ready with a reason) or logged out. The engine applies it as the feature codes do
+//! (`Command::Agent`); what happened shows in the agent's state records and the live feed.
+
+use super::auth_routes::{perm, Authorized};
+use super::problem::{types, ApiJson, Problem};
+use super::rest::RestState;
+use crate::engine::{AgentChange, Command};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::error::TrySendError;
+use utoipa::ToSchema;
+
+/// Longest not-ready reason taken (they are short codes: `break`, `lunch`, `training`).
+pub const MAX_REASON_CHARS: usize = 32;
+
+/// The state a supervisor may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestedState {
+    /// Log in if logged out, else ready (ends wrap-up early).
+    Ready,
+    /// On a break; `reason` is required.
+    NotReady,
+    LoggedOut,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStateRequest {
+    pub state: RequestedState,
+    /// Required for `not_ready`, refused otherwise: 1-32 characters of `a-z A-Z 0-9 _ -`.
+    #[serde(default)]
+    #[schema(example = "break")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+pub struct Accepted {
+    /// Always true: the command reached the engine (which may still refuse it, e.g. ready
+    /// while on a call; the agent's state in the live feed says what happened).
+    pub accepted: bool,
+}
+
+fn invalid(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        types::INVALID_BODY,
+        "Invalid request body",
+    )
+    .detail(detail)
+}
+
+/// The engine's change for a request, or why it is refused.
+pub fn change_of(req: &AgentStateRequest) -> Result<AgentChange, Problem> {
+    match (req.state, req.reason.as_deref()) {
+        (RequestedState::NotReady, Some(r)) => {
+            let ok_chars = r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if r.is_empty() || r.chars().count() > MAX_REASON_CHARS || !ok_chars {
+                return Err(invalid(format!(
+                    "reason must be 1-{MAX_REASON_CHARS} characters of a-z, A-Z, 0-9, _ and -"
+                )));
+            }
+            Ok(AgentChange::NotReady {
+                reason: r.to_string(),
+            })
+        }
+        (RequestedState::NotReady, None) => {
+            Err(invalid("state not_ready needs a reason, e.g. \"break\""))
+        }
+        (_, Some(_)) => Err(invalid("a reason is only taken with state not_ready")),
+        (RequestedState::Ready, None) => Ok(AgentChange::Ready),
+        (RequestedState::LoggedOut, None) => Ok(AgentChange::Logout),
+    }
+}
+
+fn unavailable(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        types::UNAVAILABLE,
+        "Service unavailable",
+    )
+    .detail(detail)
+}
+
+/// Set an agent's state.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agents/{extension}/state",
+    tag = "agents",
+    params(("extension" = String, Path, description = "The agent's extension (agents.toml)")),
+    request_body = AgentStateRequest,
+    responses(
+        (status = 202, description = "Sent to the engine", body = Accepted),
+        (status = 400, description = "Malformed JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "Role lacks agent_commands, or CSRF token missing", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 422, description = "Body does not fit (unknown field, bad state or reason)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 503, description = "The engine is not taking commands now", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security(("session_cookie" = []), ("bearer_token" = []))
+)]
+pub async fn set_state(
+    State(st): State<RestState>,
+    auth: Authorized<perm::AgentCommands>,
+    Path(extension): Path<String>,
+    ApiJson(req): ApiJson<AgentStateRequest>,
+) -> Result<Response, Problem> {
+    if !st.agents.agents.iter().any(|a| a.extension == extension) {
+        return Err(Problem::not_found(format!(
+            "there is no agent with extension `{}` in agents.toml",
+            super::rest::printable(&extension, 40)
+        )));
+    }
+    let change = change_of(&req)?;
+    let detail = match &change {
+        AgentChange::Ready => "ready".to_string(),
+        AgentChange::NotReady { reason } => format!("not_ready:{reason}"),
+        AgentChange::Logout => "logged_out".to_string(),
+    };
+    // Audited before it is sent: a command nobody could account for must not happen.
+    st.auth
+        .audit_caller(
+            auth.caller(),
+            "agent.set_state",
+            Some(&extension),
+            Some(&detail),
+        )
+        .await
+        .map_err(|_| unavailable("the audit log cannot be written: command not sent"))?;
+    let cmd = Command::Agent {
+        agent: extension,
+        change,
+    };
+    match st.commands.try_send(cmd) {
+        Ok(()) => Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(Accepted { accepted: true }),
+        )
+            .into_response()),
+        Err(TrySendError::Full(_)) => Err(unavailable(
+            "the switch is busy: the command was not sent, try again",
+        )
+        .with("retry", true)),
+        Err(TrySendError::Closed(_)) => Err(unavailable("the switch is shutting down")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(state: RequestedState, reason: Option<&str>) -> AgentStateRequest {
+        AgentStateRequest {
+            state,
+            reason: reason.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn requests_map_to_engine_changes() {
+        use RequestedState::*;
+        assert_eq!(change_of(&req(Ready, None)).unwrap(), AgentChange::Ready);
+        assert_eq!(
+            change_of(&req(LoggedOut, None)).unwrap(),
+            AgentChange::Logout
+        );
+        assert_eq!(
+            change_of(&req(NotReady, Some("break"))).unwrap(),
+            AgentChange::NotReady {
+                reason: "break".into()
+            }
+        );
+        for bad in [
+            req(NotReady, None),
+            req(NotReady, Some("")),
+            req(NotReady, Some("coffee break")),
+            req(NotReady, Some(&"x".repeat(33))),
+            req(NotReady, Some("<script>")),
+            req(Ready, Some("break")),
+        ] {
+            let p = change_of(&bad).unwrap_err();
+            assert_eq!(p.status, 422);
+            assert_eq!(p.slug(), types::INVALID_BODY);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_states_are_refused() {
+        assert!(serde_json::from_str::<AgentStateRequest>(r#"{"state":"ready","x":1}"#).is_err());
+        assert!(serde_json::from_str::<AgentStateRequest>(r#"{"state":"busy"}"#).is_err());
+        assert!(serde_json::from_str::<AgentStateRequest>(r#"{"state":"ready"}"#).is_ok());
+    }
+}

@@ -1,0 +1,72 @@
+//! The supervisor REST API under `/api/v1` (issue 9): its shared state and its router. Each
+//! concern has its own module: `agents` (state commands), `reports`, `calls` (search, one
+//! call's timeline, unmask), `recordings`, `audit_routes`, `openapi` (the served document).
+//! Authentication and permissions come from `auth_routes` (`Authorized<perm::X>`).
+
+use super::auth_routes::AuthState;
+use super::{agents, audit_routes, calls, openapi, recordings, reports};
+use crate::clock::Clock;
+use crate::engine::agents::AgentDirectory;
+use crate::engine::Command;
+use crate::kpi::ServiceLevelTargets;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono_tz::Tz;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What the REST handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct RestState {
+    pub auth: AuthState,
+    pub store: Store,
+    /// The engine's command channel (agent state changes).
+    pub commands: mpsc::Sender<Command>,
+    /// agents.toml: which extensions exist.
+    pub agents: Arc<AgentDirectory>,
+    /// ccswitch.toml `recording.dir`: recordings are served from inside it only.
+    pub recordings_dir: PathBuf,
+    /// Each queue's service-level standard (queues.toml), as `ccswitch report queues` uses.
+    pub service_levels: Arc<ServiceLevelTargets>,
+    /// The IVR's time zone: survey report days are local days, as in the CLI.
+    pub time_zone: Tz,
+    pub clock: Clock,
+}
+
+impl FromRef<RestState> for AuthState {
+    fn from_ref(s: &RestState) -> AuthState {
+        s.auth.clone()
+    }
+}
+
+/// The REST routes, ready to merge into the API router.
+pub fn router(state: RestState) -> Router {
+    Router::new()
+        .route("/api/v1/agents/{extension}/state", post(agents::set_state))
+        .route("/api/v1/reports/queues", get(reports::queues))
+        .route("/api/v1/reports/agents", get(reports::agents))
+        .route("/api/v1/reports/system", get(reports::system))
+        .route("/api/v1/reports/surveys", get(reports::surveys))
+        .route("/api/v1/calls", get(calls::search))
+        .route("/api/v1/calls/{call_id}", get(calls::timeline))
+        .route("/api/v1/calls/{call_id}/unmask", post(calls::unmask))
+        .route(
+            "/api/v1/calls/{call_id}/recording",
+            get(recordings::download),
+        )
+        .route("/api/v1/audit", get(audit_routes::list))
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Request bodies here are small JSON objects; anything larger is refused (413 problem).
+pub const MAX_BODY_BYTES: usize = 4096;
+
+/// Client-supplied text for a problem detail: control characters dropped, cut to `max`.
+pub fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}

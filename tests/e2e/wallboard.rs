@@ -358,7 +358,11 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
         !row.contains("13812345678"),
         "the number is masked: {row:?}"
     );
-    browser.wait_for_text("#queue-rows", "tech", Duration::from_secs(5));
+    browser.wait_for_text(
+        "#queue-rows tr[data-queue=\"tech\"] td[data-col=\"waiting\"]",
+        "1",
+        Duration::from_secs(5),
+    );
 
     // 4. Screenshots in English, then the language toggle changes the labels.
     browser.evaluate("new Promise(r => setTimeout(r, 1200))"); // let the clocks tick
@@ -382,7 +386,11 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
         &format!("{card}[data-state=\"on_call\"]"),
         Duration::from_secs(20),
     );
-    browser.wait_for_text(&format!("{card} .agent-call"), "tech", Duration::from_secs(5));
+    browser.wait_for_text(
+        &format!("{card} .agent-call"),
+        "Technical support",
+        Duration::from_secs(5),
+    );
     browser.evaluate("new Promise(r => setTimeout(r, 2000))");
     browser.screenshot("wallboard-on-call-en.png");
     browser.wait_for(
@@ -395,8 +403,17 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
         &format!("{card}[data-state=\"ready\"]"),
         Duration::from_secs(20),
     );
+    // Only the first who-am-I (401 before sign-in) may show as an error: no script error,
+    // no Content-Security-Policy refusal.
     let errors = browser.run(serde_json::json!({"cmd": "errors"}));
     eprintln!("page console errors so far: {errors}");
+    for e in errors.as_array().cloned().unwrap_or_default() {
+        let e = e.as_str().unwrap_or("");
+        assert!(
+            !e.starts_with("pageerror") && !e.contains("Content Security Policy"),
+            "page error: {e}"
+        );
+    }
 
     // 6. The switch restarts on the same ports: the page notices, retries by itself and
     //    comes back without a reload. Sessions are kept in memory (src/auth/session.rs), so

@@ -183,9 +183,27 @@ function agentLabel(model, ext) {
   return a && a.name ? `${a.name} (${ext})` : ext;
 }
 
+/// Time-based alerts carry no value: their duration is now - since, shown ticking.
+const TIMED_ALERTS = new Set(["wait_over_frt", "agent_not_ready_long"]);
+const SLOT = "\u0000";
+
 function alertValue(kind, v) {
   if (v === null || v === undefined) return "—";
   return kind === "service_level_low" ? formatPercent(v) : formatDuration(v);
+}
+
+/// The alert's sentence; a time-based alert's {value} is a ticking duration.
+function alertText(model, a) {
+  const timed = TIMED_ALERTS.has(a.kind) && (a.value === null || a.value === undefined);
+  const text = t(`alert.${a.kind}`, {
+    queue: a.queue ? queueLabel(model, a.queue) : t("alert.all_queues"),
+    agent: a.agent ? agentLabel(model, a.agent) : "",
+    value: timed ? SLOT : alertValue(a.kind, a.value),
+    threshold: TIMED_ALERTS.has(a.kind) ? formatDuration(a.threshold) : alertValue(a.kind, a.threshold),
+  });
+  const [before, after] = text.split(SLOT);
+  if (after === undefined) return [before];
+  return [before, ticking(a.since, { class: "tick alert-value" }), after];
 }
 
 export function renderAlerts(model) {
@@ -194,16 +212,8 @@ export function renderAlerts(model) {
     el(
       "li",
       { class: `alert alert-${a.kind}`, dataset: { kind: a.kind } },
-      el("span", {
-        class: "alert-text",
-        text: t(`alert.${a.kind}`, {
-          queue: a.queue ? queueLabel(model, a.queue) : t("alert.all_queues"),
-          agent: a.agent ? agentLabel(model, a.agent) : "",
-          value: alertValue(a.kind, a.value),
-          threshold: alertValue(a.kind, a.threshold),
-        }),
-      }),
-      a.since ? ticking(a.since, { class: "tick alert-since" }) : null,
+      el("span", { class: "alert-text" }, ...alertText(model, a)),
+      a.since && !TIMED_ALERTS.has(a.kind) ? ticking(a.since, { class: "tick alert-since" }) : null,
     ),
   );
   document.getElementById("alert-list").replaceChildren(...items);
@@ -270,12 +280,13 @@ export function renderAgents(model, commands) {
 
 function commandButton(agent, state, reason, label, commands) {
   const current = agent.state === state && (state !== "not_ready" || agent.reason === reason);
+  // A logged-out agent has no registered phone: only the agent can log in.
   const b = el("button", {
     type: "button",
     class: `cmd cmd-${state}`,
     dataset: { cmd: state },
     text: t(label),
-    disabled: current || (state === "logged_out" && agent.state === "logged_out"),
+    disabled: current || agent.state === "logged_out",
   });
   b.addEventListener("click", () => commands.onCommand(agent.extension, state, reason, b));
   return b;

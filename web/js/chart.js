@@ -57,7 +57,12 @@ function options(width, timeZone) {
     },
     cursor: { drag: { x: false, y: false } },
     legend: { show: true, live: false },
-    scales: { x: { time: true }, calls: { auto: true, range: (u, min, max) => [0, Math.max(4, max)] }, pct: { range: [0, 100] } },
+    scales: {
+      // Half an interval of room each side, so the first and last bars show whole.
+      x: { time: true, range: (u, min, max) => [min - 450, max + 450] },
+      calls: { auto: true, range: (u, min, max) => [0, Math.max(4, max)] },
+      pct: { range: [0, 100] },
+    },
     axes: [
       {
         stroke: axisColor,
@@ -103,13 +108,24 @@ function clockLabel(secs, timeZone) {
   }
 }
 
+/// The switch sends every interval since midnight; the quiet hours before the first call
+/// are left out, but at least the last two hours are shown.
+const MIN_INTERVALS = 8;
+
+function recent(intervals) {
+  const first = intervals.findIndex((i) => (i.offered ?? 0) > 0);
+  const from = first < 0 ? intervals.length : first;
+  return intervals.slice(Math.max(0, Math.min(from, intervals.length - MIN_INTERVALS)));
+}
+
 /// Draws or updates the chart; rebuilt when the language or time zone changes (labels).
 export function renderIntervals(model) {
   const host = document.getElementById("interval-chart");
-  const intervals = model.intervals || [];
-  document.getElementById("intervals-none").hidden = intervals.length > 0;
-  host.hidden = intervals.length === 0;
-  if (intervals.length === 0) return;
+  const intervals = recent(model.intervals || []);
+  const anyCalls = intervals.some((i) => (i.offered ?? 0) > 0);
+  document.getElementById("intervals-none").hidden = anyCalls;
+  host.hidden = !anyCalls;
+  if (!anyCalls) return;
   const data = columns(intervals);
   const key = `${language()}|${model.time_zone || ""}`;
   const width = Math.max(320, host.clientWidth || host.parentElement.clientWidth - 32);

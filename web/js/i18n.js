@@ -21,7 +21,7 @@ const en = {
   "role.supervisor": "supervisor",
   "role.admin": "admin",
   "kpi.heading": "Today",
-  "kpi.service_level": "Service level ({secs} s)",
+  "kpi.service_level": "Service level ({secs}\u00a0s)",
   "kpi.asa": "ASA",
   "kpi.frt": "FRT",
   "kpi.aht": "AHT",

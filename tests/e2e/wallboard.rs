@@ -4,7 +4,7 @@
 //! not_ready/break); a pjsua2 caller picks the tech queue and the waiting list shows them;
 //! the language toggle changes the labels; the supervisor sets the agent ready, the agent
 //! answers and the grid shows on_call, then wrap_up; the switch restarts on the same ports
-//! and the page comes back by itself. Screenshots (1920x1080, en and zh) go to
+//! and the page comes back by itself; a viewer sees no agent commands. Screenshots (1920x1080, en and zh) go to
 //! target/wallboard-screenshots/.
 //!
 //! Needs `npm ci` in tests/web (done by .ci/run) and /usr/bin/chromium (or CHROMIUM_PATH).
@@ -18,6 +18,9 @@ const SLOT: u16 = 19;
 const AGENT: &str = "1001";
 const ADMIN: &str = "admin";
 const ADMIN_PASSWORD: &str = "ccswitch-demo";
+/// A viewer added to the test's users.toml: the board without agent commands.
+const VIEWER: &str = "wall";
+const VIEWER_PASSWORD: &str = "wall-screen-only";
 
 fn screenshot_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -174,9 +177,13 @@ impl Browser {
     }
 
     fn sign_in(&mut self) {
+        self.sign_in_as(ADMIN, ADMIN_PASSWORD);
+    }
+
+    fn sign_in_as(&mut self, user: &str, password: &str) {
         self.wait_for("#sign-in-form", Duration::from_secs(10));
-        self.fill("#sign-in-user", ADMIN);
-        self.fill("#sign-in-password", ADMIN_PASSWORD);
+        self.fill("#sign-in-user", user);
+        self.fill("#sign-in-password", password);
         self.click("#sign-in-submit");
         self.wait_for("#board", Duration::from_secs(10));
     }
@@ -271,6 +278,27 @@ fn snapshot_agent(addr: SocketAddr, cookie: &str, ext: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Appends a viewer to the test's users.toml (`ccswitch user hash-password --name`).
+fn add_viewer(cfg: &TestConfig) {
+    let mut child = Command::new(bin())
+        .args(["user", "hash-password", "--name", VIEWER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ccswitch user hash-password");
+    writeln!(child.stdin.take().expect("stdin"), "{VIEWER_PASSWORD}").expect("password");
+    let out = child.wait_with_output().expect("hash-password output");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let block = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(block.contains("role = \"viewer\""), "{block}");
+    let users = cfg.dir.join("users.toml");
+    let mut text = std::fs::read_to_string(&users).expect("read users.toml");
+    text.push('\n');
+    text.push_str(&block);
+    std::fs::write(&users, text).expect("write users.toml");
+}
+
 fn agent_card(ext: &str) -> String {
     format!(".agent[data-extension=\"{ext}\"]")
 }
@@ -287,9 +315,23 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     let text = std::fs::read_to_string(&queues).expect("read queues.toml");
     assert!(text.contains("wrap_up_s = 30"), "queues.toml wrap_up_s");
     std::fs::write(&queues, text.replace("wrap_up_s = 30", "wrap_up_s = 6")).expect("write");
+    add_viewer(&cfg);
     let sw = Switch::start(&cfg, SLOT);
     let base = format!("http://{}", sw.http);
     let t = timeline();
+
+    // The real binary serves the page with its security headers.
+    let (status, headers, page) = http_call(sw.http, "GET", "/", None, None);
+    assert_eq!(status, 200, "GET /: {page}");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert!(header("content-security-policy").contains("default-src 'self'"));
+    assert_eq!(header("x-frame-options"), "DENY");
 
     // 1. Sign in; the feed goes live.
     browser.goto(&format!("{base}/"));
@@ -444,5 +486,23 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
         Duration::from_secs(20),
     );
     browser.wait_for(&card, Duration::from_secs(10));
+
+    // 7. A wrong password is refused on the page; a viewer sees the board without the
+    //    agent commands.
+    browser.click("#sign-out");
+    browser.wait_for("#sign-in-form", Duration::from_secs(10));
+    browser.fill("#sign-in-user", VIEWER);
+    browser.fill("#sign-in-password", "not-the-password");
+    browser.click("#sign-in-submit");
+    browser.wait_for_text("#sign-in-error", "Sign-in failed", Duration::from_secs(15));
+    browser.sign_in_as(VIEWER, VIEWER_PASSWORD);
+    browser.wait_for(
+        "#connection[data-state=\"live\"]",
+        Duration::from_secs(20),
+    );
+    browser.wait_for(&card, Duration::from_secs(10));
+    assert!(browser.text("#who-user").contains("viewer"));
+    let buttons = browser.run(serde_json::json!({"cmd": "count", "selector": ".agent button"}));
+    assert_eq!(buttons, 0, "a viewer gets no agent commands");
     drop(sw);
 }

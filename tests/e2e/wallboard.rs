@@ -4,7 +4,8 @@
 //! not_ready/break); a pjsua2 caller picks the tech queue and the waiting list shows them;
 //! the language toggle changes the labels; the supervisor sets the agent ready, the agent
 //! answers and the grid shows on_call, then wrap_up; the switch restarts on the same ports
-//! and the page comes back by itself; a viewer sees no agent commands. Screenshots (1920x1080, en and zh) go to
+//! and the page comes back by itself; a viewer sees no agent commands. Screenshots
+//! (1920x1080 in English and Chinese, 1366x768 in Chinese) go to
 //! target/wallboard-screenshots/.
 //!
 //! Needs `npm ci` in tests/web (done by .ci/run) and /usr/bin/chromium (or CHROMIUM_PATH).
@@ -289,7 +290,11 @@ fn add_viewer(cfg: &TestConfig) {
         .expect("run ccswitch user hash-password");
     writeln!(child.stdin.take().expect("stdin"), "{VIEWER_PASSWORD}").expect("password");
     let out = child.wait_with_output().expect("hash-password output");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let block = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(block.contains("role = \"viewer\""), "{block}");
     let users = cfg.dir.join("users.toml");
@@ -336,10 +341,7 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     // 1. Sign in; the feed goes live.
     browser.goto(&format!("{base}/"));
     browser.sign_in();
-    browser.wait_for(
-        "#connection[data-state=\"live\"]",
-        Duration::from_secs(10),
-    );
+    browser.wait_for("#connection[data-state=\"live\"]", Duration::from_secs(10));
     assert!(browser.text("#who-user").contains(ADMIN));
 
     // 2. The agent registers and shows up ready; the supervisor sets them on break.
@@ -412,12 +414,20 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     assert_eq!(browser.text(".agents h2").trim(), "Agents");
     browser.click("#lang-toggle");
     browser.wait_for_text(".agents h2", "坐席", Duration::from_secs(5));
-    browser.wait_for_text(&format!("{card} .state-badge"), "未就绪", Duration::from_secs(5));
+    browser.wait_for_text(
+        &format!("{card} .state-badge"),
+        "未就绪",
+        Duration::from_secs(5),
+    );
     assert_eq!(
         browser.evaluate("localStorage.getItem('ccswitch.lang')"),
         "zh"
     );
     browser.screenshot("wallboard-zh.png");
+    // The same board on a laptop screen.
+    browser.run(serde_json::json!({"cmd": "setViewport", "width": 1366, "height": 768}));
+    browser.screenshot("wallboard-laptop-zh.png");
+    browser.run(serde_json::json!({"cmd": "setViewport", "width": 1920, "height": 1080}));
     browser.click("#lang-toggle");
     browser.wait_for_text(".agents h2", "Agents", Duration::from_secs(5));
 
@@ -481,10 +491,7 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     } else {
         eprintln!("after the restart the page reconnected with its session");
     }
-    browser.wait_for(
-        "#connection[data-state=\"live\"]",
-        Duration::from_secs(20),
-    );
+    browser.wait_for("#connection[data-state=\"live\"]", Duration::from_secs(20));
     browser.wait_for(&card, Duration::from_secs(10));
 
     // 7. A wrong password is refused on the page; a viewer sees the board without the
@@ -496,10 +503,7 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     browser.click("#sign-in-submit");
     browser.wait_for_text("#sign-in-error", "Sign-in failed", Duration::from_secs(15));
     browser.sign_in_as(VIEWER, VIEWER_PASSWORD);
-    browser.wait_for(
-        "#connection[data-state=\"live\"]",
-        Duration::from_secs(20),
-    );
+    browser.wait_for("#connection[data-state=\"live\"]", Duration::from_secs(20));
     browser.wait_for(&card, Duration::from_secs(10));
     assert!(browser.text("#who-user").contains("viewer"));
     let buttons = browser.run(serde_json::json!({"cmd": "count", "selector": ".agent button"}));

@@ -353,19 +353,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
     // Live view (issue 9): the hub gets every record and live event from the control loop.
     let (live_tx, live) = crate::live::start(&config, &store, clock).await;
-    let rest = api::rest::RestState {
-        auth: auth.clone(),
-        store: store.clone(),
-        commands: cmd_tx.clone(),
-        agents: config.agents.clone(),
-        recordings_dir: config.recording.dir.clone(),
-        service_levels: Arc::new(crate::kpi::ServiceLevelTargets::from_queues(
-            &config.queues,
-            None,
-        )),
-        time_zone: config.ivr.time_zone(),
-        clock,
-    };
+    let rest =
+        api::rest::RestState::new(&config, auth.clone(), store.clone(), cmd_tx.clone(), clock);
     let http_app = api::router(api_state)
         .merge(api::auth_routes::router(auth.clone()))
         .merge(api::rest::router(rest))

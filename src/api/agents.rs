@@ -3,15 +3,18 @@
 //! (`Command::Agent`); what happened shows in the agent's state records and the live feed.
 
 use super::auth_routes::{perm, Authorized};
+use super::params::ApiPath;
 use super::problem::{types, ApiJson, Problem};
 use super::rest::RestState;
 use crate::engine::{AgentChange, Command};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::error::TrySendError;
 use utoipa::ToSchema;
+
+/// How long a command waits for room in the engine's queue before the answer is 503.
+const SEND_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Longest not-ready reason taken (they are short codes: `break`, `lunch`, `training`).
 pub const MAX_REASON_CHARS: usize = 32;
@@ -91,6 +94,7 @@ fn unavailable(detail: &str) -> Problem {
 #[utoipa::path(
     post,
     path = "/api/v1/agents/{extension}/state",
+    operation_id = "setAgentState",
     tag = "agents",
     params(("extension" = String, Path, description = "The agent's extension (agents.toml)")),
     request_body = AgentStateRequest,
@@ -108,10 +112,10 @@ fn unavailable(detail: &str) -> Problem {
 pub async fn set_state(
     State(st): State<RestState>,
     auth: Authorized<perm::AgentCommands>,
-    Path(extension): Path<String>,
+    ApiPath(extension): ApiPath<String>,
     ApiJson(req): ApiJson<AgentStateRequest>,
 ) -> Result<Response, Problem> {
-    if !st.agents.agents.iter().any(|a| a.extension == extension) {
+    if st.agents.get(&extension).is_none() {
         return Err(Problem::not_found(format!(
             "there is no agent with extension `{}` in agents.toml",
             super::rest::printable(&extension, 40)
@@ -123,7 +127,18 @@ pub async fn set_state(
         AgentChange::NotReady { reason } => format!("not_ready:{reason}"),
         AgentChange::Logout => "logged_out".to_string(),
     };
-    // Audited before it is sent: a command nobody could account for must not happen.
+    // A slot in the engine's queue first, then the audit row, then the command: nothing is
+    // sent unaudited, and nothing is audited that could not be sent.
+    let permit = match tokio::time::timeout(SEND_WAIT, st.commands.reserve()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(unavailable("the switch is shutting down")),
+        Err(_) => {
+            return Err(
+                unavailable("the switch is busy: the command was not sent, try again")
+                    .with("retry", true),
+            )
+        }
+    };
     st.auth
         .audit_caller(
             auth.caller(),
@@ -133,22 +148,15 @@ pub async fn set_state(
         )
         .await
         .map_err(|_| unavailable("the audit log cannot be written: command not sent"))?;
-    let cmd = Command::Agent {
+    permit.send(Command::Agent {
         agent: extension,
         change,
-    };
-    match st.commands.try_send(cmd) {
-        Ok(()) => Ok((
-            StatusCode::ACCEPTED,
-            axum::Json(Accepted { accepted: true }),
-        )
-            .into_response()),
-        Err(TrySendError::Full(_)) => Err(unavailable(
-            "the switch is busy: the command was not sent, try again",
-        )
-        .with("retry", true)),
-        Err(TrySendError::Closed(_)) => Err(unavailable("the switch is shutting down")),
-    }
+    });
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(Accepted { accepted: true }),
+    )
+        .into_response())
 }
 
 #[cfg(test)]

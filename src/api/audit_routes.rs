@@ -50,6 +50,7 @@ pub struct AuditPage {
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
+    operation_id = "listAudit",
     tag = "admin",
     params(AuditQuery),
     responses(

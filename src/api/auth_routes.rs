@@ -424,6 +424,7 @@ fn session_cookie(value: &str, max_age_s: u64) -> HeaderValue {
 #[utoipa::path(
     get,
     path = "/api/v1/session",
+    operation_id = "whoAmI",
     tag = "session",
     responses(
         (status = 200, description = "The caller", body = SessionInfo),
@@ -465,6 +466,7 @@ impl Drop for PendingAttempt<'_> {
 #[utoipa::path(
     post,
     path = "/api/v1/session",
+    operation_id = "signIn",
     tag = "session",
     request_body = SignInRequest,
     responses(
@@ -584,6 +586,7 @@ pub async fn sign_in(
 #[utoipa::path(
     delete,
     path = "/api/v1/session",
+    operation_id = "signOut",
     tag = "session",
     responses(
         (status = 204, description = "Signed out; the cookie is cleared"),

@@ -12,6 +12,20 @@ fn ms(t: Option<crate::engine::Millis>) -> Option<u64> {
     t.map(|t| t.as_u64())
 }
 
+/// A stored caller that is a retention hash (64 hex digits), not a number.
+pub fn is_retention_hash(caller: &str) -> bool {
+    caller.len() == 64 && caller.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A caller number as the API shows it: masked; a retention hash shows as `****`.
+pub fn shown_caller(caller: &str) -> String {
+    if is_retention_hash(caller) {
+        "****".to_string()
+    } else {
+        mask_number(caller)
+    }
+}
+
 /// A transfer target: masked when it is a phone number (5 digits or more); an extension or a
 /// queue name stays readable.
 fn mask_target(to: &str) -> String {
@@ -52,7 +66,7 @@ impl CallSummary {
             call_id: c.call_id.clone(),
             arrived_at: c.arrived_at.as_u64(),
             ended_at: ms(c.ended_at),
-            number: mask_number(&c.caller),
+            number: shown_caller(&c.caller),
             dialled: c.dialled.clone(),
             queue: c.queue.clone(),
             agent: c.agent.clone(),
@@ -181,6 +195,8 @@ pub struct CallDetail {
     pub call_id: String,
     /// Masked, e.g. `138****5678` (POST .../unmask shows it in full).
     pub number: String,
+    /// False when only the number's retention hash is kept (unmask answers 409).
+    pub number_available: bool,
     pub dialled: String,
     pub transport: String,
     pub arrived_at: u64,
@@ -217,7 +233,8 @@ impl CallDetail {
     ) -> CallDetail {
         CallDetail {
             call_id: c.call_id.clone(),
-            number: mask_number(&c.caller),
+            number: shown_caller(&c.caller),
+            number_available: !is_retention_hash(&c.caller),
             dialled: c.dialled.clone(),
             transport: c.transport.clone(),
             arrived_at: c.arrived_at.as_u64(),

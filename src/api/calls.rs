@@ -4,14 +4,14 @@
 //! everywhere except in the unmask answer.
 
 use super::auth_routes::{perm, Authorized};
-use super::call_timeline::{CallDetail, CallSummary};
-use super::params::{bad_param, name_param, span, ApiQuery, OutputFormat};
+use super::call_timeline::{is_retention_hash, CallDetail, CallSummary};
+use super::params::{bad_param, name_param, span, ApiPath, ApiQuery, OutputFormat};
 use super::problem::{types, Problem};
 use super::rest::{printable, RestState};
 use super::{csv_export, cursor};
 use crate::engine::Millis;
 use crate::store::{CallOutcome, CallSearch};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -115,10 +115,11 @@ fn search_of(q: &CallsQuery, now: Millis) -> Result<CallSearch, Problem> {
 #[utoipa::path(
     get,
     path = "/api/v1/calls",
+    operation_id = "searchCalls",
     tag = "calls",
     params(CallsQuery),
     responses(
-        (status = 200, description = "A page of calls (numbers masked); with format=csv the page as text/csv", body = CallPage),
+        (status = 200, description = "A page of calls (numbers masked); with format=csv the page as text/csv (header X-Next-Cursor for the next page)", content((CallPage = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter or cursor", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks call_details", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -178,6 +179,7 @@ fn unknown_call(call_id: &str) -> Problem {
 #[utoipa::path(
     get,
     path = "/api/v1/calls/{call_id}",
+    operation_id = "getCall",
     tag = "calls",
     params(("call_id" = String, Path, description = "The engine's call id")),
     responses(
@@ -191,7 +193,7 @@ fn unknown_call(call_id: &str) -> Problem {
 pub async fn timeline(
     State(st): State<RestState>,
     _auth: Authorized<perm::CallDetails>,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     let call = st
         .store
@@ -226,15 +228,11 @@ pub struct Unmasked {
     pub number: String,
 }
 
-/// A stored caller that is a retention hash (64 hex digits), not a number.
-pub fn is_retention_hash(caller: &str) -> bool {
-    caller.len() == 64 && caller.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// The caller's full number of one call (audited).
 #[utoipa::path(
     post,
     path = "/api/v1/calls/{call_id}/unmask",
+    operation_id = "unmaskCall",
     tag = "calls",
     params(("call_id" = String, Path, description = "The engine's call id")),
     responses(
@@ -250,7 +248,7 @@ pub fn is_retention_hash(caller: &str) -> bool {
 pub async fn unmask(
     State(st): State<RestState>,
     auth: Authorized<perm::Unmask>,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath<String>,
 ) -> Result<Response, Problem> {
     let call = st
         .store

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod params;
 pub mod problem;
 pub mod recordings;
+pub mod report_schemas;
 pub mod reports;
 pub mod rest;
 mod sms_webhooks;

@@ -65,7 +65,12 @@ impl Modify for SecuritySchemes {
         super::audit_routes::list,
         serve,
     ),
-    components(schemas(ProblemSchema)),
+    components(schemas(
+        ProblemSchema,
+        super::params::OutputFormat,
+        super::reports::IntervalParam,
+        super::reports::SurveyBy,
+    )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "session", description = "Sign-in, sign-out, who am I"),
@@ -90,9 +95,49 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
+    operation_id = "getOpenApi",
     tag = "meta",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json"))
 )]
 pub async fn serve() -> Response {
     axum::Json(openapi()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_every_schema_and_scheme() {
+        let v = serde_json::to_value(openapi()).unwrap();
+        assert!(v["openapi"].as_str().unwrap().starts_with("3.1"));
+        for s in [
+            "ProblemSchema",
+            "AgentStateRequest",
+            "Accepted",
+            "CallPage",
+            "CallSummary",
+            "CallDetail",
+            "Unmasked",
+            "AuditPage",
+            "SessionInfo",
+            "SignInRequest",
+        ] {
+            assert!(v["components"]["schemas"][s].is_object(), "schema {s}");
+        }
+        for s in ["session_cookie", "bearer_token"] {
+            assert!(v["components"]["securitySchemes"][s].is_object(), "{s}");
+        }
+        let text = v.to_string();
+        for r in text.split("#/components/schemas/").skip(1) {
+            let name: String = r.chars().take_while(|c| c.is_alphanumeric()).collect();
+            assert!(
+                v["components"]["schemas"][&name].is_object(),
+                "dangling $ref {name}"
+            );
+        }
+        if std::env::var_os("CCSWITCH_PRINT_OPENAPI").is_some() {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        }
+    }
 }

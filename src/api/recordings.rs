@@ -4,10 +4,11 @@
 //! recordings folder; the path itself is never shown.
 
 use super::auth_routes::{perm, Authorized};
+use super::params::ApiPath;
 use super::problem::{types, Problem};
 use super::rest::{printable, RestState};
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::path::{Path as FsPath, PathBuf};
@@ -41,6 +42,7 @@ fn no_recording(call_id: &str) -> Problem {
 #[utoipa::path(
     get,
     path = "/api/v1/calls/{call_id}/recording",
+    operation_id = "downloadRecording",
     tag = "calls",
     params(("call_id" = String, Path, description = "The engine's call id")),
     responses(
@@ -57,7 +59,7 @@ fn no_recording(call_id: &str) -> Problem {
 pub async fn download(
     State(st): State<RestState>,
     auth: Authorized<perm::Recordings>,
-    Path(call_id): Path<String>,
+    ApiPath(call_id): ApiPath<String>,
     req: Request,
 ) -> Result<Response, Problem> {
     let call = st

@@ -157,10 +157,11 @@ fn keep(doc: &mut Value, key: &str, field: &str, value: Option<&str>) {
 #[utoipa::path(
     get,
     path = "/api/v1/reports/queues",
+    operation_id = "reportQueues",
     tag = "reports",
     params(QueuesQuery),
     responses(
-        (status = 200, description = "`{interval, from, to, queues: [...], system: [...]}` as `ccswitch report queues --format json`; with format=csv the queue rows (text/csv)", body = Object),
+        (status = 200, description = "`{interval, from, to, queues: [...], system: [...]}` as `ccswitch report queues --format json`; with format=csv the queue rows (text/csv)", content((super::report_schemas::QueuesReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -230,10 +231,11 @@ pub async fn queues(
 #[utoipa::path(
     get,
     path = "/api/v1/reports/agents",
+    operation_id = "reportAgents",
     tag = "reports",
     params(AgentsQuery),
     responses(
-        (status = 200, description = "`{interval, from, to, agents: [...]}` as `ccswitch report agents --format json`; with format=csv the rows (text/csv)", body = Object),
+        (status = 200, description = "`{interval, from, to, agents: [...]}` as `ccswitch report agents --format json`; with format=csv the rows (text/csv)", content((super::report_schemas::AgentsReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -269,10 +271,11 @@ pub async fn agents(
 #[utoipa::path(
     get,
     path = "/api/v1/reports/system",
+    operation_id = "reportSystem",
     tag = "reports",
     params(SystemQuery),
     responses(
-        (status = 200, description = "`{interval, from, to, system: [...]}` (the system rows of `ccswitch report queues --format json`); with format=csv the rows (text/csv)", body = Object),
+        (status = 200, description = "`{interval, from, to, system: [...]}` (the system rows of `ccswitch report queues --format json`); with format=csv the rows (text/csv)", content((super::report_schemas::SystemReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -316,10 +319,11 @@ pub async fn system(
 #[utoipa::path(
     get,
     path = "/api/v1/reports/surveys",
+    operation_id = "reportSurveys",
     tag = "reports",
     params(SurveysQuery),
     responses(
-        (status = 200, description = "`{interval, utc_offset_ms, by, from, to, surveys: [...]}` as `ccswitch report surveys --format json`; with format=csv the rows (text/csv)", body = Object),
+        (status = 200, description = "`{interval, utc_offset_ms, by, from, to, surveys: [...]}` as `ccswitch report surveys --format json`; with format=csv the rows (text/csv)", content((super::report_schemas::SurveysReport = "application/json"), (String = "text/csv"))),
         (status = 400, description = "Bad parameter", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "Role lacks view_reports", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),

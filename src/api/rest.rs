@@ -6,6 +6,7 @@
 use super::auth_routes::AuthState;
 use super::{agents, audit_routes, calls, openapi, recordings, reports};
 use crate::clock::Clock;
+use crate::config::Config;
 use crate::engine::agents::AgentDirectory;
 use crate::engine::Command;
 use crate::kpi::ServiceLevelTargets;
@@ -34,6 +35,28 @@ pub struct RestState {
     /// The IVR's time zone: survey report days are local days, as in the CLI.
     pub time_zone: Tz,
     pub clock: Clock,
+}
+
+impl RestState {
+    /// From the validated config: agents, recordings folder, service levels, time zone.
+    pub fn new(
+        config: &Config,
+        auth: AuthState,
+        store: Store,
+        commands: mpsc::Sender<Command>,
+        clock: Clock,
+    ) -> RestState {
+        RestState {
+            auth,
+            store,
+            commands,
+            agents: config.agents.clone(),
+            recordings_dir: config.recording.dir.clone(),
+            service_levels: Arc::new(ServiceLevelTargets::from_queues(&config.queues, None)),
+            time_zone: config.ivr.time_zone(),
+            clock,
+        }
+    }
 }
 
 impl FromRef<RestState> for AuthState {

@@ -96,7 +96,10 @@ async fn page_and_assets_are_served_with_types_caching_and_security_headers() {
     for (path, ty) in [
         ("/assets/js/main.js", "text/javascript; charset=utf-8"),
         ("/assets/css/style.css", "text/css; charset=utf-8"),
-        ("/assets/vendor/uPlot.esm.js", "text/javascript; charset=utf-8"),
+        (
+            "/assets/vendor/uPlot.esm.js",
+            "text/javascript; charset=utf-8",
+        ),
         ("/assets/vendor/uPlot.min.css", "text/css; charset=utf-8"),
     ] {
         let r = get(addr, path, &[]).await;
@@ -121,7 +124,11 @@ async fn unknown_assets_and_package_files_are_404_problems() {
     ] {
         let r = get(addr, path, &[]).await;
         assert_eq!(r.status, 404, "{path}");
-        assert_eq!(r.header("content-type"), "application/problem+json", "{path}");
+        assert_eq!(
+            r.header("content-type"),
+            "application/problem+json",
+            "{path}"
+        );
         let doc: serde_json::Value = serde_json::from_str(&r.body).expect("problem JSON");
         assert!(
             doc["type"].as_str().unwrap_or("").ends_with("not-found"),

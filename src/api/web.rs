@@ -47,8 +47,14 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
     let plausible = !path.is_empty()
         && !path.starts_with('/')
         && !path.contains('\\')
-        && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
-    let file = if plausible { WebAssets::get(path) } else { None };
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    let file = if plausible {
+        WebAssets::get(path)
+    } else {
+        None
+    };
     let Some(file) = file else {
         let mut response = Problem::not_found(format!("no asset {path:?}"))
             .instance(format!("/assets/{path}"))
@@ -131,7 +137,10 @@ mod tests {
     #[test]
     fn content_types_by_extension() {
         assert_eq!(content_type("js/main.js"), "text/javascript; charset=utf-8");
-        assert_eq!(content_type("vendor/uPlot.min.css"), "text/css; charset=utf-8");
+        assert_eq!(
+            content_type("vendor/uPlot.min.css"),
+            "text/css; charset=utf-8"
+        );
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("LICENSE"), "application/octet-stream");
     }
@@ -140,7 +149,10 @@ mod tests {
     fn if_none_match_lists_and_weak_tags() {
         let mut h = HeaderMap::new();
         assert!(!if_none_match(&h, "\"ab\""));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"ab\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"ab\""),
+        );
         assert!(if_none_match(&h, "\"ab\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(if_none_match(&h, "\"zz\""));

@@ -151,7 +151,8 @@ impl LiveModel {
             recent: VecDeque::new(),
             surveys: SurveyStats::default(),
             surveys_by_queue: HashMap::new(),
-            dirty: 0xff,
+            // Clients start from a snapshot: nothing is pending at first.
+            dirty: 0,
             stale: true,
             computed: Default::default(),
             alerts: Vec::new(),

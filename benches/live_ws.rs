@@ -58,7 +58,10 @@ fn now_ms() -> u64 {
 fn at_of(text: &str) -> Option<u64> {
     let head = &text[..text.len().min(120)];
     let i = head.find("\"at\":")? + 5;
-    let digits: String = head[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = head[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -102,7 +105,10 @@ fn connect_clients(
     let cookie = sign_in(http)?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
     std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt,
             Err(_) => return,
         };
@@ -128,7 +134,8 @@ fn connect_clients(
                     let mut mine = Vec::new();
                     let mut snapshots = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let msg = tokio::time::timeout(Duration::from_millis(500), read.next()).await;
+                        let msg =
+                            tokio::time::timeout(Duration::from_millis(500), read.next()).await;
                         match msg {
                             Ok(Some(Ok(Message::Text(t)))) => {
                                 if t.starts_with("{\"type\":\"snapshot\"") {
@@ -202,7 +209,8 @@ fn main() {
         let (lags, stop) = (Arc::clone(&lags), Arc::clone(&stop));
         if let Ok(mut h) = switch::ON_START.lock() {
             *h = Some(Box::new(move |http| {
-                if let Err(e) = connect_clients(http, clients, Arc::clone(&lags), Arc::clone(&stop)) {
+                if let Err(e) = connect_clients(http, clients, Arc::clone(&lags), Arc::clone(&stop))
+                {
                     eprintln!("live_ws: {e}");
                 }
             }));

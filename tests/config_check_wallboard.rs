@@ -14,7 +14,10 @@ fn copy_with(file: &str, edit: impl Fn(&str) -> String) -> (tempfile::TempDir, P
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("config");
     std::fs::create_dir(&dir).expect("mkdir");
-    for entry in std::fs::read_dir(shipped()).expect("read config/").flatten() {
+    for entry in std::fs::read_dir(shipped())
+        .expect("read config/")
+        .flatten()
+    {
         std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
     }
     let path = dir.join(file);
@@ -53,7 +56,12 @@ fn shipped_wallboard_file_holds_the_metrics_md_standards() {
     assert_eq!(*cfg.wallboard, Wallboard::default());
     let t = &cfg.wallboard.targets;
     assert_eq!(
-        (t.service_level_pct, t.service_level_secs, t.frt_secs, t.aht_secs),
+        (
+            t.service_level_pct,
+            t.service_level_secs,
+            t.frt_secs,
+            t.aht_secs
+        ),
         (80.0, 20, 20, 300)
     );
     assert_eq!((t.containment_pct, t.three_ring_pct), (60.0, 100.0));
@@ -77,7 +85,12 @@ fn bad_values_and_unknown_keys_are_refused() {
         "targets.service_level_pct",
         "percentage",
     );
-    refused("frt_secs = 20", "frt_secs = 0", "targets.frt_secs", "between 1 and 3600");
+    refused(
+        "frt_secs = 20",
+        "frt_secs = 0",
+        "targets.frt_secs",
+        "between 1 and 3600",
+    );
     refused(
         "not_ready_max_secs = 900",
         "not_ready_max_secs = 10",

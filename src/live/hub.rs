@@ -136,11 +136,7 @@ pub fn spawn_with(model: LiveModel, clock: Clock, opts: HubOptions) -> (LiveSend
 }
 
 /// A model for `cfg`, seeded with today's calls and surveys from the store (one query each).
-pub async fn seeded_model(
-    cfg: ModelConfig,
-    store: &crate::store::Store,
-    now: Millis,
-) -> LiveModel {
+pub async fn seeded_model(cfg: ModelConfig, store: &crate::store::Store, now: Millis) -> LiveModel {
     let mut model = LiveModel::new(cfg, now);
     let since = model.day_start();
     match store.calls(Some(since), None).await {
@@ -152,9 +148,17 @@ pub async fn seeded_model(
             }
             tracing::info!(calls = n, "live view seeded with today's calls");
         }
-        Err(e) => tracing::warn!(error = %e, "live view: today's calls not read; figures start at 0"),
+        Err(e) => {
+            tracing::warn!(error = %e, "live view: today's calls not read; figures start at 0")
+        }
     }
-    match store.survey_facts(crate::kpi::Range { since: Some(since), until: None }).await {
+    match store
+        .survey_facts(crate::kpi::Range {
+            since: Some(since),
+            until: None,
+        })
+        .await
+    {
         Ok(facts) => {
             let mut all = crate::kpi::survey::SurveyStats::default();
             let mut by_queue: std::collections::HashMap<String, _> = Default::default();
@@ -384,11 +388,20 @@ mod tests {
                 paused_msgs.extend(drain(&mut paused).0);
             }
         }
-        assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "every update, in order");
+        assert_eq!(
+            seqs,
+            (0..seqs.len() as u64).collect::<Vec<_>>(),
+            "every update, in order"
+        );
         assert!(seqs.len() >= 18, "{seqs:?}");
         let kinds: Vec<(String, u64)> = paused_msgs
             .iter()
-            .map(|m| (m["type"].as_str().unwrap().to_string(), m["seq"].as_u64().unwrap()))
+            .map(|m| {
+                (
+                    m["type"].as_str().unwrap().to_string(),
+                    m["seq"].as_u64().unwrap(),
+                )
+            })
             .collect();
         let resync = kinds
             .iter()
@@ -398,7 +411,10 @@ mod tests {
             kinds.windows(2).all(|w| w[1].1 == w[0].1 + 1),
             "seq still goes up by one: {kinds:?}"
         );
-        assert!(kinds.len() > resync + 1, "updates follow the resync: {kinds:?}");
+        assert!(
+            kinds.len() > resync + 1,
+            "updates follow the resync: {kinds:?}"
+        );
         let (got, closed) = drain(&mut stalled);
         assert_eq!(got.len(), 4, "what fitted in its queue");
         assert!(closed, "the stalled client was dropped");

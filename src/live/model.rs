@@ -11,8 +11,8 @@
 use super::day::DayClock;
 use super::snapshot::Section;
 use crate::config::wallboard::Wallboard;
-use crate::engine::agents::AgentDirectory;
 use crate::engine::acd::QueueSet;
+use crate::engine::agents::AgentDirectory;
 use crate::engine::live::{LiveEvent, QueueCounts};
 use crate::engine::record::Record;
 use crate::engine::time::Millis;

@@ -201,4 +201,15 @@ mod tests {
         );
         assert_eq!(super::origin_authority("null"), None);
     }
+
+    #[test]
+    fn openapi_document_lists_the_live_paths_and_schemas() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(super::LiveApiDoc::openapi()).unwrap();
+        assert!(doc["paths"]["/api/v1/live/snapshot"]["get"].is_object(), "{doc}");
+        assert!(doc["paths"]["/api/v1/live"]["get"].is_object(), "{doc}");
+        let snapshot = &doc["components"]["schemas"]["Snapshot"];
+        assert!(snapshot["properties"]["type"].is_object(), "{snapshot}");
+        assert!(snapshot["properties"]["waiting"].is_object(), "{snapshot}");
+    }
 }

@@ -31,7 +31,7 @@ impl LiveModel {
         self.computed.totals.clone()
     }
 
-    pub fn queues(&mut self, now: Millis) -> Vec<QueueView> {
+    pub fn queues(&mut self, _now: Millis) -> Vec<QueueView> {
         self.compute();
         let names: Vec<String> = self.cfg.queues.names().map(str::to_string).collect();
         names
@@ -54,7 +54,6 @@ impl LiveModel {
                     f64::from(target.target_pct) / 100.0,
                 );
                 let a = counts.agents;
-                let _ = now;
                 QueueView {
                     name: name.clone(),
                     label: spec.map_or_else(|| name.clone(), |s| s.label.clone()),

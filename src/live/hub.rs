@@ -89,6 +89,11 @@ impl LiveHandle {
         rx.await.ok()
     }
 
+    /// False once the hub stopped (the switch is shutting down).
+    pub fn is_running(&self) -> bool {
+        !self.requests.is_closed()
+    }
+
     /// A client's queue of JSON text messages: a snapshot first, then updates. It closes
     /// when the hub drops a stalled client (or stops).
     pub async fn subscribe(&self) -> Option<mpsc::Receiver<String>> {

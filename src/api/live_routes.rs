@@ -144,10 +144,11 @@ pub async fn live_ws(
     let Some(rx) = st.live.subscribe().await else {
         return unavailable().into_response();
     };
-    ws.on_upgrade(move |socket| serve_client(socket, rx))
+    let live = st.live.clone();
+    ws.on_upgrade(move |socket| serve_client(socket, rx, live))
 }
 
-async fn serve_client(mut socket: WebSocket, mut rx: mpsc::Receiver<String>) {
+async fn serve_client(mut socket: WebSocket, mut rx: mpsc::Receiver<String>, live: LiveHandle) {
     let mut ping = tokio::time::interval(Duration::from_secs(PING_SECS));
     ping.tick().await;
     loop {
@@ -159,13 +160,14 @@ async fn serve_client(mut socket: WebSocket, mut rx: mpsc::Receiver<String>) {
                     }
                 }
                 None => {
-                    // The hub dropped us (stalled) or stopped: the client reconnects.
-                    let _ = socket
-                        .send(Message::Close(Some(CloseFrame {
-                            code: 1008,
-                            reason: "fell behind: reconnect".into(),
-                        })))
-                        .await;
+                    // The hub dropped us (stalled: 1008) or stopped (shutdown: 1001); either
+                    // way the client reconnects.
+                    let frame = if live.is_running() {
+                        CloseFrame { code: 1008, reason: "fell behind: reconnect".into() }
+                    } else {
+                        CloseFrame { code: 1001, reason: "the switch is stopping".into() }
+                    };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
                     return;
                 }
             },
@@ -200,5 +202,19 @@ mod tests {
             Some("127.0.0.1:8080")
         );
         assert_eq!(super::origin_authority("null"), None);
+    }
+
+    #[test]
+    fn openapi_document_lists_the_live_paths_and_schemas() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(super::LiveApiDoc::openapi()).unwrap();
+        assert!(
+            doc["paths"]["/api/v1/live/snapshot"]["get"].is_object(),
+            "{doc}"
+        );
+        assert!(doc["paths"]["/api/v1/live"]["get"].is_object(), "{doc}");
+        let snapshot = &doc["components"]["schemas"]["Snapshot"];
+        assert!(snapshot["properties"]["type"].is_object(), "{snapshot}");
+        assert!(snapshot["properties"]["waiting"].is_object(), "{snapshot}");
     }
 }

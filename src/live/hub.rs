@@ -3,7 +3,7 @@
 //! clients subscribe and get a bounded queue each. Every 250 ms (so at most 4 updates a
 //! second per client) the changed sections go out whole as one `update`; a client whose
 //! queue is full is marked for a fresh snapshot once it has room again, and dropped
-//! (its queue closed) if it stays full longer than `STALL_LIMIT_MS`.
+//! (its queue closed) if it stays full longer than `HubOptions::stall_limit_ms`.
 
 use super::model::{LiveModel, ModelConfig};
 use super::prom;
@@ -15,10 +15,23 @@ use crate::engine::time::Millis;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Messages a client's queue holds before it counts as stalled.
-pub const CLIENT_QUEUE: usize = 16;
-/// A stalled client is dropped after this long.
-pub const STALL_LIMIT_MS: u64 = 10_000;
+/// How clients are served.
+#[derive(Clone, Copy, Debug)]
+pub struct HubOptions {
+    /// Messages a client's queue holds before it counts as stalled.
+    pub client_queue: usize,
+    /// A stalled client is dropped after this long.
+    pub stall_limit_ms: u64,
+}
+
+impl Default for HubOptions {
+    fn default() -> Self {
+        HubOptions {
+            client_queue: 16,
+            stall_limit_ms: 10_000,
+        }
+    }
+}
 /// Updates are coalesced over this period.
 pub const FLUSH_MS: u64 = 250;
 
@@ -76,6 +89,11 @@ impl LiveHandle {
         rx.await.ok()
     }
 
+    /// False once the hub stopped (the switch is shutting down).
+    pub fn is_running(&self) -> bool {
+        !self.requests.is_closed()
+    }
+
     /// A client's queue of JSON text messages: a snapshot first, then updates. It closes
     /// when the hub drops a stalled client (or stops).
     pub async fn subscribe(&self) -> Option<mpsc::Receiver<String>> {
@@ -99,10 +117,15 @@ struct Hub {
     clients: Vec<Client>,
     clock: Clock,
     prom: prom::QueueMetrics,
+    opts: HubOptions,
 }
 
 /// Starts the hub with `model` (seeded already).
 pub fn spawn(model: LiveModel, clock: Clock) -> (LiveSender, LiveHandle) {
+    spawn_with(model, clock, HubOptions::default())
+}
+
+pub fn spawn_with(model: LiveModel, clock: Clock, opts: HubOptions) -> (LiveSender, LiveHandle) {
     let (in_tx, in_rx) = mpsc::unbounded_channel();
     let (req_tx, req_rx) = mpsc::channel(256);
     prom::describe();
@@ -111,17 +134,14 @@ pub fn spawn(model: LiveModel, clock: Clock) -> (LiveSender, LiveHandle) {
         clients: Vec::new(),
         clock,
         prom: prom::QueueMetrics::default(),
+        opts,
     };
     tokio::spawn(hub.run(in_rx, req_rx));
     (LiveSender(in_tx), LiveHandle { requests: req_tx })
 }
 
 /// A model for `cfg`, seeded with today's calls and surveys from the store (one query each).
-pub async fn seeded_model(
-    cfg: ModelConfig,
-    store: &crate::store::Store,
-    now: Millis,
-) -> LiveModel {
+pub async fn seeded_model(cfg: ModelConfig, store: &crate::store::Store, now: Millis) -> LiveModel {
     let mut model = LiveModel::new(cfg, now);
     let since = model.day_start();
     match store.calls(Some(since), None).await {
@@ -133,9 +153,17 @@ pub async fn seeded_model(
             }
             tracing::info!(calls = n, "live view seeded with today's calls");
         }
-        Err(e) => tracing::warn!(error = %e, "live view: today's calls not read; figures start at 0"),
+        Err(e) => {
+            tracing::warn!(error = %e, "live view: today's calls not read; figures start at 0")
+        }
     }
-    match store.survey_facts(crate::kpi::Range { since: Some(since), until: None }).await {
+    match store
+        .survey_facts(crate::kpi::Range {
+            since: Some(since),
+            until: None,
+        })
+        .await
+    {
         Ok(facts) => {
             let mut all = crate::kpi::survey::SurveyStats::default();
             let mut by_queue: std::collections::HashMap<String, _> = Default::default();
@@ -213,7 +241,7 @@ impl Hub {
                 let _ = reply.send(self.model.snapshot(now));
             }
             Request::Subscribe(reply) => {
-                let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+                let (tx, rx) = mpsc::channel(self.opts.client_queue);
                 let snap = self.model.snapshot(now);
                 let text = serde_json::to_string(&snap).unwrap_or_default();
                 if tx.try_send(text).is_ok() && reply.send(rx).is_ok() {
@@ -250,7 +278,7 @@ impl Hub {
         for c in &mut self.clients {
             if c.resync {
                 // Room for the whole snapshot and some updates after it: resync.
-                if c.tx.capacity() >= CLIENT_QUEUE / 2 {
+                if c.tx.capacity() >= self.opts.client_queue.div_ceil(2) {
                     let snap = snapshot.get_or_insert_with(|| self.model.snapshot(now));
                     c.seq += 1;
                     let mut s = snap.clone();
@@ -263,7 +291,7 @@ impl Hub {
                     }
                 } else if c
                     .stalled_since
-                    .is_some_and(|s| now.since(s) > STALL_LIMIT_MS)
+                    .is_some_and(|s| now.since(s) > self.opts.stall_limit_ms)
                 {
                     dropped += 1;
                     c.dropped = true;
@@ -295,5 +323,105 @@ impl Hub {
         if before != self.clients.len() || dropped > 0 {
             metrics::gauge!(prom::CLIENTS).set(self.clients.len() as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn model(clock: Clock) -> LiveModel {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let c = crate::config::load(&dir).expect("shipped config");
+        let cfg = ModelConfig {
+            time_zone: c.ivr.time_zone(),
+            wallboard: (*c.wallboard).clone(),
+            queues: c.queues.clone(),
+            agents: c.agents.clone(),
+        };
+        LiveModel::new(cfg, clock.now())
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<String>) -> (Vec<Value>, bool) {
+        let mut got = Vec::new();
+        loop {
+            match rx.try_recv() {
+                Ok(t) => got.push(serde_json::from_str(&t).unwrap()),
+                Err(mpsc::error::TryRecvError::Empty) => return (got, false),
+                Err(mpsc::error::TryRecvError::Disconnected) => return (got, true),
+            }
+        }
+    }
+
+    /// One client reads along, one never reads, one pauses and then catches up: the reader
+    /// sees every change in order, the paused one gets a fresh snapshot, the stalled one
+    /// is dropped.
+    #[tokio::test]
+    async fn a_stalled_client_is_dropped_a_slow_one_resynced_and_others_keep_going() {
+        let clock = Clock::new();
+        let opts = HubOptions {
+            client_queue: 4,
+            stall_limit_ms: 2500,
+        };
+        let (tx, live) = spawn_with(model(clock), clock, opts);
+        let mut reader = live.subscribe().await.unwrap();
+        let mut stalled = live.subscribe().await.unwrap();
+        let mut paused = live.subscribe().await.unwrap();
+        let mut seqs = Vec::new();
+        let mut paused_msgs = Vec::new();
+        for i in 0..20u64 {
+            let state = if i % 2 == 0 { "ready" } else { "not_ready" };
+            tx.record(&Record::AgentStateChanged {
+                agent: "1001".into(),
+                at: clock.now(),
+                state: state.into(),
+                reason: (state == "not_ready").then(|| "break".into()),
+            });
+            tokio::time::sleep(Duration::from_millis(FLUSH_MS + 30)).await;
+            let (got, closed) = drain(&mut reader);
+            assert!(!closed);
+            for m in got {
+                seqs.push(m["seq"].as_u64().unwrap());
+                if m["type"] == "update" {
+                    assert!(m["agents"].is_array(), "{m}");
+                    assert!(m.get("waiting").is_none(), "only changed sections: {m}");
+                }
+            }
+            // The paused client reads nothing for a while (its queue fills), then catches up.
+            if i >= 5 {
+                paused_msgs.extend(drain(&mut paused).0);
+            }
+        }
+        assert_eq!(
+            seqs,
+            (0..seqs.len() as u64).collect::<Vec<_>>(),
+            "every update, in order"
+        );
+        assert!(seqs.len() >= 18, "{seqs:?}");
+        let kinds: Vec<(String, u64)> = paused_msgs
+            .iter()
+            .map(|m| {
+                (
+                    m["type"].as_str().unwrap().to_string(),
+                    m["seq"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let resync = kinds
+            .iter()
+            .position(|(k, s)| k == "snapshot" && *s > 0)
+            .unwrap_or_else(|| panic!("a fresh snapshot after falling behind: {kinds:?}"));
+        assert!(
+            kinds.windows(2).all(|w| w[1].1 == w[0].1 + 1),
+            "seq still goes up by one: {kinds:?}"
+        );
+        assert!(
+            kinds.len() > resync + 1,
+            "updates follow the resync: {kinds:?}"
+        );
+        let (got, closed) = drain(&mut stalled);
+        assert_eq!(got.len(), 4, "what fitted in its queue");
+        assert!(closed, "the stalled client was dropped");
     }
 }

@@ -11,8 +11,8 @@
 use super::day::DayClock;
 use super::snapshot::Section;
 use crate::config::wallboard::Wallboard;
-use crate::engine::agents::AgentDirectory;
 use crate::engine::acd::QueueSet;
+use crate::engine::agents::AgentDirectory;
 use crate::engine::live::{LiveEvent, QueueCounts};
 use crate::engine::record::Record;
 use crate::engine::time::Millis;
@@ -151,7 +151,8 @@ impl LiveModel {
             recent: VecDeque::new(),
             surveys: SurveyStats::default(),
             surveys_by_queue: HashMap::new(),
-            dirty: 0xff,
+            // Clients start from a snapshot: nothing is pending at first.
+            dirty: 0,
             stale: true,
             computed: Default::default(),
             alerts: Vec::new(),

@@ -40,10 +40,19 @@ pub fn describe() {
         QUEUE_WAIT,
         "queue wait of answered and abandoned calls, seconds (label queue)"
     );
-    metrics::describe_histogram!(FRT, "first response time of answered calls, seconds (label queue)");
-    metrics::describe_histogram!(TALK, "talk time of agent-answered calls, seconds (label queue)");
+    metrics::describe_histogram!(
+        FRT,
+        "first response time of answered calls, seconds (label queue)"
+    );
+    metrics::describe_histogram!(
+        TALK,
+        "talk time of agent-answered calls, seconds (label queue)"
+    );
     metrics::describe_gauge!(CLIENTS, "live WebSocket clients connected");
-    metrics::describe_counter!(RESYNCS, "live clients that fell behind and got a fresh snapshot");
+    metrics::describe_counter!(
+        RESYNCS,
+        "live clients that fell behind and got a fresh snapshot"
+    );
     metrics::describe_counter!(DROPPED, "live clients dropped after stalling");
 }
 

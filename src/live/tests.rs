@@ -69,7 +69,15 @@ fn ended(id: &str, t: u64, by: EndedBy) -> Record {
 
 /// A call through the IVR into `queue`, answered by `agent` after `wait` s, talking
 /// `talk` s, wrapping up `acw` s. Returns the records in order.
-fn handled(id: &str, t: u64, queue: &str, agent: &str, wait: u64, talk: u64, acw: u64) -> Vec<Record> {
+fn handled(
+    id: &str,
+    t: u64,
+    queue: &str,
+    agent: &str,
+    wait: u64,
+    talk: u64,
+    acw: u64,
+) -> Vec<Record> {
     let q = t + 5;
     let ans = q + wait;
     vec![
@@ -142,8 +150,14 @@ fn a_caller_in_the_ivr_then_waiting_then_talking() {
     let w = m.waiting();
     assert_eq!(w.len(), 2);
     // The VIP goes first although they came later.
-    assert_eq!((w[0].call_id.as_str(), w[0].position, w[0].vip), ("c2", 1, true));
-    assert_eq!((w[1].call_id.as_str(), w[1].position, w[1].vip), ("c1", 2, false));
+    assert_eq!(
+        (w[0].call_id.as_str(), w[0].position, w[0].vip),
+        ("c2", 1, true)
+    );
+    assert_eq!(
+        (w[1].call_id.as_str(), w[1].position, w[1].vip),
+        ("c1", 2, false)
+    );
     assert_eq!(w[1].language.as_deref(), Some("zh"));
     assert_eq!(w[1].since, at(5).as_u64());
     assert!(m.take_dirty() & Section::Waiting.bit() != 0);
@@ -169,23 +183,44 @@ fn a_caller_in_the_ivr_then_waiting_then_talking() {
     assert_eq!(alice.name, "Alice");
     assert_eq!(alice.state, "on_call");
     let call = alice.call.as_ref().unwrap();
-    assert_eq!((call.call_id.as_str(), call.queue.as_deref()), ("c2", Some("tech")));
+    assert_eq!(
+        (call.call_id.as_str(), call.queue.as_deref()),
+        ("c2", Some("tech"))
+    );
     assert_eq!(call.since, at(10).as_u64());
-    let talking = m.calls_view().into_iter().find(|c| c.call_id == "c2").unwrap();
-    assert_eq!((talking.state.as_str(), talking.agent.as_deref()), ("talking", Some("1001")));
+    let talking = m
+        .calls_view()
+        .into_iter()
+        .find(|c| c.call_id == "c2")
+        .unwrap();
+    assert_eq!(
+        (talking.state.as_str(), talking.agent.as_deref()),
+        ("talking", Some("1001"))
+    );
 
     m.apply(&ended("c2", 70, EndedBy::Agent));
     m.apply(&state("1001", 70, "wrap_up", None));
-    let alice = m.agents_view().into_iter().find(|a| a.extension == "1001").unwrap();
+    let alice = m
+        .agents_view()
+        .into_iter()
+        .find(|a| a.extension == "1001")
+        .unwrap();
     assert_eq!(alice.state, "wrap_up");
-    assert!(alice.call.is_some(), "the wrap-up still belongs to the call");
+    assert!(
+        alice.call.is_some(),
+        "the wrap-up still belongs to the call"
+    );
     m.apply(&Record::WrapUpEnded {
         call_id: "c2".into(),
         agent: "1001".into(),
         at: at(100),
     });
     m.apply(&state("1001", 100, "ready", None));
-    let alice = m.agents_view().into_iter().find(|a| a.extension == "1001").unwrap();
+    let alice = m
+        .agents_view()
+        .into_iter()
+        .find(|a| a.extension == "1001")
+        .unwrap();
     assert!(alice.call.is_none());
     assert_eq!(alice.calls_today, 1);
     assert_eq!(alice.aht_secs_today, Some(90.0));
@@ -200,8 +235,16 @@ fn todays_figures_equal_kpi_over_the_same_calls() {
     recs.extend(handled("b", 200, "tech", "1002", 40, 50, 10));
     recs.extend(handled("c", 400, "after_sales", "1003", 3, 30, 5));
     // Abandoned after 30 s in queue, and a short abandon after 2 s.
-    recs.extend([started("d", 600), queued("d", 605, "tech", 0), ended("d", 635, EndedBy::Caller)]);
-    recs.extend([started("e", 700), queued("e", 705, "tech", 0), ended("e", 707, EndedBy::Caller)]);
+    recs.extend([
+        started("d", 600),
+        queued("d", 605, "tech", 0),
+        ended("d", 635, EndedBy::Caller),
+    ]);
+    recs.extend([
+        started("e", 700),
+        queued("e", 705, "tech", 0),
+        ended("e", 707, EndedBy::Caller),
+    ]);
     // Self-served in the IVR.
     recs.extend([
         started("f", 800),
@@ -239,7 +282,10 @@ fn todays_figures_equal_kpi_over_the_same_calls() {
     let snap = m.snapshot(at(890));
     let q = snap.queues.iter().find(|q| q.name == "tech").unwrap();
     assert_eq!(q.label, "Technical support");
-    assert_eq!((q.today.offered, q.today.answered, q.today.abandoned), (4, 2, 2));
+    assert_eq!(
+        (q.today.offered, q.today.answered, q.today.abandoned),
+        (4, 2, 2)
+    );
     // SL: 1 of (4 - 1 short abandon) within 20 s.
     assert_eq!(q.today.service_level_pct, Some(33.3));
     assert_eq!(tech.service_level(), Some(1.0 / 3.0));
@@ -253,7 +299,10 @@ fn todays_figures_equal_kpi_over_the_same_calls() {
     // f self-served; f's answer came after 20 s > 3 rings of 6 s.
     let facts: Vec<_> = m.today.values().map(|d| d.facts).collect();
     let summary = kpi::Summary::of(&facts);
-    assert_eq!(t.containment_pct, Some((summary.ivr_containment().unwrap() * 1000.0).round() / 10.0));
+    assert_eq!(
+        t.containment_pct,
+        Some((summary.ivr_containment().unwrap() * 1000.0).round() / 10.0)
+    );
     assert_eq!(t.containment_pct, Some(25.0));
     assert_eq!(t.three_ring_pct, Some(75.0));
     assert_eq!(t.csat_pct, None);
@@ -311,8 +360,15 @@ fn seeded_calls_and_surveys_count_today() {
     m.survey_event(Some("tech"), Some(5));
     s.answered += 1;
     s.csat_satisfied += 1;
-    assert_eq!(m.totals().csat_pct, Some((s.csat().unwrap() * 1000.0).round() / 10.0));
-    let bob = m.agents_view().into_iter().find(|a| a.extension == "1002").unwrap();
+    assert_eq!(
+        m.totals().csat_pct,
+        Some((s.csat().unwrap() * 1000.0).round() / 10.0)
+    );
+    let bob = m
+        .agents_view()
+        .into_iter()
+        .find(|a| a.extension == "1002")
+        .unwrap();
     assert_eq!((bob.calls_today, bob.aht_secs_today), (1, Some(70.0)));
 }
 
@@ -348,8 +404,10 @@ fn queue_figures_staffing_and_alerts() {
     // An agent on a break for longer than 900 s.
     m.apply(&state("1003", 30, "not_ready", Some("break")));
     m.tick(at(30 + 901));
-    assert!(m.alerts().iter().any(|a| a.kind == "agent_not_ready_long"
-        && a.agent.as_deref() == Some("1003")));
+    assert!(m
+        .alerts()
+        .iter()
+        .any(|a| a.kind == "agent_not_ready_long" && a.agent.as_deref() == Some("1003")));
 
     // Service level low only from 5 calls on: 5 calls abandoned after 30 s.
     for i in 0..5 {
@@ -359,18 +417,40 @@ fn queue_figures_staffing_and_alerts() {
         m.apply(&ended(&id, 1031, EndedBy::Caller));
     }
     m.tick(at(1040));
-    let low = m.alerts().into_iter().find(|a| a.kind == "service_level_low").unwrap();
-    assert_eq!((low.queue.as_deref(), low.value, low.threshold), (Some("after_sales"), Some(0.0), 80.0));
+    let low = m
+        .alerts()
+        .into_iter()
+        .find(|a| a.kind == "service_level_low")
+        .unwrap();
+    assert_eq!(
+        (low.queue.as_deref(), low.value, low.threshold),
+        (Some("after_sales"), Some(0.0), 80.0)
+    );
 
     // Staffing: 5 arrivals in the last hour of after_sales at its default handle time.
-    let q = m.queues(at(1040)).into_iter().find(|q| q.name == "after_sales").unwrap();
+    let q = m
+        .queues(at(1040))
+        .into_iter()
+        .find(|q| q.name == "after_sales")
+        .unwrap();
     assert_eq!(q.staffing.arrivals_last_hour, 5);
     assert!(q.staffing.needed >= 1);
-    let tech = m.queues(at(1040)).into_iter().find(|q| q.name == "tech").unwrap();
-    assert_eq!((tech.waiting, tech.longest_wait_since), (2, Some(at(0).as_u64())));
+    let tech = m
+        .queues(at(1040))
+        .into_iter()
+        .find(|q| q.name == "tech")
+        .unwrap();
+    assert_eq!(
+        (tech.waiting, tech.longest_wait_since),
+        (2, Some(at(0).as_u64()))
+    );
     // An hour later the arrivals have left the window.
     m.tick(at(1040 + 3600));
-    let q = m.queues(at(1040 + 3600)).into_iter().find(|q| q.name == "after_sales").unwrap();
+    let q = m
+        .queues(at(1040 + 3600))
+        .into_iter()
+        .find(|q| q.name == "after_sales")
+        .unwrap();
     assert_eq!((q.staffing.arrivals_last_hour, q.staffing.needed), (0, 0));
 }
 
@@ -401,8 +481,19 @@ fn snapshot_serialises_as_the_contract_says() {
     m.apply(&started("c1", 0));
     let v = serde_json::to_value(m.snapshot(at(1))).unwrap();
     for key in [
-        "type", "seq", "at", "day_start", "time_zone", "targets", "totals", "queues", "agents",
-        "waiting", "calls", "alerts", "intervals",
+        "type",
+        "seq",
+        "at",
+        "day_start",
+        "time_zone",
+        "targets",
+        "totals",
+        "queues",
+        "agents",
+        "waiting",
+        "calls",
+        "alerts",
+        "intervals",
     ] {
         assert!(v.get(key).is_some(), "{key}");
     }

@@ -90,7 +90,8 @@ impl LiveModel {
                     let mut one = QueueStats::default();
                     one.add(t, threshold);
                     merge(per_queue.entry(q.clone()).or_default(), &one);
-                    let b = start.as_u64() + (at.as_u64() - start.as_u64()) / INTERVAL_MS * INTERVAL_MS;
+                    let b =
+                        start.as_u64() + (at.as_u64() - start.as_u64()) / INTERVAL_MS * INTERVAL_MS;
                     merge(buckets.entry(b).or_default(), &one);
                 }
             }

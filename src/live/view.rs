@@ -31,7 +31,7 @@ impl LiveModel {
         self.computed.totals.clone()
     }
 
-    pub fn queues(&mut self, now: Millis) -> Vec<QueueView> {
+    pub fn queues(&mut self, _now: Millis) -> Vec<QueueView> {
         self.compute();
         let names: Vec<String> = self.cfg.queues.names().map(str::to_string).collect();
         names
@@ -54,7 +54,6 @@ impl LiveModel {
                     f64::from(target.target_pct) / 100.0,
                 );
                 let a = counts.agents;
-                let _ = now;
                 QueueView {
                     name: name.clone(),
                     label: spec.map_or_else(|| name.clone(), |s| s.label.clone()),
@@ -117,7 +116,14 @@ impl LiveModel {
             .filter(|c| matches!(c.phase, CallPhase::Queued | CallPhase::Offered))
             .filter_map(|c| Some((c.queue.clone()?, c)))
             .collect();
-        w.sort_by_key(|(q, c)| (q.clone(), Reverse(c.priority), c.queued_at, c.call_id.clone()));
+        w.sort_by_key(|(q, c)| {
+            (
+                q.clone(),
+                Reverse(c.priority),
+                c.queued_at,
+                c.call_id.clone(),
+            )
+        });
         let mut out = Vec::with_capacity(w.len());
         let mut position = 0;
         let mut last_queue: Option<&str> = None;
@@ -154,7 +160,11 @@ impl LiveModel {
                 since: c.since.as_u64(),
             })
             .collect();
-        v.sort_by(|a, b| a.since.cmp(&b.since).then_with(|| a.call_id.cmp(&b.call_id)));
+        v.sort_by(|a, b| {
+            a.since
+                .cmp(&b.since)
+                .then_with(|| a.call_id.cmp(&b.call_id))
+        });
         v
     }
 
@@ -168,7 +178,9 @@ impl LiveModel {
         let mut b = start;
         while b <= last || got.peek().is_some() {
             match got.peek() {
-                Some(i) if i.start == b => out.push(got.next().cloned().unwrap_or_else(|| empty(b))),
+                Some(i) if i.start == b => {
+                    out.push(got.next().cloned().unwrap_or_else(|| empty(b)))
+                }
                 _ => out.push(empty(b)),
             }
             b += INTERVAL_MS;
@@ -225,12 +237,18 @@ impl LiveModel {
         let names: Vec<String> = self.cfg.queues.names().map(str::to_string).collect();
         for name in &names {
             let target = self.sl.get(name);
-            let stats = self.computed.queue_stats.get(name).copied().unwrap_or_default();
+            let stats = self
+                .computed
+                .queue_stats
+                .get(name)
+                .copied()
+                .unwrap_or_default();
             let measured = stats.offered.saturating_sub(stats.short_abandoned);
             let sl = stats.service_level().map(|f| (f * 1000.0).round() / 10.0);
             match sl {
-                Some(v) if measured >= cfg.alerts.service_level_min_calls
-                    && v < f64::from(target.target_pct) =>
+                Some(v)
+                    if measured >= cfg.alerts.service_level_min_calls
+                        && v < f64::from(target.target_pct) =>
                 {
                     let since = *self.sl_low_since.entry(name.clone()).or_insert(now);
                     alerts.push(Alert {

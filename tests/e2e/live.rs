@@ -121,7 +121,11 @@ impl Feed {
         let start = Instant::now();
         while !pred(&self.view) {
             let left = within.saturating_sub(start.elapsed());
-            assert!(!left.is_zero(), "live feed: no {what} within {within:?}: {:#}", self.view);
+            assert!(
+                !left.is_zero(),
+                "live feed: no {what} within {within:?}: {:#}",
+                self.view
+            );
             let Some(text) = next_text(&mut self.ws, left) else {
                 continue;
             };
@@ -182,7 +186,11 @@ fn live_feed_shows_the_caller_waiting_then_the_agent_on_call_then_wrap_up() {
     // Refusals: no credentials (401), a cookie from another origin (403).
     assert_eq!(connect(&sw, &[]).err(), Some(401));
     assert_eq!(
-        connect(&sw, &[("Cookie", &cookie), ("Origin", "http://evil.example")]).err(),
+        connect(
+            &sw,
+            &[("Cookie", &cookie), ("Origin", "http://evil.example")]
+        )
+        .err(),
         Some(403)
     );
     // Same origin is fine.
@@ -193,13 +201,24 @@ fn live_feed_shows_the_caller_waiting_then_the_agent_on_call_then_wrap_up() {
     let stalled = connect(&sw, &[("Cookie", &cookie)]).expect("stalled client connects");
     let mut feed = Feed::open(&sw, &cookie);
     assert_eq!(agent(&feed.view, "1002")["name"], "Bob");
-    assert!(feed.view["queues"].as_array().is_some_and(|q| q.iter().any(|q| q["name"] == "tech")));
+    assert!(feed.view["queues"]
+        .as_array()
+        .is_some_and(|q| q.iter().any(|q| q["name"] == "tech")));
 
     let t = timeline();
     let answer_after = 4.0;
     let talk = 5.0;
     let hangup = t.main + 1.0 + answer_after + talk;
-    let bob = spawn_agent(&py, &sw, "1002", answer_after, None, None, hangup + 30.0, &["--linger", "8"]);
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        answer_after,
+        None,
+        None,
+        hangup + 30.0,
+        &["--linger", "8"],
+    );
     bob.wait_event("registered", Duration::from_secs(15));
     feed.until("agent 1002 ready", Duration::from_secs(5), |v| {
         agent(v, "1002")["state"] == "ready"
@@ -219,30 +238,47 @@ fn live_feed_shows_the_caller_waiting_then_the_agent_on_call_then_wrap_up() {
     );
     // In the IVR first, then waiting in tech (Bob's phone rings for 4 s).
     feed.until("call in the IVR", Duration::from_secs(10), |v| {
-        v["calls"].as_array().is_some_and(|c| c.iter().any(|c| c["state"] == "ivr"))
+        v["calls"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["state"] == "ivr"))
     });
-    feed.until("the caller waiting in tech", Duration::from_secs_f64(t.main + 10.0), |v| {
-        v["waiting"].as_array().is_some_and(|w| {
-            w.iter().any(|w| {
-                w["queue"] == "tech"
-                    && w["number"] == "*******5678"
-                    && w["position"] == 1
-                    && w["language"] == "en"
+    feed.until(
+        "the caller waiting in tech",
+        Duration::from_secs_f64(t.main + 10.0),
+        |v| {
+            v["waiting"].as_array().is_some_and(|w| {
+                w.iter().any(|w| {
+                    w["queue"] == "tech"
+                        && w["number"] == "*******5678"
+                        && w["position"] == 1
+                        && w["language"] == "en"
+                })
             })
-        })
-    });
+        },
+    );
     let took = feed.until("Bob on the call", Duration::from_secs(15), |v| {
         let a = agent(v, "1002");
         a["state"] == "on_call" && a["call"]["queue"] == "tech"
     });
     eprintln!("waiting -> on_call seen after {took:?}");
-    assert!(feed.view["waiting"].as_array().is_some_and(|w| w.is_empty()), "{:#}", feed.view["waiting"]);
+    assert!(
+        feed.view["waiting"]
+            .as_array()
+            .is_some_and(|w| w.is_empty()),
+        "{:#}",
+        feed.view["waiting"]
+    );
     feed.until("the call talking", Duration::from_secs(2), |v| {
-        v["calls"].as_array().is_some_and(|c| c.iter().any(|c| c["state"] == "talking" && c["agent"] == "1002"))
+        v["calls"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["state"] == "talking" && c["agent"] == "1002")
+        })
     });
-    feed.until("Bob in wrap-up", Duration::from_secs_f64(talk + 15.0), |v| {
-        agent(v, "1002")["state"] == "wrap_up"
-    });
+    feed.until(
+        "Bob in wrap-up",
+        Duration::from_secs_f64(talk + 15.0),
+        |v| agent(v, "1002")["state"] == "wrap_up",
+    );
     feed.until("today's figures", Duration::from_secs(5), |v| {
         v["totals"]["offered"] == 1 && v["totals"]["answered"] == 1
     });
@@ -253,19 +289,40 @@ fn live_feed_shows_the_caller_waiting_then_the_agent_on_call_then_wrap_up() {
     // The stalled client held nobody back; prometheus has the queue's figures.
     drop(stalled);
     let (_, metrics) = sw.http_get("/metrics");
-    assert!(metrics.contains("ccswitch_queue_agents{queue=\"tech\",state=\"logged_in\"}"), "{metrics}");
-    assert!(metrics.contains("ccswitch_queue_frt_seconds_bucket{queue=\"tech\""), "{metrics}");
-    assert!(metrics.contains("ccswitch_queue_waiting{queue=\"tech\"}"), "{metrics}");
+    assert!(
+        metrics.contains("ccswitch_queue_agents{queue=\"tech\",state=\"logged_in\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ccswitch_queue_frt_seconds_bucket{queue=\"tech\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ccswitch_queue_waiting{queue=\"tech\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
 fn live_snapshot_answers_a_bearer_token_and_refuses_none() {
     let cfg = TestConfig::new(0);
     let out = Command::new(bin())
-        .args(["user", "token", "wall", "--role", "viewer", "--database", &cfg.db_url])
+        .args([
+            "user",
+            "token",
+            "wall",
+            "--role",
+            "viewer",
+            "--database",
+            &cfg.db_url,
+        ])
         .output()
         .expect("ccswitch user token");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let sw = Switch::start(&cfg, SLOT);
     let bearer = format!("Bearer {token}");

@@ -374,7 +374,7 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     // 3. A caller picks English, then tech: with the only agent on break they wait, and the
     //    waiting list shows them (the delay from queue entry is printed, not asserted). They
     //    hang up HANG_UP_S after the main menu; steps 4-5 take well under that.
-    const HANG_UP_S: f64 = 25.0;
+    const HANG_UP_S: f64 = 35.0;
     let caller = spawn_caller(
         &py,
         &sw.uri("100"),

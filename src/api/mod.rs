@@ -1,6 +1,6 @@
 //! HTTP: health, Prometheus metrics, the supervisor API under `/api/v1` (sign-in and
 //! authentication in `auth_routes`, error documents in `problem`), and the SMS webhooks of
-//! the HTTP gateway (`sms_webhooks`) when surveys run.
+//! the HTTP gateway (`sms_webhooks`) when surveys run, and the embedded wallboard page (`web`).
 
 pub mod agents;
 pub mod audit_routes;

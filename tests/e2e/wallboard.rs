@@ -384,13 +384,14 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
             dtmf_method: "rfc4733",
             hangup_after: t.main + HANG_UP_S,
             max_duration: t.main + HANG_UP_S + 30.0,
-            from_user: Some("13812345678"),
+            // A VIP prefix in the shipped queues.toml ([vip] prefixes = ["+8610999"]).
+            from_user: Some("+861099912345"),
             ..Default::default()
         },
     );
     browser.wait_for_text(
         "#waiting-rows",
-        "5678",
+        "2345",
         Duration::from_secs_f64(t.main + 20.0),
     );
     let shown_after_ms = browser.evaluate(
@@ -399,9 +400,10 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     eprintln!("waiting list showed the caller {shown_after_ms} ms after queue entry");
     let row = browser.text("#waiting-rows");
     assert!(
-        !row.contains("13812345678"),
+        !row.contains("861099912345"),
         "the number is masked: {row:?}"
     );
+    browser.wait_for("#waiting-rows tr.vip .vip-mark", Duration::from_secs(5));
     browser.wait_for_text(
         "#queue-rows tr[data-queue=\"tech\"] td[data-col=\"waiting\"]",
         "1",

@@ -32,3 +32,22 @@ test("KPI colours: met, within 10 % of the target, beyond, or no figure", () => 
   assert.equal(kpiStatus(null, 20, false), "none");
   assert.equal(kpiStatus(5, undefined, false), "none");
 });
+
+test("labels and Intl formats follow the chosen language", async () => {
+  const i18n = await import("../../web/js/i18n.js");
+  i18n.setLanguage("en");
+  assert.equal(i18n.t("state.on_call"), "On call");
+  assert.equal(i18n.formatDuration(65), "1:05");
+  assert.equal(i18n.formatDuration(3723), "1:02:03");
+  assert.equal(i18n.formatDuration(null), "—");
+  assert.equal(i18n.formatPercent(78.4), "78.4%");
+  assert.equal(i18n.formatNumber(12345), "12,345");
+  assert.equal(i18n.formatClock(Date.UTC(2026, 0, 1, 7, 5, 9), "Asia/Shanghai"), "15:05:09");
+  i18n.setLanguage("zh");
+  assert.equal(i18n.t("state.on_call"), "通话中");
+  assert.equal(i18n.t("kpi.service_level", { secs: 20 }), "服务水平（20 秒）");
+  assert.match(i18n.formatSeconds(14), /14\s?秒/);
+  assert.equal(i18n.formatLanguageName("en"), "英语");
+  i18n.setLanguage("en");
+  assert.equal(i18n.formatLanguageName("zh"), "Chinese");
+});

@@ -216,7 +216,8 @@ export function t(key, params = {}) {
 }
 
 /// Fills every element with data-i18n (text) or data-i18n-placeholder (placeholder).
-export function applyStaticLabels(root = document) {
+export function applyStaticLabels(root = globalThis.document) {
+  if (!root) return; // no page (the node tests)
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   document.title = t("title");
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);

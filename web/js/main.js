@@ -27,6 +27,16 @@ const page = {
   skewMs: 0,
 };
 
+/// A message's `at` is never later than the server's clock when we get it, so the largest
+/// recent (at - our clock) is the best estimate of the offset between the two clocks.
+const skewSamples = [];
+
+function noteServerTime(at) {
+  skewSamples.push(at - Date.now());
+  if (skewSamples.length > 20) skewSamples.shift();
+  page.skewMs = Math.max(...skewSamples);
+}
+
 function serverNow() {
   return Date.now() + page.skewMs;
 }
@@ -79,7 +89,7 @@ function showBoard(session) {
   page.feed = new LiveFeed({
     url: liveUrl(),
     onModel: (model) => {
-      if (typeof model.at === "number") page.skewMs = model.at - Date.now();
+      if (typeof model.at === "number") noteServerTime(model.at);
       page.model = model;
       renderAll();
     },

@@ -49,8 +49,8 @@ function snapshot() {
     calls: [],
     alerts: [
       { kind: "service_level_low", queue: "support", agent: null, call_id: null, since: now - 300000, value: 71.0, threshold: 80.0 },
-      { kind: "wait_over_frt", queue: "sales", agent: null, call_id: "c2", since: now - 27000, value: 47, threshold: 20 },
-      { kind: "agent_not_ready_long", queue: null, agent: "1003", call_id: null, since: now - 100000, value: 1000, threshold: 900 },
+      { kind: "wait_over_frt", queue: "sales", agent: null, call_id: "c2", since: now - 47000, value: null, threshold: 20 },
+      { kind: "agent_not_ready_long", queue: null, agent: "1003", call_id: null, since: now - 1000 * 1000, value: null, threshold: 900 },
     ],
     intervals,
   };

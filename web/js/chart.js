@@ -47,7 +47,7 @@ function options(width, timeZone) {
   const grid = { stroke: "rgba(255,255,255,0.08)", width: 1 };
   return {
     width,
-    height: 210,
+    height: 180,
     tzDate: (ts) => {
       try {
         return timeZone ? uPlot.tzDate(new Date(ts * 1000), timeZone) : new Date(ts * 1000);
@@ -141,7 +141,7 @@ export function renderIntervals(model) {
 
 export function resizeChart() {
   const host = document.getElementById("interval-chart");
-  if (plot && host.clientWidth) plot.setSize({ width: host.clientWidth, height: 210 });
+  if (plot && host.clientWidth) plot.setSize({ width: host.clientWidth, height: 180 });
 }
 
 export function resetChart() {

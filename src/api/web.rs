@@ -66,7 +66,12 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
     let mut response = if if_none_match(request, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = file.data.into_owned().into_response();
+        // Release builds borrow the embedded bytes: no copy per request.
+        let body = match file.data {
+            std::borrow::Cow::Borrowed(bytes) => axum::body::Body::from(bytes),
+            std::borrow::Cow::Owned(bytes) => axum::body::Body::from(bytes),
+        };
+        let mut r = body.into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(content_type(path)),

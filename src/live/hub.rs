@@ -74,6 +74,9 @@ enum Request {
 #[derive(Clone, Debug)]
 pub struct LiveHandle {
     requests: mpsc::Sender<Request>,
+    /// The live view's own runtime (one thread): the hub and the WebSocket clients' loops
+    /// run there, so building and writing updates never holds up the control loop's workers.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Request {
@@ -87,6 +90,15 @@ impl LiveHandle {
         let (tx, rx) = oneshot::channel();
         self.requests.send(Request::Snapshot(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Runs `fut` (a WebSocket client's loop) on the live view's thread.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(fut)
     }
 
     /// False once the hub stopped (the switch is shutting down).
@@ -136,8 +148,40 @@ pub fn spawn_with(model: LiveModel, clock: Clock, opts: HubOptions) -> (LiveSend
         prom: prom::QueueMetrics::default(),
         opts,
     };
-    tokio::spawn(hub.run(in_rx, req_rx));
-    (LiveSender(in_tx), LiveHandle { requests: req_tx })
+    let (rt_tx, rt_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ccswitch-live".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "live view: no runtime; the feed is off");
+                    return;
+                }
+            };
+            let _ = rt_tx.send(rt.handle().clone());
+            rt.block_on(async move {
+                hub.run(in_rx, req_rx).await;
+                // Let the clients' loops send their close frames.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            });
+        });
+    let runtime = match spawned.ok().and_then(|_| rt_rx.recv().ok()) {
+        Some(h) => h,
+        // No thread or runtime: clients are served on the caller's runtime, nobody answers
+        // requests (routes answer 503).
+        None => tokio::runtime::Handle::current(),
+    };
+    (
+        LiveSender(in_tx),
+        LiveHandle {
+            requests: req_tx,
+            runtime,
+        },
+    )
 }
 
 /// A model for `cfg`, seeded with today's calls and surveys from the store (one query each).

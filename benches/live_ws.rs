@@ -181,9 +181,8 @@ fn start_clients(http: SocketAddr, n: usize) -> Result<Clients, String> {
     let mut line = String::new();
     out.read_line(&mut line).map_err(|e| e.to_string())?;
     println!(
-        "live_ws: {} of {n} WebSocket clients ({}) to {http}",
-        line.trim(),
-        "own process"
+        "live_ws: {} of {n} WebSocket clients (own process) to {http}",
+        line.trim()
     );
     Ok(Clients { child, out })
 }

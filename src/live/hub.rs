@@ -40,28 +40,56 @@ pub const FLUSH_MS: u64 = 250;
 pub enum LiveInput {
     Record(Record),
     Event(LiveEvent),
-    /// A survey was sent (`answered` None) or answered with a CSAT score.
-    Survey {
-        queue: Option<String>,
-        answered: Option<u8>,
+    /// The survey service sent survey `survey_id`'s question.
+    SurveySent {
+        survey_id: u64,
+    },
+    /// The survey service stored survey `survey_id`'s CSAT answer (1-5).
+    SurveyAnswered {
+        survey_id: u64,
+        csat: u8,
     },
 }
 
-/// The control loop's side: never waits.
+/// The control loop's side: never waits. The control loop holds the one strong sender: when
+/// it ends, the hub ends (and its clients are closed with 1001); others hold a weak one.
 #[derive(Clone, Debug)]
-pub struct LiveSender(mpsc::UnboundedSender<LiveInput>);
+pub struct LiveSender(Tx);
+
+#[derive(Clone, Debug)]
+enum Tx {
+    Strong(mpsc::UnboundedSender<LiveInput>),
+    Weak(mpsc::WeakUnboundedSender<LiveInput>),
+}
 
 impl LiveSender {
     pub fn record(&self, r: &Record) {
-        let _ = self.0.send(LiveInput::Record(r.clone()));
+        self.send(LiveInput::Record(r.clone()));
     }
 
     pub fn event(&self, e: LiveEvent) {
-        let _ = self.0.send(LiveInput::Event(e));
+        self.send(LiveInput::Event(e));
     }
 
     pub fn send(&self, input: LiveInput) {
-        let _ = self.0.send(input);
+        match &self.0 {
+            Tx::Strong(tx) => {
+                let _ = tx.send(input);
+            }
+            Tx::Weak(tx) => {
+                if let Some(tx) = tx.upgrade() {
+                    let _ = tx.send(input);
+                }
+            }
+        }
+    }
+
+    /// A sender that does not keep the hub running (for the survey service).
+    pub fn downgrade(&self) -> LiveSender {
+        LiveSender(Tx::Weak(match &self.0 {
+            Tx::Strong(tx) => tx.downgrade(),
+            Tx::Weak(tx) => tx.clone(),
+        }))
     }
 }
 
@@ -176,7 +204,7 @@ pub fn spawn_with(model: LiveModel, clock: Clock, opts: HubOptions) -> (LiveSend
         None => tokio::runtime::Handle::current(),
     };
     (
-        LiveSender(in_tx),
+        LiveSender(Tx::Strong(in_tx)),
         LiveHandle {
             requests: req_tx,
             runtime,
@@ -272,8 +300,9 @@ impl Hub {
                 self.prom.event(&e);
                 self.model.apply_event(&e);
             }
-            LiveInput::Survey { queue, answered } => {
-                self.model.survey_event(queue.as_deref(), answered)
+            LiveInput::SurveySent { survey_id } => self.model.survey_sent(survey_id),
+            LiveInput::SurveyAnswered { survey_id, csat } => {
+                self.model.survey_answered(survey_id, csat)
             }
         }
     }

@@ -106,6 +106,9 @@ pub struct LiveModel {
     /// Today's surveys: all, and per queue (seeded from the store; events add to them).
     pub(super) surveys: SurveyStats,
     pub(super) surveys_by_queue: HashMap<String, SurveyStats>,
+    /// Surveys decided today since the start (`SurveyScheduled`): id -> (queue, sent, CSAT).
+    /// The survey service reports sending and answers by id.
+    pub(super) surveys_live: HashMap<u64, (Option<String>, bool, Option<u8>)>,
     dirty: u8,
     /// Today's figures need recomputing.
     pub(super) stale: bool,
@@ -151,6 +154,7 @@ impl LiveModel {
             recent: VecDeque::new(),
             surveys: SurveyStats::default(),
             surveys_by_queue: HashMap::new(),
+            surveys_live: HashMap::new(),
             // Clients start from a snapshot: nothing is pending at first.
             dirty: 0,
             stale: true,
@@ -219,24 +223,50 @@ impl LiveModel {
         self.mark_figures();
     }
 
-    /// A survey was sent (`answered` false) or answered with `csat` (1-5) by the survey
-    /// service, for a call of `queue`.
-    pub fn survey_event(&mut self, queue: Option<&str>, answered: Option<u8>) {
-        let add = |s: &mut SurveyStats| match answered {
-            None => s.sent += 1,
-            Some(score) => {
-                s.answered += 1;
-                s.csat_sum += u64::from(score);
-                if score >= 4 {
-                    s.csat_satisfied += 1;
-                }
+    /// The survey service sent survey `survey_id`'s question.
+    pub fn survey_sent(&mut self, survey_id: u64) {
+        if let Some(s) = self.surveys_live.get_mut(&survey_id) {
+            if !s.1 {
+                s.1 = true;
+                self.mark_figures();
             }
-        };
-        add(&mut self.surveys);
-        if let Some(q) = queue {
-            add(self.surveys_by_queue.entry(q.to_string()).or_default());
         }
-        self.mark_figures();
+    }
+
+    /// Survey `survey_id` got its CSAT answer (1-5); a later answer does not count again.
+    pub fn survey_answered(&mut self, survey_id: u64, csat: u8) {
+        if let Some(s) = self.surveys_live.get_mut(&survey_id) {
+            if s.2.is_none() {
+                s.2 = Some(csat);
+                self.mark_figures();
+            }
+        }
+    }
+
+    /// Seeded survey figures plus today's surveys seen since the start: all, and per queue.
+    pub(super) fn survey_stats(&self) -> (SurveyStats, HashMap<String, SurveyStats>) {
+        let mut all = self.surveys;
+        let mut by_queue = self.surveys_by_queue.clone();
+        for (queue, sent, csat) in self.surveys_live.values() {
+            let add = |s: &mut SurveyStats| {
+                s.surveys += 1;
+                if *sent {
+                    s.sent += 1;
+                }
+                if let Some(c) = csat {
+                    s.answered += 1;
+                    s.csat_sum += u64::from(*c);
+                    if *c >= 4 {
+                        s.csat_satisfied += 1;
+                    }
+                }
+            };
+            add(&mut all);
+            if let Some(q) = queue {
+                add(by_queue.entry(q.clone()).or_default());
+            }
+        }
+        (all, by_queue)
     }
 
     pub fn apply_event(&mut self, ev: &LiveEvent) {
@@ -464,13 +494,24 @@ impl LiveModel {
                 }
                 self.mark(&[Section::Agents]);
             }
+            Record::SurveyScheduled {
+                survey_id,
+                at,
+                queue,
+                ..
+            } => {
+                if *at >= self.day.start() {
+                    self.surveys_live
+                        .insert(*survey_id, (queue.clone(), false, None));
+                    self.mark_figures();
+                }
+            }
             Record::CallTransferred { .. }
             | Record::CallOverflowed { .. }
             | Record::CallbackRequested { .. }
             | Record::CallRinging { .. }
             | Record::CallVariable { .. }
             | Record::RecordingSaved { .. }
-            | Record::SurveyScheduled { .. }
             | Record::SurveySkipped { .. }
             | Record::FollowUpOpened { .. } => {}
         }
@@ -500,6 +541,7 @@ impl LiveModel {
             });
             self.surveys = SurveyStats::default();
             self.surveys_by_queue.clear();
+            self.surveys_live.clear();
             self.sl_low_since.clear();
             self.mark_figures();
             self.mark(&Section::ALL);

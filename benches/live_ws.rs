@@ -10,8 +10,9 @@
 //!   cargo bench --bench live_ws -- --quick          # 20 calls held 2 s (also under
 //!                                                   # `cargo test --benches`)
 //!
-//! The clients run on their own thread and runtime; they read only the head of each message
-//! (`{"type":..,"seq":N,"at":MS,`) so their parsing does not compete with the switch.
+//! The clients run in a process of their own (this binary with `--live-clients`), so their
+//! reading shares no threads with the callers; they parse only the head of each message
+//! (`{"type":..,"seq":N,"at":MS,`). Also printed: bytes read per message.
 #![allow(clippy::disallowed_methods)] // a bench measures wall-clock time on purpose
 #![allow(dead_code)] // the loadgen's modules are shared; this bench uses phase A only
 
@@ -91,79 +92,121 @@ fn sign_in(http: SocketAddr) -> Result<String, String> {
     Err(format!("{http} not accepting HTTP"))
 }
 
-/// Per client: the lag of every update it got (ms), and how many snapshots (1 + resyncs).
-type Lags = Arc<Mutex<Vec<(Vec<u64>, u32)>>>;
+/// Per client: the lag of every update it got (ms), snapshots (1 + resyncs), bytes read.
+type ClientStats = (Vec<u64>, u32, u64);
 
-/// Connects `n` clients to the switch at `http` on a thread of their own; returns once all
-/// are connected (or failed). They read until `stop` is set.
-fn connect_clients(
-    http: SocketAddr,
-    n: usize,
-    lags: Lags,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(), String> {
-    let cookie = sign_in(http)?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<usize>();
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(_) => return,
-        };
-        rt.block_on(async move {
-            let mut handles = Vec::new();
-            let mut connected = 0;
-            for _ in 0..n {
-                let mut req = match format!("ws://{http}/api/v1/live").into_client_request() {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
-                if let Ok(v) = cookie.parse() {
-                    req.headers_mut().insert("cookie", v);
-                }
-                let Ok((ws, _)) = tokio_tungstenite::connect_async(req).await else {
-                    continue;
-                };
-                connected += 1;
-                let lags = Arc::clone(&lags);
-                let stop = Arc::clone(&stop);
-                handles.push(tokio::spawn(async move {
-                    let (_, mut read) = ws.split();
-                    let mut mine = Vec::new();
-                    let mut snapshots = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let msg =
-                            tokio::time::timeout(Duration::from_millis(500), read.next()).await;
-                        match msg {
-                            Ok(Some(Ok(Message::Text(t)))) => {
-                                if t.starts_with("{\"type\":\"snapshot\"") {
-                                    snapshots += 1;
-                                } else if let Some(at) = at_of(&t) {
-                                    mine.push(now_ms().saturating_sub(at));
-                                }
-                            }
-                            Ok(Some(Ok(_))) | Err(_) => {}
-                            Ok(None) | Ok(Some(Err(_))) => break,
-                        }
-                    }
-                    if let Ok(mut l) = lags.lock() {
-                        l.push((mine, snapshots));
-                    }
-                }));
-            }
-            let _ = ready_tx.send(connected);
-            for h in handles {
-                let _ = h.await;
-            }
+/// Child mode (`--live-clients HTTP N COOKIE`): connects N clients, prints `connected K`,
+/// reads until stdin closes, then prints one line per client: `snapshots bytes lag,lag,..`.
+/// A process of its own, so the clients' reading does not share threads with the callers.
+fn clients_child(http: SocketAddr, n: usize, cookie: String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stats: Arc<Mutex<Vec<ClientStats>>> = Arc::new(Mutex::new(Vec::new()));
+    {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
+    }
+    rt.block_on(async {
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let Ok(mut req) = format!("ws://{http}/api/v1/live").into_client_request() else {
+                break;
+            };
+            if let Ok(v) = cookie.parse() {
+                req.headers_mut().insert("cookie", v);
+            }
+            let Ok((ws, _)) = tokio_tungstenite::connect_async(req).await else {
+                continue;
+            };
+            let (stats, stop) = (Arc::clone(&stats), Arc::clone(&stop));
+            handles.push(tokio::spawn(async move {
+                let (_, mut read) = ws.split();
+                let (mut lags, mut snapshots, mut bytes) = (Vec::new(), 0u32, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let msg = tokio::time::timeout(Duration::from_millis(500), read.next()).await;
+                    match msg {
+                        Ok(Some(Ok(Message::Text(t)))) => {
+                            bytes += t.len() as u64;
+                            if t.starts_with("{\"type\":\"snapshot\"") {
+                                snapshots += 1;
+                            } else if let Some(at) = at_of(&t) {
+                                lags.push(now_ms().saturating_sub(at));
+                            }
+                        }
+                        Ok(Some(Ok(_))) | Err(_) => {}
+                        Ok(None) | Ok(Some(Err(_))) => break,
+                    }
+                }
+                if let Ok(mut s) = stats.lock() {
+                    s.push((lags, snapshots, bytes));
+                }
+            }));
+        }
+        println!("connected {}", handles.len());
+        let _ = std::io::stdout().flush();
+        for h in handles {
+            let _ = h.await;
+        }
     });
-    let connected = ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| "clients did not connect within 60 s".to_string())?;
-    println!("live_ws: {connected} of {n} WebSocket clients connected to {http}");
-    Ok(())
+    for (lags, snapshots, bytes) in stats.lock().map(|s| s.clone()).unwrap_or_default() {
+        let lags: Vec<String> = lags.iter().map(u64::to_string).collect();
+        println!("{snapshots} {bytes} {}", lags.join(","));
+    }
+}
+
+/// The clients' process, connected.
+struct Clients {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+fn start_clients(http: SocketAddr, n: usize) -> Result<Clients, String> {
+    use std::io::BufRead;
+    let cookie = sign_in(http)?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = std::process::Command::new(exe)
+        .args(["--live-clients", &http.to_string(), &n.to_string(), &cookie])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut out = std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    println!(
+        "live_ws: {} of {n} WebSocket clients (own process) to {http}",
+        line.trim()
+    );
+    Ok(Clients { child, out })
+}
+
+impl Clients {
+    fn finish(mut self) -> Vec<ClientStats> {
+        use std::io::BufRead;
+        drop(self.child.stdin.take());
+        let mut got = Vec::new();
+        for line in (&mut self.out).lines().map_while(Result::ok) {
+            let mut parts = line.splitn(3, ' ');
+            let snapshots = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let bytes = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let lags = parts
+                .next()
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            got.push((lags, snapshots, bytes));
+        }
+        let _ = self.child.wait();
+        got
+    }
 }
 
 fn p(v: &mut [u64], q: f64) -> u64 {
@@ -175,6 +218,16 @@ fn p(v: &mut [u64], q: f64) -> u64 {
 }
 
 fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--live-clients") {
+        let http = argv.get(i + 1).and_then(|v| v.parse().ok());
+        let n = argv.get(i + 2).and_then(|v| v.parse().ok());
+        let cookie = argv.get(i + 3).cloned();
+        if let (Some(http), Some(n), Some(cookie)) = (http, n, cookie) {
+            clients_child(http, n, cookie);
+        }
+        return;
+    }
     let mut o = match cli::parse_opts() {
         Ok(o) => o,
         Err(e) => {
@@ -203,40 +256,48 @@ fn main() {
     }
 
     println!("\n=== live_ws run 2: phase A with {clients} WebSocket clients ===");
-    let lags: Lags = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients_proc: Arc<Mutex<Option<Clients>>> = Arc::new(Mutex::new(None));
     {
-        let (lags, stop) = (Arc::clone(&lags), Arc::clone(&stop));
+        let slot = Arc::clone(&clients_proc);
         if let Ok(mut h) = switch::ON_START.lock() {
-            *h = Some(Box::new(move |http| {
-                if let Err(e) = connect_clients(http, clients, Arc::clone(&lags), Arc::clone(&stop))
-                {
-                    eprintln!("live_ws: {e}");
+            *h = Some(Box::new(move |http| match start_clients(http, clients) {
+                Ok(c) => {
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(c);
+                    }
                 }
+                Err(e) => eprintln!("live_ws: {e}"),
             }));
         }
     }
     let outcome = rt.block_on(phase_a::phase_a(&o));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(1500));
+    let got = clients_proc
+        .lock()
+        .ok()
+        .and_then(|mut c| c.take())
+        .map(Clients::finish)
+        .unwrap_or_default();
     if let Err(e) = outcome {
         eprintln!("live_ws: {e}");
         std::process::exit(1);
     }
-    let got = lags.lock().map(|l| l.clone()).unwrap_or_default();
     let mut p99s: Vec<u64> = Vec::new();
     let mut all: Vec<u64> = Vec::new();
     let mut updates = 0;
     let mut resyncs = 0;
-    for (mut l, snapshots) in got.clone() {
+    let mut bytes = 0;
+    for (mut l, snapshots, b) in got.clone() {
         updates += l.len();
+        bytes += b;
         resyncs += snapshots.saturating_sub(1);
         all.extend(l.iter().copied());
         p99s.push(p(&mut l, 0.99));
     }
     println!(
-        "\nlive_ws: {} clients reported, {updates} updates, {resyncs} resyncs",
-        got.len()
+        "\nlive_ws: {} clients reported, {updates} updates, {resyncs} resyncs, {:.1} MB read ({:.1} kB a message)",
+        got.len(),
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e3 / (updates + got.len()).max(1) as f64
     );
     println!(
         "live_ws: update lag p99 per client (ms): median {} / p90 {} / max {}; all updates p50 {} p99 {} max {}",

@@ -145,7 +145,10 @@ pub async fn live_ws(
         return unavailable().into_response();
     };
     let live = st.live.clone();
-    ws.on_upgrade(move |socket| serve_client(socket, rx, live))
+    ws.on_upgrade(move |socket| async move {
+        // Off the main runtime: see `LiveHandle::spawn`.
+        let _ = live.clone().spawn(serve_client(socket, rx, live)).await;
+    })
 }
 
 async fn serve_client(mut socket: WebSocket, mut rx: mpsc::Receiver<String>, live: LiveHandle) {

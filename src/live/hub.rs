@@ -40,28 +40,56 @@ pub const FLUSH_MS: u64 = 250;
 pub enum LiveInput {
     Record(Record),
     Event(LiveEvent),
-    /// A survey was sent (`answered` None) or answered with a CSAT score.
-    Survey {
-        queue: Option<String>,
-        answered: Option<u8>,
+    /// The survey service sent survey `survey_id`'s question.
+    SurveySent {
+        survey_id: u64,
+    },
+    /// The survey service stored survey `survey_id`'s CSAT answer (1-5).
+    SurveyAnswered {
+        survey_id: u64,
+        csat: u8,
     },
 }
 
-/// The control loop's side: never waits.
+/// The control loop's side: never waits. The control loop holds the one strong sender: when
+/// it ends, the hub ends (and its clients are closed with 1001); others hold a weak one.
 #[derive(Clone, Debug)]
-pub struct LiveSender(mpsc::UnboundedSender<LiveInput>);
+pub struct LiveSender(Tx);
+
+#[derive(Clone, Debug)]
+enum Tx {
+    Strong(mpsc::UnboundedSender<LiveInput>),
+    Weak(mpsc::WeakUnboundedSender<LiveInput>),
+}
 
 impl LiveSender {
     pub fn record(&self, r: &Record) {
-        let _ = self.0.send(LiveInput::Record(r.clone()));
+        self.send(LiveInput::Record(r.clone()));
     }
 
     pub fn event(&self, e: LiveEvent) {
-        let _ = self.0.send(LiveInput::Event(e));
+        self.send(LiveInput::Event(e));
     }
 
     pub fn send(&self, input: LiveInput) {
-        let _ = self.0.send(input);
+        match &self.0 {
+            Tx::Strong(tx) => {
+                let _ = tx.send(input);
+            }
+            Tx::Weak(tx) => {
+                if let Some(tx) = tx.upgrade() {
+                    let _ = tx.send(input);
+                }
+            }
+        }
+    }
+
+    /// A sender that does not keep the hub running (for the survey service).
+    pub fn downgrade(&self) -> LiveSender {
+        LiveSender(Tx::Weak(match &self.0 {
+            Tx::Strong(tx) => tx.downgrade(),
+            Tx::Weak(tx) => tx.clone(),
+        }))
     }
 }
 
@@ -74,6 +102,9 @@ enum Request {
 #[derive(Clone, Debug)]
 pub struct LiveHandle {
     requests: mpsc::Sender<Request>,
+    /// The live view's own runtime (one thread): the hub and the WebSocket clients' loops
+    /// run there, so building and writing updates never holds up the control loop's workers.
+    runtime: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Request {
@@ -87,6 +118,15 @@ impl LiveHandle {
         let (tx, rx) = oneshot::channel();
         self.requests.send(Request::Snapshot(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Runs `fut` (a WebSocket client's loop) on the live view's thread.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime.spawn(fut)
     }
 
     /// False once the hub stopped (the switch is shutting down).
@@ -136,8 +176,40 @@ pub fn spawn_with(model: LiveModel, clock: Clock, opts: HubOptions) -> (LiveSend
         prom: prom::QueueMetrics::default(),
         opts,
     };
-    tokio::spawn(hub.run(in_rx, req_rx));
-    (LiveSender(in_tx), LiveHandle { requests: req_tx })
+    let (rt_tx, rt_rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("ccswitch-live".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "live view: no runtime; the feed is off");
+                    return;
+                }
+            };
+            let _ = rt_tx.send(rt.handle().clone());
+            rt.block_on(async move {
+                hub.run(in_rx, req_rx).await;
+                // Let the clients' loops send their close frames.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            });
+        });
+    let runtime = match spawned.ok().and_then(|_| rt_rx.recv().ok()) {
+        Some(h) => h,
+        // No thread or runtime: clients are served on the caller's runtime, nobody answers
+        // requests (routes answer 503).
+        None => tokio::runtime::Handle::current(),
+    };
+    (
+        LiveSender(Tx::Strong(in_tx)),
+        LiveHandle {
+            requests: req_tx,
+            runtime,
+        },
+    )
 }
 
 /// A model for `cfg`, seeded with today's calls and surveys from the store (one query each).
@@ -228,8 +300,9 @@ impl Hub {
                 self.prom.event(&e);
                 self.model.apply_event(&e);
             }
-            LiveInput::Survey { queue, answered } => {
-                self.model.survey_event(queue.as_deref(), answered)
+            LiveInput::SurveySent { survey_id } => self.model.survey_sent(survey_id),
+            LiveInput::SurveyAnswered { survey_id, csat } => {
+                self.model.survey_answered(survey_id, csat)
             }
         }
     }
@@ -327,101 +400,5 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    fn model(clock: Clock) -> LiveModel {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let c = crate::config::load(&dir).expect("shipped config");
-        let cfg = ModelConfig {
-            time_zone: c.ivr.time_zone(),
-            wallboard: (*c.wallboard).clone(),
-            queues: c.queues.clone(),
-            agents: c.agents.clone(),
-        };
-        LiveModel::new(cfg, clock.now())
-    }
-
-    fn drain(rx: &mut mpsc::Receiver<String>) -> (Vec<Value>, bool) {
-        let mut got = Vec::new();
-        loop {
-            match rx.try_recv() {
-                Ok(t) => got.push(serde_json::from_str(&t).unwrap()),
-                Err(mpsc::error::TryRecvError::Empty) => return (got, false),
-                Err(mpsc::error::TryRecvError::Disconnected) => return (got, true),
-            }
-        }
-    }
-
-    /// One client reads along, one never reads, one pauses and then catches up: the reader
-    /// sees every change in order, the paused one gets a fresh snapshot, the stalled one
-    /// is dropped.
-    #[tokio::test]
-    async fn a_stalled_client_is_dropped_a_slow_one_resynced_and_others_keep_going() {
-        let clock = Clock::new();
-        let opts = HubOptions {
-            client_queue: 4,
-            stall_limit_ms: 2500,
-        };
-        let (tx, live) = spawn_with(model(clock), clock, opts);
-        let mut reader = live.subscribe().await.unwrap();
-        let mut stalled = live.subscribe().await.unwrap();
-        let mut paused = live.subscribe().await.unwrap();
-        let mut seqs = Vec::new();
-        let mut paused_msgs = Vec::new();
-        for i in 0..20u64 {
-            let state = if i % 2 == 0 { "ready" } else { "not_ready" };
-            tx.record(&Record::AgentStateChanged {
-                agent: "1001".into(),
-                at: clock.now(),
-                state: state.into(),
-                reason: (state == "not_ready").then(|| "break".into()),
-            });
-            tokio::time::sleep(Duration::from_millis(FLUSH_MS + 30)).await;
-            let (got, closed) = drain(&mut reader);
-            assert!(!closed);
-            for m in got {
-                seqs.push(m["seq"].as_u64().unwrap());
-                if m["type"] == "update" {
-                    assert!(m["agents"].is_array(), "{m}");
-                    assert!(m.get("waiting").is_none(), "only changed sections: {m}");
-                }
-            }
-            // The paused client reads nothing for a while (its queue fills), then catches up.
-            if i >= 5 {
-                paused_msgs.extend(drain(&mut paused).0);
-            }
-        }
-        assert_eq!(
-            seqs,
-            (0..seqs.len() as u64).collect::<Vec<_>>(),
-            "every update, in order"
-        );
-        assert!(seqs.len() >= 18, "{seqs:?}");
-        let kinds: Vec<(String, u64)> = paused_msgs
-            .iter()
-            .map(|m| {
-                (
-                    m["type"].as_str().unwrap().to_string(),
-                    m["seq"].as_u64().unwrap(),
-                )
-            })
-            .collect();
-        let resync = kinds
-            .iter()
-            .position(|(k, s)| k == "snapshot" && *s > 0)
-            .unwrap_or_else(|| panic!("a fresh snapshot after falling behind: {kinds:?}"));
-        assert!(
-            kinds.windows(2).all(|w| w[1].1 == w[0].1 + 1),
-            "seq still goes up by one: {kinds:?}"
-        );
-        assert!(
-            kinds.len() > resync + 1,
-            "updates follow the resync: {kinds:?}"
-        );
-        let (got, closed) = drain(&mut stalled);
-        assert_eq!(got.len(), 4, "what fitted in its queue");
-        assert!(closed, "the stalled client was dropped");
-    }
-}
+#[path = "hub_tests.rs"]
+mod tests;

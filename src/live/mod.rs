@@ -2,6 +2,7 @@
 //! outputs (`model`, sans IO), the hub that owns it and feeds WebSocket clients (`hub`),
 //! and the JSON shapes (`snapshot`).
 
+mod apply;
 mod day;
 pub mod hub;
 pub mod model;

@@ -357,12 +357,43 @@ fn seeded_calls_and_surveys_count_today() {
     assert_eq!(snap.totals.offered, 1);
     assert_eq!(snap.totals.response_rate_pct, Some(50.0));
     assert_eq!(snap.totals.csat_pct, Some(50.0));
-    m.survey_event(Some("tech"), Some(5));
+    // A survey decided now, sent, answered 5 (twice: counted once); unknown ids ignored.
+    m.apply(&Record::SurveyScheduled {
+        call_id: "old".into(),
+        survey_id: 77,
+        at: at(90),
+        number: "+8613812345678".into(),
+        number_hash: "0".repeat(64),
+        language: "zh".into(),
+        text: "?".into(),
+        send_at: at(150),
+        deferred: false,
+        reply_by: at(90_000),
+        agent: Some("1002".into()),
+        queue: Some("tech".into()),
+        complaint: false,
+    });
+    m.survey_sent(77);
+    m.survey_sent(78);
+    m.survey_answered(77, 5);
+    m.survey_answered(77, 1);
+    s.sent += 1;
     s.answered += 1;
     s.csat_satisfied += 1;
+    let totals = m.totals();
     assert_eq!(
-        m.totals().csat_pct,
+        totals.csat_pct,
         Some((s.csat().unwrap() * 1000.0).round() / 10.0)
+    );
+    assert_eq!(totals.response_rate_pct, Some(60.0));
+    let tech = m
+        .queues(at(200))
+        .into_iter()
+        .find(|q| q.name == "tech")
+        .unwrap();
+    assert_eq!(
+        (tech.today.csat_pct, tech.today.response_rate_pct),
+        (Some(100.0), Some(100.0))
     );
     let bob = m
         .agents_view()

@@ -110,14 +110,15 @@ impl LiveModel {
         for s in per_queue.values() {
             merge(&mut total, s);
         }
-        self.computed.totals = figures(&total, Some(&summary), Some(&self.surveys));
+        let (surveys, surveys_by_queue) = self.survey_stats();
+        self.computed.totals = figures(&total, Some(&summary), Some(&surveys));
         self.computed.queues = self
             .cfg
             .queues
             .names()
             .map(|name| {
                 let s = per_queue.get(name).copied().unwrap_or_default();
-                let mut f = figures(&s, None, self.surveys_by_queue.get(name));
+                let mut f = figures(&s, None, surveys_by_queue.get(name));
                 f.three_ring_pct = queue_summary
                     .get(name)
                     .and_then(|s| pct(s.three_ring_compliance()));

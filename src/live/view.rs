@@ -5,7 +5,6 @@ use super::snapshot::*;
 use super::today::INTERVAL_MS;
 use crate::engine::time::Millis;
 use crate::kpi::erlang;
-use serde_json::Value;
 use std::cmp::Reverse;
 
 impl LiveModel {
@@ -213,18 +212,18 @@ impl LiveModel {
         }
     }
 
-    /// The JSON of one section.
-    pub fn section(&mut self, s: Section, now: Millis) -> Value {
+    /// The JSON text of one section.
+    pub fn section(&mut self, s: Section, now: Millis) -> String {
         let v = match s {
-            Section::Totals => serde_json::to_value(self.totals()),
-            Section::Queues => serde_json::to_value(self.queues(now)),
-            Section::Agents => serde_json::to_value(self.agents_view()),
-            Section::Waiting => serde_json::to_value(self.waiting()),
-            Section::Calls => serde_json::to_value(self.calls_view()),
-            Section::Alerts => serde_json::to_value(self.alerts()),
-            Section::Intervals => serde_json::to_value(self.intervals(now)),
+            Section::Totals => serde_json::to_string(&self.totals()),
+            Section::Queues => serde_json::to_string(&self.queues(now)),
+            Section::Agents => serde_json::to_string(&self.agents_view()),
+            Section::Waiting => serde_json::to_string(&self.waiting()),
+            Section::Calls => serde_json::to_string(&self.calls_view()),
+            Section::Alerts => serde_json::to_string(&self.alerts()),
+            Section::Intervals => serde_json::to_string(&self.intervals(now)),
         };
-        v.unwrap_or(Value::Null)
+        v.unwrap_or_else(|_| "null".into())
     }
 
     /// Recomputes the alerts; marks the section when the set changed.

@@ -14,6 +14,8 @@
 
 #[path = "e2e/agent_transports.rs"]
 mod agent_transports;
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/harden_sip.rs"]
 mod harden_sip;
 #[path = "e2e/live.rs"]

@@ -273,6 +273,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     net::tcp::spawn_listener(tcp, conns.clone(), sip_tx, in_use_tx);
     tracing::info!(udp = %sip_addr, tcp = %sip_addr, "SIP listening");
 
+    // Live view (issue 9): the hub gets every record and live event from the control loop
+    // and, when surveys run, their sending and answers from the survey service.
+    let (live_tx, live) = crate::live::start(&config, &store, clock).await;
+
     // Surveys (issue 8): the SMS gateway, the survey service (outbox sender, replies,
     // receipts, expiry, escalation) and the webhook routes; only when survey.toml is on.
     // An opt-out reaches the engine as `Command::SurveyOptOut`, so the next call from that
@@ -309,7 +313,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             });
             let service = crate::surveys::SurveyService::start(
                 store.clone(),
-                crate::surveys::ServiceConfig::new(policy, number_key),
+                crate::surveys::ServiceConfig {
+                    live: Some(live_tx.downgrade()),
+                    ..crate::surveys::ServiceConfig::new(policy, number_key)
+                },
                 gateway,
                 events,
                 opt_out_tx,
@@ -354,8 +361,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let rest =
         api::rest::RestState::new(&config, auth.clone(), store.clone(), cmd_tx.clone(), clock);
     let http_app = api::router(api_state)
-        .merge(api::auth_routes::router(auth))
-        .merge(api::rest::router(rest));
+        .merge(api::auth_routes::router(auth.clone()))
+        .merge(api::rest::router(rest))
+        .merge(api::live_routes::router(auth, live));
     let http_task = tokio::spawn(api::serve_router(http, http_app, async {
         let _ = http_stop_rx.await;
     }));
@@ -374,6 +382,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         net: NetSender::new(udp, conns),
         media: media.clone(),
         records,
+        live: Some(live_tx),
     };
     control::run(
         engine,

@@ -13,6 +13,9 @@ pub struct Shells {
     pub net: NetSender,
     pub media: MediaHandle,
     pub records: RecordSink,
+    /// The live view's hub (`crate::live`): gets a copy of every record and the live
+    /// events; never waits.
+    pub live: Option<crate::live::LiveSender>,
 }
 
 pub struct Inputs {
@@ -62,7 +65,17 @@ fn drain(engine: &mut Engine, shells: &Shells) -> bool {
         match out {
             Output::Transmit { peer, bytes } => shells.net.send(peer, bytes),
             Output::Media(cmd) => shells.media.send(cmd),
-            Output::Persist(record) => shells.records.push(record),
+            Output::Persist(record) => {
+                if let Some(live) = &shells.live {
+                    live.record(&record);
+                }
+                shells.records.push(record);
+            }
+            Output::Live(event) => {
+                if let Some(live) = &shells.live {
+                    live.event(event);
+                }
+            }
             Output::Drained => drained = true,
         }
     }

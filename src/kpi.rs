@@ -80,7 +80,7 @@ pub fn hold_ms(segments: &[HoldSpan], call_ended_at: Option<Millis>, last_event_
 }
 
 /// What the aggregates need from one call.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CallFacts {
     pub arrived_at: Millis,
     pub answered_at: Option<Millis>,
@@ -663,6 +663,7 @@ pub fn summary_by_interval<'a>(
     out
 }
 
+pub mod erlang;
 pub mod survey;
 
 #[cfg(test)]

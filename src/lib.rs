@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod engine;
 pub mod kpi;
+pub mod live;
 pub mod media;
 pub mod net;
 pub mod proto;

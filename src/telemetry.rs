@@ -17,7 +17,13 @@ pub fn init_logging() {
 
 /// Installs the global metrics recorder; the handle renders `/metrics`.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new().install_recorder()?;
+    use crate::live::prom;
+    use metrics_exporter_prometheus::Matcher;
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(prom::QUEUE_WAIT.into()), prom::WAIT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(prom::FRT.into()), prom::WAIT_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(prom::TALK.into()), prom::TALK_BUCKETS)?
+        .install_recorder()?;
     crate::api::auth_routes::describe_metrics();
     metrics::describe_counter!(
         "ccswitch_sip_messages_received_total",

@@ -14,8 +14,12 @@
 
 #[path = "e2e/agent_transports.rs"]
 mod agent_transports;
+#[path = "e2e/browser.rs"]
+mod browser;
 #[path = "e2e/harden_sip.rs"]
 mod harden_sip;
+#[path = "e2e/live.rs"]
+mod live;
 #[path = "e2e/second_port_dtmf.rs"]
 mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]
@@ -24,6 +28,8 @@ mod sipwire;
 mod surveys;
 #[path = "e2e/tcp_limits.rs"]
 mod tcp_limits;
+#[path = "e2e/wallboard.rs"]
+mod wallboard;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

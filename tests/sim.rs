@@ -90,6 +90,7 @@ impl Sim {
                 Output::Persist(r) => self.records.push(r),
                 Output::Media(m) => self.media.push(m),
                 Output::Drained => self.drained = true,
+                Output::Live(_) => {}
             }
         }
     }
@@ -946,6 +947,7 @@ mod agents {
         sent: Vec<(Millis, SocketAddr, String)>,
         records: Vec<Record>,
         media: Vec<MediaCommand>,
+        live: Vec<ccswitch::engine::LiveEvent>,
         branch: u32,
         /// Transport of what `send` delivers.
         transport: Transport,
@@ -991,6 +993,7 @@ mod agents {
                 sent: vec![],
                 records: vec![],
                 media: vec![],
+                live: vec![],
                 branch: 0,
                 transport: Transport::Udp,
             }
@@ -1008,6 +1011,7 @@ mod agents {
                     Output::Persist(r) => self.records.push(r),
                     Output::Media(m) => self.media.push(m),
                     Output::Drained => {}
+                    Output::Live(e) => self.live.push(e),
                 }
             }
         }
@@ -1349,6 +1353,46 @@ Expires: {expires}
         net.advance(31_000);
         assert_eq!(net.state("1001"), AgentState::Ready);
         assert!(net.has(|r| matches!(r, Record::WrapUpEnded { agent, .. } if agent == "1001")));
+    }
+
+    #[test]
+    fn live_outputs_carry_queue_figures_when_they_change_and_the_callers_language() {
+        use ccswitch::engine::live::{LiveEvent, QueueCounts};
+        let figures = |net: &Net, q: &str| -> Vec<QueueCounts> {
+            net.live
+                .iter()
+                .filter_map(|e| match e {
+                    LiveEvent::QueueFigures { queue, counts } if queue == q => Some(*counts),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        let tech = figures(&net, "tech");
+        assert_eq!(tech.last().unwrap().agents.ready, 1, "{tech:?}");
+        assert_eq!(tech.last().unwrap().waiting, 0);
+        let emitted = net.live.len();
+        // Nothing the ACD cares about: no live output at all.
+        net.advance(1000);
+        assert_eq!(net.live.len(), emitted);
+
+        net.call_and_pick('6');
+        assert!(net.live.iter().any(|e| matches!(e,
+            LiveEvent::CallerQueued { queue, language, .. } if queue == "tech" && !language.is_empty())));
+        let last = *figures(&net, "tech").last().unwrap();
+        assert_eq!(last.waiting, 1);
+        assert!(last.longest_wait_since.is_some());
+        assert_eq!(last.agents.reserved, 1);
+        // Consecutive emissions for one queue always differ.
+        let all = figures(&net, "tech");
+        assert!(all.windows(2).all(|w| w[0] != w[1]), "{all:?}");
+
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let last = *figures(&net, "tech").last().unwrap();
+        assert_eq!((last.waiting, last.agents.on_call), (0, 1));
+        assert_eq!(last.longest_wait_since, None);
     }
 
     #[test]

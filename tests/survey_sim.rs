@@ -161,6 +161,7 @@ impl Net {
                 Output::Persist(r) => self.records.push(r),
                 Output::Media(m) => self.media.push(m),
                 Output::Drained => {}
+                Output::Live(_) => {}
             }
         }
     }

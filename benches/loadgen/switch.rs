@@ -15,6 +15,7 @@ use crate::cli::Opts;
 pub(crate) struct SwitchProc {
     child: Child,
     pub(crate) sip: SocketAddr,
+    pub(crate) http: SocketAddr,
     log: Arc<Mutex<VecDeque<String>>>,
     _tmp: tempfile::TempDir,
     ring_cycle_ms: u64,
@@ -203,6 +204,9 @@ pub(crate) fn start_switch(
     let sw = SwitchProc {
         child,
         sip,
+        http: format!("127.0.0.1:{http_port}")
+            .parse()
+            .map_err(|_| "addr")?,
         log,
         _tmp: tmp,
         ring_cycle_ms,
@@ -275,6 +279,11 @@ pub(crate) fn rss_sampler(
     })
 }
 
+/// Called with a spawned switch's HTTP address once it listens for SIP, before any call
+/// (benches/live_ws.rs connects its WebSocket clients there). Unset in the load generator.
+pub(crate) type StartHook = Box<dyn Fn(SocketAddr) + Send>;
+pub(crate) static ON_START: Mutex<Option<StartHook>> = Mutex::new(None);
+
 /// The switch we spawn (None when calling an external `--target`) and where to call.
 pub(crate) fn target(
     o: &Opts,
@@ -285,6 +294,10 @@ pub(crate) fn target(
         Some(addr) => Ok((None, addr, 6000)),
         None => {
             let sw = start_switch(rings, max_calls, 0)?;
+            let hook = ON_START.lock().ok();
+            if let Some(h) = hook.as_ref().and_then(|g| g.as_ref()) {
+                h(sw.http);
+            }
             let (addr, ring) = (sw.sip, sw.ring_cycle_ms);
             Ok((Some(sw), addr, ring))
         }

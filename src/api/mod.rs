@@ -1,6 +1,6 @@
 //! HTTP: health, Prometheus metrics, the supervisor API under `/api/v1` (sign-in and
 //! authentication in `auth_routes`, error documents in `problem`), and the SMS webhooks of
-//! the HTTP gateway (`sms_webhooks`) when surveys run.
+//! the HTTP gateway (`sms_webhooks`) when surveys run, and the embedded wallboard page (`web`).
 
 pub mod agents;
 pub mod audit_routes;
@@ -9,6 +9,7 @@ pub mod call_timeline;
 pub mod calls;
 pub mod csv_export;
 mod cursor;
+pub mod live_routes;
 pub mod openapi;
 pub mod params;
 pub mod problem;
@@ -17,6 +18,7 @@ pub mod report_schemas;
 pub mod reports;
 pub mod rest;
 mod sms_webhooks;
+pub mod web;
 
 pub use sms_webhooks::{SurveyWebhooks, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -40,6 +42,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(webhooks)
+        .merge(web::router())
 }
 
 async fn metrics(State(state): State<ApiState>) -> String {

@@ -15,6 +15,7 @@ mod survey;
 pub use survey::Privacy;
 mod toml_error;
 pub mod users;
+pub mod wallboard;
 
 use crate::engine::acd::QueueSet;
 use crate::engine::ivr::IvrGraph;
@@ -68,6 +69,8 @@ pub struct Config {
     pub privacy: Privacy,
     /// `users.toml`: who may sign in to the supervisor API; nobody when the file is absent.
     pub users: Arc<users::UsersConfig>,
+    /// `wallboard.toml`: live view targets and alert thresholds (METRICS.md without it).
+    pub wallboard: Arc<wallboard::Wallboard>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -548,6 +551,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         survey,
         privacy,
         users: Arc::new(users::load(dir)?),
+        wallboard: Arc::new(wallboard::load(dir)?),
     })
 }
 

@@ -7,6 +7,7 @@ pub mod call;
 pub mod deadlines;
 pub mod ivr;
 pub mod limits;
+pub mod live;
 pub mod media;
 pub mod ports;
 pub mod record;
@@ -19,6 +20,7 @@ pub mod txn;
 use bytes::Bytes;
 use std::net::SocketAddr;
 
+pub use live::LiveEvent;
 pub use media::{Codec, LegId, MediaCommand, MediaEvent, PromptKey};
 pub use record::Record;
 pub use time::{Millis, TimerTable};
@@ -97,6 +99,8 @@ pub enum Output {
     },
     Media(MediaCommand),
     Persist(Record),
+    /// For the live read model (`crate::live`): what the records do not carry.
+    Live(LiveEvent),
     /// Shutdown finished: no call is left.
     Drained,
 }

@@ -20,7 +20,7 @@ pub use gateway::Gateway;
 use crate::clock::Clock;
 use crate::engine::survey::numbers::{mask_number, number_hash};
 use crate::engine::survey::outbox::{Outbox, OutboxAction, OutboxConfig};
-use crate::engine::survey::replies::handle_reply;
+use crate::engine::survey::replies::{handle_reply, SurveyUpdate};
 use crate::engine::survey::SurveyPolicy;
 use crate::engine::time::Millis;
 use crate::sms::SmsEvent;
@@ -43,6 +43,8 @@ pub struct ServiceConfig {
     pub poll_interval: Duration,
     /// How often expiry and escalation run.
     pub sweep_interval: Duration,
+    /// The live view's hub: told when a survey question is sent and a CSAT answer stored.
+    pub live: Option<crate::live::LiveSender>,
 }
 
 impl ServiceConfig {
@@ -59,6 +61,7 @@ impl ServiceConfig {
             outbox,
             poll_interval: Duration::from_secs(1),
             sweep_interval: Duration::from_secs(60),
+            live: None,
         }
     }
 }
@@ -467,6 +470,12 @@ impl Worker {
                     .await?
                 {
                     s.bump(&s.sent, "ccswitch_survey_texts_sent_total", 1);
+                    // The survey question is message `survey_id`; other ids are ignored.
+                    if let Some(live) = &self.cfg.live {
+                        live.send(crate::live::LiveInput::SurveySent {
+                            survey_id: *message_id,
+                        });
+                    }
                 }
             }
             OutboxAction::Retry {
@@ -583,6 +592,14 @@ impl Worker {
             }
             ReplyApplied::Applied { opted_out } => {
                 s.bump(&s.replies, "ccswitch_survey_replies_total", 1);
+                if let (Some(live), Some(survey_id), Some(SurveyUpdate::Answered { csat, .. })) =
+                    (&self.cfg.live, fx.survey_id, &fx.update)
+                {
+                    live.send(crate::live::LiveInput::SurveyAnswered {
+                        survey_id,
+                        csat: *csat,
+                    });
+                }
                 match fx.outcome {
                     "unmatched" => {
                         s.bump(

@@ -59,6 +59,7 @@
 
 pub mod agent;
 mod agent_states;
+mod figures;
 mod invariants;
 pub mod queue;
 mod routing;

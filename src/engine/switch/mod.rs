@@ -27,6 +27,7 @@ mod connection_use;
 mod dispatch;
 mod feature_codes;
 mod ivr_hookup;
+mod live_hookup;
 mod offer;
 mod queueing;
 mod registration;
@@ -174,6 +175,7 @@ pub struct Engine {
     recordings: HashMap<LegId, String>,
     limits: SourceLimits,
     surveys: survey_hookup::Surveys,
+    live: crate::engine::live::LiveFigures,
 }
 
 impl Engine {
@@ -227,6 +229,7 @@ impl Engine {
             shutting_down: false,
             drained: false,
             stats: EngineStats::default(),
+            live: Default::default(),
         }
     }
 
@@ -247,6 +250,7 @@ impl Engine {
         }
         self.drain_acd(now);
         self.drain_txns(now);
+        self.emit_live_figures();
         self.check_drained();
     }
 

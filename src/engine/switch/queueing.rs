@@ -6,6 +6,7 @@ use super::agent_leg::announcement;
 use super::Engine;
 use crate::engine::acd::{AcdAction, AcdEvent, ExitThen, QueuedCall};
 use crate::engine::call::{AcdPhase, CallTimer};
+use crate::engine::live::LiveEvent;
 use crate::engine::media::{MediaCommand, PromptKey};
 use crate::engine::record::{EndedBy, IvrOutcome, Record};
 use crate::engine::time::Millis;
@@ -24,7 +25,14 @@ impl Engine {
             .user
             .clone()
             .unwrap_or_else(|| call.invite.from.uri.clone());
-        let language = Some(call.language(&default_lang));
+        let lang = call.language(&default_lang);
+        self.out
+            .push_back(crate::engine::Output::Live(LiveEvent::CallerQueued {
+                call_id: call.id.clone(),
+                queue: queue.clone(),
+                language: lang.clone(),
+            }));
+        let language = Some(lang);
         call.acd = AcdPhase::Queued;
         call.queue = Some(queue.clone());
         self.acd_call_ids
@@ -68,6 +76,7 @@ impl Engine {
     }
 
     pub(super) fn on_acd_event(&mut self, ev: AcdEvent) {
+        self.live.dirty = true;
         let rec = match ev {
             AcdEvent::AgentState {
                 agent,

@@ -2364,6 +2364,56 @@ Contact: <sip:c{n}@{at}>
         assert_eq!(sim.engine.active_calls(), 0);
         assert!(!sim.engine.uses_tcp_connection(caller));
     }
+
+    /// SIP over WebSocket (RFC 7118): an offer to an agent registered over a WebSocket goes
+    /// over that connection (Via `SIP/2.0/WS`, our Contact `transport=ws`, no Timer A
+    /// retransmissions); the connection closing removes the registration at once and the
+    /// ringing offer fails over to the next agent.
+    #[test]
+    fn websocket_agent_is_offered_over_its_connection_and_goes_with_it() {
+        let mut net = Net::new();
+        let ws = Peer {
+            transport: Transport::Ws,
+            addr: addr(AGENT1),
+        };
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        assert!(net.engine.uses_connection(ws));
+        assert!(!net.engine.uses_tcp_connection(addr(AGENT1)));
+        net.transport = Transport::Udp;
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1);
+        assert!(
+            header(&inv[0], "Via").is_some_and(|v| v.starts_with("SIP/2.0/WS ")),
+            "{}",
+            inv[0]
+        );
+        assert!(header(&inv[0], "Contact").is_some_and(|c| c.contains(";transport=ws>")));
+        net.advance(2_000);
+        assert_eq!(agent_invites(&net, AGENT1).len(), 1, "reliable: no Timer A");
+        assert!(agent_invites(&net, AGENT2).is_empty());
+        // The browser tab closes.
+        net.input(Input::ConnectionClosed(ws));
+        assert!(!net.engine.uses_connection(ws));
+        assert_eq!(net.state("1001"), AgentState::LoggedOut);
+        assert!(
+            net.has(|r| matches!(
+                r,
+                Record::OfferEnded { attempt: 1, outcome, .. } if outcome == "failed"
+            )),
+            "{:#?}",
+            net.records
+        );
+        assert_eq!(agent_invites(&net, AGENT2).len(), 1, "Bob rings next");
+        // A UDP or TCP peer "closing" means nothing: 1002 stays registered.
+        net.input(Input::ConnectionClosed(Peer {
+            transport: Transport::Udp,
+            addr: addr(AGENT2),
+        }));
+        assert_ne!(net.state("1002"), AgentState::LoggedOut);
+    }
 }
 
 /// Per-source limits: one address flooding INVITEs must not shut out everyone else.

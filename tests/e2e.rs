@@ -20,6 +20,8 @@ mod harden_sip;
 mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]
 mod sipwire;
+#[path = "e2e/sipws.rs"]
+mod sipws;
 #[path = "e2e/surveys.rs"]
 mod surveys;
 #[path = "e2e/tcp_limits.rs"]

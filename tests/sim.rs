@@ -2414,6 +2414,43 @@ Contact: <sip:c{n}@{at}>
         }));
         assert_ne!(net.state("1002"), AgentState::LoggedOut);
     }
+
+    /// A browser agent's WebSocket dropping mid-call ends the call as the agent's hang-up:
+    /// the caller gets a BYE, the agent leg is released, the agent is logged out.
+    #[test]
+    fn websocket_agent_closing_mid_call_ends_the_call() {
+        let mut net = Net::new();
+        let ws = Peer {
+            transport: Transport::Ws,
+            addr: addr(AGENT1),
+        };
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        net.transport = Transport::Udp;
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1);
+        net.transport = Transport::Ws;
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
+        assert!(net.requests_to(CALLER, "BYE").is_empty());
+        net.input(Input::ConnectionClosed(ws));
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded { ended_by: EndedBy::Agent, reason, .. } if reason == "agent_connection_lost"
+        )), "{:#?}", net.records);
+        net.advance(30_000);
+        assert!(
+            !net.requests_to(CALLER, "BYE").is_empty(),
+            "the caller is hung up on"
+        );
+        assert!(
+            net.requests_to(AGENT1, "BYE").is_empty(),
+            "nothing to send it on"
+        );
+        assert_eq!(net.engine.active_calls(), 0);
+        assert!(!net.engine.uses_connection(ws));
+    }
 }
 
 /// Per-source limits: one address flooding INVITEs must not shut out everyone else.

@@ -269,10 +269,9 @@ fn websocket_agent_vanishing_mid_offer_loses_registration_and_offer() {
         "the connection should be gone"
     );
     assert!(
-        eventually(Duration::from_secs(10), || sw
-            .log_lines()
-            .iter()
-            .any(|l| l.contains("binding removed") && l.contains("connection_closed"))),
+        eventually(Duration::from_secs(10), || sw.log_lines().iter().any(|l| l
+            .contains("binding removed")
+            && l.contains("connection_closed"))),
         "the registration should go with its connection:\n{}",
         sw.log_tail(40)
     );
@@ -427,4 +426,56 @@ fn websocket_handshake_rules_and_hostile_frames() {
         .expect("send OPTIONS");
     let reply = next_data(&mut ws).expect("a reply to OPTIONS");
     assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+}
+
+/// `[sip.websocket]` limits: two connections at most (a third handshake gets 503), and a
+/// connection nobody registered over is closed after `idle_timeout_s`, while a JsSIP
+/// agent's registered connection, just as silent, stays open.
+#[test]
+fn websocket_idle_timeout_and_connection_cap() {
+    let cfg = ws_config("[]");
+    let main = cfg.main_file();
+    let text = std::fs::read_to_string(&main).expect("read ccswitch.toml");
+    let text = text
+        .replace("idle_timeout_s = 60", "idle_timeout_s = 1")
+        .replace("max_connections = 2048", "max_connections = 2")
+        .replace(
+            "max_connections_per_source = 512",
+            "max_connections_per_source = 2",
+        );
+    std::fs::write(&main, text).expect("write ccswitch.toml");
+    let sw = Switch::start(&cfg, SLOT);
+    let mut a = ws_connect(&sw);
+    let _b = ws_connect(&sw);
+    let origin = format!(
+        "Origin: http://{}\r\nSec-WebSocket-Protocol: sip\r\n",
+        sw.http
+    );
+    assert_eq!(handshake_status(&sw, &origin), 503);
+    assert_eq!(
+        sw.metric("ccswitch_sip_ws_refused_total{reason=\"capacity\"}"),
+        Some(1.0)
+    );
+    // Silent and unregistered: closed by the idle timeout.
+    assert_eq!(next_data(&mut a), None, "idle connection should be closed");
+    assert!(eventually(Duration::from_secs(5), || {
+        sw.metric("ccswitch_sip_ws_connections_closed_total{reason=\"idle_timeout\"}")
+            .unwrap_or(0.0)
+            >= 2.0
+    }));
+    assert!(eventually(Duration::from_secs(5), || sw
+        .metric("ccswitch_sip_ws_connections")
+        == Some(0.0)));
+    if !jssip_ready() {
+        return;
+    }
+    let alice = JsAgent::spawn(&sw, "1001", &[]);
+    alice.wait_event("registered", Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        sw.metric("ccswitch_sip_ws_connections"),
+        Some(1.0),
+        "a registered connection outlives the idle timeout"
+    );
+    assert!(alice.events("disconnected").is_empty());
 }

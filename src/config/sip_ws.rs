@@ -1,5 +1,6 @@
 //! `[sip.websocket]`: SIP over WebSocket (RFC 7118) on the HTTP listener's `/sip`.
 
+use crate::engine::limits::Cidr;
 use serde::Deserialize;
 
 /// `[sip.websocket]` in ccswitch.toml (see `net::ws`).
@@ -12,6 +13,11 @@ pub struct SipWebSocketSection {
     /// only pages served by this host (the Origin's host:port equals the Host header).
     /// Clients that send no Origin (not browsers) are not restricted by it.
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies (CIDRs) in front of `/sip`, e.g. the TLS terminator for wss: their
+    /// `X-Forwarded-For` gives the agent's address (registrar blocking and per-source
+    /// limits then count agents, not the proxy) and `X-Forwarded-Proto: https` makes the
+    /// transport wss. Headers from anyone else are ignored.
+    pub trusted_proxies: Vec<Cidr>,
     /// Largest SIP message (one WebSocket message); larger ones close the connection.
     pub max_message_bytes: usize,
     /// WebSocket connections open at once; more get 503 before the upgrade.
@@ -27,6 +33,7 @@ impl Default for SipWebSocketSection {
         SipWebSocketSection {
             enabled: false,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_message_bytes: 65_536,
             max_connections: 2048,
             max_connections_per_source: 512,
@@ -39,6 +46,7 @@ impl SipWebSocketSection {
     pub fn to_limits(&self) -> crate::net::ws_guard::WsLimits {
         crate::net::ws_guard::WsLimits {
             allowed_origins: self.allowed_origins.clone(),
+            trusted_proxies: self.trusted_proxies.clone(),
             max_message_bytes: self.max_message_bytes,
             max_connections: self.max_connections,
             max_connections_per_source: self.max_connections_per_source,

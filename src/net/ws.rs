@@ -18,7 +18,7 @@ use super::tcp_guard::Admission;
 use super::ws_guard::{self, Payload, Refusal, WsLimits};
 use super::Inbound;
 use crate::api::problem::Problem;
-use crate::engine::{Peer, Transport};
+use crate::engine::Peer;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
@@ -178,25 +178,18 @@ impl WsConnections {
 /// upgrade completed or not.
 struct Admitted {
     conns: WsConnections,
-    addr: SocketAddr,
+    peer: Peer,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.conns.release(self.addr);
+        self.conns.release(self.peer.addr);
         let to_control = self.conns.shared.to_control.clone();
-        let peer = peer(self.addr);
+        let peer = self.peer;
         // After every message of the connection (each was awaited into the same channel).
         tokio::spawn(async move {
             let _ = to_control.send(Inbound::Closed(peer)).await;
         });
-    }
-}
-
-fn peer(addr: SocketAddr) -> Peer {
-    Peer {
-        transport: Transport::Ws,
-        addr,
     }
 }
 
@@ -259,18 +252,24 @@ fn refuse(reason: Refusal, problem: Problem) -> Response {
 
 async fn handshake(
     State(conns): State<WsConnections>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(tcp_peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let limits = &conns.shared.limits;
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (addr, transport) = ws_guard::client_peer(
+        tcp_peer,
+        text("x-forwarded-for"),
+        text("x-forwarded-proto"),
+        &limits.trusted_proxies,
+    );
     if !ws_guard::origin_allowed(
-        text(header::ORIGIN),
-        text(header::HOST),
+        text(header::ORIGIN.as_str()),
+        text(header::HOST.as_str()),
         &limits.allowed_origins,
     ) {
-        tracing::info!(peer = %addr, origin = ?text(header::ORIGIN), "SIP WebSocket: Origin not allowed");
+        tracing::info!(peer = %addr, origin = ?text(header::ORIGIN.as_str()), "SIP WebSocket: Origin not allowed");
         return refuse(
             Refusal::Origin,
             Problem::forbidden(
@@ -306,7 +305,7 @@ async fn handshake(
     }
     let admitted = Admitted {
         conns: conns.clone(),
-        addr,
+        peer: Peer { transport, addr },
     };
     let max = limits.max_message_bytes;
     upgrade
@@ -322,13 +321,13 @@ async fn serve(
     tx: mpsc::Sender<Bytes>,
     rx: mpsc::Receiver<Bytes>,
 ) {
-    let addr = admitted.addr;
+    let peer = admitted.peer;
+    let addr = peer.addr;
     let shared = admitted.conns.shared.clone();
     let (sink, mut stream) = socket.split();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut writing = tokio::spawn(write_queue(sink, rx, stop_rx));
     let idle = Duration::from_millis(shared.limits.idle_timeout_ms);
-    let peer = peer(addr);
     let reason = loop {
         let next = match tokio::time::timeout(idle, stream.next()).await {
             Ok(next) => next,

@@ -8,11 +8,23 @@
 //! this host may connect: the Origin's host[:port] must equal the request's Host. A
 //! client that sends no Origin is not a browser page (a native SIP client or a test) and
 //! is not restricted by it; it still has to authenticate like any phone.
+//!
+//! Behind a TLS-terminating reverse proxy every connection comes from the proxy. When the
+//! proxy's address is in `trusted_proxies`, the client address it appends to
+//! `X-Forwarded-For` is the peer's address (with the proxy connection's port, which keeps
+//! it unique), so registrar blocking and per-source limits see the agent, not the proxy;
+//! and `X-Forwarded-Proto: https` makes the transport `Wss` (Via `SIP/2.0/WSS`).
+
+use crate::engine::limits::Cidr;
+use crate::engine::Transport;
+use std::net::{IpAddr, SocketAddr};
 
 /// Limits of the WebSocket transport (`[sip.websocket]` in ccswitch.toml).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WsLimits {
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<Cidr>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
     pub max_connections_per_source: usize,
@@ -108,6 +120,37 @@ pub fn offers_sip<'a>(values: impl IntoIterator<Item = &'a str>) -> bool {
         .into_iter()
         .flat_map(|v| v.split(','))
         .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL))
+}
+
+/// The peer address and transport of a connection from `tcp_peer`, given the proxy
+/// headers (only believed from `trusted` proxies).
+pub fn client_peer(
+    tcp_peer: SocketAddr,
+    forwarded_for: Option<&str>,
+    forwarded_proto: Option<&str>,
+    trusted: &[Cidr],
+) -> (SocketAddr, Transport) {
+    if !trusted.iter().any(|c| c.contains(tcp_peer.ip())) {
+        return (tcp_peer, Transport::Ws);
+    }
+    // The last entry is the one our proxy appended: the address it saw.
+    let client = forwarded_for
+        .and_then(|v| v.rsplit(',').next())
+        .map(|v| v.trim().trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|v| v.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip.to_canonical(), tcp_peer.port()))
+        .unwrap_or(tcp_peer);
+    let secure = forwarded_proto
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| matches!(p.trim().to_ascii_lowercase().as_str(), "https" | "wss"));
+    (
+        client,
+        if secure {
+            Transport::Wss
+        } else {
+            Transport::Ws
+        },
+    )
 }
 
 /// What one WebSocket message carries.
@@ -217,6 +260,29 @@ mod tests {
         assert!(offers_sip(["chat", "sip"]));
         assert!(!offers_sip(["sips, chat"]));
         assert!(!offers_sip([]));
+    }
+
+    #[test]
+    fn proxy_headers_only_from_trusted_proxies() {
+        let proxy: SocketAddr = "10.0.0.2:41000".parse().unwrap();
+        let trusted: Vec<Cidr> = vec!["10.0.0.0/24".parse().unwrap()];
+        let xff = Some("198.51.100.1, 203.0.113.9");
+        assert_eq!(
+            client_peer(proxy, xff, Some("https"), &trusted),
+            ("203.0.113.9:41000".parse().unwrap(), Transport::Wss)
+        );
+        assert_eq!(
+            client_peer(proxy, Some("[2001:db8::7]"), None, &trusted),
+            ("[2001:db8::7]:41000".parse().unwrap(), Transport::Ws)
+        );
+        assert_eq!(
+            client_peer(proxy, Some("garbage"), Some("http"), &trusted),
+            (proxy, Transport::Ws)
+        );
+        assert_eq!(
+            client_peer(proxy, xff, Some("https"), &[]),
+            (proxy, Transport::Ws)
+        );
     }
 
     #[test]

@@ -307,7 +307,15 @@ fn handshake_status(sw: &Switch, extra: &str) -> u16 {
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 fn ws_connect(sw: &Switch) -> Ws {
+    ws_connect_with(sw, &[])
+}
+
+fn ws_connect_with(sw: &Switch, headers: &[(&'static str, &str)]) -> Ws {
     let mut req = ws_url(sw).into_client_request().expect("request");
+    for (name, value) in headers {
+        req.headers_mut()
+            .insert(*name, value.parse().expect("header"));
+    }
     req.headers_mut()
         .insert("Sec-WebSocket-Protocol", "sip".parse().expect("header"));
     req.headers_mut().insert(
@@ -478,4 +486,42 @@ fn websocket_idle_timeout_and_connection_cap() {
         "a registered connection outlives the idle timeout"
     );
     assert!(alice.events("disconnected").is_empty());
+}
+
+/// Behind a trusted TLS proxy the agent's address comes from `X-Forwarded-For`: responses
+/// are stamped with it (`received=`), so registrar blocking and per-source limits count
+/// agents, not the proxy. From an untrusted peer the header is ignored.
+#[test]
+fn websocket_behind_a_trusted_proxy_sees_the_forwarded_address() {
+    let cfg = ws_config("[]");
+    let main = cfg.main_file();
+    let text = std::fs::read_to_string(&main).expect("read ccswitch.toml");
+    std::fs::write(
+        &main,
+        text.replace(
+            "trusted_proxies = []",
+            "trusted_proxies = [\"127.0.0.1/32\"]",
+        ),
+    )
+    .expect("write ccswitch.toml");
+    let sw = Switch::start(&cfg, SLOT);
+    let mut ws = ws_connect_with(
+        &sw,
+        &[
+            ("X-Forwarded-For", "198.51.100.1, 203.0.113.9"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+    );
+    let local = match ws.get_ref() {
+        tungstenite::stream::MaybeTlsStream::Plain(s) => s.local_addr().expect("local"),
+        _ => unreachable!("plain ws"),
+    };
+    ws.send(Message::Text(options(local, 1).into()))
+        .expect("send OPTIONS");
+    let reply = next_data(&mut ws).expect("a reply to OPTIONS");
+    assert!(reply.starts_with("SIP/2.0 200"), "{reply}");
+    assert!(
+        reply.contains("received=203.0.113.9"),
+        "the forwarded client address: {reply}"
+    );
 }

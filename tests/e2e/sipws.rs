@@ -15,8 +15,10 @@
 use super::*;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 
-/// This module's RTP slot (see COMMON rules: 24 is ours).
+/// This module's RTP slot: one for the whole module, so the tests that place calls take
+/// `RTP_SLOT` in turn (the others open no RTP port).
 const SLOT: u16 = 24;
+static RTP_SLOT: Mutex<()> = Mutex::new(());
 
 fn sipws_dir() -> PathBuf {
     manifest().join("tests/sipws")
@@ -209,6 +211,7 @@ fn jssip_agents_register_over_websocket_and_busy_passes_the_offer_on() {
     if !jssip_ready() {
         return;
     }
+    let _slot = RTP_SLOT.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ws_config("[]");
     let mut sw = Switch::start(&cfg, SLOT);
     let alice = JsAgent::spawn(&sw, "1001", &["--reject", "486"]);
@@ -252,6 +255,7 @@ fn websocket_agent_vanishing_mid_offer_loses_registration_and_offer() {
     if !jssip_ready() {
         return;
     }
+    let _slot = RTP_SLOT.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = ws_config("[]");
     let mut sw = Switch::start(&cfg, SLOT);
     let mut alice = JsAgent::spawn(&sw, "1001", &[]);

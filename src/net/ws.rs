@@ -45,7 +45,7 @@ const WRITE_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a connection closed: the `reason` label of `ccswitch_sip_ws_connections_closed_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Closed {
+enum CloseReason {
     PeerClosed,
     IdleTimeout,
     TooLarge,
@@ -55,22 +55,22 @@ enum Closed {
     Shutdown,
 }
 
-impl Closed {
-    const ALL: [Closed; 5] = [
-        Closed::PeerClosed,
-        Closed::IdleTimeout,
-        Closed::TooLarge,
-        Closed::ProtocolError,
-        Closed::Shutdown,
+impl CloseReason {
+    const ALL: [CloseReason; 5] = [
+        CloseReason::PeerClosed,
+        CloseReason::IdleTimeout,
+        CloseReason::TooLarge,
+        CloseReason::ProtocolError,
+        CloseReason::Shutdown,
     ];
 
     fn as_str(self) -> &'static str {
         match self {
-            Closed::PeerClosed => "peer_closed",
-            Closed::IdleTimeout => "idle_timeout",
-            Closed::TooLarge => "too_large",
-            Closed::ProtocolError => "protocol_error",
-            Closed::Shutdown => "shutdown",
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::TooLarge => "too_large",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Shutdown => "shutdown",
         }
     }
 }
@@ -216,7 +216,7 @@ fn init_metrics(limits: &WsLimits) {
         "configured [sip.websocket] limits (timeouts in ms, sizes in bytes)"
     );
     metrics::gauge!("ccswitch_sip_ws_connections").set(0.0);
-    for c in Closed::ALL {
+    for c in CloseReason::ALL {
         metrics::counter!("ccswitch_sip_ws_connections_closed_total", "reason" => c.as_str())
             .absolute(0);
     }
@@ -335,22 +335,22 @@ async fn serve(
                 if engine_needs_it(&shared.queries, peer).await {
                     continue;
                 }
-                break Closed::IdleTimeout;
+                break CloseReason::IdleTimeout;
             }
         };
         let bytes = match next {
-            None => break Closed::PeerClosed,
+            None => break CloseReason::PeerClosed,
             Some(Err(e)) => {
                 tracing::debug!(peer = %addr, error = %e, "SIP WebSocket read failed");
                 break read_error(&e.to_string());
             }
-            Some(Ok(Message::Close(_))) => break Closed::PeerClosed,
+            Some(Ok(Message::Close(_))) => break CloseReason::PeerClosed,
             // Pings are answered by the WebSocket layer.
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => m.into_data(),
         };
         match ws_guard::classify(&bytes, shared.limits.max_message_bytes) {
-            Payload::TooLarge => break Closed::TooLarge,
+            Payload::TooLarge => break CloseReason::TooLarge,
             Payload::KeepAlive { pong } => {
                 metrics::counter!("ccswitch_sip_ws_messages_total", "kind" => "keepalive")
                     .increment(1);
@@ -366,7 +366,7 @@ async fn serve(
                     .await
                     .is_err()
                 {
-                    break Closed::Shutdown;
+                    break CloseReason::Shutdown;
                 }
             }
         }
@@ -389,14 +389,14 @@ async fn serve(
 /// Why reading failed. axum hides the WebSocket library's error type, so its text tells:
 /// a peer gone without a close frame (a tab closed, a process killed) is a routine close,
 /// a message over the limit is `too_large`, anything else a protocol error.
-fn read_error(text: &str) -> Closed {
+fn read_error(text: &str) -> CloseReason {
     let t = text.to_ascii_lowercase();
     if t.contains("without closing handshake") || t.contains("connection reset") {
-        Closed::PeerClosed
+        CloseReason::PeerClosed
     } else if t.contains("too long") || t.contains("too big") || t.contains("space limit") {
-        Closed::TooLarge
+        CloseReason::TooLarge
     } else {
-        Closed::ProtocolError
+        CloseReason::ProtocolError
     }
 }
 
@@ -459,15 +459,15 @@ mod tests {
     fn read_errors_are_classified_by_their_text() {
         assert_eq!(
             read_error("WebSocket protocol error: Connection reset without closing handshake"),
-            Closed::PeerClosed
+            CloseReason::PeerClosed
         );
         assert_eq!(
             read_error("Space limit exceeded: Message too long: 70000 > 65536"),
-            Closed::TooLarge
+            CloseReason::TooLarge
         );
         assert_eq!(
             read_error("WebSocket protocol error: Received an unmasked frame from client"),
-            Closed::ProtocolError
+            CloseReason::ProtocolError
         );
     }
 }

@@ -799,6 +799,27 @@ fn tcp_calls_skip_retransmission_timers() {
     assert_eq!(sim.statuses().iter().filter(|s| **s == 200).count(), 1);
 }
 
+/// A caller over WebSocket whose connection drops has hung up: the call ends, nothing is
+/// sent to the dead connection.
+#[test]
+fn websocket_caller_losing_the_connection_ends_the_call() {
+    let mut sim = Sim::with_transport(config(0, 10), Transport::Ws);
+    let _tag = answered_call(&mut sim);
+    assert_eq!(sim.engine.active_calls(), 1);
+    let sent = sim.sent.len();
+    sim.input(Input::ConnectionClosed(Peer {
+        transport: Transport::Ws,
+        addr: CALLER.parse().unwrap(),
+    }));
+    assert_eq!(
+        sim.ended().map(|(by, reason, _)| (by, reason)),
+        Some((EndedBy::Caller, "connection_lost".to_string()))
+    );
+    sim.advance(60_000);
+    assert_eq!(sim.engine.active_calls(), 0);
+    assert_eq!(sim.sent.len(), sent, "nothing for a closed connection");
+}
+
 #[test]
 fn many_calls_leave_nothing_behind() {
     let mut sim = Sim::new(config(0, 1000));

@@ -6,12 +6,14 @@
 //!   read-only question the control loop answers for the shells; nothing is emitted.
 //! - A WebSocket connection that closed (`Input::ConnectionClosed`): a contact registered
 //!   over it is reachable over that connection only (RFC 7118 section 5, RFC 5626), so its
-//!   bindings go at once; offers ringing on it fail (the next agent gets the call), and an
-//!   agent's call on it ends as if the agent had hung up.
+//!   bindings go at once; offers ringing on it fail (the next agent gets the call), an
+//!   agent's call on it ends as if the agent had hung up, and a caller's as if the caller
+//!   had.
 
 use super::agent_leg::AgentLegState;
 use super::Engine;
 use crate::engine::acd::OfferOutcome;
+use crate::engine::call::CallState;
 use crate::engine::record::EndedBy;
 use crate::engine::time::Millis;
 use crate::engine::{MediaCommand, Peer, Transport};
@@ -77,6 +79,32 @@ impl Engine {
                 .is_some_and(|c| c.agent_leg.take() == Some(leg));
             if ours {
                 self.end_call(now, call_key, EndedBy::Agent, "agent_connection_lost", true);
+            }
+        }
+        // A caller on it (a WebRTC client dialling in) hung up, as far as we can tell.
+        let callers: Vec<(u64, CallState)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.peer == conn)
+            .map(|(k, c)| (*k, c.state))
+            .collect();
+        for (call_key, state) in callers {
+            match state {
+                CallState::Terminating => {}
+                CallState::Ringing => {
+                    self.refuse_ringing(now, call_key, 487, "Request Terminated", None);
+                    self.end_call_with_status(
+                        now,
+                        call_key,
+                        EndedBy::Caller,
+                        "connection_lost",
+                        487,
+                        false,
+                    );
+                }
+                CallState::Answered => {
+                    self.end_call(now, call_key, EndedBy::Caller, "connection_lost", false)
+                }
             }
         }
         // Last, so the offers above end as failed offers, not as a logout mid-offer.

@@ -5,6 +5,7 @@
 //! * A raw Rust caller (std `UdpSocket`, `tests/e2e/sipwire.rs`) that checks RTP at the
 //!   packet level: 50 packets/s, PCMU speech, sequence/timestamp continuity, marker bit,
 //!   and sends RFC 4733 digits itself.
+//! * JsSIP agents over SIP-over-WebSocket (`tests/sipws/agent.js`, node; `tests/e2e/sipws.rs`).
 //!
 //! Each test gets its own copy of `config/` (answer at once unless a test needs the ring),
 //! its own SQLite file, SIP/HTTP ports and RTP range. Assertions are about behaviour

@@ -35,8 +35,8 @@ const ENGINE_ANSWER: Duration = Duration::from_secs(5);
 /// At most one warning per close reason in this interval.
 const LOG_INTERVAL_MS: u64 = 10_000;
 
-/// The TCP transport asks the control loop: does the engine still need the connection
-/// from `addr` (a registration bound over it, a call or an offer on it)?
+/// The TCP and WebSocket transports ask the control loop: does the engine still need the
+/// connection `conn` (a registration bound over it, a call or an offer on it)?
 #[derive(Debug)]
 pub struct InUseQuery {
     /// The connection (TCP or WebSocket).

@@ -1,6 +1,7 @@
 //! SIP over WebSocket (RFC 7118): `GET /sip` on the HTTP listener, subprotocol `sip`, one
 //! SIP message per text or binary WebSocket message. A thin shell: each connection is a
-//! `Peer { transport: Ws, addr }` (the client's address, unique among open connections),
+//! `Peer { transport: Ws, addr }` (the client's address, unique among open connections;
+//! `Wss` and the forwarded address behind a trusted TLS proxy, see `ws_guard`),
 //! its messages go to the control loop as SIP input, the engine's transmits to that peer
 //! go to the connection's writer, and its close reaches the engine (`Inbound::Closed`):
 //! contacts registered over it are reachable over it only, so their bindings go.
@@ -15,7 +16,7 @@
 
 use super::tcp::InUseQuery;
 use super::tcp_guard::Admission;
-use super::ws_guard::{self, Payload, Refusal, WsLimits};
+use super::ws_guard::{self, read_error, CloseReason, Payload, Refusal, WsLimits};
 use super::Inbound;
 use crate::api::problem::Problem;
 use crate::engine::Peer;
@@ -42,38 +43,6 @@ const CONNECTION_QUEUE: usize = 256;
 const ENGINE_ANSWER: Duration = Duration::from_secs(5);
 /// How long a closing connection may take to send what is queued.
 const WRITE_GRACE: Duration = Duration::from_secs(1);
-
-/// Why a connection closed: the `reason` label of `ccswitch_sip_ws_connections_closed_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CloseReason {
-    PeerClosed,
-    IdleTimeout,
-    TooLarge,
-    /// A WebSocket protocol error (bad frame, a message over the frame limit, reset).
-    ProtocolError,
-    /// The control loop stopped (shutdown).
-    Shutdown,
-}
-
-impl CloseReason {
-    const ALL: [CloseReason; 5] = [
-        CloseReason::PeerClosed,
-        CloseReason::IdleTimeout,
-        CloseReason::TooLarge,
-        CloseReason::ProtocolError,
-        CloseReason::Shutdown,
-    ];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::PeerClosed => "peer_closed",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::TooLarge => "too_large",
-            CloseReason::ProtocolError => "protocol_error",
-            CloseReason::Shutdown => "shutdown",
-        }
-    }
-}
 
 /// The open WebSocket connections: writers by peer address, and the admission caps.
 #[derive(Clone)]
@@ -386,20 +355,6 @@ async fn serve(
     }
 }
 
-/// Why reading failed. axum hides the WebSocket library's error type, so its text tells:
-/// a peer gone without a close frame (a tab closed, a process killed) is a routine close,
-/// a message over the limit is `too_large`, anything else a protocol error.
-fn read_error(text: &str) -> CloseReason {
-    let t = text.to_ascii_lowercase();
-    if t.contains("without closing handshake") || t.contains("connection reset") {
-        CloseReason::PeerClosed
-    } else if t.contains("too long") || t.contains("too big") || t.contains("space limit") {
-        CloseReason::TooLarge
-    } else {
-        CloseReason::ProtocolError
-    }
-}
-
 /// Sends queued SIP messages (text frames; binary when not UTF-8) until the queue closes
 /// or the reader stops, then closes the WebSocket.
 async fn write_queue(
@@ -448,26 +403,5 @@ async fn engine_needs_it(queries: &mpsc::Sender<InUseQuery>, conn: Peer) -> bool
         Ok(Ok(needed)) => needed,
         Ok(Err(_)) => false,
         Err(_) => true,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_errors_are_classified_by_their_text() {
-        assert_eq!(
-            read_error("WebSocket protocol error: Connection reset without closing handshake"),
-            CloseReason::PeerClosed
-        );
-        assert_eq!(
-            read_error("Space limit exceeded: Message too long: 70000 > 65536"),
-            CloseReason::TooLarge
-        );
-        assert_eq!(
-            read_error("WebSocket protocol error: Received an unmasked frame from client"),
-            CloseReason::ProtocolError
-        );
     }
 }

@@ -153,6 +153,52 @@ pub fn client_peer(
     )
 }
 
+/// Why a connection closed: the `reason` label of `ccswitch_sip_ws_connections_closed_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    PeerClosed,
+    IdleTimeout,
+    TooLarge,
+    /// A WebSocket protocol error (bad frame, a message over the frame limit, reset).
+    ProtocolError,
+    /// The control loop stopped (shutdown).
+    Shutdown,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 5] = [
+        CloseReason::PeerClosed,
+        CloseReason::IdleTimeout,
+        CloseReason::TooLarge,
+        CloseReason::ProtocolError,
+        CloseReason::Shutdown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::TooLarge => "too_large",
+            CloseReason::ProtocolError => "protocol_error",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why reading failed. axum hides the WebSocket library's error type, so its text tells:
+/// a peer gone without a close frame (a tab closed, a process killed) is a routine close,
+/// a message over the limit is `too_large`, anything else a protocol error.
+pub fn read_error(text: &str) -> CloseReason {
+    let t = text.to_ascii_lowercase();
+    if t.contains("without closing handshake") || t.contains("connection reset") {
+        CloseReason::PeerClosed
+    } else if t.contains("too long") || t.contains("too big") || t.contains("space limit") {
+        CloseReason::TooLarge
+    } else {
+        CloseReason::ProtocolError
+    }
+}
+
 /// What one WebSocket message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Payload {
@@ -296,5 +342,21 @@ mod tests {
         assert_eq!(classify(b"OPTIONS sip:x SIP/2.0\r\n", 100), Payload::Sip);
         assert_eq!(classify(&[0xff, 0x00, 0x13], 100), Payload::Sip);
         assert_eq!(classify(&[b'a'; 101], 100), Payload::TooLarge);
+    }
+
+    #[test]
+    fn read_errors_are_classified_by_their_text() {
+        assert_eq!(
+            read_error("WebSocket protocol error: Connection reset without closing handshake"),
+            CloseReason::PeerClosed
+        );
+        assert_eq!(
+            read_error("Space limit exceeded: Message too long: 70000 > 65536"),
+            CloseReason::TooLarge
+        );
+        assert_eq!(
+            read_error("WebSocket protocol error: Received an unmasked frame from client"),
+            CloseReason::ProtocolError
+        );
     }
 }

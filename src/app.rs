@@ -270,6 +270,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let conns = net::tcp::Connections::new(config.sip.tcp.to_limits(), clock);
     let (in_use_tx, in_use_rx) = mpsc::channel(1024);
     net::udp::spawn_receiver(udp.clone(), sip_tx.clone());
+    let ws = net::ws::WsConnections::new(
+        config.sip.websocket.to_limits(),
+        sip_tx.clone(),
+        in_use_tx.clone(),
+    );
     net::tcp::spawn_listener(tcp, conns.clone(), sip_tx, in_use_tx);
     tracing::info!(udp = %sip_addr, tcp = %sip_addr, "SIP listening");
 
@@ -360,10 +365,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
     let rest =
         api::rest::RestState::new(&config, auth.clone(), store.clone(), cmd_tx.clone(), clock);
-    let http_app = api::router(api_state)
+    let mut http_app = api::router(api_state)
         .merge(api::auth_routes::router(auth.clone()))
         .merge(api::rest::router(rest))
         .merge(api::live_routes::router(auth, live));
+    if config.sip.websocket.enabled {
+        http_app = http_app.merge(net::ws::router(ws.clone()));
+        tracing::info!(url = %format!("ws://{http_addr}{}", net::ws::PATH), "SIP over WebSocket listening");
+    }
     let http_task = tokio::spawn(api::serve_router(http, http_app, async {
         let _ = http_stop_rx.await;
     }));
@@ -379,7 +388,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     });
 
     let shells = Shells {
-        net: NetSender::new(udp, conns),
+        net: NetSender::new(udp, conns, ws),
         media: media.clone(),
         records,
         live: Some(live_tx),

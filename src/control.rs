@@ -22,7 +22,8 @@ pub struct Inputs {
     pub sip: mpsc::Receiver<Inbound>,
     pub media: mpsc::UnboundedReceiver<MediaEvent>,
     pub commands: mpsc::Receiver<Command>,
-    /// The TCP transport asking whether the engine still needs an idle connection.
+    /// The TCP and WebSocket transports asking whether the engine still needs an idle
+    /// connection.
     pub tcp_in_use: mpsc::Receiver<InUseQuery>,
 }
 
@@ -38,12 +39,15 @@ pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: S
             }
         };
         let input = tokio::select! {
-            Some(m) = inputs.sip.recv() => Input::Sip { peer: m.peer, bytes: m.bytes },
+            Some(m) = inputs.sip.recv() => match m {
+                Inbound::Sip { peer, bytes } => Input::Sip { peer, bytes },
+                Inbound::Closed(peer) => Input::ConnectionClosed(peer),
+            },
             Some(ev) = inputs.media.recv() => Input::Media(ev),
             Some(cmd) = inputs.commands.recv() => Input::Command(cmd),
             Some(q) = inputs.tcp_in_use.recv() => {
                 // A question, not an input: the engine's state does not change.
-                let _ = q.reply.send(engine.uses_tcp_connection(q.addr));
+                let _ = q.reply.send(engine.uses_connection(q.conn));
                 continue;
             }
             _ = sleep => Input::Timeout,

@@ -5,6 +5,7 @@
 //! * A raw Rust caller (std `UdpSocket`, `tests/e2e/sipwire.rs`) that checks RTP at the
 //!   packet level: 50 packets/s, PCMU speech, sequence/timestamp continuity, marker bit,
 //!   and sends RFC 4733 digits itself.
+//! * JsSIP agents over SIP-over-WebSocket (`tests/sipws/agent.js`, node; `tests/e2e/sipws.rs`).
 //!
 //! Each test gets its own copy of `config/` (answer at once unless a test needs the ring),
 //! its own SQLite file, SIP/HTTP ports and RTP range. Assertions are about behaviour
@@ -24,6 +25,8 @@ mod live;
 mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]
 mod sipwire;
+#[path = "e2e/sipws.rs"]
+mod sipws;
 #[path = "e2e/surveys.rs"]
 mod surveys;
 #[path = "e2e/tcp_limits.rs"]

@@ -800,6 +800,27 @@ fn tcp_calls_skip_retransmission_timers() {
     assert_eq!(sim.statuses().iter().filter(|s| **s == 200).count(), 1);
 }
 
+/// A caller over WebSocket whose connection drops has hung up: the call ends, nothing is
+/// sent to the dead connection.
+#[test]
+fn websocket_caller_losing_the_connection_ends_the_call() {
+    let mut sim = Sim::with_transport(config(0, 10), Transport::Ws);
+    let _tag = answered_call(&mut sim);
+    assert_eq!(sim.engine.active_calls(), 1);
+    let sent = sim.sent.len();
+    sim.input(Input::ConnectionClosed(Peer {
+        transport: Transport::Ws,
+        addr: CALLER.parse().unwrap(),
+    }));
+    assert_eq!(
+        sim.ended().map(|(by, reason, _)| (by, reason)),
+        Some((EndedBy::Caller, "connection_lost".to_string()))
+    );
+    sim.advance(60_000);
+    assert_eq!(sim.engine.active_calls(), 0);
+    assert_eq!(sim.sent.len(), sent, "nothing for a closed connection");
+}
+
 #[test]
 fn many_calls_leave_nothing_behind() {
     let mut sim = Sim::new(config(0, 1000));
@@ -2407,6 +2428,93 @@ Contact: <sip:c{n}@{at}>
         sim.advance(60_000);
         assert_eq!(sim.engine.active_calls(), 0);
         assert!(!sim.engine.uses_tcp_connection(caller));
+    }
+
+    /// SIP over WebSocket (RFC 7118): an offer to an agent registered over a WebSocket goes
+    /// over that connection (Via `SIP/2.0/WS`, our Contact `transport=ws`, no Timer A
+    /// retransmissions); the connection closing removes the registration at once and the
+    /// ringing offer fails over to the next agent.
+    #[test]
+    fn websocket_agent_is_offered_over_its_connection_and_goes_with_it() {
+        let mut net = Net::new();
+        let ws = Peer {
+            transport: Transport::Ws,
+            addr: addr(AGENT1),
+        };
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        assert!(net.engine.uses_connection(ws));
+        assert!(!net.engine.uses_tcp_connection(addr(AGENT1)));
+        net.transport = Transport::Udp;
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1);
+        assert!(
+            header(&inv[0], "Via").is_some_and(|v| v.starts_with("SIP/2.0/WS ")),
+            "{}",
+            inv[0]
+        );
+        assert!(header(&inv[0], "Contact").is_some_and(|c| c.contains(";transport=ws>")));
+        net.advance(2_000);
+        assert_eq!(agent_invites(&net, AGENT1).len(), 1, "reliable: no Timer A");
+        assert!(agent_invites(&net, AGENT2).is_empty());
+        // The browser tab closes.
+        net.input(Input::ConnectionClosed(ws));
+        assert!(!net.engine.uses_connection(ws));
+        assert_eq!(net.state("1001"), AgentState::LoggedOut);
+        assert!(
+            net.has(|r| matches!(
+                r,
+                Record::OfferEnded { attempt: 1, outcome, .. } if outcome == "failed"
+            )),
+            "{:#?}",
+            net.records
+        );
+        assert_eq!(agent_invites(&net, AGENT2).len(), 1, "Bob rings next");
+        // A UDP or TCP peer "closing" means nothing: 1002 stays registered.
+        net.input(Input::ConnectionClosed(Peer {
+            transport: Transport::Udp,
+            addr: addr(AGENT2),
+        }));
+        assert_ne!(net.state("1002"), AgentState::LoggedOut);
+    }
+
+    /// A browser agent's WebSocket dropping mid-call ends the call as the agent's hang-up:
+    /// the caller gets a BYE, the agent leg is released, the agent is logged out.
+    #[test]
+    fn websocket_agent_closing_mid_call_ends_the_call() {
+        let mut net = Net::new();
+        let ws = Peer {
+            transport: Transport::Ws,
+            addr: addr(AGENT1),
+        };
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        net.transport = Transport::Udp;
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        assert_eq!(inv.len(), 1);
+        net.transport = Transport::Ws;
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
+        assert!(net.requests_to(CALLER, "BYE").is_empty());
+        net.input(Input::ConnectionClosed(ws));
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded { ended_by: EndedBy::Agent, reason, .. } if reason == "agent_connection_lost"
+        )), "{:#?}", net.records);
+        net.advance(30_000);
+        assert!(
+            !net.requests_to(CALLER, "BYE").is_empty(),
+            "the caller is hung up on"
+        );
+        assert!(
+            net.requests_to(AGENT1, "BYE").is_empty(),
+            "nothing to send it on"
+        );
+        assert_eq!(net.engine.active_calls(), 0);
+        assert!(!net.engine.uses_connection(ws));
     }
 }
 

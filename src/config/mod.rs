@@ -10,7 +10,9 @@
 pub mod agents;
 mod ivr;
 mod queues;
+mod sip_ws;
 pub mod sms;
+pub use sip_ws::SipWebSocketSection;
 mod survey;
 pub use survey::Privacy;
 mod toml_error;
@@ -105,6 +107,8 @@ pub struct SipSection {
     pub t4_ms: u64,
     /// `[sip.tcp]`: limits of the TCP transport.
     pub tcp: SipTcpSection,
+    /// `[sip.websocket]`: SIP over WebSocket on the HTTP listener.
+    pub websocket: SipWebSocketSection,
 }
 
 impl Default for SipSection {
@@ -116,6 +120,7 @@ impl Default for SipSection {
             t2_ms: 4000,
             t4_ms: 5000,
             tcp: SipTcpSection::default(),
+            websocket: SipWebSocketSection::default(),
         }
     }
 }
@@ -599,6 +604,7 @@ fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
         return Err(("sip.t4_ms", "must be between 1 and 600000".into()));
     }
     m.sip.tcp.check()?;
+    m.sip.websocket.check()?;
     if !(1000..=10_000).contains(&m.answer.ring_cycle_ms) {
         return Err((
             "answer.ring_cycle_ms",

@@ -138,6 +138,37 @@ fn sip_tcp_limits_default_and_are_checked() {
 }
 
 #[test]
+fn sip_websocket_defaults_and_checks() {
+    let m = parse_main("").unwrap();
+    assert_eq!(m.sip.websocket, SipWebSocketSection::default());
+    assert!(!m.sip.websocket.enabled);
+    let m = parse_main(
+        "[sip.websocket]\nenabled = true\nallowed_origins = [\"https://agents.example.com\", \"*\"]\n",
+    )
+    .unwrap();
+    assert!(m.sip.websocket.enabled);
+    assert_eq!(m.sip.websocket.to_limits().allowed_origins.len(), 2);
+    assert_eq!(m.sip.websocket.to_limits().idle_timeout_ms, 60_000);
+    for (text, key) in [
+        (
+            "allowed_origins = [\"agents.example.com\"]",
+            "sip.websocket.allowed_origins",
+        ),
+        ("max_message_bytes = 10", "sip.websocket.max_message_bytes"),
+        ("max_connections = 0", "sip.websocket.max_connections"),
+        (
+            "max_connections = 10\nmax_connections_per_source = 11",
+            "sip.websocket.max_connections_per_source",
+        ),
+        ("idle_timeout_s = 0", "sip.websocket.idle_timeout_s"),
+        ("enable = true", "sip.websocket.enable"),
+    ] {
+        let e = parse_main(&format!("[sip.websocket]\n{text}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+    }
+}
+
+#[test]
 fn default_language_must_be_listed() {
     let e = parse_main("[prompts]\ndefault_language = \"fr\"\n").unwrap_err();
     assert_eq!(e.key, "prompts.default_language");

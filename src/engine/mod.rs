@@ -30,18 +30,38 @@ pub use time::{Millis, TimerTable};
 pub enum Transport {
     Udp,
     Tcp,
+    /// SIP over WebSocket (RFC 7118) on the HTTP listener's `/sip`.
+    Ws,
+    /// SIP over secure WebSocket: the same connections behind a TLS-terminating proxy.
+    Wss,
 }
 
 impl Transport {
     /// Reliable transports skip retransmission timers (RFC 3261 17.1.1.2, 17.2.1).
     pub fn is_reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        !matches!(self, Transport::Udp)
+    }
+
+    /// Connection-oriented transports on which a contact is reachable only over the
+    /// connection it registered on (RFC 5626 / RFC 7118 section 5): WebSocket.
+    pub fn is_connection_bound(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    /// Our Contact URI for a peer on this transport (`transport=` param for all but UDP).
+    pub fn contact_uri(self, sent_by: &str) -> String {
+        match self {
+            Transport::Udp => format!("<sip:ccswitch@{sent_by}>"),
+            other => format!("<sip:ccswitch@{sent_by};transport={}>", other.as_str()),
         }
     }
 }
@@ -87,6 +107,9 @@ pub enum Input {
     },
     Media(MediaEvent),
     Command(Command),
+    /// A connection-bound transport (WebSocket) lost the connection of `Peer`: the
+    /// registrations bound to it go (their contacts are unreachable now).
+    ConnectionClosed(Peer),
     /// A deadline from `poll_timeout` passed.
     Timeout,
 }

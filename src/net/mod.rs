@@ -3,17 +3,22 @@
 pub mod tcp;
 pub mod tcp_guard;
 pub mod udp;
+pub mod ws;
+pub mod ws_guard;
 
 use crate::engine::{Peer, Transport};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 
-/// A SIP message as it arrived.
+/// What a transport hands the control loop, in order on one channel (so a connection's
+/// close never overtakes its last message).
 #[derive(Debug)]
-pub struct Inbound {
-    pub peer: Peer,
-    pub bytes: Bytes,
+pub enum Inbound {
+    /// A SIP message as it arrived.
+    Sip { peer: Peer, bytes: Bytes },
+    /// A connection-bound transport (WebSocket) lost this connection.
+    Closed(Peer),
 }
 
 /// Sends the engine's `Transmit` outputs on the right socket. Never blocks the control loop:
@@ -22,11 +27,12 @@ pub struct Inbound {
 pub struct NetSender {
     udp: Arc<UdpSocket>,
     tcp: tcp::Connections,
+    ws: ws::WsConnections,
 }
 
 impl NetSender {
-    pub fn new(udp: Arc<UdpSocket>, tcp: tcp::Connections) -> NetSender {
-        NetSender { udp, tcp }
+    pub fn new(udp: Arc<UdpSocket>, tcp: tcp::Connections, ws: ws::WsConnections) -> NetSender {
+        NetSender { udp, tcp, ws }
     }
 
     pub fn send(&self, peer: Peer, bytes: Bytes) {
@@ -38,6 +44,7 @@ impl NetSender {
                 }
             }
             Transport::Tcp => self.tcp.send(peer.addr, bytes),
+            Transport::Ws | Transport::Wss => self.ws.send(peer.addr, bytes),
         }
     }
 }

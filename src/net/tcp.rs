@@ -35,11 +35,12 @@ const ENGINE_ANSWER: Duration = Duration::from_secs(5);
 /// At most one warning per close reason in this interval.
 const LOG_INTERVAL_MS: u64 = 10_000;
 
-/// The TCP transport asks the control loop: does the engine still need the connection
-/// from `addr` (a registration bound over it, a call or an offer on it)?
+/// The TCP and WebSocket transports ask the control loop: does the engine still need the
+/// connection `conn` (a registration bound over it, a call or an offer on it)?
 #[derive(Debug)]
 pub struct InUseQuery {
-    pub addr: SocketAddr,
+    /// The connection (TCP or WebSocket).
+    pub conn: Peer,
     pub reply: oneshot::Sender<bool>,
 }
 
@@ -309,7 +310,12 @@ impl ConnectionIo {
                     Frame::Message(n) => {
                         completed = true;
                         let bytes = buf.split_to(n).freeze();
-                        if self.to_control.send(Inbound { peer, bytes }).await.is_err() {
+                        if self
+                            .to_control
+                            .send(Inbound::Sip { peer, bytes })
+                            .await
+                            .is_err()
+                        {
                             // The control loop has stopped: the switch is shutting down.
                             return CloseReason::PeerClosed;
                         }
@@ -338,7 +344,10 @@ impl ConnectionIo {
     async fn engine_needs_it(&self) -> bool {
         let (reply, answer) = oneshot::channel();
         let query = InUseQuery {
-            addr: self.addr,
+            conn: Peer {
+                transport: Transport::Tcp,
+                addr: self.addr,
+            },
             reply,
         };
         if self.queries.send(query).await.is_err() {

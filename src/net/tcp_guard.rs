@@ -86,9 +86,14 @@ pub struct Admission {
 
 impl Admission {
     pub fn new(limits: &TcpLimits) -> Admission {
+        Admission::with_caps(limits.max_connections, limits.max_connections_per_source)
+    }
+
+    /// Caps in total and per source IP (the WebSocket transport uses its own).
+    pub fn with_caps(max_total: usize, max_per_source: usize) -> Admission {
         Admission {
-            max_total: limits.max_connections,
-            max_per_source: limits.max_connections_per_source,
+            max_total,
+            max_per_source,
             total: 0,
             per_source: HashMap::new(),
         }

@@ -16,7 +16,7 @@ pub fn spawn_receiver(socket: Arc<UdpSocket>, to_control: mpsc::Sender<Inbound>)
         loop {
             match socket.recv_from(&mut buf).await {
                 Ok((n, addr)) => {
-                    let msg = Inbound {
+                    let msg = Inbound::Sip {
                         peer: Peer {
                             transport: Transport::Udp,
                             addr,

@@ -33,6 +33,8 @@ pub enum UnregisterReason {
     Expired,
     /// Superseded by a newer binding of the same phone.
     Replaced,
+    /// The connection it was registered over (WebSocket) closed.
+    ConnectionClosed,
 }
 
 impl UnregisterReason {
@@ -41,6 +43,7 @@ impl UnregisterReason {
             UnregisterReason::Expires0 => "expires0",
             UnregisterReason::Expired => "expired",
             UnregisterReason::Replaced => "replaced",
+            UnregisterReason::ConnectionClosed => "connection_closed",
         }
     }
 }
@@ -208,6 +211,30 @@ impl Registrar {
             None => list.push(b.clone()),
         }
         self.expiry.insert((b.expires_at, ext.to_string(), b.uri));
+    }
+
+    /// Removes every binding registered over the connection `source` of `transport`
+    /// (RFC 7118 section 5: such a contact is reachable over that connection only).
+    pub fn connection_closed(
+        &mut self,
+        transport: Transport,
+        source: SocketAddr,
+    ) -> Vec<RegistrarEvent> {
+        let mut gone: Vec<(String, String)> = self
+            .bindings
+            .iter()
+            .flat_map(|(ext, list)| {
+                list.iter()
+                    .filter(|b| b.transport == transport && b.source == source)
+                    .map(move |b| (ext.clone(), b.uri.clone()))
+            })
+            .collect();
+        gone.sort();
+        let mut events = Vec::new();
+        for (ext, uri) in gone {
+            self.remove_binding(&ext, &uri, UnregisterReason::ConnectionClosed, &mut events);
+        }
+        events
     }
 
     pub(super) fn remove_binding(

@@ -809,3 +809,49 @@ proptest::proptest! {
         }
     }
 }
+
+/// RFC 7118: a contact registered over a WebSocket (`.invalid` host, `transport=ws`) is
+/// bound to that connection; its closing removes exactly the bindings made over it.
+#[test]
+fn ws_contact_goes_with_its_connection() {
+    let mut r = registrar();
+    let t0 = Millis(1_700_000_000_000);
+    let ws_a: SocketAddr = "192.0.2.7:40001".parse().unwrap();
+    let ws_b: SocketAddr = "192.0.2.7:40002".parse().unwrap();
+    let mut m = reg("1001");
+    m.contacts = vec!["<sip:abc@df7jal23ls0d.invalid;transport=ws>;+sip.ice"];
+    let ch = r.register(t0, ws_a, Transport::Ws, &build(&m, "REGISTER"));
+    assert_eq!(ch.status, 401);
+    m.auth = Some(answer(
+        &ch,
+        Algorithm::Sha256,
+        "1001",
+        "pw1001",
+        1,
+        "REGISTER",
+    ));
+    m.cseq = 2;
+    let ok = r.register(t0, ws_a, Transport::Ws, &build(&m, "REGISTER"));
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let b = &r.contacts("1001")[0];
+    assert_eq!(
+        (b.uri.as_str(), b.source, b.transport),
+        (
+            "sip:abc@df7jal23ls0d.invalid;transport=ws",
+            ws_a,
+            Transport::Ws
+        )
+    );
+    // Another connection closing (or the same address over TCP) touches nothing.
+    assert!(r.connection_closed(Transport::Ws, ws_b).is_empty());
+    assert!(r.connection_closed(Transport::Tcp, ws_a).is_empty());
+    assert!(r.is_registered("1001"));
+    let gone = r.connection_closed(Transport::Ws, ws_a);
+    assert!(matches!(
+        &gone[..],
+        [RegistrarEvent::Unregistered { extension, why: UnregisterReason::ConnectionClosed, .. }]
+            if extension == "1001"
+    ));
+    assert!(!r.is_registered("1001"));
+    assert_eq!(r.poll_timeout(), None);
+}

@@ -8,7 +8,7 @@ use crate::engine::media::{LegId, MediaCommand};
 use crate::engine::record::{EndedBy, Record};
 use crate::engine::time::Millis;
 use crate::engine::txn::TxnKey;
-use crate::engine::{Peer, Transport};
+use crate::engine::Peer;
 use crate::proto::sdp::{self, Direction};
 use crate::proto::sip::{self, Method, Request, RequestOpts, ResponseOpts};
 use rand::Rng;
@@ -29,10 +29,7 @@ impl Engine {
             return;
         };
         l.local_cseq = l.local_cseq.max(l.invite_cseq) + 1;
-        let contact = match peer.transport {
-            Transport::Udp => format!("<sip:ccswitch@{sent_by}>"),
-            Transport::Tcp => format!("<sip:ccswitch@{sent_by};transport=tcp>"),
-        };
+        let contact = peer.transport.contact_uri(&sent_by);
         let bytes = sip::request(&RequestOpts {
             method: Method::Bye,
             uri: &l.remote_target,

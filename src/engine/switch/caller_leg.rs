@@ -328,12 +328,7 @@ impl Engine {
     }
 
     pub(super) fn contact(&self, peer: Peer) -> String {
-        match peer.transport {
-            crate::engine::Transport::Udp => format!("<sip:ccswitch@{}>", self.cfg.sent_by),
-            crate::engine::Transport::Tcp => {
-                format!("<sip:ccswitch@{};transport=tcp>", self.cfg.sent_by)
-            }
-        }
+        peer.transport.contact_uri(&self.cfg.sent_by)
     }
 
     pub(super) fn local_sdp(&mut self, call_key: u64) -> Option<Bytes> {

@@ -246,6 +246,7 @@ impl Engine {
             Input::Command(Command::SurveyOptOut { number_hash }) => {
                 self.on_survey_opt_out(&number_hash);
             }
+            Input::ConnectionClosed(peer) => self.on_connection_closed(now, peer),
             Input::Timeout => {}
         }
         self.drain_acd(now);

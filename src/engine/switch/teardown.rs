@@ -88,10 +88,7 @@ impl Engine {
         call.local_cseq += 1;
         let from = call.local_party();
         let to = call.remote_party();
-        let contact = match call.peer.transport {
-            crate::engine::Transport::Udp => format!("<sip:ccswitch@{sent_by}>"),
-            crate::engine::Transport::Tcp => format!("<sip:ccswitch@{sent_by};transport=tcp>"),
-        };
+        let contact = call.peer.transport.contact_uri(&sent_by);
         let bytes = sip::request(&RequestOpts {
             method: Method::Bye,
             uri: &call.remote_target,

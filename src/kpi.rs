@@ -663,6 +663,7 @@ pub fn summary_by_interval<'a>(
     out
 }
 
+pub mod resolution;
 pub mod survey;
 
 #[cfg(test)]

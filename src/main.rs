@@ -363,11 +363,15 @@ fn check_config(dir: PathBuf) -> anyhow::Result<()> {
     for e in app::exposed_demo_credentials(&v.config) {
         eprintln!("ccswitch: warning: {e}");
     }
+    let dispositions = &v.config.queues.dispositions;
     println!(
-        "{}: ok ({} IVR prompts, {} agents, languages {}, answer after {} ring(s) of {} ms)",
+        "{}: ok ({} IVR prompts, {} agents, {} disposition codes (+{} queue lists), \
+         languages {}, answer after {} ring(s) of {} ms)",
         dir.display(),
         v.config.ivr.prompt_ids().len(),
         v.config.agents.len(),
+        dispositions.default.len(),
+        dispositions.per_queue.len(),
         v.config.prompts.languages.join(", "),
         v.config.answer.answer_after_rings,
         v.config.answer.ring_cycle_ms

@@ -3,6 +3,7 @@
 use ccswitch::app::{self, RunOptions};
 use ccswitch::engine::Millis;
 use ccswitch::kpi::survey::{validate_note, Buckets, SurveyGroup};
+use ccswitch::kpi::resolution::ResolutionGroup;
 use ccswitch::kpi::{Interval, Range, ServiceLevelTarget, ServiceLevelTargets};
 use ccswitch::store::{report, CloseOutcome, Store, TaskFilter};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -593,9 +594,17 @@ async fn report_queues(o: IntervalOpts, service_level_secs: Option<u64>) -> anyh
     let iv = interval(o.interval);
     let queues = store.queue_stats_per_queue(range, iv, &targets).await?;
     let system = store.summary_by_interval(range, iv).await?;
+    let resolution = resolution_by_key(&store, ResolutionGroup::Queue, range, iv).await?;
     print!(
         "{}",
-        report::render_queues(&queues, &system, &targets, iv, report_format(o.format))
+        report::render_queues(
+            &queues,
+            &system,
+            &targets,
+            &resolution,
+            iv,
+            report_format(o.format)
+        )
     );
     Ok(())
 }
@@ -608,9 +617,29 @@ async fn report_agents(o: IntervalOpts) -> anyhow::Result<()> {
         .unwrap_or_else(|| ccswitch::clock::Clock::new().now());
     let iv = interval(o.interval);
     let agents = store.agent_stats(o.since, until, iv).await?;
+    let range = Range {
+        since: o.since,
+        until: Some(until),
+    };
+    let resolution = resolution_by_key(&store, ResolutionGroup::Agent, range, iv).await?;
     print!(
         "{}",
-        report::render_agents(&agents, iv, report_format(o.format))
+        report::render_agents(&agents, &resolution, iv, report_format(o.format))
     );
     Ok(())
+}
+
+/// Disposition counts, disposition FCR and repeat-call proxy per (queue or agent, bucket).
+async fn resolution_by_key(
+    store: &Store,
+    group: ResolutionGroup,
+    range: Range,
+    iv: Interval,
+) -> anyhow::Result<report::ResolutionByKey> {
+    Ok(store
+        .resolution_stats(group, range, iv)
+        .await?
+        .into_iter()
+        .map(|(name, bucket, s)| ((name, bucket), s))
+        .collect())
 }

@@ -124,8 +124,8 @@ impl Store {
         Ok(out)
     }
 
-    /// What `kpi::resolution` needs, for calls that arrived in `[since, until + 7 days)`
-    /// (the later calls a repeat is looked for among are included).
+    /// What `kpi::resolution` needs for `range`: calls queued, answered or arrived in it,
+    /// and the later ones (up to 7 days past its end) a repeat is looked for among.
     pub async fn resolution_facts(&self, range: Range) -> Result<Vec<ResolutionFacts>, StoreError> {
         let widened = Range {
             since: range.since,
@@ -135,7 +135,9 @@ impl Store {
         let rows = sqlx::query(
             "SELECT arrived_at, caller, queue, queued_at, agent, agent_answered_at, disposition, \
                CAST(COALESCE(disposition_resolved, 0) AS BIGINT) AS resolved \
-             FROM calls WHERE arrived_at >= $1 AND arrived_at < $2 ORDER BY arrived_at, call_id",
+             FROM calls WHERE arrived_at < $2 \
+               AND (arrived_at >= $1 OR queued_at >= $1 OR agent_answered_at >= $1) \
+             ORDER BY arrived_at, call_id",
         )
         .bind(lo)
         .bind(hi)

@@ -44,7 +44,7 @@ pub use outbox::{EscalatedTask, InboundText, OutboxRow, ReplyApplied, SurveyRow}
 
 pub use dispositions::DispositionRow;
 pub use follow_up_tasks::{CloseOutcome, FollowUpTaskRow, TaskFilter};
-pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
+pub use queries::{CallDisposition, CallFigures, CallRow, IvrStepRow, OfferRow};
 pub use retention::spawn_retention;
 pub use survey_report::CallSurvey;
 pub use writer::{

@@ -2,8 +2,8 @@
 
 use ccswitch::app::{self, RunOptions};
 use ccswitch::engine::Millis;
-use ccswitch::kpi::survey::{validate_note, Buckets, SurveyGroup};
 use ccswitch::kpi::resolution::ResolutionGroup;
+use ccswitch::kpi::survey::{validate_note, Buckets, SurveyGroup};
 use ccswitch::kpi::{Interval, Range, ServiceLevelTarget, ServiceLevelTargets};
 use ccswitch::store::{report, CloseOutcome, Store, TaskFilter};
 use clap::{Parser, Subcommand, ValueEnum};

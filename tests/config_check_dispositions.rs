@@ -59,8 +59,7 @@ fn refused(file: &str, from: &str, to: &str, key: &str, reason_part: &str) {
     );
 }
 
-const RESOLVED: &str =
-    r#"{ number = 1, name = "resolved", label = { en = "Resolved", zh = "已解决" }, resolved = true },"#;
+const RESOLVED: &str = r#"{ number = 1, name = "resolved", label = { en = "Resolved", zh = "已解决" }, resolved = true },"#;
 
 #[test]
 fn shipped_codes_load() {
@@ -232,6 +231,9 @@ fn the_disposition_prefix_is_dialable_and_no_other_code_starts_with_it() {
         replace_once(t, "disposition = \"*4\"", "disposition = \"*7\"")
     });
     let cfg = cfg.expect("another prefix loads");
-    assert_eq!(cfg.agents.feature_codes.disposition_number("*712"), Some(12));
+    assert_eq!(
+        cfg.agents.feature_codes.disposition_number("*712"),
+        Some(12)
+    );
     assert_eq!(cfg.agents.feature_codes.disposition_number("*412"), None);
 }

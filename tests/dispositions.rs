@@ -50,7 +50,10 @@ impl Drop for PgDatabase {
         })
         .join();
         if !matches!(res, Ok(Ok(()))) {
-            eprintln!("warning: could not drop test database {}: {res:?}", self.name);
+            eprintln!(
+                "warning: could not drop test database {}: {res:?}",
+                self.name
+            );
         }
     }
 }
@@ -140,7 +143,14 @@ fn call(id: &str, caller: &str, t: u64, queue: Option<&str>, agent: Option<&str>
     r
 }
 
-fn disposition(id: &str, at: u64, code: u8, name: &str, resolved: bool, note: Option<&str>) -> Record {
+fn disposition(
+    id: &str,
+    at: u64,
+    code: u8,
+    name: &str,
+    resolved: bool,
+    note: Option<&str>,
+) -> Record {
     Record::DispositionSet {
         call_id: id.into(),
         agent: "1001".into(),
@@ -188,7 +198,10 @@ async fn stored_last_wins_with_history_and_tasks(db: Option<TestDb>) {
     ];
     s.write_batch(&first).await.unwrap();
     s.write_batch(&first).await.unwrap();
-    let tasks = s.list_follow_up_tasks(&TaskFilter::default()).await.unwrap();
+    let tasks = s
+        .list_follow_up_tasks(&TaskFilter::default())
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].reason, "disposition:follow_up");
     assert_eq!(tasks[0].agent.as_deref(), Some("1001"));
@@ -208,7 +221,10 @@ async fn stored_last_wins_with_history_and_tasks(db: Option<TestDb>) {
     let row = s.call("d1").await.unwrap().expect("the call");
     let d = row.disposition.clone().expect("a disposition");
     assert_eq!((d.name.as_str(), d.code, d.resolved), ("resolved", 1, true));
-    assert_eq!(d.note.as_deref(), Some("refund agreed, \"no\" callback, 退款"));
+    assert_eq!(
+        d.note.as_deref(),
+        Some("refund agreed, \"no\" callback, 退款")
+    );
     assert_eq!(d.agent.as_deref(), Some("1001"));
     assert_eq!(d.at, Millis(t + 120_000));
     assert!(s
@@ -218,9 +234,16 @@ async fn stored_last_wins_with_history_and_tasks(db: Option<TestDb>) {
         .is_empty());
 
     // A late-arriving older disposition goes to the history only.
-    s.write_batch(&[disposition("d1", t + 115_000, 4, "wrong_queue", false, None)])
-        .await
-        .unwrap();
+    s.write_batch(&[disposition(
+        "d1",
+        t + 115_000,
+        4,
+        "wrong_queue",
+        false,
+        None,
+    )])
+    .await
+    .unwrap();
     let row = s.call("d1").await.unwrap().unwrap();
     assert_eq!(row.disposition.as_ref().unwrap().name, "resolved");
     let history = s.call_dispositions("d1").await.unwrap();
@@ -235,7 +258,10 @@ async fn stored_last_wins_with_history_and_tasks(db: Option<TestDb>) {
     ])
     .await
     .unwrap();
-    let tasks = s.list_follow_up_tasks(&TaskFilter::default()).await.unwrap();
+    let tasks = s
+        .list_follow_up_tasks(&TaskFilter::default())
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0].due_at, Millis(t + 130_000 + DAY));
     // The note went with the follow-up that replaced it (it had none).
@@ -321,13 +347,15 @@ fn call_spec() -> impl Strategy<Value = CallSpec> {
         proptest::option::of(0usize..3),
         proptest::collection::vec(0usize..4, 0..3),
     )
-        .prop_map(|(caller, arrive_off, queue, answered_by, dispositions)| CallSpec {
-            caller,
-            arrive_off,
-            queue,
-            answered_by,
-            dispositions,
-        })
+        .prop_map(
+            |(caller, arrive_off, queue, answered_by, dispositions)| CallSpec {
+                caller,
+                arrive_off,
+                queue,
+                answered_by,
+                dispositions,
+            },
+        )
 }
 
 #[derive(Clone, Debug)]

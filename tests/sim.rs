@@ -2381,7 +2381,14 @@ Contact: <sip:c{n}@{at}>
             .cloned()
             .expect("407");
         let uri = format!("sip:{code}@127.0.0.1:5060");
-        let auth = authorization(&chal, "Proxy-Authenticate", "1001", "demo1001", "INVITE", &uri);
+        let auth = authorization(
+            &chal,
+            "Proxy-Authenticate",
+            "1001",
+            "demo1001",
+            "INVITE",
+            &uri,
+        );
         let plays = net.media.len();
         let second = format!("z9hG4bKe{cseq}");
         net.send(
@@ -2399,7 +2406,10 @@ Contact: <sip:c{n}@{at}>
             .iter()
             .filter_map(|r| match r {
                 Record::DispositionSet {
-                    call_id, name, note, ..
+                    call_id,
+                    name,
+                    note,
+                    ..
                 } => Some((call_id.clone(), name.clone(), note.clone())),
                 _ => None,
             })
@@ -2484,10 +2494,16 @@ Contact: <sip:c{n}@{at}>
         assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
 
         // An unknown number is refused; nothing recorded.
-        assert_eq!(dial_feature(&mut net, "*499", 30).as_deref(), Some("feature_refused"));
+        assert_eq!(
+            dial_feature(&mut net, "*499", 30).as_deref(),
+            Some("feature_refused")
+        );
         // A malformed one is not a code at all.
         let b = net.to(AGENT1).len();
-        net.send(AGENT1, &feature_invite("1001", AGENT1, "*4x", "z9hG4bKmal", 40, None));
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, "*4x", "z9hG4bKmal", 40, None),
+        );
         assert_eq!(status_of(&net.to(AGENT1)[b]), Some(404));
 
         // *41 replaces it (last wins): resolved, no task.

@@ -269,7 +269,9 @@ fn check_feature_codes(f: &FeatureCodes) -> Result<(), (String, String)> {
     let p = &f.disposition;
     if p.is_empty()
         || p.len() > 14
-        || !p.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
     {
         return Err((
             "feature_codes.disposition".into(),

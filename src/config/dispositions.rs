@@ -65,7 +65,12 @@ pub(super) fn catalog(
     let mut resolved_by_name: BTreeMap<String, (bool, String)> = out
         .default
         .iter()
-        .map(|c| (c.name.clone(), (c.resolved, "dispositions.codes".to_string())))
+        .map(|c| {
+            (
+                c.name.clone(),
+                (c.resolved, "dispositions.codes".to_string()),
+            )
+        })
         .collect();
     for (queue, codes) in per_queue {
         let key = format!("queues.{queue}.dispositions");
@@ -154,7 +159,10 @@ fn check_name(name: &str) -> Result<(), String> {
 
 fn label(key: &str, text: Option<String>) -> Result<String, Fault> {
     let Some(t) = text else {
-        return Err((key.into(), "missing: every code needs an en and a zh label".into()));
+        return Err((
+            key.into(),
+            "missing: every code needs an en and a zh label".into(),
+        ));
     };
     let t = t.trim();
     if t.is_empty() {

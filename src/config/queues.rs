@@ -166,7 +166,8 @@ pub(crate) fn parse(file: &Path, text: &str, ring_cycle_ms: u64) -> Result<Queue
         }
         specs.push(queue(&name, q, d, ring_cycle_ms).map_err(|(k, r)| err(k, r))?);
     }
-    let catalog = dispositions::catalog(raw.dispositions, queue_codes).map_err(|(k, r)| err(k, r))?;
+    let catalog =
+        dispositions::catalog(raw.dispositions, queue_codes).map_err(|(k, r)| err(k, r))?;
     for (i, n) in raw.vip.numbers.iter().enumerate() {
         if n.trim().is_empty() {
             return Err(err(format!("vip.numbers.{i}"), "must not be empty".into()));

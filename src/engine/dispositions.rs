@@ -103,13 +103,7 @@ pub fn clean_note(note: Option<&str>) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
-fn code(
-    number: u8,
-    name: &str,
-    en: &str,
-    zh: &str,
-    flags: (bool, bool, bool),
-) -> DispositionCode {
+fn code(number: u8, name: &str, en: &str, zh: &str, flags: (bool, bool, bool)) -> DispositionCode {
     DispositionCode {
         number,
         name: name.into(),
@@ -127,7 +121,13 @@ const NONE: (bool, bool, bool) = (false, false, false);
 fn shipped_codes() -> Vec<DispositionCode> {
     vec![
         code(1, "resolved", "Resolved", "已解决", (false, false, true)),
-        code(2, "follow_up", "Follow-up needed", "需跟进", (true, false, false)),
+        code(
+            2,
+            "follow_up",
+            "Follow-up needed",
+            "需跟进",
+            (true, false, false),
+        ),
         code(3, "complaint", "Complaint", "投诉", (false, true, false)),
         code(4, "wrong_queue", "Wrong queue", "转错队列", NONE),
         code(
@@ -137,10 +137,22 @@ fn shipped_codes() -> Vec<DispositionCode> {
             "客户要求回电",
             (true, false, false),
         ),
-        code(6, "info_only", "Information given", "仅咨询", (false, false, true)),
+        code(
+            6,
+            "info_only",
+            "Information given",
+            "仅咨询",
+            (false, false, true),
+        ),
         code(7, "escalated", "Escalated", "已升级处理", NONE),
         code(8, "dropped", "Call dropped", "通话中断", NONE),
-        code(9, "nuisance", "Nuisance or silent call", "骚扰或无声来电", NONE),
+        code(
+            9,
+            "nuisance",
+            "Nuisance or silent call",
+            "骚扰或无声来电",
+            NONE,
+        ),
     ]
 }
 
@@ -165,8 +177,10 @@ mod tests {
         let mut c = DispositionCatalog::default();
         assert_eq!(c.by_number(None, 2).unwrap().name, "follow_up");
         assert!(c.by_number(Some("tech"), 2).unwrap().opens_task());
-        c.per_queue
-            .insert("tech".into(), vec![code(7, "fixed", "Fixed", "已修复", NONE)]);
+        c.per_queue.insert(
+            "tech".into(),
+            vec![code(7, "fixed", "Fixed", "已修复", NONE)],
+        );
         assert!(c.by_number(Some("tech"), 2).is_none());
         assert_eq!(c.by_name(Some("tech"), "fixed").unwrap().number, 7);
         assert_eq!(c.by_name(Some("sales"), "resolved").unwrap().number, 1);
@@ -176,10 +190,7 @@ mod tests {
     fn notes_are_trimmed_cleaned_and_capped() {
         assert_eq!(clean_note(None), None);
         assert_eq!(clean_note(Some("  ")), None);
-        assert_eq!(
-            clean_note(Some(" a\u{1b}b\nc ")),
-            Some("ab\nc".to_string())
-        );
+        assert_eq!(clean_note(Some(" a\u{1b}b\nc ")), Some("ab\nc".to_string()));
         let long = "x".repeat(MAX_DISPOSITION_NOTE_CHARS + 5);
         assert_eq!(
             clean_note(Some(&long)).unwrap().chars().count(),

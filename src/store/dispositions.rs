@@ -147,7 +147,9 @@ impl Store {
         for row in &rows {
             out.push(ResolutionFacts {
                 arrived_at: millis(row.try_get("arrived_at")?),
-                caller: row.try_get::<Option<String>, _>("caller")?.unwrap_or_default(),
+                caller: row
+                    .try_get::<Option<String>, _>("caller")?
+                    .unwrap_or_default(),
                 queue: row.try_get("queue")?,
                 queued_at: opt_millis(row, "queued_at")?,
                 agent: row.try_get("agent")?,

@@ -106,7 +106,10 @@ fn pjsua_agent_sets_a_disposition_by_feature_code_in_wrap_up() {
         .iter()
         .find(|c| c["dialled"] == "*42")
         .expect("the *42 call");
-    assert_eq!(feature_call["end_reason"], "feature_code", "{feature_call:#}");
+    assert_eq!(
+        feature_call["end_reason"], "feature_code",
+        "{feature_call:#}"
+    );
     assert!(feature_call["disposition"].is_null(), "{feature_call:#}");
 
     // The follow-up task for the agent, due 24 h after the disposition.

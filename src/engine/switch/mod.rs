@@ -259,7 +259,8 @@ impl Engine {
                 note,
             }) => {
                 let code = dispositions::CodeRef::Text(&code);
-                let _ = self.set_disposition(now, &agent, call_id.as_deref(), code, note.as_deref());
+                let _ =
+                    self.set_disposition(now, &agent, call_id.as_deref(), code, note.as_deref());
             }
             Input::Timeout => {}
         }

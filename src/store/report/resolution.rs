@@ -22,7 +22,8 @@ pub(super) const CSV_COLUMNS: [&str; 8] = [
     "dispositions",
 ];
 
-pub(super) const TABLE_COLUMNS: [&str; 4] = ["dispositioned", "FCR_disp", "FCR_proxy", "dispositions"];
+pub(super) const TABLE_COLUMNS: [&str; 4] =
+    ["dispositioned", "FCR_disp", "FCR_proxy", "dispositions"];
 
 fn get<'a>(by: &'a ResolutionByKey, name: &str, bucket: Millis) -> Option<&'a ResolutionStats> {
     by.get(&(name.to_string(), bucket))

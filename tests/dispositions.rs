@@ -264,9 +264,14 @@ async fn stored_last_wins_with_history_and_tasks(db: Option<TestDb>) {
         .unwrap();
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_eq!(tasks[0].due_at, Millis(t + 130_000 + DAY));
-    // The note went with the follow-up that replaced it (it had none).
+    // A code without a note keeps the call's note.
     let row = s.call("d1").await.unwrap().unwrap();
-    assert_eq!(row.disposition.as_ref().unwrap().note, None);
+    let d = row.disposition.as_ref().unwrap();
+    assert_eq!(d.name, "follow_up");
+    assert_eq!(
+        d.note.as_deref(),
+        Some("refund agreed, \"no\" callback, 退款")
+    );
 
     // The calls report shows it.
     s.write_batch(&[disposition(

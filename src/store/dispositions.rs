@@ -1,6 +1,7 @@
 //! Dispositions (migration 0006): `DispositionSet` becomes a `call_dispositions` row (the
 //! history) and, unless a later one is on the call already, the call's current
-//! disposition (last wins). Changing the disposition closes the open task an earlier
+//! disposition (last wins; a disposition without a note keeps the call's note, so a code
+//! dialled after typing a note on the page does not lose it). Changing the disposition closes the open task an earlier
 //! disposition opened (note `SUPERSEDED_NOTE`); setting that code again reopens it.
 //!
 //! Queries: `call_dispositions` (a call's history), `resolution_facts` (for
@@ -63,7 +64,8 @@ pub(super) async fn write(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
     .await?;
     let updated = sqlx::query(
         "UPDATE calls SET disposition = $2, disposition_code = $3, disposition_resolved = $4, \
-           disposition_note = $5, disposition_agent = $6, disposition_at = $7 \
+           disposition_note = COALESCE($5, disposition_note), disposition_agent = $6, \
+           disposition_at = $7 \
          WHERE call_id = $1 AND (disposition_at IS NULL OR disposition_at <= $7)",
     )
     .bind(id.clone())

@@ -982,8 +982,10 @@ mod agents {
                 })
                 .collect();
             let vip = set.vip.clone();
-            let rebuilt = QueueSet::new(specs, vip, set.repeat_window_ms, set.handle_time_samples)
-                .expect("queues");
+            let mut rebuilt =
+                QueueSet::new(specs, vip, set.repeat_window_ms, set.handle_time_samples)
+                    .expect("queues");
+            rebuilt.dispositions = set.dispositions.clone();
             cfg.queues = std::sync::Arc::new(rebuilt);
             Net {
                 engine: Engine::new(cfg),
@@ -2554,6 +2556,35 @@ Contact: <sip:c{n}@{at}>
         assert_eq!(net.engine.stats().dispositions_set, 4);
         assert_eq!(net.engine.stats().dispositions_refused, 5);
         assert!(net.engine.check_agent_invariants().is_ok());
+    }
+
+    /// On the call, from the agent page: a complaints-queue call uses that queue's own codes.
+    #[test]
+    fn dispositions_on_the_call_use_the_queue_s_own_codes() {
+        let mut net = Net::new();
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('8');
+        assert!(net.has(|r| matches!(r, Record::CallQueued { queue, .. } if queue == "complaints")));
+        let inv = agent_invites(&net, AGENT2);
+        net.answer(AGENT2, &inv[0], 200, "OK");
+        assert!(matches!(net.state("1002"), AgentState::OnCall { .. }));
+        let set = |net: &mut Net, code: &str| {
+            net.input(Input::Command(Command::Disposition {
+                agent: "1002".into(),
+                call_id: None,
+                code: code.into(),
+                note: None,
+            }));
+        };
+        // Number 3 is `compensation_offered` here (resolved); `complaint` is not a code here.
+        set(&mut net, "3");
+        assert!(net.has(|r| matches!(r, Record::DispositionSet { name, resolved: true, queue: Some(q), .. } if name == "compensation_offered" && q == "complaints")));
+        set(&mut net, "complaint");
+        assert_eq!(net.engine.stats().dispositions_refused, 1);
+        // `escalated` is a complaint here: a task for Bob.
+        set(&mut net, "escalated");
+        assert!(net.has(|r| matches!(r, Record::FollowUpOpened { reason, agent: Some(a), queue: Some(q), .. } if reason == "disposition:escalated" && a == "1002" && q == "complaints")));
+        assert_eq!(disposition_tasks(&net).len(), 1);
     }
 }
 

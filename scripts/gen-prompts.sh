@@ -62,6 +62,7 @@ feature_ready|You are ready for calls.|您现在可以接听电话了。
 feature_not_ready|You are not ready. Calls will not be offered to you.|您已暂停接听，系统不会为您分配来电。
 feature_logged_out|You are logged out.|您已退出登录。
 feature_refused|Sorry, that is not possible now.|抱歉，现在无法执行该操作。
+feature_disposition_saved|Disposition saved.|处理结果已保存。
 TXT
 )
 

@@ -111,6 +111,12 @@ fn publish(engine: &Engine, last: &mut EngineStats) {
         .increment(s.surveys_skipped - last.surveys_skipped);
     metrics::counter!("ccswitch_follow_ups_opened_total", "reason" => "complaint_queue")
         .increment(s.follow_ups_opened - last.follow_ups_opened);
+    metrics::counter!("ccswitch_follow_ups_opened_total", "reason" => "disposition")
+        .increment(s.follow_ups_opened_by_disposition - last.follow_ups_opened_by_disposition);
+    metrics::counter!("ccswitch_dispositions_total", "result" => "set")
+        .increment(s.dispositions_set - last.dispositions_set);
+    metrics::counter!("ccswitch_dispositions_total", "result" => "refused")
+        .increment(s.dispositions_refused - last.dispositions_refused);
     metrics::counter!("ccswitch_survey_opt_outs_refused_total")
         .increment(s.survey_opt_outs_refused - last.survey_opt_outs_refused);
     metrics::gauge!("ccswitch_active_calls").set(engine.active_calls() as f64);

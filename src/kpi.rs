@@ -664,6 +664,7 @@ pub fn summary_by_interval<'a>(
 }
 
 pub mod erlang;
+pub mod resolution;
 pub mod survey;
 
 #[cfg(test)]

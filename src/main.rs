@@ -2,6 +2,7 @@
 
 use ccswitch::app::{self, RunOptions};
 use ccswitch::engine::Millis;
+use ccswitch::kpi::resolution::ResolutionGroup;
 use ccswitch::kpi::survey::{validate_note, Buckets, SurveyGroup};
 use ccswitch::kpi::{Interval, Range, ServiceLevelTarget, ServiceLevelTargets};
 use ccswitch::store::{report, CloseOutcome, Store, TaskFilter};
@@ -363,11 +364,15 @@ fn check_config(dir: PathBuf) -> anyhow::Result<()> {
     for e in app::exposed_demo_credentials(&v.config) {
         eprintln!("ccswitch: warning: {e}");
     }
+    let dispositions = &v.config.queues.dispositions;
     println!(
-        "{}: ok ({} IVR prompts, {} agents, languages {}, answer after {} ring(s) of {} ms)",
+        "{}: ok ({} IVR prompts, {} agents, {} disposition codes (+{} queue lists), \
+         languages {}, answer after {} ring(s) of {} ms)",
         dir.display(),
         v.config.ivr.prompt_ids().len(),
         v.config.agents.len(),
+        dispositions.default.len(),
+        dispositions.per_queue.len(),
         v.config.prompts.languages.join(", "),
         v.config.answer.answer_after_rings,
         v.config.answer.ring_cycle_ms
@@ -589,9 +594,17 @@ async fn report_queues(o: IntervalOpts, service_level_secs: Option<u64>) -> anyh
     let iv = interval(o.interval);
     let queues = store.queue_stats_per_queue(range, iv, &targets).await?;
     let system = store.summary_by_interval(range, iv).await?;
+    let resolution = resolution_by_key(&store, ResolutionGroup::Queue, range, iv).await?;
     print!(
         "{}",
-        report::render_queues(&queues, &system, &targets, iv, report_format(o.format))
+        report::render_queues(
+            &queues,
+            &system,
+            &targets,
+            &resolution,
+            iv,
+            report_format(o.format)
+        )
     );
     Ok(())
 }
@@ -604,9 +617,29 @@ async fn report_agents(o: IntervalOpts) -> anyhow::Result<()> {
         .unwrap_or_else(|| ccswitch::clock::Clock::new().now());
     let iv = interval(o.interval);
     let agents = store.agent_stats(o.since, until, iv).await?;
+    let range = Range {
+        since: o.since,
+        until: Some(until),
+    };
+    let resolution = resolution_by_key(&store, ResolutionGroup::Agent, range, iv).await?;
     print!(
         "{}",
-        report::render_agents(&agents, iv, report_format(o.format))
+        report::render_agents(&agents, &resolution, iv, report_format(o.format))
     );
     Ok(())
+}
+
+/// Disposition counts, disposition FCR and repeat-call proxy per (queue or agent, bucket).
+async fn resolution_by_key(
+    store: &Store,
+    group: ResolutionGroup,
+    range: Range,
+    iv: Interval,
+) -> anyhow::Result<report::ResolutionByKey> {
+    Ok(store
+        .resolution_stats(group, range, iv)
+        .await?
+        .into_iter()
+        .map(|(name, bucket, s)| ((name, bucket), s))
+        .collect())
 }

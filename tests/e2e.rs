@@ -17,6 +17,8 @@
 mod agent_transports;
 #[path = "e2e/browser.rs"]
 mod browser;
+#[path = "e2e/dispositions.rs"]
+mod dispositions;
 #[path = "e2e/harden_sip.rs"]
 mod harden_sip;
 #[path = "e2e/live.rs"]
@@ -130,15 +132,15 @@ fn free_tcp_port() -> u16 {
 }
 
 /// A test-specific RTP range: `slot` separates tests in one run, the pid separates runs
-/// from parallel worktrees on the same machine. The pid picks one of 20 buckets of 1000
-/// ports and a bucket holds 25 slots of 40 ports, so no slot reaches the next bucket
-/// (40000..=59999 in all).
+/// from parallel worktrees on the same machine. The pid picks one of 20 buckets of 1040
+/// ports and a bucket holds 26 slots of 40 ports, so no slot reaches the next bucket
+/// (40000..=60799 in all).
 fn rtp_range(slot: u16) -> (u16, u16) {
     assert!(
-        slot < 25,
-        "RTP slot {slot} is outside the 25 slots a bucket holds"
+        slot < 26,
+        "RTP slot {slot} is outside the 26 slots a bucket holds"
     );
-    let lo = 40000 + (std::process::id() % 20) as u16 * 1000 + slot * 40;
+    let lo = 40000 + (std::process::id() % 20) as u16 * 1040 + slot * 40;
     (lo, lo + 39)
 }
 

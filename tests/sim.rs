@@ -1005,8 +1005,10 @@ mod agents {
                 })
                 .collect();
             let vip = set.vip.clone();
-            let rebuilt = QueueSet::new(specs, vip, set.repeat_window_ms, set.handle_time_samples)
-                .expect("queues");
+            let mut rebuilt =
+                QueueSet::new(specs, vip, set.repeat_window_ms, set.handle_time_samples)
+                    .expect("queues");
+            rebuilt.dispositions = set.dispositions.clone();
             cfg.queues = std::sync::Arc::new(rebuilt);
             Net {
                 engine: Engine::new(cfg),
@@ -2515,6 +2517,226 @@ Contact: <sip:c{n}@{at}>
         );
         assert_eq!(net.engine.active_calls(), 0);
         assert!(!net.engine.uses_connection(ws));
+    }
+
+    // ---- dispositions (issue 10) -----------------------------------------------------
+
+    /// Agent 1001 dials `code` (407, then authenticated); returns the confirmation prompt.
+    fn dial_feature(net: &mut Net, code: &str, cseq: u32) -> Option<String> {
+        let b = net.to(AGENT1).len();
+        let first = format!("z9hG4bKd{cseq}");
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, code, &first, cseq, None),
+        );
+        let chal = net.to(AGENT1)[b..]
+            .iter()
+            .find(|m| status_of(m) == Some(407))
+            .cloned()
+            .expect("407");
+        let uri = format!("sip:{code}@127.0.0.1:5060");
+        let auth = authorization(
+            &chal,
+            "Proxy-Authenticate",
+            "1001",
+            "demo1001",
+            "INVITE",
+            &uri,
+        );
+        let plays = net.media.len();
+        let second = format!("z9hG4bKe{cseq}");
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, code, &second, cseq + 1, Some(&auth)),
+        );
+        net.media[plays..].iter().find_map(|m| match m {
+            MediaCommand::Play { prompts, .. } => Some(prompts[0].id.clone()),
+            _ => None,
+        })
+    }
+
+    fn dispositions(net: &Net) -> Vec<(String, String, Option<String>)> {
+        net.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::DispositionSet {
+                    call_id,
+                    name,
+                    note,
+                    ..
+                } => Some((call_id.clone(), name.clone(), note.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn disposition_tasks(net: &Net) -> Vec<(String, Option<String>, String, u64)> {
+        net.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::FollowUpOpened {
+                    call_id,
+                    agent,
+                    reason,
+                    at,
+                    due_at,
+                    ..
+                } => Some((
+                    call_id.clone(),
+                    agent.clone(),
+                    reason.clone(),
+                    due_at.as_u64() - at.as_u64(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dispositions_by_feature_code_in_wrap_up_and_by_command() {
+        let mut net = Net::new();
+        net.register("1001", AGENT1, 3600);
+        // Nothing handled yet: refused.
+        net.input(Input::Command(Command::Disposition {
+            agent: "1001".into(),
+            call_id: None,
+            code: "resolved".into(),
+            note: None,
+        }));
+        let tag = net.call_and_pick('6');
+        let call_id = net
+            .records
+            .iter()
+            .find_map(|r| match r {
+                Record::CallStarted {
+                    call_id,
+                    sip_call_id,
+                    ..
+                } if sip_call_id == "c1" => Some(call_id.clone()),
+                _ => None,
+            })
+            .expect("the call");
+        let inv = agent_invites(&net, AGENT1);
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        net.advance(10_000);
+        net.send(
+            CALLER,
+            &in_dialog("BYE", "c1", "z9hG4bKbye1", &tag, 2, "", ""),
+        );
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+
+        // *42 in wrap-up: follow-up needed, and a task for the agent due in 24 h.
+        assert_eq!(
+            dial_feature(&mut net, "*42", 20).as_deref(),
+            Some("feature_disposition_saved")
+        );
+        assert!(net.has(|r| matches!(r, Record::DispositionSet { agent, code: 2, name, resolved: false, queue: Some(q), note: None, .. } if agent == "1001" && name == "follow_up" && q == "tech")));
+        assert_eq!(
+            dispositions(&net),
+            vec![(call_id.clone(), "follow_up".to_string(), None)]
+        );
+        assert_eq!(
+            disposition_tasks(&net),
+            vec![(
+                call_id.clone(),
+                Some("1001".to_string()),
+                "disposition:follow_up".to_string(),
+                86_400_000
+            )]
+        );
+        // The feature call does not end wrap-up.
+        assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
+
+        // An unknown number is refused; nothing recorded.
+        assert_eq!(
+            dial_feature(&mut net, "*499", 30).as_deref(),
+            Some("feature_refused")
+        );
+        // A malformed one is not a code at all.
+        let b = net.to(AGENT1).len();
+        net.send(
+            AGENT1,
+            &feature_invite("1001", AGENT1, "*4x", "z9hG4bKmal", 40, None),
+        );
+        assert_eq!(status_of(&net.to(AGENT1)[b]), Some(404));
+
+        // *41 replaces it (last wins): resolved, no task.
+        assert_eq!(
+            dial_feature(&mut net, "*41", 50).as_deref(),
+            Some("feature_disposition_saved")
+        );
+        assert_eq!(dispositions(&net).len(), 2);
+        assert_eq!(disposition_tasks(&net).len(), 1);
+
+        // After wrap-up, the command still reaches the last call, with a note.
+        net.advance(31_000);
+        assert_eq!(net.state("1001"), AgentState::Ready);
+        let cmd = |call: Option<&str>, code: &str, note: Option<&str>| {
+            Input::Command(Command::Disposition {
+                agent: "1001".into(),
+                call_id: call.map(str::to_string),
+                code: code.into(),
+                note: note.map(str::to_string),
+            })
+        };
+        net.input(cmd(
+            Some(&call_id),
+            "callback_requested",
+            Some("  wants a call back after 6 pm \u{7}"),
+        ));
+        assert_eq!(
+            dispositions(&net).last().cloned(),
+            Some((
+                call_id.clone(),
+                "callback_requested".to_string(),
+                Some("wants a call back after 6 pm".to_string())
+            ))
+        );
+        assert_eq!(disposition_tasks(&net).len(), 2);
+        // By number, too; refusals change nothing.
+        net.input(cmd(None, "6", None));
+        assert_eq!(dispositions(&net).last().unwrap().1, "info_only");
+        net.input(cmd(Some("other-call"), "resolved", None));
+        net.input(cmd(None, "no_such_code", None));
+        net.input(Input::Command(Command::Disposition {
+            agent: "4242".into(),
+            call_id: None,
+            code: "resolved".into(),
+            note: None,
+        }));
+        assert_eq!(dispositions(&net).len(), 4);
+        assert_eq!(net.engine.stats().dispositions_set, 4);
+        assert_eq!(net.engine.stats().dispositions_refused, 5);
+        assert!(net.engine.check_agent_invariants().is_ok());
+    }
+
+    /// On the call, from the agent page: a complaints-queue call uses that queue's own codes.
+    #[test]
+    fn dispositions_on_the_call_use_the_queue_s_own_codes() {
+        let mut net = Net::new();
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('8');
+        assert!(net.has(|r| matches!(r, Record::CallQueued { queue, .. } if queue == "complaints")));
+        let inv = agent_invites(&net, AGENT2);
+        net.answer(AGENT2, &inv[0], 200, "OK");
+        assert!(matches!(net.state("1002"), AgentState::OnCall { .. }));
+        let set = |net: &mut Net, code: &str| {
+            net.input(Input::Command(Command::Disposition {
+                agent: "1002".into(),
+                call_id: None,
+                code: code.into(),
+                note: None,
+            }));
+        };
+        // Number 3 is `compensation_offered` here (resolved); `complaint` is not a code here.
+        set(&mut net, "3");
+        assert!(net.has(|r| matches!(r, Record::DispositionSet { name, resolved: true, queue: Some(q), .. } if name == "compensation_offered" && q == "complaints")));
+        set(&mut net, "complaint");
+        assert_eq!(net.engine.stats().dispositions_refused, 1);
+        // `escalated` is a complaint here: a task for Bob.
+        set(&mut net, "escalated");
+        assert!(net.has(|r| matches!(r, Record::FollowUpOpened { reason, agent: Some(a), queue: Some(q), .. } if reason == "disposition:escalated" && a == "1002" && q == "complaints")));
+        assert_eq!(disposition_tasks(&net).len(), 1);
     }
 }
 

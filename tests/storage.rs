@@ -904,6 +904,7 @@ async fn agents_and_queues(store: &Store) {
         &queues,
         &system,
         &targets,
+        &Default::default(),
         Interval::Day,
         ReportFormat::Json,
     ))
@@ -917,22 +918,46 @@ async fn agents_and_queues(store: &Store) {
         &queues,
         &system,
         &targets,
+        &Default::default(),
         Interval::Day,
         ReportFormat::Table,
     );
     assert!(table.contains("support"));
-    let csv = render_queues(&queues, &system, &targets, Interval::Day, ReportFormat::Csv);
+    let csv = render_queues(
+        &queues,
+        &system,
+        &targets,
+        &Default::default(),
+        Interval::Day,
+        ReportFormat::Csv,
+    );
     assert!(csv.lines().count() >= 2);
-    let aj: serde_json::Value =
-        serde_json::from_str(&render_agents(&sql, Interval::Quarter, ReportFormat::Json)).unwrap();
+    let aj: serde_json::Value = serde_json::from_str(&render_agents(
+        &sql,
+        &Default::default(),
+        Interval::Quarter,
+        ReportFormat::Json,
+    ))
+    .unwrap();
     assert!(aj["agents"]
         .as_array()
         .unwrap()
         .iter()
         .any(|a| a["agent"] == "alice" && a["offers_answered"] == 1));
-    let table = render_agents(&sql, Interval::Quarter, ReportFormat::Table);
+    let table = render_agents(
+        &sql,
+        &Default::default(),
+        Interval::Quarter,
+        ReportFormat::Table,
+    );
     assert!(table.contains("alice") && table.contains("bob"));
-    assert!(render_agents(&sql, Interval::Quarter, ReportFormat::Csv).contains("alice"));
+    assert!(render_agents(
+        &sql,
+        &Default::default(),
+        Interval::Quarter,
+        ReportFormat::Csv
+    )
+    .contains("alice"));
 }
 
 /// A call queued in `queue` at `t` and answered after `wait_ms` (or never).
@@ -1018,6 +1043,7 @@ async fn per_queue_service_levels(store: &Store) {
         &sql,
         &system,
         &targets,
+        &Default::default(),
         Interval::Day,
         ReportFormat::Json,
     ))
@@ -1037,13 +1063,27 @@ async fn per_queue_service_levels(store: &Store) {
     assert_eq!(q("vip")["service_level_met"], false);
     assert_eq!(q("gone")["service_level_target"], 0.8);
     assert_eq!(q("gone")["service_level_met"], true);
-    let table = render_queues(&sql, &system, &targets, Interval::Day, ReportFormat::Table);
+    let table = render_queues(
+        &sql,
+        &system,
+        &targets,
+        &Default::default(),
+        Interval::Day,
+        ReportFormat::Table,
+    );
     let vip_line = table.lines().find(|l| l.contains(" vip ")).unwrap();
     assert!(
         vip_line.contains("50.0%") && vip_line.contains("90%"),
         "{table}"
     );
-    let csv = render_queues(&sql, &system, &targets, Interval::Day, ReportFormat::Csv);
+    let csv = render_queues(
+        &sql,
+        &system,
+        &targets,
+        &Default::default(),
+        Interval::Day,
+        ReportFormat::Csv,
+    );
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let vip_row: Vec<&str> = csv

@@ -78,7 +78,9 @@ fn unavailable() -> Problem {
 #[utoipa::path(
     get,
     path = "/api/v1/live/snapshot",
+    operation_id = "getLiveSnapshot",
     tag = "live",
+    security(("session_cookie" = []), ("bearer_token" = [])),
     responses(
         (status = 200, description = "The live view now", body = Snapshot),
         (status = 401, description = "Not signed in (problem document)"),
@@ -105,7 +107,9 @@ fn origin_authority(origin: &str) -> Option<&str> {
 #[utoipa::path(
     get,
     path = "/api/v1/live",
+    operation_id = "openLiveFeed",
     tag = "live",
+    security(("session_cookie" = []), ("bearer_token" = [])),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; text frames carry JSON"),
         (status = 400, description = "Not a WebSocket upgrade request"),

@@ -85,9 +85,8 @@ pub struct RestApiDoc;
 
 /// The whole document: the REST routes, the session routes and the live feed.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let doc = RestApiDoc::openapi();
-    // LIVE: merge the live feed's paths here once `live_routes` exists:
-    // doc.merge(crate::api::live_routes::LiveApiDoc::openapi());
+    let mut doc = RestApiDoc::openapi();
+    doc.merge(crate::api::live_routes::LiveApiDoc::openapi());
     doc
 }
 

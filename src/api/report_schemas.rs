@@ -38,6 +38,19 @@ pub struct QueueReportRow {
     pub hold_ms_total: u64,
     pub acw_ms_total: u64,
     pub aht_ms_total: u64,
+    /// Calls given a disposition (issue 10), and of those resolved ones.
+    pub dispositioned: u64,
+    pub resolved: u64,
+    /// Disposition-based first contact resolution: resolved / dispositioned (0-1).
+    pub fcr_disposition: Option<f64>,
+    /// Calls from a number that called again within 7 days, of `resolution_calls`.
+    pub repeat_calls: u64,
+    pub resolution_calls: u64,
+    pub repeat_call_rate: Option<f64>,
+    /// 1 - repeat_call_rate (the METRICS.md proxy).
+    pub fcr_proxy: Option<f64>,
+    /// Calls per disposition name.
+    pub dispositions: std::collections::BTreeMap<String, u64>,
 }
 
 /// The whole system per interval: 3-ring compliance and IVR containment.
@@ -75,6 +88,19 @@ pub struct AgentReportRow {
     pub acw_ms_total: u64,
     pub aht_ms_total: u64,
     pub staffed_ms: u64,
+    /// Calls given a disposition (issue 10), and of those resolved ones.
+    pub dispositioned: u64,
+    pub resolved: u64,
+    /// Disposition-based first contact resolution: resolved / dispositioned (0-1).
+    pub fcr_disposition: Option<f64>,
+    /// Calls from a number that called again within 7 days, of `resolution_calls`.
+    pub repeat_calls: u64,
+    pub resolution_calls: u64,
+    pub repeat_call_rate: Option<f64>,
+    /// 1 - repeat_call_rate (the METRICS.md proxy).
+    pub fcr_proxy: Option<f64>,
+    /// Calls per disposition name.
+    pub dispositions: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -190,6 +216,7 @@ mod tests {
             &q,
             &s,
             &t,
+            &report::ResolutionByKey::new(),
             Interval::Day,
             ReportFormat::Json,
         ))
@@ -200,6 +227,7 @@ mod tests {
         let a = vec![("1001".to_string(), Millis(0), AgentStats::default())];
         let doc: Value = serde_json::from_str(&report::render_agents(
             &a,
+            &report::ResolutionByKey::new(),
             Interval::Day,
             ReportFormat::Json,
         ))

@@ -9,6 +9,7 @@ use super::params::{name_param, span, ApiQuery, OutputFormat, Span};
 use super::problem::Problem;
 use super::rest::RestState;
 use crate::engine::Millis;
+use crate::kpi::resolution::ResolutionGroup;
 use crate::kpi::survey::{Buckets, SurveyGroup};
 use crate::kpi::{Interval, Range, ServiceLevelTargets};
 use crate::store::report::{self, ReportFormat};
@@ -203,10 +204,12 @@ pub async fn queues(
         .summary_by_interval(range(s), iv)
         .await
         .map_err(Problem::internal)?;
+    let resolution = resolution_by_key(&st, ResolutionGroup::Queue, range(s), iv).await?;
     let mut doc = parsed(&report::render_queues(
         &rows,
         &system,
         &targets,
+        &resolution,
         iv,
         ReportFormat::Json,
     ))?;
@@ -255,7 +258,13 @@ pub async fn agents(
         .agent_stats(Some(s.since), s.until, iv)
         .await
         .map_err(Problem::internal)?;
-    let mut doc = parsed(&report::render_agents(&rows, iv, ReportFormat::Json))?;
+    let resolution = resolution_by_key(&st, ResolutionGroup::Agent, range(s), iv).await?;
+    let mut doc = parsed(&report::render_agents(
+        &rows,
+        &resolution,
+        iv,
+        ReportFormat::Json,
+    ))?;
     keep(&mut doc, "agents", "agent", agent.as_deref());
     Ok(answer(
         doc,
@@ -298,6 +307,7 @@ pub async fn system(
         &[],
         &system,
         &st.service_levels,
+        &report::ResolutionByKey::new(),
         iv,
         ReportFormat::Json,
     ))?;
@@ -374,4 +384,22 @@ fn utc_offset_ms(tz: chrono_tz::Tz, at: Millis) -> i64 {
         .unwrap_or_default()
         .naive_utc();
     i64::from(tz.offset_from_utc_datetime(&t).fix().local_minus_utc()) * 1000
+}
+
+/// Disposition counts, disposition FCR and the repeat-call proxy per (queue or agent, bucket),
+/// as `ccswitch report` computes them.
+async fn resolution_by_key(
+    st: &RestState,
+    group: ResolutionGroup,
+    range: crate::kpi::Range,
+    iv: crate::kpi::Interval,
+) -> Result<report::ResolutionByKey, Problem> {
+    Ok(st
+        .store
+        .resolution_stats(group, range, iv)
+        .await
+        .map_err(Problem::internal)?
+        .into_iter()
+        .map(|(name, bucket, s)| ((name, bucket), s))
+        .collect())
 }

@@ -266,6 +266,18 @@ fn realm_reason(s: &str) -> String {
 }
 
 fn check_feature_codes(f: &FeatureCodes) -> Result<(), (String, String)> {
+    let p = &f.disposition;
+    if p.is_empty()
+        || p.len() > 14
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    {
+        return Err((
+            "feature_codes.disposition".into(),
+            format!("`{p}` is not dialable: 1-14 of the keys 0-9, * and # (two digits follow it)"),
+        ));
+    }
     let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, code) in f.all() {
         let key = format!("feature_codes.{name}");
@@ -284,6 +296,15 @@ fn check_feature_codes(f: &FeatureCodes) -> Result<(), (String, String)> {
             return Err((
                 key,
                 format!("`{code}` is already the code for feature_codes.{other}"),
+            ));
+        }
+        if code.starts_with(f.disposition.as_str()) {
+            return Err((
+                key,
+                format!(
+                    "`{code}` starts with the disposition prefix `{}` (feature_codes.disposition)",
+                    f.disposition
+                ),
             ));
         }
     }

@@ -8,6 +8,7 @@
 //! directory. Tables named in `ivr.toml` are relative to the config folder itself.
 
 pub mod agents;
+mod dispositions;
 mod ivr;
 mod queues;
 mod sip_ws;

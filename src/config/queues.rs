@@ -2,6 +2,7 @@
 //! top-level routing settings, `[vip]`, `[defaults]` (any per-queue setting), and one
 //! `[queues.<name>]` table per queue that may override every default.
 
+use super::dispositions::{self, RawCode, RawDispositions};
 use super::toml_error::{self, ConfigError};
 use crate::engine::acd::{
     MaxWaitPolicy, NoAgentsPolicy, QueueSet, QueueSpec, Relaxation, VipRules,
@@ -26,6 +27,8 @@ struct RawFile {
     defaults: Settings,
     #[serde(default)]
     queues: BTreeMap<String, RawQueue>,
+    /// Disposition codes (config/dispositions.rs); absent: the shipped codes.
+    dispositions: Option<RawDispositions>,
 }
 
 fn default_repeat_window() -> u64 {
@@ -106,6 +109,8 @@ struct RawQueue {
     /// not a `[defaults]` key, so no queue becomes one by accident.
     #[serde(default)]
     complaint: bool,
+    /// This queue's disposition codes, replacing `[dispositions] codes`.
+    dispositions: Option<Vec<RawCode>>,
 }
 
 #[derive(Deserialize)]
@@ -154,9 +159,15 @@ pub(crate) fn parse(file: &Path, text: &str, ring_cycle_ms: u64) -> Result<Queue
         ));
     }
     let mut specs = Vec::new();
-    for (name, q) in raw.queues {
+    let mut queue_codes = Vec::new();
+    for (name, mut q) in raw.queues {
+        if let Some(codes) = q.dispositions.take() {
+            queue_codes.push((name.clone(), codes));
+        }
         specs.push(queue(&name, q, d, ring_cycle_ms).map_err(|(k, r)| err(k, r))?);
     }
+    let catalog =
+        dispositions::catalog(raw.dispositions, queue_codes).map_err(|(k, r)| err(k, r))?;
     for (i, n) in raw.vip.numbers.iter().enumerate() {
         if n.trim().is_empty() {
             return Err(err(format!("vip.numbers.{i}"), "must not be empty".into()));
@@ -175,13 +186,15 @@ pub(crate) fn parse(file: &Path, text: &str, ring_cycle_ms: u64) -> Result<Queue
         prefixes: raw.vip.prefixes,
         priority_boost: raw.vip.priority_boost.unwrap_or(10),
     };
-    QueueSet::new(
+    let mut set = QueueSet::new(
         specs,
         vip,
         raw.repeat_window_s * 1000,
         raw.handle_time_samples,
     )
-    .map_err(|(k, r)| err(k, r))
+    .map_err(|(k, r)| err(k, r))?;
+    set.dispositions = catalog;
+    Ok(set)
 }
 
 type Fault = (String, String);

@@ -51,6 +51,8 @@ pub struct FeatureCodes {
     pub logout: String,
     pub lunch: String,
     pub training: String,
+    /// Prefix of the disposition codes: prefix + the code's number (`*41`, `*412`).
+    pub disposition: String,
 }
 
 impl Default for FeatureCodes {
@@ -61,6 +63,7 @@ impl Default for FeatureCodes {
             logout: "*23".into(),
             lunch: "*24".into(),
             training: "*25".into(),
+            disposition: "*4".into(),
         }
     }
 }
@@ -75,6 +78,11 @@ impl FeatureCodes {
             ("lunch", &self.lunch),
             ("training", &self.training),
         ]
+    }
+
+    /// The disposition number in a dialled string (`*41` -> 1), if it is a disposition code.
+    pub fn disposition_number(&self, dialled: &str) -> Option<u8> {
+        crate::engine::dispositions::dialled_number(&self.disposition, dialled)
     }
 
     /// Which feature (config key) a dialled string is, if any.

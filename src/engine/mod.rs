@@ -5,6 +5,7 @@ pub mod acd;
 pub mod agents;
 pub mod call;
 pub mod deadlines;
+pub mod dispositions;
 pub mod ivr;
 pub mod limits;
 pub mod live;
@@ -86,6 +87,16 @@ pub enum Command {
     /// out of surveys (the survey service read TD/STOP): later calls from it are skipped
     /// `opted_out`. Anything else is logged and counted, never applied.
     SurveyOptOut { number_hash: String },
+    /// The agent classifies their current or last call (agent page, API): `code` is the
+    /// code's name (`follow_up`) or number (`2`) in queues.toml `[dispositions]`; `call_id`,
+    /// when given, must be that call; `note` is cleaned and capped
+    /// (`dispositions::MAX_DISPOSITION_NOTE_CHARS`). Refusals are logged and counted.
+    Disposition {
+        agent: String,
+        call_id: Option<String>,
+        code: String,
+        note: Option<String>,
+    },
 }
 
 /// What `Command::Agent` asks for.

@@ -246,7 +246,8 @@ pub enum Record {
         agent: Option<String>,
         queue: Option<String>,
     },
-    /// A follow-up task was opened when the call ended (handled in a complaint queue).
+    /// A follow-up task was opened when the call ended (handled in a complaint queue), or
+    /// right after a `DispositionSet` whose code opens one (`follow_up` / `complaint`).
     /// Tasks opened by a low score come from the survey service, not the engine.
     FollowUpOpened {
         call_id: String,
@@ -254,9 +255,26 @@ pub enum Record {
         /// The agent who answered the call (the task's owner); None: supervisors.
         agent: Option<String>,
         queue: Option<String>,
-        /// "complaint_queue" or "low_score".
+        /// "complaint_queue", "low_score" or "disposition:<name>".
         reason: String,
         due_at: Millis,
+    },
+    /// The agent classified a call they handled (feature code `*4` + number, or
+    /// `Command::Disposition`). A later one for the same call replaces it (last wins); every
+    /// one is kept in the call's disposition history.
+    DispositionSet {
+        call_id: String,
+        agent: String,
+        at: Millis,
+        /// The code's number (1-99) and name in queues.toml `[dispositions]`.
+        code: u8,
+        name: String,
+        /// The code counts as resolved (disposition-based FCR), as configured when set.
+        resolved: bool,
+        /// The queue the agent answered the call from.
+        queue: Option<String>,
+        /// Free text from the agent page (cleaned and capped, `dispositions::clean_note`).
+        note: Option<String>,
     },
     /// An agent changed state: "logged_out", "ready", "reserved", "on_call", "wrap_up",
     /// "not_ready" (with a reason: "break", "lunch", "missed_call", ...). Not tied to a call.
@@ -292,7 +310,8 @@ impl Record {
             | Record::CallbackRequested { call_id, .. }
             | Record::SurveyScheduled { call_id, .. }
             | Record::SurveySkipped { call_id, .. }
-            | Record::FollowUpOpened { call_id, .. } => Some(call_id),
+            | Record::FollowUpOpened { call_id, .. }
+            | Record::DispositionSet { call_id, .. } => Some(call_id),
             Record::AgentStateChanged { .. } => None,
         }
     }
@@ -321,6 +340,7 @@ impl Record {
             Record::SurveyScheduled { .. } => "survey_scheduled",
             Record::SurveySkipped { .. } => "survey_skipped",
             Record::FollowUpOpened { .. } => "follow_up_opened",
+            Record::DispositionSet { .. } => "disposition_set",
             Record::AgentStateChanged { .. } => "agent_state_changed",
         }
     }
@@ -348,6 +368,7 @@ impl Record {
             | Record::SurveyScheduled { at, .. }
             | Record::SurveySkipped { at, .. }
             | Record::FollowUpOpened { at, .. }
+            | Record::DispositionSet { at, .. }
             | Record::AgentStateChanged { at, .. } => *at,
             Record::CallEnded { ended_at, .. } => *ended_at,
         }

@@ -252,7 +252,8 @@ impl LiveModel {
             | Record::CallVariable { .. }
             | Record::RecordingSaved { .. }
             | Record::SurveySkipped { .. }
-            | Record::FollowUpOpened { .. } => {}
+            | Record::FollowUpOpened { .. }
+            | Record::DispositionSet { .. } => {}
         }
     }
 

@@ -37,6 +37,7 @@ pub mod report;
 mod survey_ledger;
 mod writer;
 
+mod dispositions;
 mod follow_up_tasks;
 pub mod retention;
 mod survey_report;
@@ -44,8 +45,9 @@ mod survey_report;
 pub use outbox::{EscalatedTask, InboundText, OutboxRow, ReplyApplied, SurveyRow};
 
 pub use call_search::{CallHit, CallOutcome, CallSearch};
+pub use dispositions::DispositionRow;
 pub use follow_up_tasks::{CloseOutcome, FollowUpTaskRow, TaskFilter};
-pub use queries::{CallFigures, CallRow, IvrStepRow, OfferRow};
+pub use queries::{CallDisposition, CallFigures, CallRow, IvrStepRow, OfferRow};
 pub use retention::spawn_retention;
 pub use survey_report::CallSurvey;
 pub use writer::{
@@ -115,6 +117,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/sqlite/0004_surveys.sql"),
     ),
     (5, "auth", include_str!("migrations/sqlite/0005_auth.sql")),
+    (
+        6,
+        "dispositions",
+        include_str!("migrations/sqlite/0006_dispositions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -138,6 +145,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/postgres/0004_surveys.sql"),
     ),
     (5, "auth", include_str!("migrations/postgres/0005_auth.sql")),
+    (
+        6,
+        "dispositions",
+        include_str!("migrations/postgres/0006_dispositions.sql"),
+    ),
 ];
 
 /// Migrations are embedded by hand (the `migrate!` macro would pull in sqlx's proc macros).
@@ -759,6 +771,7 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
                 .await?;
             }
         }
+        Record::DispositionSet { .. } => dispositions::write(tx, r).await?,
         Record::FollowUpOpened {
             at,
             agent,
@@ -767,9 +780,15 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             due_at,
             ..
         } => {
+            // A disposition task closed because the agent changed the disposition comes
+            // back when they set that code again (dispositions.rs).
             sqlx::query(
                 "INSERT INTO follow_up_tasks (call_id, agent, queue, reason, opened_at, due_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, reason) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, reason) DO UPDATE \
+                 SET closed_at = NULL, note = NULL, opened_at = excluded.opened_at, \
+                     due_at = excluded.due_at, escalated_at = NULL \
+                 WHERE follow_up_tasks.closed_at IS NOT NULL \
+                   AND follow_up_tasks.note = $7",
             )
             .bind(id)
             .bind(opt_text(agent))
@@ -777,6 +796,7 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             .bind(text(reason).into_owned())
             .bind(ms(at))
             .bind(ms(due_at))
+            .bind(dispositions::SUPERSEDED_NOTE)
             .execute(&mut **tx)
             .await?;
         }

@@ -47,6 +47,17 @@ pub struct CallFigures {
     pub short_abandon: bool,
 }
 
+/// How the agent classified the call (migration 0006).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallDisposition {
+    pub name: String,
+    pub code: i64,
+    pub resolved: bool,
+    pub note: Option<String>,
+    pub agent: Option<String>,
+    pub at: Millis,
+}
+
 /// A call as stored, with what hangs off it and its per-call figures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallRow {
@@ -82,6 +93,9 @@ pub struct CallRow {
     pub overflowed_to: Option<String>,
     pub overflowed_at: Option<Millis>,
     pub overflow_reason: Option<String>,
+    /// The call's current disposition (the last one set); the history is
+    /// `Store::call_dispositions`.
+    pub disposition: Option<CallDisposition>,
     pub offers: Vec<OfferRow>,
     pub ivr_path: Vec<IvrStepRow>,
     pub variables: BTreeMap<String, String>,
@@ -184,7 +198,10 @@ pub(super) const CALL_COLUMNS: &str =
     c.ivr_left_at, c.ivr_outcome, c.ended_at, c.ended_by, c.end_reason, c.final_status, \
     c.last_event_at, c.queue, c.queue_priority, c.queued_at, c.agent, c.agent_answered_at, \
     c.wrapup_ended_at, c.recording_path, c.transferred_to, c.transferred_at, c.transferred_by, \
-    c.overflowed_to, c.overflowed_at, c.overflow_reason";
+    c.overflowed_to, c.overflowed_at, c.overflow_reason, c.disposition, \
+    CAST(c.disposition_code AS BIGINT) AS disposition_code, \
+    CAST(c.disposition_resolved AS BIGINT) AS disposition_resolved, c.disposition_note, \
+    c.disposition_agent, c.disposition_at";
 
 pub(super) fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
     let mut call = CallRow {
@@ -230,6 +247,7 @@ pub(super) fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
         overflowed_to: row.try_get("overflowed_to")?,
         overflowed_at: opt_millis(row, "overflowed_at")?,
         overflow_reason: row.try_get("overflow_reason")?,
+        disposition: disposition_from_row(row)?,
         offers: Vec::new(),
         ivr_path: Vec::new(),
         variables: BTreeMap::new(),
@@ -247,6 +265,24 @@ pub(super) fn call_from_row(row: &AnyRow) -> Result<CallRow, sqlx::Error> {
     };
     call.compute_figures();
     Ok(call)
+}
+
+fn disposition_from_row(row: &AnyRow) -> Result<Option<CallDisposition>, sqlx::Error> {
+    let Some(name) = row.try_get::<Option<String>, _>("disposition")? else {
+        return Ok(None);
+    };
+    Ok(Some(CallDisposition {
+        name,
+        code: row
+            .try_get::<Option<i64>, _>("disposition_code")?
+            .unwrap_or(0),
+        resolved: row
+            .try_get::<Option<i64>, _>("disposition_resolved")?
+            .is_some_and(|v| v != 0),
+        note: row.try_get("disposition_note")?,
+        agent: row.try_get("disposition_agent")?,
+        at: opt_millis(row, "disposition_at")?.unwrap_or(Millis::ZERO),
+    }))
 }
 
 fn step_from_row(row: &AnyRow) -> Result<IvrStepRow, sqlx::Error> {

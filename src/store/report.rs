@@ -7,8 +7,10 @@
 //! `render_queues` / `render_agents` show the interval aggregates of `kpi` (as computed by
 //! `Store::queue_stats`, `Store::agent_stats`, `Store::summary_by_interval`).
 
+mod resolution;
 mod surveys;
 
+pub use resolution::ResolutionByKey;
 pub use surveys::{render_surveys, render_tasks};
 
 use super::{CallRow, CallSurvey};
@@ -277,10 +279,22 @@ fn call_json(c: &CallRow, view: CallsView<'_>) -> Value {
         })
     });
     o.insert("survey".into(), survey);
+    let disposition = c.disposition.as_ref().map_or(Value::Null, |d| {
+        json!({
+            "name": d.name,
+            "code": d.code,
+            "resolved": d.resolved,
+            "note": d.note,
+            "agent": d.agent,
+            "at": rfc3339(d.at),
+            "at_ms": d.at.as_u64(),
+        })
+    });
+    o.insert("disposition".into(), disposition);
     Value::Object(o)
 }
 
-const CSV_HEADER: [&str; 39] = [
+const CSV_HEADER: [&str; 44] = [
     "call_id",
     "sip_call_id",
     "caller",
@@ -320,6 +334,11 @@ const CSV_HEADER: [&str; 39] = [
     "survey_csat",
     "survey_nps",
     "survey_comment",
+    "disposition",
+    "disposition_resolved",
+    "disposition_note",
+    "disposition_agent",
+    "disposition_at",
 ];
 
 /// A compact path: `main[2]>billing[1234#]>goodbye`.
@@ -388,8 +407,20 @@ fn fields(c: &CallRow, view: CallsView<'_>) -> Vec<String> {
         view.surveys.get(&c.call_id),
         crate::engine::survey::reply::MAX_COMMENT_CHARS,
     ));
+    let d = c.disposition.as_ref();
+    out.extend([
+        opt(d.map(|d| d.name.clone())),
+        opt(d.map(|d| d.resolved)),
+        opt(d.and_then(|d| d.note.clone())),
+        opt(d.and_then(|d| d.agent.clone())),
+        opt(d.map(|d| rfc3339(d.at))),
+    ]);
     out
 }
+
+/// Longest disposition note shown in the table (CSV and JSON keep the whole note, itself
+/// capped at `MAX_DISPOSITION_NOTE_CHARS` when stored).
+pub const TABLE_NOTE_CHARS: usize = 40;
 
 /// RFC 4180 quoting. A leading `=`, `@` or tab (peer-supplied text opened in a spreadsheet)
 /// is prefixed with `'` so it is not run as a formula; `+`/`-` are left alone (phone numbers).
@@ -524,10 +555,13 @@ fn opt_f(v: Option<f64>) -> String {
 /// Per queue and interval (service level beside the queue's target, ASA, AHT,
 /// abandonment), then the whole system per interval (3-ring compliance, IVR containment).
 /// `targets` must be the ones `queues` was computed with (each queue's threshold T).
+/// Each queue row also carries its `resolution` figures (disposition counts, disposition
+/// FCR, repeat-call proxy; zero when none).
 pub fn render_queues(
     queues: &[(String, Millis, QueueStats)],
     system: &[(Millis, Summary)],
     targets: &ServiceLevelTargets,
+    resolution: &ResolutionByKey,
     interval: Interval,
     f: ReportFormat,
 ) -> String {
@@ -570,6 +604,11 @@ pub fn render_queues(
                         "acw_ms_total": s.acw_ms_total,
                         "aht_ms_total": s.aht_ms_total,
                     })
+                })
+                .zip(queues)
+                .map(|(mut o, (queue, b, _))| {
+                    resolution::add_json(&mut o, resolution, queue, *b);
+                    o
                 })
                 .collect();
             let sys: Vec<Value> = system
@@ -623,9 +662,16 @@ pub fn render_queues(
                         s.aht_ms_total.to_string(),
                         iname.to_string(),
                     ]
+                    .into_iter()
+                    .chain(resolution::csv_cells(resolution, queue, *b))
+                    .collect()
                 })
                 .collect();
-            csv_lines(&QUEUE_HEADER, &body)
+            let header: Vec<&str> = QUEUE_HEADER
+                .into_iter()
+                .chain(resolution::CSV_COLUMNS)
+                .collect();
+            csv_lines(&header, &body)
         }
         ReportFormat::Table => {
             let header = [
@@ -642,7 +688,10 @@ pub fn render_queues(
                 "FRT_s",
                 "AHT_s",
                 "aband_rate",
-            ];
+            ]
+            .into_iter()
+            .chain(resolution::TABLE_COLUMNS)
+            .collect::<Vec<_>>();
             let body: Vec<Vec<String>> = queues
                 .iter()
                 .map(|(queue, b, s)| {
@@ -661,6 +710,9 @@ pub fn render_queues(
                         secs(s.aht_ms()),
                         pct(s.abandonment_rate()),
                     ]
+                    .into_iter()
+                    .chain(resolution::table_cells(resolution, queue, *b))
+                    .collect()
                 })
                 .collect();
             let mut out = aligned(&header, &body);
@@ -720,8 +772,10 @@ const AGENT_HEADER: [&str; 17] = [
 ];
 
 /// Per agent and interval: offers and their outcomes, handled calls, AHT, occupancy.
+/// Each agent row also carries the `resolution` figures of the calls the agent answered.
 pub fn render_agents(
     agents: &[(String, Millis, AgentStats)],
+    resolution: &ResolutionByKey,
     interval: Interval,
     f: ReportFormat,
 ) -> String {
@@ -751,6 +805,11 @@ pub fn render_agents(
                         "staffed_ms": s.staffed_ms,
                     })
                 })
+                .zip(agents)
+                .map(|(mut o, (agent, b, _))| {
+                    resolution::add_json(&mut o, resolution, agent, *b);
+                    o
+                })
                 .collect();
             let doc = json!({ "interval": iname, "agents": a });
             serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{\"agents\":[]}".to_string())
@@ -778,9 +837,16 @@ pub fn render_agents(
                         iname.to_string(),
                         b.as_u64().to_string(),
                     ]
+                    .into_iter()
+                    .chain(resolution::csv_cells(resolution, agent, *b))
+                    .collect()
                 })
                 .collect();
-            csv_lines(&AGENT_HEADER, &body)
+            let header: Vec<&str> = AGENT_HEADER
+                .into_iter()
+                .chain(resolution::CSV_COLUMNS)
+                .collect();
+            csv_lines(&header, &body)
         }
         ReportFormat::Table => {
             let header = [
@@ -794,7 +860,10 @@ pub fn render_agents(
                 "AHT_s",
                 "staffed_s",
                 "occupancy",
-            ];
+            ]
+            .into_iter()
+            .chain(resolution::TABLE_COLUMNS)
+            .collect::<Vec<_>>();
             let body: Vec<Vec<String>> = agents
                 .iter()
                 .map(|(agent, b, s)| {
@@ -810,6 +879,9 @@ pub fn render_agents(
                         format!("{:.0}", s.staffed_ms as f64 / 1000.0),
                         pct(s.occupancy()),
                     ]
+                    .into_iter()
+                    .chain(resolution::table_cells(resolution, agent, *b))
+                    .collect()
                 })
                 .collect();
             let mut out = aligned(&header, &body);
@@ -840,6 +912,8 @@ fn table(rows: &[CallRow], view: CallsView<'_>) -> String {
         "csat",
         "nps",
         "comment",
+        "disposition",
+        "note",
     ];
     let body: Vec<Vec<String>> = rows
         .iter()
@@ -861,6 +935,12 @@ fn table(rows: &[CallRow], view: CallsView<'_>) -> String {
             cells.extend(survey_fields(
                 view.surveys.get(&c.call_id),
                 TABLE_COMMENT_CHARS,
+            ));
+            let d = c.disposition.as_ref();
+            cells.push(opt(d.map(|d| d.name.clone())));
+            cells.push(capped(
+                d.and_then(|d| d.note.as_deref()).unwrap_or(""),
+                TABLE_NOTE_CHARS,
             ));
             cells.into_iter().map(|f| printable(&f)).collect()
         })

@@ -455,6 +455,23 @@ mod tests {
             follow_up("a"),
             skipped("a", 1)
         ]));
+        // A disposition's task (after the group) does not open one.
+        let disposition = Record::DispositionSet {
+            call_id: "a".into(),
+            agent: "1002".into(),
+            at: Millis(3_000),
+            code: 2,
+            name: "follow_up".into(),
+            resolved: false,
+            queue: None,
+            note: None,
+        };
+        assert!(!ends_inside_survey_group(&[
+            ended("a"),
+            skipped("a", 1),
+            disposition,
+            follow_up("a")
+        ]));
         // A follow-up of another call does not belong to this end.
         assert!(!ends_inside_survey_group(&[ended("a"), follow_up("b")]));
         assert!(!ends_inside_survey_group(&[follow_up("b")]));

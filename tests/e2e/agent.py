@@ -14,6 +14,8 @@ x_queue, via, confirmed, cancelled, disconnected_by, duration_s}]}.
 --answer-after < 0 never answers (the switch's ring timeout CANCELs the offer).
 --dial CODE calls CODE at the registrar once registered (digest 407 answered with the
 same credentials) and exits when the switch hangs up; the summary gains "dialled".
+With --dial-after-calls it dials only once --calls calls have ended (a disposition code
+like *42 in wrap-up), then exits when the switch hangs up that call.
 Exits after --calls calls have ended (answered or cancelled), or at --max-duration.
 """
 
@@ -158,6 +160,8 @@ def main():
     ap.add_argument("--calls", type=int, default=1, help="exit after this many calls ended (answered or cancelled)")
     ap.add_argument("--max-duration", type=float, default=60.0)
     ap.add_argument("--dial", help="after registering, call this user at the registrar (a feature code like *22) and wait for the far end to hang up")
+    ap.add_argument("--dial-after-calls", action="store_true",
+                    help="dial --dial only after --calls calls ended (in wrap-up), then exit")
     ap.add_argument("--log-file")
     args = ap.parse_args()
 
@@ -175,11 +179,14 @@ def main():
     while time.monotonic() < deadline:
         peer.poll(0.02)
         now = time.monotonic()
-        if args.dial and acc.registered and dialled is None:
+        ended = [c for c in acc.calls if c.disconnected_at is not None]
+        calls_done = args.calls > 0 and len(ended) >= args.calls
+        dial_now = not args.dial_after_calls or calls_done
+        if args.dial and acc.registered and dialled is None and dial_now:
             host = registrar.split(":", 1)[1]
             dialled = Outgoing(acc)
             dialled.makeCall(f"sip:{args.dial}@{host}", pj.CallOpParam(True))
-        if dialled is not None and dialled.disconnected and not acc.calls:
+        if dialled is not None and dialled.disconnected and (args.dial_after_calls or not acc.calls):
             break
         for c in acc.calls:
             if (
@@ -208,7 +215,7 @@ def main():
                 except pj.Error as e:
                     log(f"agent hangup failed: {e.info()}")
         ended = [c for c in acc.calls if c.disconnected_at is not None]
-        if args.calls > 0 and len(ended) >= args.calls:
+        if args.calls > 0 and len(ended) >= args.calls and not (args.dial and args.dial_after_calls):
             break
     if args.linger > 0:
         # Unregistering logs the agent out, which ends wrap-up at once: stay through it.

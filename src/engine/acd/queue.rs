@@ -167,6 +167,8 @@ pub struct QueueSet {
     pub repeat_window_ms: u64,
     /// How many recent talk + ACW durations the expected-wait average keeps per queue.
     pub handle_time_samples: usize,
+    /// Disposition codes agents set on their calls (`[dispositions]`, per queue override).
+    pub dispositions: crate::engine::dispositions::DispositionCatalog,
 }
 
 /// A semantic fault: (dotted key, reason), turned into a `ConfigError` by the loader.
@@ -264,6 +266,7 @@ impl QueueSet {
             vip,
             repeat_window_ms,
             handle_time_samples: handle_time_samples.max(1),
+            dispositions: Default::default(),
         })
     }
 

@@ -109,11 +109,12 @@ pub const ANNOUNCE_PROMPTS: [&str; 5] = [
 ];
 
 /// Feature-code confirmations (the app checks they exist).
-pub const FEATURE_PROMPTS: [&str; 4] = [
+pub const FEATURE_PROMPTS: [&str; 5] = [
     "feature_ready",
     "feature_not_ready",
     "feature_logged_out",
     "feature_refused",
+    "feature_disposition_saved",
 ];
 
 /// "You are number 3 in the queue. The expected wait is about 4 minutes. Please hold."

@@ -1,7 +1,8 @@
-//! Screening an INVITE before the IVR: feature codes (`*21` ready, `*22` break, ...) from
-//! authenticated agents (407 flow), and toll-fraud refusals (agent extensions, unknown
-//! `*` codes get 404).
+//! Screening an INVITE before the IVR: feature codes (`*21` ready, `*22` break, ...,
+//! `*4`+number dispositions) from authenticated agents (407 flow), and toll-fraud refusals
+//! (agent extensions, unknown `*` codes get 404).
 
+use super::dispositions::CodeRef;
 use super::Engine;
 use crate::engine::registrar::AuthResult;
 use crate::engine::time::Millis;
@@ -21,8 +22,23 @@ impl Engine {
         req: &Request,
     ) -> Result<Option<String>, ()> {
         let dialled = req.uri_user.clone().unwrap_or_default();
-        if let Some(feature) = self.features.lookup(&dialled) {
+        let feature = self.features.lookup(&dialled).or_else(|| {
+            self.features
+                .disposition_number(&dialled)
+                .map(|_| "disposition")
+        });
+        if let Some(feature) = feature {
             match self.registrar.authenticate_request(now, peer.addr, req) {
+                AuthResult::Ok(ext) if feature == "disposition" => {
+                    let number = self.features.disposition_number(&dialled).unwrap_or(0);
+                    let res = self.set_disposition(now, &ext, None, CodeRef::Number(number), None);
+                    let prompt = if res.is_ok() {
+                        "feature_disposition_saved"
+                    } else {
+                        "feature_refused"
+                    };
+                    return Ok(Some(prompt.to_string()));
+                }
                 AuthResult::Ok(ext) => {
                     let res = match feature {
                         "ready" => self

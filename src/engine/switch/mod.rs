@@ -25,6 +25,7 @@ mod agent_leg;
 mod caller_leg;
 mod connection_use;
 mod dispatch;
+mod dispositions;
 mod feature_codes;
 mod ivr_hookup;
 mod live_hookup;
@@ -127,6 +128,11 @@ pub struct EngineStats {
     pub follow_ups_opened: u64,
     /// `Command::SurveyOptOut` with something that is not a number hash.
     pub survey_opt_outs_refused: u64,
+    /// Dispositions set (feature code or command), and refused.
+    pub dispositions_set: u64,
+    pub dispositions_refused: u64,
+    /// Follow-up tasks opened by a disposition (`follow_up` / `complaint` codes).
+    pub follow_ups_opened_by_disposition: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,6 +182,8 @@ pub struct Engine {
     limits: SourceLimits,
     surveys: survey_hookup::Surveys,
     live: crate::engine::live::LiveFigures,
+    /// Agent -> the call their dispositions apply to (their current or last answered call).
+    last_calls: HashMap<String, dispositions::AgentLastCall>,
 }
 
 impl Engine {
@@ -212,6 +220,7 @@ impl Engine {
             recordings: HashMap::new(),
             limits: SourceLimits::new(cfg.limits.clone()),
             surveys: survey_hookup::Surveys::new(&mut cfg.surveys),
+            last_calls: HashMap::new(),
             txns: Transactions::new(cfg.txn.clone()),
             ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max, offset),
             rng,
@@ -247,6 +256,16 @@ impl Engine {
                 self.on_survey_opt_out(&number_hash);
             }
             Input::ConnectionClosed(peer) => self.on_connection_closed(now, peer),
+            Input::Command(Command::Disposition {
+                agent,
+                call_id,
+                code,
+                note,
+            }) => {
+                let code = dispositions::CodeRef::Text(&code);
+                let _ =
+                    self.set_disposition(now, &agent, call_id.as_deref(), code, note.as_deref());
+            }
             Input::Timeout => {}
         }
         self.drain_acd(now);

@@ -136,6 +136,15 @@ impl Engine {
             }),
             AcdEvent::AgentAnswered { call, agent, at } => {
                 self.survey_note_answered(call, &agent, at);
+                if let Some(call_id) = self.acd_call_id(call) {
+                    // The queue survey_note_answered settled on (None: direct transfer).
+                    let queue = self
+                        .calls
+                        .get(&call)
+                        .and_then(|c| c.service.agent.as_ref())
+                        .and_then(|a| a.queue.clone());
+                    self.note_agent_call(&agent, call_id, queue);
+                }
                 self.acd_call_id(call)
                     .map(|call_id| Record::AgentAnswered { call_id, agent, at })
             }

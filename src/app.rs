@@ -363,6 +363,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         surveys: survey_webhooks,
     };
     let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
+    // Browsers signed in before a restart (the wallboard) stay signed in.
+    if let Err(e) = auth.restore().await {
+        tracing::error!(error = %e, "could not restore browser sessions: they must sign in again");
+    }
     let rest =
         api::rest::RestState::new(&config, auth.clone(), store.clone(), cmd_tx.clone(), clock);
     let mut http_app = api::router(api_state)

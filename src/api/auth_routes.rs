@@ -19,13 +19,14 @@
 //! `X-Forwarded-For` is not trusted.
 
 use super::problem::{types, ApiJson, Problem};
-use crate::auth::session::Session;
+use crate::auth::session::{session_hash, Session};
 use crate::auth::throttle::FailureOutcome;
 use crate::auth::{password, token, Permission, Role, Sessions, SignInThrottle, ThrottleDecision};
 use crate::clock::Clock;
 use crate::config::users::UsersConfig;
 use crate::engine::Millis;
 use crate::store::audit::AuditEntry;
+use crate::store::web_sessions::WebSessionRow;
 use crate::store::{Store, StoreError};
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -103,6 +104,56 @@ impl AuthState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Puts the stored sessions back (call once at startup, before serving): purges expired
+    /// and idle rows, and drops sessions whose user is no longer in users.toml (their role
+    /// always comes from users.toml). Returns how many sessions were restored.
+    pub async fn restore(&self) -> Result<usize, StoreError> {
+        let now = self.now();
+        let cfg = self.inner.users.sessions;
+        let store = &self.inner.store;
+        let purged = store
+            .delete_expired_web_sessions(
+                now,
+                Millis(now.as_u64().saturating_sub(cfg.idle_timeout_ms)),
+            )
+            .await?;
+        let rows = store.unexpired_web_sessions(now).await?;
+        let mut restored = 0;
+        let mut dropped = Vec::new();
+        {
+            let mut sessions = lock(&self.inner.sessions);
+            for row in rows {
+                let Some(user) = self.inner.users.get(&row.user) else {
+                    dropped.push(row.session_hash);
+                    continue;
+                };
+                let session = Session {
+                    user: user.name.clone(),
+                    role: user.role,
+                    csrf_token: row.csrf_token,
+                    created_at: row.created_at,
+                    last_seen: row.last_seen,
+                    stored_seen: row.last_seen,
+                };
+                if sessions.restore(&row.session_hash, session, now) {
+                    restored += 1;
+                } else {
+                    dropped.push(row.session_hash);
+                }
+            }
+        }
+        for hash in &dropped {
+            store.delete_web_session(hash).await?;
+        }
+        tracing::info!(
+            restored,
+            dropped = dropped.len(),
+            purged,
+            "browser sessions restored from the store"
+        );
+        Ok(restored)
     }
 
     pub fn now(&self) -> Millis {
@@ -265,12 +316,25 @@ where
                 "sign in (POST /api/v1/session) or send Authorization: Bearer <token>",
             ));
         };
-        let session: Session = {
+        let (session, touch): (Session, Option<Millis>) = {
             let mut sessions = lock(&st.inner.sessions);
-            sessions
+            let s = sessions
                 .authenticate(id, now)
-                .map_err(|e| refused("session", &format!("{e}: sign in again")))?
+                .map_err(|e| refused("session", &format!("{e}: sign in again")))?;
+            (s, sessions.take_touch(id))
         };
+        if let Some(seen) = touch {
+            // At most once a minute per session; a failure only shortens the session's life
+            // after a restart, so it is logged, not refused.
+            if let Err(e) = st
+                .inner
+                .store
+                .touch_web_session(&session_hash(id), seen)
+                .await
+            {
+                tracing::warn!(error = %e, "could not store a session's last use");
+            }
+        }
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe {
             let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
@@ -476,6 +540,7 @@ impl Drop for PendingAttempt<'_> {
         (status = 415, description = "Not JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 422, description = "Body does not fit (unknown field, wrong type)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed sign-ins from this address", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 503, description = "The session cannot be stored (database unavailable)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
     ),
     security(())
 )]
@@ -555,6 +620,25 @@ pub async fn sign_in(
     let cfg = st.inner.users.sessions;
     let (id, session) =
         lock(&st.inner.sessions).create(&user.name, user.role, now, rand::random(), rand::random());
+    // Stored before answering, so the cookie outlives a restart; no store, no session.
+    let row = WebSessionRow {
+        session_hash: session_hash(id.as_str()),
+        user: session.user.clone(),
+        csrf_token: session.csrf_token.clone(),
+        created_at: session.created_at,
+        expires_at: session.expires_at(&cfg),
+        last_seen: session.last_seen,
+    };
+    if let Err(e) = st.inner.store.insert_web_session(&row).await {
+        lock(&st.inner.sessions).remove(id.as_str());
+        tracing::error!(error = %e, "could not store a new session");
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::UNAVAILABLE,
+            "Service unavailable",
+        )
+        .detail("the session cannot be stored: try again later"));
+    }
     let _ = st
         .audit(
             &user.name,
@@ -593,6 +677,7 @@ pub async fn sign_in(
         (status = 400, description = "An API token has no session", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 403, description = "CSRF token missing or wrong", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 503, description = "The session cannot be deleted from the store (database unavailable); it stays", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
     ),
     security(("session_cookie" = []))
 )]
@@ -607,6 +692,17 @@ pub async fn sign_out(
         ));
     }
     if let Some(id) = cookie(&headers, SESSION_COOKIE) {
+        // The row goes first: a row left behind would sign the browser in again after a
+        // restart, so when it cannot be deleted the session stays and the client may retry.
+        if let Err(e) = st.inner.store.delete_web_session(&session_hash(id)).await {
+            tracing::error!(error = %e, "could not delete a signed-out session from the store");
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                types::UNAVAILABLE,
+                "Service unavailable",
+            )
+            .detail("the session cannot be ended in the store: try again later"));
+        }
         lock(&st.inner.sessions).remove(id);
     }
     let _ = st

@@ -3,14 +3,20 @@
 //! state-changing requests must echo in `X-CSRF-Token` (the cookie alone, which a browser
 //! attaches by itself, is not enough).
 //!
-//! Kept in memory: a restart signs everyone out (the page signs in again). Sessions are
-//! keyed by the SHA-256 of their id, so a lookup's timing says nothing about valid ids, and
-//! their number is bounded (the least recently used goes first).
+//! Kept in memory and mirrored in the store by the shell (`api::auth_routes`), so a restart
+//! keeps them: `restore` puts stored sessions back. Sessions are keyed by the SHA-256 of
+//! their id (the store keeps only that hash), so a lookup's timing says nothing about valid
+//! ids, and their number is bounded (the least recently used goes first). `last_seen` is
+//! written back at most once per `TOUCH_INTERVAL_MS` (`take_touch`), not per request: after a
+//! restart, idle time counts from the last value written.
 
 use super::{constant_time_eq, Role};
 use crate::engine::Millis;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+
+/// `last_seen` goes back to the store at most this often per session.
+pub const TOUCH_INTERVAL_MS: u64 = 60_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -60,6 +66,8 @@ pub struct Session {
     pub csrf_token: String,
     pub created_at: Millis,
     pub last_seen: Millis,
+    /// The `last_seen` the store has (see `take_touch`).
+    pub stored_seen: Millis,
 }
 
 impl Session {
@@ -94,6 +102,11 @@ fn key(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
+/// The store's key for the session with cookie value `id`: its SHA-256, hex.
+pub fn session_hash(id: &str) -> String {
+    hex::encode(key(id))
+}
+
 impl Sessions {
     pub fn new(cfg: SessionConfig) -> Sessions {
         Sessions {
@@ -123,6 +136,44 @@ impl Sessions {
         id: [u8; 32],
         csrf: [u8; 32],
     ) -> (SessionId, Session) {
+        self.make_room(now);
+        let id = SessionId::from_bytes(id);
+        let session = Session {
+            user: user.to_string(),
+            role,
+            csrf_token: hex::encode(csrf),
+            created_at: now,
+            last_seen: now,
+            stored_seen: now,
+        };
+        self.by_hash.insert(key(id.as_str()), session.clone());
+        (id, session)
+    }
+
+    /// Puts back a stored session (hash = `session_hash` of its id, hex) at startup; false
+    /// (nothing kept) when the hash is malformed or the session is over at `now`.
+    pub fn restore(&mut self, hash: &str, session: Session, now: Millis) -> bool {
+        let Some(k) = hex::decode(hash)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        else {
+            return false;
+        };
+        if !self.alive(&session, now) {
+            return false;
+        }
+        self.make_room(now);
+        self.by_hash.insert(k, session);
+        true
+    }
+
+    fn alive(&self, s: &Session, now: Millis) -> bool {
+        now < s.created_at.plus(self.cfg.max_age_ms)
+            && now < s.last_seen.plus(self.cfg.idle_timeout_ms)
+    }
+
+    /// Frees a place for one more session: over ones first, then the least recently used.
+    fn make_room(&mut self, now: Millis) {
         if self.by_hash.len() >= self.cfg.max_sessions.max(1) {
             self.sweep(now);
         }
@@ -139,16 +190,17 @@ impl Sessions {
                 None => break,
             }
         }
-        let id = SessionId::from_bytes(id);
-        let session = Session {
-            user: user.to_string(),
-            role,
-            csrf_token: hex::encode(csrf),
-            created_at: now,
-            last_seen: now,
-        };
-        self.by_hash.insert(key(id.as_str()), session.clone());
-        (id, session)
+    }
+
+    /// When the store's `last_seen` of session `id` is `TOUCH_INTERVAL_MS` behind: the value
+    /// to write (now counted as stored). Called after `authenticate`.
+    pub fn take_touch(&mut self, id: &str) -> Option<Millis> {
+        let s = self.by_hash.get_mut(&key(id))?;
+        if s.last_seen < s.stored_seen.plus(TOUCH_INTERVAL_MS) {
+            return None;
+        }
+        s.stored_seen = s.last_seen;
+        Some(s.last_seen)
     }
 
     /// The session with cookie value `id`, marked used at `now`; an expired or idle one is
@@ -256,6 +308,57 @@ mod tests {
         assert!(!sess.csrf_matches(Some("")));
         assert!(!sess.csrf_matches(Some(&"ab".repeat(31))));
         assert!(!sess.csrf_matches(Some(&format!("{}ac", "ab".repeat(31)))));
+    }
+
+    #[test]
+    fn a_restored_session_authenticates_with_its_stored_times() {
+        let mut first = Sessions::new(cfg());
+        let (id, sess) = first.create("ann", Role::Viewer, Millis(100), [7; 32], [8; 32]);
+        let hash = session_hash(id.as_str());
+        assert_eq!(hash.len(), 64);
+        assert_ne!(hash, id.as_str(), "the stored key is not the cookie value");
+
+        let mut after = Sessions::new(cfg());
+        assert!(!after.restore("zz", sess.clone(), Millis(200)));
+        assert!(!after.restore(&hash[..62], sess.clone(), Millis(200)));
+        assert!(after.restore(&hash, sess.clone(), Millis(200)));
+        let back = after.authenticate(id.as_str(), Millis(900)).unwrap();
+        assert_eq!(
+            (back.user.as_str(), back.csrf_token),
+            ("ann", sess.csrf_token.clone())
+        );
+        // Idle time counts from the stored last_seen; the lifetime from created_at.
+        let mut idle = Sessions::new(cfg());
+        assert!(!idle.restore(&hash, sess.clone(), Millis(1_100)), "idle");
+        let mut old = Sessions::new(cfg());
+        let used = Session {
+            last_seen: Millis(5_000),
+            ..sess
+        };
+        assert!(
+            !old.restore(&hash, used, Millis(5_100)),
+            "past its lifetime"
+        );
+    }
+
+    #[test]
+    fn last_seen_is_written_back_at_most_once_per_interval() {
+        let mut s = Sessions::new(SessionConfig {
+            idle_timeout_ms: 10 * TOUCH_INTERVAL_MS,
+            max_age_ms: 100 * TOUCH_INTERVAL_MS,
+            max_sessions: 3,
+        });
+        let (id, _) = s.create("ann", Role::Viewer, Millis(0), [1; 32], [2; 32]);
+        let id = id.as_str();
+        assert_eq!(s.take_touch(id), None, "just created: stored at sign-in");
+        s.authenticate(id, Millis(TOUCH_INTERVAL_MS - 1)).unwrap();
+        assert_eq!(s.take_touch(id), None);
+        s.authenticate(id, Millis(TOUCH_INTERVAL_MS)).unwrap();
+        assert_eq!(s.take_touch(id), Some(Millis(TOUCH_INTERVAL_MS)));
+        assert_eq!(s.take_touch(id), None, "taken");
+        s.authenticate(id, Millis(TOUCH_INTERVAL_MS + 5)).unwrap();
+        assert_eq!(s.take_touch(id), None);
+        assert_eq!(s.take_touch(&"0".repeat(64)), None);
     }
 
     #[test]

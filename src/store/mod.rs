@@ -35,6 +35,7 @@ mod outbox;
 mod queries;
 pub mod report;
 mod survey_ledger;
+pub mod web_sessions;
 mod writer;
 
 mod dispositions;
@@ -122,6 +123,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "dispositions",
         include_str!("migrations/sqlite/0006_dispositions.sql"),
     ),
+    (
+        7,
+        "sessions",
+        include_str!("migrations/sqlite/0007_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -149,6 +155,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "dispositions",
         include_str!("migrations/postgres/0006_dispositions.sql"),
+    ),
+    (
+        7,
+        "sessions",
+        include_str!("migrations/postgres/0007_sessions.sql"),
     ),
 ];
 

@@ -84,7 +84,7 @@ impl Session {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
-    #[error("no such session (signed out, or the switch restarted)")]
+    #[error("no such session (signed out, or ended)")]
     Unknown,
     #[error("the session has expired")]
     Expired,

@@ -4,7 +4,7 @@
 //! not_ready/break); a pjsua2 caller picks the tech queue and the waiting list shows them;
 //! the language toggle changes the labels; the supervisor sets the agent ready, the agent
 //! answers and the grid shows on_call, then wrap_up; the switch restarts on the same ports
-//! and the page comes back by itself; a viewer sees no agent commands. Screenshots
+//! and the page comes back by itself, still signed in (no sign-in asked); a viewer sees no agent commands. Screenshots
 //! (1920x1080 in English and Chinese, 1366x768 in Chinese) go to
 //! target/wallboard-screenshots/.
 //!
@@ -287,9 +287,9 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
         );
     }
 
-    // 6. The switch restarts on the same ports: the page notices, retries by itself and
-    //    comes back without a reload. Sessions are kept in memory (src/auth/session.rs), so
-    //    after a restart the page offers sign-in by itself; it then goes live again.
+    // 6. The switch restarts on the same ports (same database): the page notices, retries by
+    //    itself and comes back without a reload and without sign-in, since sessions are
+    //    stored (web_sessions) and restored at startup.
     let (sip_port, http_port) = (sw.sip.port(), sw.http.port());
     drop(agent);
     let mut sw = sw;
@@ -305,12 +305,15 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
         Duration::from_secs(45),
     );
     let signed_out = browser.evaluate("!document.getElementById('sign-in-view').hidden");
-    if signed_out == true {
-        eprintln!("after the restart the page asked for sign-in by itself");
-        browser.sign_in_as(ADMIN, ADMIN_PASSWORD);
-    } else {
-        eprintln!("after the restart the page reconnected with its session");
-    }
+    assert_eq!(
+        signed_out, false,
+        "after the restart the page must reconnect with its stored session, not ask for sign-in"
+    );
+    assert!(
+        browser.text("#who-user").contains(ADMIN),
+        "still signed in as {ADMIN}: {}",
+        browser.text("#who-user")
+    );
     browser.wait_for("#connection[data-state=\"live\"]", Duration::from_secs(20));
     browser.wait_for(&card, Duration::from_secs(10));
 

@@ -774,7 +774,7 @@ async fn worked_example(db: &TestDb) {
         .lines()
         .next()
         .unwrap()
-        .ends_with(",survey_status,survey_csat,survey_nps,survey_comment"));
+        .contains(",survey_status,survey_csat,survey_nps,survey_comment,"));
     assert!(!csv.contains("+8613800000"), "{csv}");
     let full = render_calls_with(
         &calls,

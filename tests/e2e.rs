@@ -132,15 +132,15 @@ fn free_tcp_port() -> u16 {
 }
 
 /// A test-specific RTP range: `slot` separates tests in one run, the pid separates runs
-/// from parallel worktrees on the same machine. The pid picks one of 20 buckets of 1040
-/// ports and a bucket holds 26 slots of 40 ports, so no slot reaches the next bucket
-/// (40000..=60799 in all).
+/// from parallel worktrees on the same machine. The pid picks one of 16 buckets of 1280
+/// ports and a bucket holds 32 slots of 40 ports, so no slot reaches the next bucket
+/// (40000..=60479 in all).
 fn rtp_range(slot: u16) -> (u16, u16) {
     assert!(
-        slot < 26,
-        "RTP slot {slot} is outside the 26 slots a bucket holds"
+        slot < 32,
+        "RTP slot {slot} is outside the 32 slots a bucket holds"
     );
-    let lo = 40000 + (std::process::id() % 20) as u16 * 1040 + slot * 40;
+    let lo = 40000 + (std::process::id() % 16) as u16 * 1280 + slot * 40;
     (lo, lo + 39)
 }
 

@@ -141,35 +141,18 @@ pub enum Output {
 
 pub use switch::{Engine, EngineConfig, EngineStats, SurveySetup};
 
-/// Masks a phone number for logs: all but the last four digits become `*`.
+/// Masks a phone number for logs, reports, the API and the live feed, one format everywhere
+/// (PIPL: minimum necessary): `+86 138****5678`, `138****5678`; short numbers fully hidden.
 pub fn mask_number(number: &str) -> String {
-    let digits = number.chars().filter(|c| c.is_ascii_digit()).count();
-    if digits <= 4 {
-        return "*".repeat(number.chars().count().max(1));
-    }
-    let mut seen = 0;
-    number
-        .chars()
-        .map(|c| {
-            if c.is_ascii_digit() {
-                seen += 1;
-                if seen > digits - 4 {
-                    c
-                } else {
-                    '*'
-                }
-            } else {
-                c
-            }
-        })
-        .collect()
+    survey::numbers::mask_caller(number)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn masks_all_but_last_four_digits() {
-        assert_eq!(super::mask_number("+8613812345678"), "+*********5678");
+    fn masks_like_the_reports() {
+        assert_eq!(super::mask_number("+8613812345678"), "+86 138****5678");
+        assert_eq!(super::mask_number("13812345678"), "138****5678");
         assert_eq!(super::mask_number("1234"), "****");
     }
 }

@@ -136,7 +136,7 @@ fn a_caller_in_the_ivr_then_waiting_then_talking() {
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].state, "ivr");
     assert_eq!(calls[0].ivr_node.as_deref(), Some("main_menu"));
-    assert_eq!(calls[0].number, "+*********5678");
+    assert_eq!(calls[0].number, "+86 138****5678");
     assert_eq!(m.take_dirty(), Section::Calls.bit());
 
     m.apply_event(&LiveEvent::CallerQueued {

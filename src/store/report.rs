@@ -14,7 +14,7 @@ pub use resolution::ResolutionByKey;
 pub use surveys::{render_surveys, render_tasks};
 
 use super::{CallRow, CallSurvey};
-use crate::engine::survey::numbers::mask_number;
+pub use crate::engine::survey::numbers::mask_caller;
 use crate::engine::time::Millis;
 use crate::kpi::{AgentStats, Interval, QueueStats, ServiceLevelTargets, Summary};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -69,24 +69,6 @@ pub fn shown_number(raw: &str, unmask: bool) -> String {
     } else {
         mask_caller(raw)
     }
-}
-
-/// An international number keeps its country code and shows its national number the way
-/// `E164::masked` does (`+86 138****5678`); anything else goes through `mask_number`.
-/// Only `+` and 6 to 17 digits reach the phone number parser (as in `numbers.rs`).
-pub fn mask_caller(raw: &str) -> String {
-    let digits = raw
-        .strip_prefix('+')
-        .filter(|d| (6..=17).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
-    if let Some(d) = digits {
-        if let Ok(n) = phonenumber::parse(None, raw) {
-            let code = n.code().value().to_string();
-            if let Some(national) = d.strip_prefix(code.as_str()).filter(|n| !n.is_empty()) {
-                return format!("+{code} {}", mask_number(national));
-            }
-        }
-    }
-    mask_number(raw)
 }
 
 /// `text` cut to `max` characters, `…` marking a cut.

@@ -249,7 +249,7 @@ fn live_feed_shows_the_caller_waiting_then_the_agent_on_call_then_wrap_up() {
             v["waiting"].as_array().is_some_and(|w| {
                 w.iter().any(|w| {
                     w["queue"] == "tech"
-                        && w["number"] == "*******5678"
+                        && w["number"] == "138****5678"
                         && w["position"] == 1
                         && w["language"] == "en"
                 })

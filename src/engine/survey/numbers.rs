@@ -94,6 +94,24 @@ pub fn mask_number(raw: &str) -> String {
     }
 }
 
+/// An international number keeps its country code and shows its national number the way
+/// `E164::masked` does (`+86 138****5678`); anything else goes through `mask_number`.
+/// Only `+` and 6 to 17 digits reach the phone number parser (as in `numbers.rs`).
+pub fn mask_caller(raw: &str) -> String {
+    let digits = raw
+        .strip_prefix('+')
+        .filter(|d| (6..=17).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()));
+    if let Some(d) = digits {
+        if let Ok(n) = phonenumber::parse(None, raw) {
+            let code = n.code().value().to_string();
+            if let Some(national) = d.strip_prefix(code.as_str()).filter(|n| !n.is_empty()) {
+                return format!("+{code} {}", mask_number(national));
+            }
+        }
+    }
+    mask_number(raw)
+}
+
 /// How caller numbers are read (`[numbers]` of survey.toml plus the agent extensions).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NumberRules {

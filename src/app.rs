@@ -362,7 +362,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics,
         surveys: survey_webhooks,
     };
-    let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
+    let auth = api::auth_routes::AuthState::with_agents(
+        config.users.clone(),
+        config.agents.clone(),
+        store.clone(),
+        clock,
+    );
     // Browsers signed in before a restart (the wallboard) stay signed in.
     if let Err(e) = auth.restore().await {
         tracing::error!(error = %e, "could not restore browser sessions: they must sign in again");

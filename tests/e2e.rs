@@ -13,6 +13,8 @@
 //! Set CCSWITCH_E2E_SKIP_PJSUA=1 to skip the PJSIP tests on a machine without Python.
 #![allow(clippy::disallowed_methods)] // tests measure wall-clock time on purpose
 
+#[path = "e2e/agent_desk.rs"]
+mod agent_desk;
 #[path = "e2e/agent_transports.rs"]
 mod agent_transports;
 #[path = "e2e/browser.rs"]

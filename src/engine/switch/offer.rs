@@ -130,6 +130,8 @@ impl Engine {
         });
         let mut extra: Vec<(&'static str, String)> = vec![
             ("X-Caller", caller.clone()),
+            // The agent desk fetches the screen pop by it (GET /api/v1/calls/{id}/history).
+            ("X-Call-Id", caller_call_id.clone()),
             ("X-Queue", queue),
             ("X-Language", language),
             ("Allow", super::ALLOW.to_string()),

@@ -73,6 +73,17 @@ function queueLabel(name) {
   return queueOf(name)?.label || name || "—";
 }
 
+/// A message in the call status line for a few seconds (errors, transfer sent).
+function flash(text) {
+  st.transient = true;
+  setText("call-status", text);
+  clearTimeout(st.flashTimer);
+  st.flashTimer = setTimeout(() => {
+    st.transient = false;
+    renderCall();
+  }, 5000);
+}
+
 function problemText(e) {
   return e instanceof ApiError ? e.detail || e.title || `HTTP ${e.status}` : String(e);
 }
@@ -82,7 +93,11 @@ function problemText(e) {
 async function boot() {
   applyStaticLabels();
   $("lang-toggle").addEventListener("click", () => setLanguage(language() === "zh" ? "en" : "zh"));
-  onLanguageChange(() => renderAll());
+  onLanguageChange(() => {
+    fillSelects();
+    renderPills();
+    renderAll();
+  });
   $("sign-in-form").addEventListener("submit", onSignIn);
   $("sign-out").addEventListener("click", onSignOut);
   wireButtons();
@@ -144,7 +159,7 @@ async function startDesk(password) {
     st.desk = await apiRequest("GET", `/api/v1/agents/${encodeURIComponent(st.extension)}/desk`);
     $("who-agent").textContent = `${st.desk.name} · ${st.extension}`;
   } catch (e) {
-    setText("call-status", problemText(e));
+    flash(problemText(e));
   }
   fillSelects();
   st.feed = new LiveFeed({
@@ -180,14 +195,28 @@ async function requestMicrophone() {
     st.mic = null;
     pill.dataset.state = "denied";
   }
-  pill.textContent = t(`mic.${pill.dataset.state}`);
+  renderPills();
 }
 
 function onPhoneStatus(state) {
   const pill = $("phone-state");
   show(pill, true);
   pill.dataset.state = state;
-  pill.textContent = t(`phone.${state}`);
+  renderPills();
+}
+
+/// The phone and microphone pills and the disposition status, in the current language.
+function renderPills() {
+  const phone = $("phone-state");
+  if (!phone.hidden) phone.textContent = t(`phone.${phone.dataset.state}`);
+  const mic = $("mic-state");
+  if (!mic.hidden) mic.textContent = t(`mic.${mic.dataset.state}`);
+  const status = $("dispo-status");
+  if (status.dataset.state === "saved" && st.savedFor) {
+    status.textContent = t("wrap.saved", { label: dispositionLabel(st.savedCode) });
+  } else if (status.dataset.state === "saving") {
+    status.textContent = t("wrap.saving");
+  }
 }
 
 // ---------- selects ----------
@@ -254,10 +283,11 @@ function wireButtons() {
   );
   $("btn-answer").addEventListener("click", () => {
     ringer.stop();
+    st.answering = true;
     try {
       st.phone?.answer();
     } catch (e) {
-      setText("call-status", t("call.answer_failed", { reason: String(e.message || e) }));
+      flash(t("call.answer_failed", { reason: String(e.message || e) }));
     }
   });
   $("btn-decline").addEventListener("click", () => st.phone?.decline());
@@ -271,7 +301,7 @@ function wireButtons() {
   $("btn-transfer").addEventListener("click", () => {
     const target = $("transfer-target").value;
     if (target && st.phone?.transfer(target)) {
-      setText("call-status", t("transfer.sent", { target }));
+      flash(t("transfer.sent", { target }));
     }
   });
   $("btn-dispo-save").addEventListener("click", () => saveDisposition());
@@ -289,7 +319,7 @@ async function setState(state, reason) {
     const body = reason ? { state, reason } : { state };
     await apiRequest("POST", `/api/v1/agents/${encodeURIComponent(st.extension)}/state`, body);
   } catch (e) {
-    setText("call-status", problemText(e));
+    flash(problemText(e));
   }
 }
 
@@ -310,6 +340,7 @@ async function saveDisposition() {
       const pop = await apiRequest("GET", `/api/v1/calls/${encodeURIComponent(callId)}/history`);
       if (pop.call.disposition === code) {
         st.savedFor = callId;
+        st.savedCode = code;
         status.dataset.state = "saved";
         status.textContent = t("wrap.saved", { label: dispositionLabel(code) });
         return;
@@ -337,6 +368,7 @@ function onIncoming(info) {
 
 function onProgress(phase) {
   ringer.stop();
+  st.answering = false;
   if (phase === "talking" && st.phase === "ringing") st.talkSince = Date.now();
   st.phase = phase;
   if (st.offer?.callId) {
@@ -348,12 +380,14 @@ function onProgress(phase) {
 
 function onEnded(cause, wasTalking) {
   ringer.stop();
+  if (st.answering && !wasTalking) flash(t("call.answer_failed", { reason: cause || "?" }));
+  st.answering = false;
   st.phase = "idle";
-  if (!wasTalking) {
-    // Cancelled: answered elsewhere (the desk phone), or the rings ran out.
-    setText("call-status", t("call.idle"));
-  } else {
-    setText("call-status", t("call.ended"));
+  // Not answered here: answered elsewhere (the desk phone), or the rings ran out. Once
+  // answered here, the pop is read again for the final wait.
+  if (wasTalking && st.offer?.callId) {
+    st.popFor = null;
+    loadScreenPop(st.offer.callId);
   }
   st.offer = null;
   renderCall();
@@ -400,7 +434,7 @@ async function loadScreenPop(callId) {
       return;
     } catch (e) {
       if (!(e instanceof ApiError) || ![403, 404].includes(e.status)) {
-        setText("call-status", problemText(e));
+        flash(problemText(e));
         return;
       }
     }
@@ -417,9 +451,14 @@ function onModel(model) {
   const callId = me?.call?.call_id || null;
   if (callId && ["reserved", "on_call"].includes(me.state)) loadScreenPop(callId);
   if (callId && me.state === "on_call") {
-    // Answered here or on the desk phone: this is the call the wrap-up classifies.
+    // Answered here or on the desk phone: this is the call the wrap-up classifies. The
+    // screen pop is read again: it now has the answer time (the wait is final).
     if (st.lastCall !== callId) {
       st.lastCall = callId;
+      if (st.popFor === callId) {
+        st.popFor = null;
+        loadScreenPop(callId);
+      }
       st.wrapDismissed = null;
       $("dispo-note").value = "";
       $("dispo-status").textContent = "";
@@ -478,13 +517,14 @@ function renderCall() {
   panel.dataset.device = onDeskPhone ? "other" : "browser";
   show($("ringing"), phase === "ringing");
   show($("talking"), phase === "talking" || phase === "held");
+  const ended = phase === "idle" && st.me?.state === "wrap_up";
   const status = {
-    idle: t("call.idle"),
+    idle: t(ended ? "call.ended" : "call.idle"),
     ringing: t("call.ringing"),
     talking: t("call.talking"),
     held: t("call.held"),
   }[phase];
-  if (phase !== "idle" || !$("call-status").textContent) setText("call-status", status);
+  if (!st.transient) setText("call-status", status);
   $("btn-hold").textContent = t(phase === "held" ? "btn.resume" : "btn.hold");
   for (const id of ["btn-mute", "btn-hold", "btn-transfer"]) $(id).disabled = onDeskPhone;
   $("btn-hangup").disabled = onDeskPhone;
@@ -493,8 +533,15 @@ function renderCall() {
 
 function renderPop() {
   const pop = st.pop;
-  show($("screen-pop"), !!pop);
-  if (!pop) return;
+  // The pop stays for the ringing or current call and the call being wrapped up; an offer
+  // that went to someone else (the rings ran out) leaves no pop behind.
+  const relevant =
+    !!pop &&
+    (st.phase !== "idle" ||
+      ["reserved", "on_call"].includes(st.me?.state) ||
+      pop.call.call_id === st.lastCall);
+  show($("screen-pop"), relevant);
+  if (!relevant) return;
   const c = pop.call;
   setText("pop-number", c.number);
   setText("pop-language", c.language ? formatLanguageName(c.language) : "—");

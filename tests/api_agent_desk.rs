@@ -585,6 +585,31 @@ async fn agent_desk_api_own_extension_screen_pop_history_and_dispositions() {
         .any(|e| e.action == "session.sign_in" && e.user == "agent:1001"));
 }
 
+/// An agent's session is stored like a user's and comes back after a restart while the
+/// extension is still in agents.toml (and not when it is gone).
+#[tokio::test]
+async fn agent_sessions_survive_a_restart_while_the_agent_exists() {
+    let (tx, _rx) = mpsc::channel(4);
+    let srv = start(tx).await;
+    let r = agent_sign_in(srv.addr, "1002", "demo1002").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let config =
+        ccswitch::config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+            .expect("the shipped config loads");
+    let with_agents = auth_routes::AuthState::with_agents(
+        config.users.clone(),
+        config.agents.clone(),
+        srv.store.clone(),
+        Clock::new(),
+    );
+    assert_eq!(with_agents.restore().await.unwrap(), 1);
+    // Without the agent (agents.toml emptied), the session is dropped from the store.
+    let without =
+        auth_routes::AuthState::new(config.users.clone(), srv.store.clone(), Clock::new());
+    assert_eq!(without.restore().await.unwrap(), 0);
+    assert_eq!(with_agents.restore().await.unwrap(), 0, "the row is gone");
+}
+
 #[tokio::test]
 async fn agent_sign_in_is_throttled_like_the_user_sign_in() {
     let (tx, _rx) = mpsc::channel(4);

@@ -217,9 +217,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         },
         Arc::new(prompts),
         clock,
-        media_tx,
+        media_tx.clone(),
     )
     .context("starting the media plane")?;
+    // Browser agents' WebRTC peers, beside the media workers (their legs are ordinary ones).
+    let webrtc = config.webrtc.settings(advertised, config.rtp.bind_ip);
+    tracing::info!(host = %webrtc.host_ip, ports = %format!("{}-{}", webrtc.port_min, webrtc.port_max),
+        ice_servers = webrtc.ice_servers.len(), "WebRTC media ready");
+    let _ = media.attach_webrtc(crate::media::webrtc::WebRtcGateway::new(
+        webrtc,
+        media_tx,
+        tokio::runtime::Handle::current(),
+    ));
 
     let records_calls = config
         .queues

@@ -4,6 +4,10 @@
 //!   cargo bench --bench media_bridge -- [--quick] [--pairs 1000] [--seconds 10] [--workers 2]
 //!                                       [--same-codec] [--no-rt] [--phones-no-rt]
 //!                                       [--sockets 16] [--receivers 2]
+//!                                       [--webrtc-pairs 200] [--webrtc-only] [--no-webrtc]
+//!
+//! After the RTP case comes the WebRTC case (benches/media_bridge_webrtc): `--webrtc-pairs`
+//! browser legs (webrtc-crate peers) bridged to as many RTP callers (2 in quick mode).
 //!
 //! The phones share `--sockets` UDP sockets and send/receive in batches (sendmmsg/recvmmsg)
 //! so that the load generator, which runs on the same two cores, costs far less than the
@@ -25,6 +29,9 @@
 //! that never arrived.
 
 #![allow(clippy::disallowed_methods)] // a bench measures real time
+
+#[path = "media_bridge_webrtc/mod.rs"]
+mod webrtc_case;
 
 use ccswitch::clock::Clock;
 use ccswitch::engine::media::{Codec, MediaCommand, MediaEvent};
@@ -52,6 +59,9 @@ struct Args {
     /// Phone threads at normal priority (default: SCHED_FIFO 5, below the workers' 10, so
     /// CPU-bound neighbours on a shared machine do not stall the load itself).
     phones_no_rt: bool,
+    webrtc_pairs: usize,
+    webrtc_only: bool,
+    no_webrtc: bool,
 }
 
 fn parse_args() -> Args {
@@ -75,6 +85,10 @@ fn parse_args() -> Args {
         same_codec: args.iter().any(|a| a == "--same-codec"),
         no_rt: args.iter().any(|a| a == "--no-rt"),
         phones_no_rt: args.iter().any(|a| a == "--phones-no-rt"),
+        webrtc_pairs: get("--webrtc-pairs")
+            .map_or(if full { 200 } else { 2 }, |v| v.max(1) as usize),
+        webrtc_only: args.iter().any(|a| a == "--webrtc-only"),
+        no_webrtc: args.iter().any(|a| a == "--no-webrtc"),
     }
 }
 
@@ -507,8 +521,28 @@ fn percentile(sorted: &[f32], p: f64) -> f32 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn webrtc(args: &Args) -> bool {
+    webrtc_case::run(&webrtc_case::Opts {
+        pairs: args.webrtc_pairs,
+        seconds: args.seconds,
+        workers: args.workers,
+        realtime: !args.no_rt,
+        quick: args.quick,
+    })
+}
+
 fn main() {
     let args = parse_args();
+    if args.webrtc_only {
+        let ok = webrtc(&args);
+        if !ok {
+            println!("  sanity: FAILED (WebRTC case)");
+            if args.quick {
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel();
     let cfg = MediaConfig {
         bind_ip: "127.0.0.1".parse().expect("literal address"),
@@ -711,7 +745,10 @@ fn main() {
         process_cpu * 100.0 / secs,
     );
     let deaf = per_phone.iter().filter(|n| **n == 0).count();
-    let problems = sanity(sent, relayed, received, deaf, legs);
+    let mut problems = sanity(sent, relayed, received, deaf, legs);
+    if !args.no_webrtc && !webrtc(&args) {
+        problems.push("WebRTC case: a pair failed to set up or a side heard nothing".into());
+    }
     if problems.is_empty() {
         println!("  sanity: packets sent, relayed and received, every phone heard its partner");
     } else {

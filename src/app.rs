@@ -217,9 +217,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         },
         Arc::new(prompts),
         clock,
-        media_tx,
+        media_tx.clone(),
     )
     .context("starting the media plane")?;
+    // Browser agents' WebRTC peers, beside the media workers (their legs are ordinary ones).
+    let webrtc = config.webrtc.settings(advertised, config.rtp.bind_ip);
+    tracing::info!(host = %webrtc.host_ip, ports = %format!("{}-{}", webrtc.port_min, webrtc.port_max),
+        ice_servers = webrtc.ice_servers.len(), "WebRTC media ready");
+    let _ = media.attach_webrtc(crate::media::webrtc::WebRtcGateway::new(
+        webrtc,
+        media_tx,
+        tokio::runtime::Handle::current(),
+    ));
 
     let records_calls = config
         .queues
@@ -362,7 +371,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         metrics,
         surveys: survey_webhooks,
     };
-    let auth = api::auth_routes::AuthState::new(config.users.clone(), store.clone(), clock);
+    let auth = api::auth_routes::AuthState::with_agents(
+        config.users.clone(),
+        config.agents.clone(),
+        store.clone(),
+        clock,
+    );
     // Browsers signed in before a restart (the wallboard) stay signed in.
     if let Err(e) = auth.restore().await {
         tracing::error!(error = %e, "could not restore browser sessions: they must sign in again");

@@ -254,6 +254,9 @@ fn parse_time(s: &str) -> Result<Millis, String> {
 }
 
 fn main() -> ExitCode {
+    // One TLS/DTLS crypto provider for the whole binary (rustls for the HTTP SMS gateway,
+    // the webrtc crate's DTLS): ring, installed before anything can pick another.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     ccswitch::telemetry::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {

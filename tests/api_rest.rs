@@ -743,7 +743,10 @@ fn required_role(method: &str, path: &str) -> Option<Option<&'static str>> {
         | ("get", "/api/v1/calls/{call_id}")
         | ("post", "/api/v1/calls/{call_id}/unmask")
         | ("get", "/api/v1/calls/{call_id}/recording")
-        | ("post", "/api/v1/agents/{extension}/state") => Some("supervisor"),
+        | ("post", "/api/v1/agents/{extension}/state")
+        | ("get", "/api/v1/agents/{extension}/desk")
+        | ("get", "/api/v1/calls/{call_id}/history")
+        | ("post", "/api/v1/calls/{call_id}/disposition") => Some("supervisor"),
         ("get", "/api/v1/audit") => Some("admin"),
         _ => return None,
     })
@@ -792,11 +795,17 @@ async fn openapi_walk(env: &Env, callers: &[Who]) {
                 exercised += 1;
                 continue;
             }
+            if path == "/api/v1/session/agent" {
+                // The agent desk's sign-in: tests/api_agent_desk.rs.
+                exercised += 1;
+                continue;
+            }
             let need = required_role(method, path).unwrap_or_else(|| {
                 panic!("{method} {path} is served but not in the test's permission table")
             });
             let body = match (method.as_str(), path.as_str()) {
                 ("post", "/api/v1/agents/{extension}/state") => Some(r#"{"state":"ready"}"#),
+                ("post", "/api/v1/calls/{call_id}/disposition") => Some(r#"{"code":"resolved"}"#),
                 _ => None,
             };
             let m = method.to_uppercase();
@@ -845,6 +854,10 @@ async fn openapi_walk(env: &Env, callers: &[Who]) {
         ("post", "/api/v1/calls/{call_id}/unmask"),
         ("get", "/api/v1/calls/{call_id}/recording"),
         ("get", "/api/v1/audit"),
+        ("post", "/api/v1/session/agent"),
+        ("get", "/api/v1/agents/{extension}/desk"),
+        ("get", "/api/v1/calls/{call_id}/history"),
+        ("post", "/api/v1/calls/{call_id}/disposition"),
     ];
     for (m, p) in expected {
         assert!(

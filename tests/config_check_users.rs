@@ -139,6 +139,13 @@ fn unknown_keys_roles_and_duplicates_are_refused() {
         "users[0].role",
         "unknown variant `root`",
     );
+    // Agents sign in to /agent with their extension and SIP password, never as users.
+    refused(
+        "role = \"admin\"",
+        "role = \"agent\"",
+        "users[0].role",
+        "agents sign in to /agent",
+    );
     refused(
         "idle_timeout_s = 1800",
         "idle_timeout_s = 1800\nidle_timeout = 5",

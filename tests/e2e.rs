@@ -13,6 +13,8 @@
 //! Set CCSWITCH_E2E_SKIP_PJSUA=1 to skip the PJSIP tests on a machine without Python.
 #![allow(clippy::disallowed_methods)] // tests measure wall-clock time on purpose
 
+#[path = "e2e/agent_desk.rs"]
+mod agent_desk;
 #[path = "e2e/agent_transports.rs"]
 mod agent_transports;
 #[path = "e2e/browser.rs"]
@@ -80,7 +82,10 @@ mod sipwire_tests {
     #[test]
     fn answer_sdp() {
         let a = parse_answer("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
-        assert_eq!(a.rtp, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(
+            a.rtp,
+            "127.0.0.1:4000".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(a.payload_type, 0);
         assert_eq!(a.telephone_event, Some(101));
     }

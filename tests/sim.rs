@@ -960,6 +960,13 @@ mod agents {
     const AGENT1: &str = "127.0.0.1:5081";
     const AGENT2: &str = "127.0.0.1:5082";
 
+    /// What the fake media shell's WebRTC peer offers (the real one: tests/webrtc_media.rs).
+    const WEBRTC_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 8 101\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\na=mid:0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
+
+    fn webrtc_relay(leg: u64) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40_000 + leg as u16))
+    }
+
     /// Several SIP peers around one engine; every message the engine sends is kept with its
     /// destination.
     struct Net {
@@ -968,6 +975,8 @@ mod agents {
         sent: Vec<(Millis, SocketAddr, String)>,
         records: Vec<Record>,
         media: Vec<MediaCommand>,
+        /// The fake media shell fails WebRTC offers.
+        webrtc_fails: bool,
         live: Vec<ccswitch::engine::LiveEvent>,
         branch: u32,
         /// Transport of what `send` delivers.
@@ -1019,22 +1028,49 @@ mod agents {
                 live: vec![],
                 branch: 0,
                 transport: Transport::Udp,
+                webrtc_fails: false,
             }
         }
 
         fn input(&mut self, input: Input) {
-            self.engine.handle_input(self.now, input);
-            while let Some(o) = self.engine.poll_output() {
-                match o {
-                    Output::Transmit { peer, bytes } => self.sent.push((
-                        self.now,
-                        peer.addr,
-                        String::from_utf8_lossy(&bytes).to_string(),
-                    )),
-                    Output::Persist(r) => self.records.push(r),
-                    Output::Media(m) => self.media.push(m),
-                    Output::Drained => {}
-                    Output::Live(e) => self.live.push(e),
+            let mut inputs = vec![input];
+            while !inputs.is_empty() {
+                for input in std::mem::take(&mut inputs) {
+                    self.engine.handle_input(self.now, input);
+                    while let Some(o) = self.engine.poll_output() {
+                        match o {
+                            Output::Transmit { peer, bytes } => self.sent.push((
+                                self.now,
+                                peer.addr,
+                                String::from_utf8_lossy(&bytes).to_string(),
+                            )),
+                            Output::Persist(r) => self.records.push(r),
+                            Output::Media(m) => {
+                                // The media shell's WebRTC peer answers at once with its offer
+                                // (unless a test makes it fail).
+                                if let MediaCommand::WebRtcOffer { leg, fork, .. } = &m {
+                                    let ev = if self.webrtc_fails {
+                                        MediaEvent::WebRtcFailed {
+                                            leg: *leg,
+                                            fork: *fork,
+                                            reason: "test".into(),
+                                        }
+                                    } else {
+                                        MediaEvent::WebRtcOffer {
+                                            leg: *leg,
+                                            fork: *fork,
+                                            sdp: WEBRTC_OFFER.to_string(),
+                                            relay: webrtc_relay(*leg),
+                                        }
+                                    };
+                                    inputs.push(Input::Media(ev));
+                                }
+                                self.media.push(m)
+                            }
+                            Output::Drained => {}
+                            Output::Live(e) => self.live.push(e),
+                        }
+                    }
                 }
             }
         }
@@ -2457,6 +2493,12 @@ Contact: <sip:c{n}@{at}>
             "{}",
             inv[0]
         );
+        // The browser gets the media shell's WebRTC offer, the desk phone plain RTP.
+        assert!(inv[0].ends_with(WEBRTC_OFFER), "{}", inv[0]);
+        assert!(net
+            .media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::WebRtcOffer { fork: 0, .. })));
         assert!(header(&inv[0], "Contact").is_some_and(|c| c.contains(";transport=ws>")));
         net.advance(2_000);
         assert_eq!(agent_invites(&net, AGENT1).len(), 1, "reliable: no Timer A");
@@ -2482,6 +2524,31 @@ Contact: <sip:c{n}@{at}>
         assert_ne!(net.state("1002"), AgentState::LoggedOut);
     }
 
+    /// A browser whose WebRTC peer cannot be created is not rung: the offer fails over to the
+    /// next agent, and no INVITE ever reaches the browser.
+    #[test]
+    fn websocket_agent_whose_webrtc_peer_fails_is_skipped() {
+        let mut net = Net::new();
+        net.webrtc_fails = true;
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        net.transport = Transport::Udp;
+        net.register("1002", AGENT2, 3600);
+        net.call_and_pick('6');
+        assert!(agent_invites(&net, AGENT1).is_empty());
+        assert!(
+            net.has(|r| matches!(
+                r,
+                Record::OfferEnded { attempt: 1, outcome, .. } if outcome == "failed"
+            )),
+            "{:#?}",
+            net.records
+        );
+        let inv = agent_invites(&net, AGENT2);
+        assert_eq!(inv.len(), 1, "Bob rings next");
+        assert!(inv[0].contains("RTP/AVP"), "{}", inv[0]);
+    }
+
     /// A browser agent's WebSocket dropping mid-call ends the call as the agent's hang-up:
     /// the caller gets a BYE, the agent leg is released, the agent is logged out.
     #[test]
@@ -2500,6 +2567,21 @@ Contact: <sip:c{n}@{at}>
         net.transport = Transport::Ws;
         net.answer(AGENT1, &inv[0], 200, "OK");
         assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
+        // The answer went to the WebRTC peer; the agent leg talks RTP with its relay socket.
+        let answered = net.media.iter().find_map(|m| match m {
+            MediaCommand::WebRtcAnswer { leg, fork: 0, sdp } => Some((*leg, sdp.clone())),
+            _ => None,
+        });
+        let (leg, sdp) = answered.expect("WebRtcAnswer");
+        assert!(sdp.contains("m=audio 42000"), "{sdp}");
+        assert!(net.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::Update { leg: l, remote: Some(r), .. } if *l == leg && *r == webrtc_relay(leg)
+        )));
+        assert!(net
+            .media
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Bridge { b, .. } if *b == leg)));
         assert!(net.requests_to(CALLER, "BYE").is_empty());
         net.input(Input::ConnectionClosed(ws));
         assert!(net.has(|r| matches!(

@@ -88,6 +88,18 @@ async fn page_and_assets_are_served_with_types_caching_and_security_headers() {
     let etag = page.header("etag").to_string();
     assert!(etag.starts_with('"') && etag.len() == 34, "{etag:?}");
 
+    // The agent desk, embedded like the wallboard.
+    let desk = get(addr, "/agent", &[]).await;
+    assert_eq!(desk.status, 200);
+    assert_eq!(desk.header("content-type"), "text/html; charset=utf-8");
+    assert!(
+        desk.body.contains("/assets/js/agent/main.js"),
+        "{}",
+        desk.body
+    );
+    assert_security_headers(&desk);
+    assert_ne!(desk.header("etag"), etag);
+
     let again = get(addr, "/", &[("If-None-Match", &etag)]).await;
     assert_eq!(again.status, 304);
     assert_eq!(again.header("etag"), etag);
@@ -101,6 +113,16 @@ async fn page_and_assets_are_served_with_types_caching_and_security_headers() {
             "text/javascript; charset=utf-8",
         ),
         ("/assets/vendor/uPlot.min.css", "text/css; charset=utf-8"),
+        ("/assets/js/agent/main.js", "text/javascript; charset=utf-8"),
+        (
+            "/assets/js/agent/phone.js",
+            "text/javascript; charset=utf-8",
+        ),
+        ("/assets/css/agent.css", "text/css; charset=utf-8"),
+        (
+            "/assets/vendor/jssip.esm.js",
+            "text/javascript; charset=utf-8",
+        ),
     ] {
         let r = get(addr, path, &[]).await;
         assert_eq!(r.status, 200, "{path}");

@@ -1,11 +1,13 @@
 //! `POST /api/v1/agents/{extension}/state`: a supervisor sets an agent ready, on a break
-//! (not ready with a reason) or logged out. The engine applies it as the feature codes do
+//! (not ready with a reason) or logged out; an agent-desk session does the same for its own
+//! extension only. The engine applies it as the feature codes do
 //! (`Command::Agent`); what happened shows in the agent's state records and the live feed.
 
-use super::auth_routes::{perm, Authorized};
+use super::auth_routes::Caller;
 use super::params::ApiPath;
 use super::problem::{types, ApiJson, Problem};
 use super::rest::RestState;
+use crate::auth::Permission;
 use crate::engine::{AgentChange, Command};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -34,7 +36,8 @@ pub enum RequestedState {
 #[serde(deny_unknown_fields)]
 pub struct AgentStateRequest {
     pub state: RequestedState,
-    /// Required for `not_ready`, refused otherwise: 1-32 characters of `a-z A-Z 0-9 _ -`.
+    /// Required for `not_ready`, optional for `logged_out` (kept in the audit log), refused
+    /// with `ready`: 1-32 characters of `a-z A-Z 0-9 _ -`.
     #[serde(default)]
     #[schema(example = "break")]
     pub reason: Option<String>,
@@ -56,26 +59,37 @@ fn invalid(detail: impl Into<String>) -> Problem {
     .detail(detail)
 }
 
+fn check_reason(r: &str) -> Result<(), Problem> {
+    let ok_chars = r
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if r.is_empty() || r.chars().count() > MAX_REASON_CHARS || !ok_chars {
+        return Err(invalid(format!(
+            "reason must be 1-{MAX_REASON_CHARS} characters of a-z, A-Z, 0-9, _ and -"
+        )));
+    }
+    Ok(())
+}
+
 /// The engine's change for a request, or why it is refused.
 pub fn change_of(req: &AgentStateRequest) -> Result<AgentChange, Problem> {
     match (req.state, req.reason.as_deref()) {
         (RequestedState::NotReady, Some(r)) => {
-            let ok_chars = r
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if r.is_empty() || r.chars().count() > MAX_REASON_CHARS || !ok_chars {
-                return Err(invalid(format!(
-                    "reason must be 1-{MAX_REASON_CHARS} characters of a-z, A-Z, 0-9, _ and -"
-                )));
-            }
+            check_reason(r)?;
             Ok(AgentChange::NotReady {
                 reason: r.to_string(),
             })
         }
+        (RequestedState::LoggedOut, Some(r)) => {
+            check_reason(r)?;
+            Ok(AgentChange::Logout)
+        }
         (RequestedState::NotReady, None) => {
             Err(invalid("state not_ready needs a reason, e.g. \"break\""))
         }
-        (_, Some(_)) => Err(invalid("a reason is only taken with state not_ready")),
+        (RequestedState::Ready, Some(_)) => Err(invalid(
+            "a reason is only taken with state not_ready or logged_out",
+        )),
         (RequestedState::Ready, None) => Ok(AgentChange::Ready),
         (RequestedState::LoggedOut, None) => Ok(AgentChange::Logout),
     }
@@ -102,7 +116,7 @@ fn unavailable(detail: &str) -> Problem {
         (status = 202, description = "Sent to the engine", body = Accepted),
         (status = 400, description = "Malformed JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
-        (status = 403, description = "Role lacks agent_commands, or CSRF token missing", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "Role lacks agent_commands (an agent's session: another extension), or CSRF token missing", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 404, description = "No such agent", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 422, description = "Body does not fit (unknown field, bad state or reason)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
         (status = 503, description = "The engine is not taking commands now", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
@@ -111,10 +125,11 @@ fn unavailable(detail: &str) -> Problem {
 )]
 pub async fn set_state(
     State(st): State<RestState>,
-    auth: Authorized<perm::AgentCommands>,
+    caller: Caller,
     ApiPath(extension): ApiPath<String>,
     ApiJson(req): ApiJson<AgentStateRequest>,
 ) -> Result<Response, Problem> {
+    caller.require_for_agent(&extension, Permission::AgentCommands)?;
     if st.agents.get(&extension).is_none() {
         return Err(Problem::not_found(format!(
             "there is no agent with extension `{}` in agents.toml",
@@ -125,7 +140,10 @@ pub async fn set_state(
     let detail = match &change {
         AgentChange::Ready => "ready".to_string(),
         AgentChange::NotReady { reason } => format!("not_ready:{reason}"),
-        AgentChange::Logout => "logged_out".to_string(),
+        AgentChange::Logout => match &req.reason {
+            Some(r) => format!("logged_out:{r}"),
+            None => "logged_out".to_string(),
+        },
     };
     // A slot in the engine's queue first, then the audit row, then the command: nothing is
     // sent unaudited, and nothing is audited that could not be sent.
@@ -140,12 +158,7 @@ pub async fn set_state(
         }
     };
     st.auth
-        .audit_caller(
-            auth.caller(),
-            "agent.set_state",
-            Some(&extension),
-            Some(&detail),
-        )
+        .audit_caller(&caller, "agent.set_state", Some(&extension), Some(&detail))
         .await
         .map_err(|_| unavailable("the audit log cannot be written: command not sent"))?;
     permit.send(Command::Agent {

@@ -8,6 +8,10 @@
 //!   proxy add it (e.g. nginx `proxy_cookie_flags ccswitch_session secure`).
 //! - `GET /api/v1/session`: the caller (session or token) and its permissions.
 //! - `DELETE /api/v1/session`: sign-out (needs `X-CSRF-Token`).
+//! - `POST /api/v1/session/agent` `{"extension","password"}`: an agent signs in to the agent
+//!   desk with their extension and SIP password (checked against agents.toml's HA1, the same
+//!   secret their phone registers with), throttled with the user sign-in. The session's role
+//!   is `agent`, its user `agent:<extension>`: the live feed and that extension's desk only.
 //!
 //! Authentication: `Authorization: Bearer <token>` (an API token; exempt from CSRF, since a
 //! browser never attaches it by itself), else the session cookie. A cookie-authenticated
@@ -24,6 +28,7 @@ use crate::auth::throttle::FailureOutcome;
 use crate::auth::{password, token, Permission, Role, Sessions, SignInThrottle, ThrottleDecision};
 use crate::clock::Clock;
 use crate::config::users::UsersConfig;
+use crate::engine::agents::AgentDirectory;
 use crate::engine::Millis;
 use crate::store::audit::AuditEntry;
 use crate::store::web_sessions::WebSessionRow;
@@ -72,6 +77,8 @@ pub struct AuthState {
 
 struct Inner {
     users: Arc<UsersConfig>,
+    /// agents.toml: who may sign in to the agent desk (extension + SIP password).
+    agents: Arc<AgentDirectory>,
     sessions: Mutex<Sessions>,
     throttle: Mutex<SignInThrottle>,
     store: Store,
@@ -89,12 +96,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AuthState {
+    /// Users only: no agent can sign in to the agent desk (see `with_agents`).
     pub fn new(users: Arc<UsersConfig>, store: Store, clock: Clock) -> AuthState {
+        AuthState::with_agents(users, Arc::new(AgentDirectory::empty()), store, clock)
+    }
+
+    /// Users (users.toml) and agents (agents.toml, for the agent desk).
+    pub fn with_agents(
+        users: Arc<UsersConfig>,
+        agents: Arc<AgentDirectory>,
+        store: Store,
+        clock: Clock,
+    ) -> AuthState {
         AuthState {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(Sessions::new(users.sessions)),
                 throttle: Mutex::new(SignInThrottle::new(users.throttle)),
                 users,
+                agents,
                 store,
                 clock,
                 verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
@@ -125,13 +144,26 @@ impl AuthState {
         {
             let mut sessions = lock(&self.inner.sessions);
             for row in rows {
-                let Some(user) = self.inner.users.get(&row.user) else {
+                // An agent session comes back while the extension is still in agents.toml.
+                let who = match agent_of_user(&row.user) {
+                    Some(ext) => self
+                        .inner
+                        .agents
+                        .get(ext)
+                        .map(|_| (row.user.clone(), Role::Agent)),
+                    None => self
+                        .inner
+                        .users
+                        .get(&row.user)
+                        .map(|u| (u.name.clone(), u.role)),
+                };
+                let Some((user, role)) = who else {
                     dropped.push(row.session_hash);
                     continue;
                 };
                 let session = Session {
-                    user: user.name.clone(),
-                    role: user.role,
+                    user,
+                    role,
                     csrf_token: row.csrf_token,
                     created_at: row.created_at,
                     last_seen: row.last_seen,
@@ -236,6 +268,30 @@ impl Caller {
         .with("permission", p.as_str()))
     }
 
+    /// The extension of an agent-desk session (role agent), else None.
+    pub fn agent_extension(&self) -> Option<&str> {
+        if self.role != Role::Agent {
+            return None;
+        }
+        agent_of_user(&self.name)
+    }
+
+    /// May act on agent `extension`: an agent on their own extension, or a role with `p`
+    /// (`agent_commands` for state, `call_details` for reading calls). 403 otherwise.
+    pub fn require_for_agent(&self, extension: &str, p: Permission) -> Result<(), Problem> {
+        match self.agent_extension() {
+            Some(own) if own == extension => Ok(()),
+            Some(_) => {
+                metrics::counter!(AUTH_REFUSED, "reason" => "forbidden").increment(1);
+                Err(
+                    Problem::forbidden("an agent may act on their own extension only".to_string())
+                        .with("permission", p.as_str()),
+                )
+            }
+            None => self.require(p),
+        }
+    }
+
     /// The audit log's `user`: the user name, or `token:NAME` for an API token.
     pub fn audit_name(&self) -> String {
         match self.via {
@@ -244,6 +300,20 @@ impl Caller {
         }
     }
 }
+
+/// The session user name of an agent-desk session: `agent:<extension>`.
+pub fn agent_user(extension: &str) -> String {
+    format!("{AGENT_USER_PREFIX}{extension}")
+}
+
+/// The extension in an agent-desk session's user name. users.toml names cannot contain `:`,
+/// so no user is mistaken for an agent.
+pub fn agent_of_user(user: &str) -> Option<&str> {
+    user.strip_prefix(AGENT_USER_PREFIX)
+        .filter(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
+}
+
+const AGENT_USER_PREFIX: &str = "agent:";
 
 /// The TCP peer of the request.
 pub fn source_of(parts: &Parts) -> IpAddr {
@@ -415,7 +485,20 @@ where
 pub fn router(state: AuthState) -> Router {
     Router::new()
         .route(SESSION_PATH, get(who_am_i).post(sign_in).delete(sign_out))
+        .route(AGENT_SESSION_PATH, axum::routing::post(agent_sign_in))
         .with_state(state)
+}
+
+pub const AGENT_SESSION_PATH: &str = "/api/v1/session/agent";
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSignInRequest {
+    /// The agent's extension (agents.toml), also their SIP user name.
+    #[schema(example = "1001")]
+    pub extension: String,
+    /// The agent's SIP password (the one their phone registers with).
+    pub password: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -441,6 +524,9 @@ pub struct SessionInfo {
     /// For a cookie session: it ends after this many idle seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<u64>,
+    /// For an agent-desk session (role agent): the agent's extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
 }
 
 fn rfc3339(at: Millis) -> String {
@@ -466,6 +552,7 @@ impl SessionInfo {
             csrf_token: csrf,
             expires_at: expires.map(rfc3339),
             idle_timeout_s: expires.map(|_| idle_timeout_ms / 1000),
+            extension: caller.agent_extension().map(str::to_string),
         }
     }
 }
@@ -617,9 +704,20 @@ pub async fn sign_in(
         .detail("wrong user name or password"));
     };
     metrics::counter!(SIGN_INS, "outcome" => "ok").increment(1);
+    open_session(&st, &user.name, user.role, source, now).await
+}
+
+/// Makes, stores and answers a new session for `name` (a user, or `agent:<ext>`).
+async fn open_session(
+    st: &AuthState,
+    name: &str,
+    role: Role,
+    source: IpAddr,
+    now: Millis,
+) -> Result<Response, Problem> {
     let cfg = st.inner.users.sessions;
     let (id, session) =
-        lock(&st.inner.sessions).create(&user.name, user.role, now, rand::random(), rand::random());
+        lock(&st.inner.sessions).create(name, role, now, rand::random(), rand::random());
     // Stored before answering, so the cookie outlives a restart; no store, no session.
     let row = WebSessionRow {
         session_hash: session_hash(id.as_str()),
@@ -640,13 +738,7 @@ pub async fn sign_in(
         .detail("the session cannot be stored: try again later"));
     }
     let _ = st
-        .audit(
-            &user.name,
-            source,
-            "session.sign_in",
-            None,
-            Some(user.role.as_str()),
-        )
+        .audit(name, source, "session.sign_in", None, Some(role.as_str()))
         .await;
     let caller = Caller {
         name: session.user.clone(),
@@ -664,6 +756,111 @@ pub async fn sign_in(
         session_cookie(id.as_str(), cfg.max_age_ms / 1000),
     );
     Ok(res)
+}
+
+/// Checks an agent's SIP password against their HA1 in agents.toml (MD5 if configured, else
+/// SHA-256), in time independent of where it differs. An unknown extension costs the same.
+pub fn agent_password_matches(agents: &AgentDirectory, extension: &str, password: &str) -> bool {
+    use crate::proto::digest::{ha1, Algorithm};
+    let agent = agents.get(extension);
+    let realm = agent
+        .map(|a| a.realm.as_str())
+        .unwrap_or(agents.registrar.realm.as_str());
+    let (alg, stored) = match agent {
+        Some(a) => match (&a.ha1_md5, &a.ha1_sha256) {
+            (Some(h), _) => (Algorithm::Md5, h.to_ascii_lowercase()),
+            (None, Some(h)) => (Algorithm::Sha256, h.to_ascii_lowercase()),
+            (None, None) => (Algorithm::Md5, String::new()),
+        },
+        None => (Algorithm::Md5, String::new()),
+    };
+    let computed = ha1(alg, extension, realm, password);
+    let same = crate::auth::constant_time_eq(computed.as_bytes(), stored.as_bytes());
+    same && agent.is_some() && !password.is_empty()
+}
+
+/// Sign in to the agent desk with an extension and its SIP password: sets the session cookie
+/// (role agent, user `agent:<extension>`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/session/agent",
+    operation_id = "agentSignIn",
+    tag = "session",
+    request_body = AgentSignInRequest,
+    responses(
+        (status = 200, description = "Signed in as the agent; Set-Cookie carries the session", body = SessionInfo),
+        (status = 400, description = "Malformed JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong extension or password (type sign-in-failed)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 422, description = "Body does not fit (unknown field, wrong type)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins from this address", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+        (status = 503, description = "The session cannot be stored (database unavailable)", body = super::openapi::ProblemSchema, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+pub async fn agent_sign_in(
+    State(st): State<AuthState>,
+    Source(source): Source,
+    ApiJson(req): ApiJson<AgentSignInRequest>,
+) -> Result<Response, Problem> {
+    let now = st.now();
+    let decision = lock(&st.inner.throttle).begin(source, now);
+    let mut pending = PendingAttempt {
+        st: &st,
+        source,
+        open: matches!(decision, ThrottleDecision::Allow),
+    };
+    match decision {
+        ThrottleDecision::Allow => {}
+        ThrottleDecision::Slowed { retry_after_ms } => {
+            metrics::counter!(SIGN_INS, "outcome" => "throttled").increment(1);
+            return Err(Problem::too_many_requests(
+                retry_after_ms,
+                "too many failed sign-ins from this address: wait and try again",
+            ));
+        }
+        ThrottleDecision::Blocked { retry_after_ms } => {
+            metrics::counter!(SIGN_INS, "outcome" => "blocked").increment(1);
+            return Err(Problem::too_many_requests(
+                retry_after_ms,
+                "this address is blocked after too many failed sign-ins",
+            ));
+        }
+    }
+    // Extensions are digits (agents.toml); anything else is simply not an agent.
+    let extension: String = req.extension.trim().chars().take(32).collect();
+    let ok = agent_password_matches(&st.inner.agents, &extension, &req.password);
+    let now = st.now();
+    pending.open = false;
+    let outcome = lock(&st.inner.throttle).finish(source, now, ok);
+    let user = agent_user(&extension);
+    if !ok {
+        metrics::counter!(SIGN_INS, "outcome" => "failed").increment(1);
+        let detail = match outcome {
+            FailureOutcome::Blocked { until } => {
+                Some(format!("source blocked until {}", rfc3339(until)))
+            }
+            FailureOutcome::Counted { failures } => Some(format!("{failures} failure(s) in a row")),
+        };
+        let shown: String = user.chars().filter(|c| !c.is_control()).take(40).collect();
+        let _ = st
+            .audit(
+                &shown,
+                source,
+                "session.sign_in_failed",
+                None,
+                detail.as_deref(),
+            )
+            .await;
+        return Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            types::SIGN_IN_FAILED,
+            "Sign-in failed",
+        )
+        .detail("wrong extension or password"));
+    }
+    metrics::counter!(SIGN_INS, "outcome" => "ok").increment(1);
+    open_session(&st, &user, Role::Agent, source, now).await
 }
 
 /// Sign out: ends the session (needs X-CSRF-Token).
@@ -735,6 +932,24 @@ mod tests {
             HeaderValue::from_static("ccswitch_session=\"q\""),
         );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("q"));
+    }
+
+    #[test]
+    fn agent_passwords_are_checked_against_the_ha1() {
+        let cfg =
+            crate::config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+                .expect("the shipped config loads");
+        let agents = &cfg.agents;
+        assert!(agent_password_matches(agents, "1001", "demo1001"));
+        assert!(agent_password_matches(agents, "1002", "demo1002"));
+        assert!(!agent_password_matches(agents, "1001", "demo1002"));
+        assert!(!agent_password_matches(agents, "1001", ""));
+        assert!(!agent_password_matches(agents, "1999", "demo1999"));
+        assert!(!agent_password_matches(agents, "", ""));
+        assert_eq!(agent_of_user(&agent_user("1001")), Some("1001"));
+        assert_eq!(agent_of_user("admin"), None);
+        assert_eq!(agent_of_user("agent:"), None);
+        assert_eq!(agent_of_user("agent:x1"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! authentication in `auth_routes`, error documents in `problem`), and the SMS webhooks of
 //! the HTTP gateway (`sms_webhooks`) when surveys run, and the embedded wallboard page (`web`).
 
+pub mod agent_desk;
 pub mod agents;
 pub mod audit_routes;
 pub mod auth_routes;

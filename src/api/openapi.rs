@@ -53,7 +53,11 @@ impl Modify for SecuritySchemes {
         super::auth_routes::who_am_i,
         super::auth_routes::sign_in,
         super::auth_routes::sign_out,
+        super::auth_routes::agent_sign_in,
         super::agents::set_state,
+        super::agent_desk::desk,
+        super::agent_desk::history,
+        super::agent_desk::set_disposition,
         super::reports::queues,
         super::reports::agents,
         super::reports::system,
@@ -74,7 +78,7 @@ impl Modify for SecuritySchemes {
     modifiers(&SecuritySchemes),
     tags(
         (name = "session", description = "Sign-in, sign-out, who am I"),
-        (name = "agents", description = "Agent state commands"),
+        (name = "agents", description = "Agent state commands and the agent desk"),
         (name = "reports", description = "Queue, agent, system and survey reports (JSON or CSV)"),
         (name = "calls", description = "Calls search, timelines, unmasking, recordings"),
         (name = "admin", description = "The audit log"),
@@ -121,6 +125,11 @@ mod tests {
             "AuditPage",
             "SessionInfo",
             "SignInRequest",
+            "AgentSignInRequest",
+            "Desk",
+            "ScreenPop",
+            "DispositionRequest",
+            "DispositionAccepted",
         ] {
             assert!(v["components"]["schemas"][s].is_object(), "schema {s}");
         }

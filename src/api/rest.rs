@@ -4,7 +4,7 @@
 //! Authentication and permissions come from `auth_routes` (`Authorized<perm::X>`).
 
 use super::auth_routes::AuthState;
-use super::{agents, audit_routes, calls, openapi, recordings, reports};
+use super::{agent_desk, agents, audit_routes, calls, openapi, recordings, reports};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::agents::AgentDirectory;
@@ -28,6 +28,8 @@ pub struct RestState {
     pub commands: mpsc::Sender<Command>,
     /// agents.toml: which extensions exist.
     pub agents: Arc<AgentDirectory>,
+    /// queues.toml: queue labels, transfer targets and disposition codes (agent desk).
+    pub queues: Arc<crate::engine::acd::QueueSet>,
     /// ccswitch.toml `recording.dir`: recordings are served from inside it only.
     pub recordings_dir: PathBuf,
     /// Each queue's service-level standard (queues.toml), as `ccswitch report queues` uses.
@@ -51,6 +53,7 @@ impl RestState {
             store,
             commands,
             agents: config.agents.clone(),
+            queues: config.queues.clone(),
             recordings_dir: config.recording.dir.clone(),
             service_levels: Arc::new(ServiceLevelTargets::from_queues(&config.queues, None)),
             time_zone: config.ivr.time_zone(),
@@ -69,6 +72,12 @@ impl FromRef<RestState> for AuthState {
 pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/api/v1/agents/{extension}/state", post(agents::set_state))
+        .route("/api/v1/agents/{extension}/desk", get(agent_desk::desk))
+        .route("/api/v1/calls/{call_id}/history", get(agent_desk::history))
+        .route(
+            "/api/v1/calls/{call_id}/disposition",
+            post(agent_desk::set_disposition),
+        )
         .route("/api/v1/reports/queues", get(reports::queues))
         .route("/api/v1/reports/agents", get(reports::agents))
         .route("/api/v1/reports/system", get(reports::system))

@@ -30,11 +30,17 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
 pub fn router() -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/agent", get(agent_desk))
         .route("/assets/{*path}", get(asset))
 }
 
 async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
+}
+
+/// The agent desk (web/agent.html).
+async fn agent_desk(headers: HeaderMap) -> Response {
+    serve("agent.html", &headers)
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {

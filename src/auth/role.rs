@@ -1,4 +1,5 @@
-//! Roles (viewer < supervisor < admin) and the named permissions a route asks for.
+//! Roles (viewer < supervisor < admin, and the separate agent role of the agent desk) and the
+//! named permissions a route asks for.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -20,6 +21,10 @@ use std::str::FromStr;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// An agent signed in to the agent desk (`/agent`) with their extension and SIP password:
+    /// the live feed and their own extension's desk (state, screen pop, dispositions), nothing
+    /// else. Never a users.toml role or an API token's role.
+    Agent,
     /// The wallboard and the reports: figures, masked numbers.
     Viewer,
     /// Also agent commands, call details, recordings, and unmasking one call (audited).
@@ -46,10 +51,14 @@ pub enum Permission {
     Unmask,
     /// Settings, tokens, the audit log.
     Admin,
+    /// The agent desk for the caller's own extension only (the agent role): its state,
+    /// the screen pop and history of its calls, dispositions on its calls. Supervisors do
+    /// the same for any extension with `agent_commands` / `call_details`.
+    AgentDesk,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::ViewLive,
         Permission::ViewReports,
         Permission::AgentCommands,
@@ -57,11 +66,13 @@ impl Permission {
         Permission::Recordings,
         Permission::Unmask,
         Permission::Admin,
+        Permission::AgentDesk,
     ];
 
-    /// The lowest role that has this permission.
+    /// The lowest user role that has this permission (`agent_desk`: the agent role only).
     pub fn min_role(self) -> Role {
         match self {
+            Permission::AgentDesk => Role::Agent,
             Permission::ViewLive | Permission::ViewReports => Role::Viewer,
             Permission::AgentCommands
             | Permission::CallDetails
@@ -80,15 +91,23 @@ impl Permission {
             Permission::Recordings => "recordings",
             Permission::Unmask => "unmask",
             Permission::Admin => "admin",
+            Permission::AgentDesk => "agent_desk",
         }
     }
 }
 
 impl Role {
+    /// The roles of users.toml users and API tokens (not `Agent`).
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Supervisor, Role::Admin];
 
     pub fn allows(self, p: Permission) -> bool {
-        self >= p.min_role()
+        match (self, p) {
+            // The agent sees the live feed (numbers masked) and their own desk, no more.
+            (Role::Agent, p) => matches!(p, Permission::ViewLive | Permission::AgentDesk),
+            // The desk is an agent's own; supervisors use agent_commands / call_details.
+            (_, Permission::AgentDesk) => false,
+            (r, p) => r >= p.min_role(),
+        }
     }
 
     /// Every permission of this role, in `Permission::ALL` order.
@@ -101,6 +120,7 @@ impl Role {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Agent => "agent",
             Role::Viewer => "viewer",
             Role::Supervisor => "supervisor",
             Role::Admin => "admin",
@@ -133,7 +153,7 @@ mod tests {
     #[test]
     fn role_matrix() {
         use Permission::*;
-        let expect: [(Role, &[Permission]); 3] = [
+        let expect: [(Role, &[Permission]); 4] = [
             (Role::Viewer, &[ViewLive, ViewReports]),
             (
                 Role::Supervisor,
@@ -146,7 +166,19 @@ mod tests {
                     Unmask,
                 ],
             ),
-            (Role::Admin, &Permission::ALL),
+            (
+                Role::Admin,
+                &[
+                    ViewLive,
+                    ViewReports,
+                    AgentCommands,
+                    CallDetails,
+                    Recordings,
+                    Unmask,
+                    Admin,
+                ],
+            ),
+            (Role::Agent, &[ViewLive, AgentDesk]),
         ];
         for (role, allowed) in expect {
             for p in Permission::ALL {
@@ -163,6 +195,8 @@ mod tests {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
         }
         assert!("root".parse::<Role>().unwrap_err().contains("viewer"));
+        // Agents sign in with their extension; no user or token has the agent role.
+        assert!("agent".parse::<Role>().is_err());
         assert_eq!(
             serde_json::to_string(&Permission::AgentCommands).unwrap(),
             "\"agent_commands\""

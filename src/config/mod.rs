@@ -13,6 +13,8 @@ mod ivr;
 mod queues;
 mod sip_ws;
 pub mod sms;
+mod webrtc;
+pub use self::webrtc::{IceServerSection, WebRtcSection};
 pub use sip_ws::SipWebSocketSection;
 mod survey;
 pub use survey::Privacy;
@@ -74,6 +76,8 @@ pub struct Config {
     pub users: Arc<users::UsersConfig>,
     /// `wallboard.toml`: live view targets and alert thresholds (METRICS.md without it).
     pub wallboard: Arc<wallboard::Wallboard>,
+    /// `[webrtc]`: media of browser agents.
+    pub webrtc: WebRtcSection,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -462,6 +466,8 @@ struct MainFile {
     recording: RecordingSection,
     #[serde(default)]
     limits: LimitsSection,
+    #[serde(default)]
+    webrtc: WebRtcSection,
 }
 
 /// Loads and validates the config folder `dir`.
@@ -558,6 +564,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         privacy,
         users: Arc::new(users::load(dir)?),
         wallboard: Arc::new(wallboard::load(dir)?),
+        webrtc: main.webrtc,
     })
 }
 
@@ -606,6 +613,7 @@ fn check_main(m: &MainFile) -> Result<(), (&'static str, String)> {
     }
     m.sip.tcp.check()?;
     m.sip.websocket.check()?;
+    m.webrtc.check((m.rtp.port_min, m.rtp.port_max))?;
     if !(1000..=10_000).contains(&m.answer.ring_cycle_ms) {
         return Err((
             "answer.ring_cycle_ms",

@@ -188,6 +188,16 @@ pub fn parse(path: &Path, text: &str) -> Result<UsersConfig, ConfigError> {
                 format!("user `{}` is listed twice", u.name),
             ));
         }
+        if u.role == Role::Agent {
+            return Err(err(
+                format!("users[{i}].role"),
+                format!(
+                    "user `{}`: agents sign in to /agent with their extension and SIP \
+                     password (agents.toml), not as users: use viewer, supervisor or admin",
+                    u.name
+                ),
+            ));
+        }
         password::check_phc(&u.password_hash).map_err(|reason| {
             err(
                 format!("users[{i}].password_hash"),

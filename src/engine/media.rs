@@ -88,6 +88,24 @@ pub enum MediaCommand {
     StartRecording { a: LegId, b: LegId, path: PathBuf },
     /// Finalizes the recording that leg `a` (either leg of it) is in.
     StopRecording { a: LegId },
+    /// A browser (WebRTC) phone is offered the call on `leg` (opened before with `Open` on
+    /// `rtp_port`): the media shell creates a WebRTC peer (ICE, DTLS-SRTP, RTCP) for INVITE
+    /// fork `fork`, gathers its candidates and answers `MediaEvent::WebRtcOffer` with the SDP
+    /// offer to send (or `WebRtcFailed`). Once connected, the peer's audio goes to and comes
+    /// from the leg's port as plain RTP inside the media plane (never through the engine), so
+    /// bridging, recording, digits and playback work on the leg exactly as on a UDP phone.
+    WebRtcOffer {
+        leg: LegId,
+        fork: usize,
+        rtp_port: u16,
+    },
+    /// The browser's SDP answer for the peer of `leg`/`fork`; the leg's other peers (other
+    /// forks) are closed. `Close { leg }` closes them all.
+    WebRtcAnswer {
+        leg: LegId,
+        fork: usize,
+        sdp: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,5 +129,20 @@ pub enum MediaEvent {
         path: PathBuf,
         ok: bool,
         reason: Option<String>,
+    },
+    /// The WebRTC peer of `leg`/`fork` is ready: `sdp` is its offer (all ICE candidates
+    /// gathered, `a=fingerprint`, `a=setup:actpass`), `relay` the address its plain RTP comes
+    /// from (the leg's remote once this fork answers).
+    WebRtcOffer {
+        leg: LegId,
+        fork: usize,
+        sdp: String,
+        relay: SocketAddr,
+    },
+    /// The WebRTC peer could not be created, its answer was refused, or ICE/DTLS failed.
+    WebRtcFailed {
+        leg: LegId,
+        fork: usize,
+        reason: String,
     },
 }

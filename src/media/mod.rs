@@ -6,3 +6,4 @@ pub mod leg;
 pub mod prompts;
 pub mod recorder;
 pub mod runtime;
+pub mod webrtc;

@@ -179,6 +179,47 @@ impl Store {
         Ok(out)
     }
 
+    /// The caller's other calls that arrived in `[since, until)`, newest first, at most
+    /// `limit`, with each call's survey CSAT score (the agent desk's contact history). An
+    /// empty or anonymous caller has no history.
+    pub async fn caller_history(
+        &self,
+        caller: &str,
+        exclude_call_id: &str,
+        since: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> Result<Vec<(CallHit, Option<u8>)>, StoreError> {
+        if caller.is_empty() || caller.eq_ignore_ascii_case("anonymous") {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {CALL_COLUMNS}, {OUTCOME_SQL} AS outcome, CAST(s.csat AS BIGINT) AS csat \
+             FROM calls c LEFT JOIN surveys s ON s.call_id = c.call_id \
+             WHERE c.caller = $1 AND c.call_id <> $2 AND c.arrived_at >= $3 \
+               AND c.arrived_at < $4 \
+             ORDER BY c.arrived_at DESC, c.call_id DESC LIMIT {limit}"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(caller.to_string())
+            .bind(exclude_call_id.to_string())
+            .bind(ms_to_db(since.as_u64()))
+            .bind(ms_to_db(until.as_u64()))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let call = call_from_row(row)?;
+            let label: String = row.try_get("outcome")?;
+            let outcome = CallOutcome::parse(&label).unwrap_or_else(|| CallOutcome::of(&call));
+            let csat = row
+                .try_get::<Option<i64>, _>("csat")?
+                .map(|v| u8::try_from(v.clamp(0, 255)).unwrap_or(0));
+            out.push((CallHit { call, outcome }, csat));
+        }
+        Ok(out)
+    }
+
     /// The survey of one call, if it had one.
     pub async fn survey_of_call(&self, call_id: &str) -> Result<Option<CallSurvey>, StoreError> {
         let row = sqlx::query(

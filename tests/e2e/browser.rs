@@ -24,6 +24,11 @@ pub(crate) struct Browser {
 
 impl Browser {
     pub(crate) fn start() -> Option<Browser> {
+        Browser::start_with_args(&[])
+    }
+
+    /// With more Chromium flags (e.g. the fake microphone of the agent desk test).
+    pub(crate) fn start_with_args(args: &[&str]) -> Option<Browser> {
         if std::env::var("CCSWITCH_E2E_SKIP_BROWSER").as_deref() == Ok("1") {
             eprintln!("CCSWITCH_E2E_SKIP_BROWSER=1: skipping a Chromium test");
             return None;
@@ -37,6 +42,7 @@ impl Browser {
         let mut child = Command::new("node")
             .arg(dir.join("driver.mjs"))
             .env("DRIVER_LOCALE", "en-GB")
+            .env("DRIVER_CHROMIUM_ARGS", args.join("\n"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

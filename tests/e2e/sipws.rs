@@ -46,7 +46,7 @@ fn jssip_ready() -> bool {
 }
 
 /// A config with `[sip.websocket] enabled = true` and the given `allowed_origins` value.
-fn ws_config(allowed_origins: &str) -> TestConfig {
+pub(super) fn ws_config(allowed_origins: &str) -> TestConfig {
     let cfg = TestConfig::new(0);
     let main = cfg.main_file();
     let text = std::fs::read_to_string(&main).expect("read ccswitch.toml");

@@ -24,7 +24,7 @@ const VIEWER: &str = "wall";
 const VIEWER_PASSWORD: &str = "wall-screen-only";
 
 /// One HTTP/1.1 request with optional cookie and JSON body: (status, headers, body).
-fn http_call(
+pub(super) fn http_call(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -73,7 +73,7 @@ fn http_call(
 }
 
 /// Signs in over the API (not the page) and returns the session cookie.
-fn api_sign_in(addr: SocketAddr) -> String {
+pub(super) fn api_sign_in(addr: SocketAddr) -> String {
     let body = serde_json::json!({"user": ADMIN, "password": ADMIN_PASSWORD}).to_string();
     let (status, headers, text) = http_call(addr, "POST", "/api/v1/session", None, Some(&body));
     assert_eq!(status, 200, "API sign-in: {text}");
@@ -86,7 +86,7 @@ fn api_sign_in(addr: SocketAddr) -> String {
 }
 
 /// The switch's own view of one agent: GET /api/v1/live/snapshot.
-fn snapshot_agent(addr: SocketAddr, cookie: &str, ext: &str) -> Value {
+pub(super) fn snapshot_agent(addr: SocketAddr, cookie: &str, ext: &str) -> Value {
     let (status, _, text) = http_call(addr, "GET", "/api/v1/live/snapshot", Some(cookie), None);
     assert_eq!(status, 200, "snapshot: {text}");
     let snap: Value = serde_json::from_str(&text).expect("snapshot JSON");

@@ -10,7 +10,8 @@
 //   evaluate {expression}            (a JS expression evaluated in the page; JSON result)
 //   errors                           page errors and console errors seen so far
 //   close
-// Chromium: CHROMIUM_PATH or /usr/bin/chromium, headless, --no-sandbox (root in CI).
+// Chromium: CHROMIUM_PATH or /usr/bin/chromium, headless, --no-sandbox (root in CI), plus the
+// flags in DRIVER_CHROMIUM_ARGS (one per line).
 
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -22,7 +23,13 @@ const DEFAULT_TIMEOUT_MS = 10000;
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
   headless: true,
-  args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+  // DRIVER_CHROMIUM_ARGS: more flags, one per line (the agent desk test's fake microphone).
+  args: [
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    ...(process.env.DRIVER_CHROMIUM_ARGS || "").split("\n").filter(Boolean),
+  ],
 });
 const context = await browser.newContext({
   viewport: { width: 1920, height: 1080 },

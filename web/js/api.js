@@ -62,6 +62,18 @@ export async function signIn(user, password) {
   return s;
 }
 
+/// The agent desk: sign in with an extension and its SIP password (role agent).
+export async function agentSignIn(extension, password) {
+  const s = await request("POST", `${SESSION}/agent`, { extension, password });
+  csrfToken = s.csrf_token || null;
+  return s;
+}
+
+/// Any other API call with the session's CSRF token (the agent desk's `js/agent/desk-api.js`).
+export function apiRequest(method, path, body) {
+  return request(method, path, body);
+}
+
 export async function signOut() {
   try {
     await request("DELETE", SESSION);

@@ -205,6 +205,13 @@ export function setLanguage(next) {
   for (const fn of listeners) fn(lang);
 }
 
+/// Adds (or overrides) labels for another page (the agent desk's `js/agent/labels.js`).
+export function addLabels(more) {
+  for (const [code, labels] of Object.entries(more)) {
+    if (code in dictionaries) Object.assign(dictionaries[code], labels);
+  }
+}
+
 export function onLanguageChange(fn) {
   listeners.push(fn);
 }

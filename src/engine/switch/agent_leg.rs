@@ -66,6 +66,10 @@ pub struct Fork {
     pub provisional: bool,
     pub cancel_pending: bool,
     pub done: bool,
+    /// A browser (WebSocket) contact: its INVITE waits for the media shell's WebRTC offer
+    /// (`invite` stays empty until sent); `relay` is where the peer's plain RTP comes from.
+    pub webrtc: bool,
+    pub relay: Option<std::net::SocketAddr>,
 }
 
 /// The outbound leg of one offer (one agent, one call).
@@ -97,6 +101,8 @@ pub struct AgentLeg {
     /// (RFC 3261 13.3.1.4), and the current retransmission interval.
     pub pending_2xx: Option<(Bytes, u32)>,
     pub retransmit_ms: u64,
+    /// The INVITE's extra headers, kept for forks sent later (WebRTC offers).
+    pub offer_headers: Vec<(&'static str, String)>,
 }
 
 /// Prompts the announcement uses besides `digit_0`..`digit_9` (the app checks they exist).

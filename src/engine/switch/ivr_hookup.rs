@@ -21,12 +21,30 @@ impl Engine {
             self.on_recording_finished(now, *leg, path, *ok, reason.as_deref());
             return;
         }
+        match ev {
+            MediaEvent::WebRtcOffer {
+                leg,
+                fork,
+                sdp,
+                relay,
+            } => {
+                self.on_webrtc_offer(now, leg, fork, sdp, relay);
+                return;
+            }
+            MediaEvent::WebRtcFailed { leg, fork, reason } => {
+                self.on_webrtc_failed(now, leg, fork, &reason);
+                return;
+            }
+            _ => {}
+        }
         let leg = match &ev {
             MediaEvent::OpenFailed { leg, .. }
             | MediaEvent::Digit { leg, .. }
             | MediaEvent::PlayFinished { leg, .. }
             | MediaEvent::Inactive { leg, .. }
-            | MediaEvent::RecordingFinished { leg, .. } => *leg,
+            | MediaEvent::RecordingFinished { leg, .. }
+            | MediaEvent::WebRtcOffer { leg, .. }
+            | MediaEvent::WebRtcFailed { leg, .. } => *leg,
         };
         let failed = matches!(ev, MediaEvent::OpenFailed { .. });
         let inactive = matches!(ev, MediaEvent::Inactive { .. });
@@ -87,7 +105,10 @@ impl Engine {
                 tracing::warn!("no RTP from the caller: ending the call");
                 self.end_call(now, call_key, EndedBy::System, "rtp_timeout", true);
             }
-            MediaEvent::RecordingFinished { .. } => {} // handled above, call or no call
+            // handled above, call or no call
+            MediaEvent::RecordingFinished { .. }
+            | MediaEvent::WebRtcOffer { .. }
+            | MediaEvent::WebRtcFailed { .. } => {}
         }
     }
 

@@ -35,6 +35,7 @@ mod registration;
 mod survey_hookup;
 mod teardown;
 mod transfer;
+mod webrtc_offer;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
 pub use survey_hookup::SurveySetup;

@@ -130,6 +130,8 @@ impl Engine {
         });
         let mut extra: Vec<(&'static str, String)> = vec![
             ("X-Caller", caller.clone()),
+            // The agent desk fetches the screen pop by it (GET /api/v1/calls/{id}/history).
+            ("X-Call-Id", caller_call_id.clone()),
             ("X-Queue", queue),
             ("X-Language", language),
             ("Allow", super::ALLOW.to_string()),
@@ -151,29 +153,33 @@ impl Engine {
                 transport: b.transport,
                 addr: b.source,
             };
-            let contact = self.contact(peer);
-            let to = format!("<{}>", b.uri);
-            let bytes = sip::request(&RequestOpts {
-                method: Method::Invite,
-                uri: &b.uri,
-                transport: b.transport,
-                sent_by: &sent_by,
-                branch: &branch,
-                from: &from,
-                to: &to,
-                call_id: &sip_call_id,
-                cseq: 1,
-                contact: Some(&contact),
-                route: vec![],
-                extra_headers: extra.clone(),
-                body: Some(("application/sdp", &body)),
-            });
-            let key = TxnKey {
-                branch: branch.clone(),
-                method: "INVITE".to_string(),
-                sent_by: String::new(),
+            // A browser phone gets the media shell's WebRTC offer: its INVITE waits for it.
+            let webrtc = b.transport.is_connection_bound();
+            let bytes = if webrtc {
+                self.media(MediaCommand::WebRtcOffer {
+                    leg,
+                    fork: forks.len(),
+                    rtp_port,
+                });
+                Bytes::new()
+            } else {
+                let bytes = self.agent_invite(
+                    &b.uri,
+                    peer,
+                    &branch,
+                    &from,
+                    &sip_call_id,
+                    extra.clone(),
+                    &body,
+                );
+                let key = TxnKey {
+                    branch: branch.clone(),
+                    method: "INVITE".to_string(),
+                    sent_by: String::new(),
+                };
+                self.txns.client_send(now, key, peer, true, bytes.clone());
+                bytes
             };
-            self.txns.client_send(now, key, peer, true, bytes.clone());
             self.agent_by_branch.insert(branch.clone(), leg);
             forks.push(Fork {
                 branch,
@@ -183,6 +189,8 @@ impl Engine {
                 provisional: false,
                 cancel_pending: false,
                 done: false,
+                webrtc,
+                relay: None,
             });
         }
         tracing::info!(agent, forks = forks.len(), "offering call to agent");
@@ -213,8 +221,40 @@ impl Engine {
                 ack: None,
                 pending_2xx: None,
                 retransmit_ms: 0,
+                offer_headers: extra,
             },
         );
+    }
+
+    /// The INVITE of one fork of an offer.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn agent_invite(
+        &self,
+        uri: &str,
+        peer: Peer,
+        branch: &str,
+        from: &str,
+        call_id: &str,
+        extra: Vec<(&'static str, String)>,
+        body: &[u8],
+    ) -> Bytes {
+        let contact = self.contact(peer);
+        let to = format!("<{uri}>");
+        sip::request(&RequestOpts {
+            method: Method::Invite,
+            uri,
+            transport: peer.transport,
+            sent_by: &self.cfg.sent_by,
+            branch,
+            from,
+            to: &to,
+            call_id,
+            cseq: 1,
+            contact: Some(&contact),
+            route: vec![],
+            extra_headers: extra,
+            body: Some(("application/sdp", body)),
+        })
     }
 
     pub(super) fn send_cancel(&mut self, now: Millis, leg: LegId, fork_idx: usize) {
@@ -226,6 +266,11 @@ impl Engine {
             return;
         };
         if f.done {
+            return;
+        }
+        if f.invite.is_empty() {
+            // A WebRTC fork whose INVITE never went out: nothing to cancel.
+            f.done = true;
             return;
         }
         if !f.provisional {
@@ -484,7 +529,21 @@ impl Engine {
         l.ack = Some(ack);
         let (call_key, agent) = (l.call_key, l.agent.clone());
         let others: Vec<usize> = (0..l.forks.len()).filter(|&i| i != fi).collect();
-        let media = sdp::parse(&resp.body).and_then(|s| sdp::negotiate(&s)).ok();
+        let webrtc = l.forks[fi].webrtc.then_some(l.forks[fi].relay).flatten();
+        let media = match webrtc {
+            Some(relay) => {
+                self.media(MediaCommand::WebRtcAnswer {
+                    leg,
+                    fork: fi,
+                    sdp: String::from_utf8_lossy(&resp.body).into_owned(),
+                });
+                super::webrtc_offer::negotiate_webrtc(&resp.body, relay)
+            }
+            None => sdp::parse(&resp.body).and_then(|s| sdp::negotiate(&s)).ok(),
+        };
+        let Some(l) = self.agent_legs.get_mut(&leg) else {
+            return;
+        };
         if let Some(n) = media.clone() {
             l.remote_media = Some(n.clone());
             self.media(MediaCommand::Update {

@@ -229,6 +229,8 @@ impl Leg {
             | MediaCommand::Unbridge { .. }
             | MediaCommand::StartRecording { .. }
             | MediaCommand::StopRecording { .. } => {}
+            // The WebRTC peers live in the media shell (media::webrtc), not in the leg.
+            MediaCommand::WebRtcOffer { .. } | MediaCommand::WebRtcAnswer { .. } => {}
         }
     }
 

@@ -511,7 +511,10 @@ fn relay(from: &mut Leg, to: &mut Leg, now: u64, bytes: &[u8]) -> Option<rtp::Rt
     };
     let mut out = [0u8; 1500];
     let (dest, len) = to.relay_packet(Millis(now), &pkt, from.source(), &mut out)?;
-    assert_eq!(dest, "127.0.0.1:40001".parse().unwrap());
+    assert_eq!(
+        dest,
+        "127.0.0.1:40001".parse::<std::net::SocketAddr>().unwrap()
+    );
     Some(rtp::parse(&out[..len]).unwrap())
 }
 

@@ -36,10 +36,11 @@ use crate::engine::media::{LegId, MediaCommand, MediaEvent};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::webrtc::WebRtcGateway;
 use routes::Routes;
 use worker::{LegSlot, Worker};
 
@@ -139,6 +140,8 @@ struct Inner {
     events: UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
     recorder: Recorder,
+    /// The WebRTC peers of browser agents' legs (`attach_webrtc`); none until attached.
+    webrtc: OnceLock<WebRtcGateway>,
 }
 
 #[derive(Clone)]
@@ -219,6 +222,7 @@ impl MediaHandle {
                 events,
                 counters,
                 recorder,
+                webrtc: OnceLock::new(),
             }),
         })
     }
@@ -229,6 +233,45 @@ impl MediaHandle {
     pub fn send(&self, cmd: MediaCommand) {
         let inner = &self.inner;
         let leg = command_leg(&cmd);
+        // WebRTC peers live beside the workers; the leg they feed is an ordinary one.
+        match cmd {
+            MediaCommand::WebRtcOffer {
+                leg,
+                fork,
+                rtp_port,
+            } => {
+                match inner.webrtc.get() {
+                    Some(gw) if !inner.stopped.load(Ordering::Acquire) => {
+                        gw.offer(leg, fork, rtp_port)
+                    }
+                    _ => {
+                        let reason = "WebRTC media is not running".to_string();
+                        let _ = inner
+                            .events
+                            .send(MediaEvent::WebRtcFailed { leg, fork, reason });
+                    }
+                }
+                return;
+            }
+            MediaCommand::WebRtcAnswer { leg, fork, sdp } => {
+                match inner.webrtc.get() {
+                    Some(gw) => gw.answer(leg, fork, sdp),
+                    None => {
+                        let reason = "WebRTC media is not running".to_string();
+                        let _ = inner
+                            .events
+                            .send(MediaEvent::WebRtcFailed { leg, fork, reason });
+                    }
+                }
+                return;
+            }
+            MediaCommand::Close { leg } => {
+                if let Some(gw) = inner.webrtc.get() {
+                    gw.close(leg);
+                }
+            }
+            _ => {}
+        }
         if inner.stopped.load(Ordering::Acquire) {
             if let MediaCommand::Open { leg, .. } = cmd {
                 let reason = "media plane is shut down".to_string();
@@ -298,6 +341,17 @@ impl MediaHandle {
         }
     }
 
+    /// Serves `MediaCommand::WebRtcOffer`/`WebRtcAnswer` with `gw` from now on (once; a
+    /// second gateway is refused and returned).
+    pub fn attach_webrtc(&self, gw: WebRtcGateway) -> Result<(), WebRtcGateway> {
+        self.inner.webrtc.set(gw)
+    }
+
+    /// The WebRTC gateway, if attached.
+    pub fn webrtc(&self) -> Option<&WebRtcGateway> {
+        self.inner.webrtc.get()
+    }
+
     /// Closes every leg, finalizes recordings and stops the threads (waits for them).
     pub fn shutdown(&self) {
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
@@ -363,7 +417,9 @@ fn command_leg(cmd: &MediaCommand) -> LegId {
         | MediaCommand::Unbridge { leg }
         | MediaCommand::Bridge { a: leg, .. }
         | MediaCommand::StartRecording { a: leg, .. }
-        | MediaCommand::StopRecording { a: leg } => *leg,
+        | MediaCommand::StopRecording { a: leg }
+        | MediaCommand::WebRtcOffer { leg, .. }
+        | MediaCommand::WebRtcAnswer { leg, .. } => *leg,
     }
 }
 

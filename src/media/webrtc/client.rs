@@ -1,0 +1,144 @@
+//! A WebRTC endpoint that answers our offers the way a browser does: for the integration
+//! tests and the media_bridge bench (the "browser" end of a WebRTC agent leg), and for
+//! tools. It uses the same `webrtc` crate with PCMU/PCMA/telephone-event.
+
+// Arrival times are real time: the bench measures relay delay with them.
+#![allow(clippy::disallowed_methods)]
+
+use super::{audio_track, build_peer, connected, gathered_sdp, handler, Channels, IceServer};
+use ::webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use ::webrtc::media_stream::track_local::TrackLocal;
+use ::webrtc::media_stream::track_remote::TrackRemoteEvent;
+use ::webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// One RTP packet the browser end received, with its arrival time.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub payload_type: u8,
+    pub sequence_number: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Vec<u8>,
+}
+
+/// The browser end of a WebRTC leg.
+pub struct BrowserPeer {
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    ch: Channels,
+    /// Everything received on the remote track, in order.
+    pub received: mpsc::UnboundedReceiver<Received>,
+    received_tx: mpsc::UnboundedSender<Received>,
+}
+
+impl BrowserPeer {
+    /// A peer with host candidates on `udp` (port 0 for any).
+    pub async fn new(udp: SocketAddr, ice_servers: &[IceServer]) -> Result<BrowserPeer, String> {
+        let (h, ch) = handler();
+        let pc = build_peer(udp, ice_servers, h).await?;
+        let ssrc: u32 = rand::random();
+        let track = audio_track(ssrc);
+        pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+            .await
+            .map_err(|e| format!("add_track: {e}"))?;
+        let (received_tx, received) = mpsc::unbounded_channel();
+        Ok(BrowserPeer {
+            pc,
+            track,
+            ssrc,
+            ch,
+            received,
+            received_tx,
+        })
+    }
+
+    /// Takes the switch's offer and returns the answer SDP (all candidates gathered).
+    pub async fn answer(&mut self, offer: &str) -> Result<String, String> {
+        let offer = RTCSessionDescription::offer(offer.to_string())
+            .map_err(|e| format!("bad SDP offer: {e}"))?;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| format!("offer refused: {e}"))?;
+        let answer = self
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(|e| format!("create_answer: {e}"))?;
+        self.pc
+            .set_local_description(answer)
+            .await
+            .map_err(|e| format!("set_local_description: {e}"))?;
+        gathered_sdp(&self.pc, &mut self.ch.gathered).await
+    }
+
+    /// Waits until ICE and DTLS are up (bounded by `within`).
+    pub async fn connected(&mut self, within: Duration) -> Result<(), String> {
+        tokio::time::timeout(within, connected(&mut self.ch.state))
+            .await
+            .map_err(|_| "not connected in time".to_string())??;
+        // Receive the switch's track as soon as it arrives.
+        let tx = self.received_tx.clone();
+        let mut tracks = std::mem::replace(&mut self.ch.track, mpsc::unbounded_channel().1);
+        tokio::spawn(async move {
+            while let Some(remote) = tracks.recv().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(ev) = remote.poll().await {
+                        if let TrackRemoteEvent::OnRtpPacket(p) = ev {
+                            let r = Received {
+                                at: Instant::now(),
+                                payload_type: p.header.payload_type,
+                                sequence_number: p.header.sequence_number,
+                                timestamp: p.header.timestamp,
+                                marker: p.header.marker,
+                                payload: p.payload.to_vec(),
+                            };
+                            if tx.send(r).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(())
+    }
+
+    /// Sends one RTP packet (our SSRC) to the switch.
+    pub async fn send(
+        &self,
+        payload_type: u8,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        let pkt = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                marker,
+                payload_type,
+                sequence_number: seq,
+                timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::copy_from_slice(payload),
+        };
+        self.track
+            .write_rtp(pkt)
+            .await
+            .map_err(|e| format!("write_rtp: {e}"))
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}

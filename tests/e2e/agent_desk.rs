@@ -1,0 +1,475 @@
+//! The agent desk (`/agent`) in real headless Chromium (tests/web/driver.mjs, playwright-core)
+//! with a fake microphone (`--use-fake-ui-for-media-stream --use-fake-device-for-media-stream`)
+//! against the real switch: the agent signs in with extension + SIP password, the page's
+//! JsSIP phone registers over SIP-over-WebSocket (/sip), the live feed shows the agent ready.
+//! The same agent also has a pjsua2 desk phone. A pjsua2 caller (whose earlier call two days
+//! ago is in the database, resolved and scored 4) reaches the tech queue: both phones ring;
+//! the page rings with the three-ring countdown (ring 1, then ring 2) and a generated ring
+//! tone, and pops the screen (masked number, language, IVR path, queue, wait, the earlier
+//! contact with its outcome, disposition and survey score). The desk phone answers first
+//! and takes the call; the page follows (on a call on the other device). The caller hangs up:
+//! the page shows wrap-up; the agent picks a disposition and types a note, and it lands on
+//! the call. The language toggle switches to Chinese. Break (lunch) from the page changes the
+//! agent's state in the switch. Screenshots go to target/wallboard-screenshots/.
+//!
+//! The second test answers in the browser (the switch's WebRTC media) and checks audio both
+//! ways, mute and a blind transfer from the page. Hold from the browser is not offered yet
+//! (a re-INVITE, which the switch does not take on a WebRTC leg).
+//!
+//! Needs `npm ci` in tests/web, /usr/bin/chromium (or CHROMIUM_PATH) and pjsua2;
+//! CCSWITCH_E2E_SKIP_BROWSER=1 skips it.
+
+use super::browser::Browser;
+use super::sipws::ws_config;
+use super::wallboard::{api_sign_in, http_call, snapshot_agent};
+use super::*;
+use ccswitch::engine::record::{EndedBy, IvrOutcome};
+use ccswitch::engine::{Millis, Record};
+
+const SLOT: u16 = 30;
+/// Alice serves the tech queue (config/agents.toml), password demo1001.
+const AGENT: &str = "1001";
+/// The caller's number (From user part); stored as the caller.
+const CALLER: &str = "+8613912340042";
+const EARLIER: &str = "c-earlier";
+const DAY: u64 = 86_400_000;
+
+/// An answered call of CALLER two days ago in the tech queue: resolved by 1002, survey 4.
+fn seed_earlier_call(db_url: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = ccswitch::store::Store::open(db_url)
+            .await
+            .expect("open the test database");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let t = now - 2 * DAY;
+        let c = || EARLIER.to_string();
+        let records = vec![
+            Record::CallStarted {
+                call_id: c(),
+                sip_call_id: "earlier@10.0.0.9".into(),
+                caller: CALLER.into(),
+                dialled: "100".into(),
+                transport: "udp".into(),
+                arrived_at: Millis(t),
+                ring_cycle_ms: 6_000,
+            },
+            Record::IvrLeft {
+                call_id: c(),
+                at: Millis(t + 5_000),
+                outcome: IvrOutcome::Queued,
+            },
+            Record::CallQueued {
+                call_id: c(),
+                at: Millis(t + 5_000),
+                queue: "tech".into(),
+                priority: 0,
+            },
+            Record::OfferStarted {
+                call_id: c(),
+                attempt: 1,
+                agent: "1002".into(),
+                at: Millis(t + 6_000),
+            },
+            Record::AgentAnswered {
+                call_id: c(),
+                agent: "1002".into(),
+                at: Millis(t + 9_000),
+            },
+            Record::CallEnded {
+                call_id: c(),
+                ended_at: Millis(t + 120_000),
+                ended_by: EndedBy::Caller,
+                reason: "bye".into(),
+                final_status: 200,
+            },
+            Record::DispositionSet {
+                call_id: c(),
+                agent: "1002".into(),
+                at: Millis(t + 130_000),
+                code: 1,
+                name: "resolved".into(),
+                resolved: true,
+                queue: Some("tech".into()),
+                note: Some("router reset".into()),
+            },
+            Record::SurveyScheduled {
+                call_id: c(),
+                survey_id: 9,
+                at: Millis(t + 120_000),
+                number: CALLER.into(),
+                number_hash: "ef".repeat(32),
+                language: "en".into(),
+                text: "rate us".into(),
+                send_at: Millis(t + 180_000),
+                deferred: false,
+                reply_by: Millis(t + DAY),
+                agent: Some("1002".into()),
+                queue: Some("tech".into()),
+                complaint: false,
+            },
+        ];
+        store
+            .write_batch(&records)
+            .await
+            .expect("seed the earlier call");
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db_url)
+            .await
+            .expect("sqlite");
+        sqlx::query("UPDATE surveys SET state = 'answered', csat = 4 WHERE call_id = $1")
+            .bind(EARLIER)
+            .execute(&mut conn)
+            .await
+            .expect("score the earlier survey");
+    });
+}
+
+/// The desk test's config: SIP over WebSocket on, and the WebRTC peers' ports in a range of
+/// their own for `slot` (above every RTP slot's range, by pid like `rtp_range`).
+fn desk_config(slot: u16) -> TestConfig {
+    let cfg = ws_config("[]");
+    let main = cfg.main_file();
+    let mut text = std::fs::read_to_string(&main).expect("read ccswitch.toml");
+    if !text.contains("[webrtc]") {
+        let lo = 60600 + (std::process::id() % 16) as u16 * 80 + (slot - SLOT) * 40;
+        text.push_str(&format!(
+            "\n[webrtc]\nhost_ip = \"127.0.0.1\"\nport_min = {lo}\nport_max = {}\n",
+            lo + 39
+        ));
+        std::fs::write(&main, text).expect("write ccswitch.toml");
+    }
+    cfg
+}
+
+#[test]
+fn agent_desk_in_chromium_rings_pops_the_screen_wraps_up_and_takes_a_break() {
+    let Some(py) = pjsua_python() else { return };
+    let Some(mut browser) = Browser::start_with_args(&[
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        "--autoplay-policy=no-user-gesture-required",
+    ]) else {
+        return;
+    };
+    let cfg = desk_config(SLOT);
+    seed_earlier_call(&cfg.db_url);
+    let sw = Switch::start(&cfg, SLOT);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+
+    // The real binary serves the page with its security headers.
+    let (status, headers, page) = http_call(sw.http, "GET", "/agent", None, None);
+    assert_eq!(status, 200, "GET /agent: {page}");
+    assert!(page.contains("js/agent/main.js"), "{page}");
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-security-policy" && v.contains("default-src 'self'")));
+
+    // 1. Sign in: the microphone is allowed, the phone registers over WebSocket, the live
+    //    feed shows the agent ready (registering signs them in).
+    browser.goto(&format!("{base}/agent"));
+    browser.wait_for("#sign-in-form", Duration::from_secs(10));
+    browser.fill("#sign-in-extension", AGENT);
+    browser.fill("#sign-in-password", "wrong-password");
+    browser.click("#sign-in-submit");
+    browser.wait_for_text("#sign-in-error", "Sign-in failed", Duration::from_secs(10));
+    browser.fill("#sign-in-password", &format!("demo{AGENT}"));
+    browser.click("#sign-in-submit");
+    browser.wait_for("#mic-state[data-state=\"ok\"]", Duration::from_secs(15));
+    browser.wait_for(
+        "#phone-state[data-state=\"registered\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"ready\"]",
+        Duration::from_secs(15),
+    );
+    assert!(browser.text("#who-agent").contains("Alice"));
+
+    // 2. The same agent's desk phone registers too; it answers 9 s into the offer.
+    let desk_phone = spawn_agent(
+        &py,
+        &sw,
+        AGENT,
+        9.0,
+        None,
+        None,
+        t.main + 120.0,
+        &["--linger", "5"],
+    );
+    desk_phone.wait_event("registered", Duration::from_secs(15));
+
+    // 3. The caller picks English, then technical support; they hang up HANG_UP_S after the
+    //    main menu.
+    const HANG_UP_S: f64 = 30.0;
+    let caller = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: t.main + HANG_UP_S,
+            max_duration: t.main + HANG_UP_S + 30.0,
+            from_user: Some(CALLER),
+            ..Default::default()
+        },
+    );
+
+    // 4. The page rings: countdown at ring 1 with the tone on, then ring 2; the screen pops.
+    browser.wait_for(
+        "#call-panel[data-phase=\"ringing\"]",
+        Duration::from_secs_f64(t.main + 20.0),
+    );
+    let countdown = browser.text("#ring-countdown");
+    assert!(countdown.contains("Ring 1 of 3"), "{countdown:?}");
+    browser.wait_for("#ring-countdown[data-tone=\"on\"]", Duration::from_secs(2));
+    browser.wait_for_text("#pop-number", "0042", Duration::from_secs(10));
+    let number = browser.text("#pop-number");
+    assert!(!number.contains("13912340042"), "masked: {number:?}");
+    browser.wait_for_text("#pop-language", "English", Duration::from_secs(5));
+    browser.wait_for_text("#pop-queue", "Technical support", Duration::from_secs(5));
+    browser.wait_for_text("#pop-ivr", "(6)", Duration::from_secs(5));
+    let earlier = format!("#pop-history tr[data-call-id=\"{EARLIER}\"]");
+    browser.wait_for(&earlier, Duration::from_secs(5));
+    let row = browser.text(&earlier);
+    assert!(row.contains("Resolved"), "{row:?}");
+    assert!(row.contains("4/5"), "{row:?}");
+    assert!(row.contains("answered"), "{row:?}");
+    browser.wait_for("#ring-countdown[data-ring=\"2\"]", Duration::from_secs(9));
+    assert!(browser.text("#ring-countdown").contains("Ring 2 of 3"));
+    browser.screenshot("agent-desk-ringing-en.png");
+
+    // 5. The desk phone answers first and takes the call: the page stops ringing and shows
+    //    the call on the other device, screen pop kept.
+    browser.wait_for(
+        "#call-panel[data-phase=\"talking\"][data-device=\"other\"]",
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        browser.evaluate("document.getElementById('ring-countdown').dataset.tone"),
+        "off"
+    );
+    assert!(browser.text("#pop-number").contains("0042"));
+
+    // 6. The caller hangs up: wrap-up. The agent picks "Follow-up needed", types a note and
+    //    saves; the page reads it back from the call.
+    browser.wait_for(
+        "#agent-state[data-state=\"wrap_up\"]",
+        Duration::from_secs_f64(HANG_UP_S + 20.0),
+    );
+    browser.wait_for("#wrapup", Duration::from_secs(5));
+    browser.evaluate("document.getElementById('dispo-select').value = 'follow_up'");
+    browser.fill(
+        "#dispo-note",
+        "Customer will send the router's serial number",
+    );
+    browser.click("#btn-dispo-save");
+    browser.wait_for(
+        "#dispo-status[data-state=\"saved\"]",
+        Duration::from_secs(10),
+    );
+    assert!(browser.text("#dispo-status").contains("Follow-up needed"));
+    browser.screenshot("agent-desk-wrap-up-en.png");
+    let summary = caller.finish();
+    assert_eq!(summary["confirmed"], true, "caller: {summary}");
+    let calls = cfg.calls();
+    let call = calls
+        .iter()
+        .find(|c| c["disposition"]["name"] == "follow_up")
+        .unwrap_or_else(|| panic!("no call with the page's disposition: {calls:?}"));
+    assert_eq!(call["disposition"]["agent"], AGENT, "{call}");
+    assert_eq!(
+        call["disposition"]["note"],
+        "Customer will send the router's serial number"
+    );
+
+    // 7. Chinese labels.
+    browser.click("#lang-toggle");
+    browser.wait_for_text("#wrap-heading", "话后处理", Duration::from_secs(5));
+    browser.screenshot("agent-desk-wrap-up-zh.png");
+    browser.click("#lang-toggle");
+    browser.wait_for_text("#wrap-heading", "Wrap-up", Duration::from_secs(5));
+
+    // 8. Break (lunch) from the page: the switch has the agent not ready, reason lunch.
+    browser.evaluate("document.getElementById('break-reason').value = 'lunch'");
+    browser.click("#btn-break");
+    browser.wait_for(
+        "#agent-state[data-state=\"not_ready\"]",
+        Duration::from_secs(10),
+    );
+    let cookie = api_sign_in(sw.http);
+    let seen = snapshot_agent(sw.http, &cookie, AGENT);
+    assert_eq!(seen["state"], "not_ready", "the switch's view: {seen}");
+    assert_eq!(seen["reason"], "lunch", "the switch's view: {seen}");
+    browser.click("#btn-ready");
+    browser.wait_for(
+        "#agent-state[data-state=\"ready\"]",
+        Duration::from_secs(10),
+    );
+
+    // No script error and no Content-Security-Policy refusal (the failed sign-in's 401 is
+    // the only console error allowed).
+    let errors = browser.run(serde_json::json!({"cmd": "errors"}));
+    eprintln!("page console errors: {errors}");
+    for e in errors.as_array().cloned().unwrap_or_default() {
+        let e = e.as_str().unwrap_or("");
+        assert!(
+            !e.starts_with("pageerror") && !e.contains("Content Security Policy"),
+            "page error: {e}"
+        );
+    }
+    drop(desk_phone);
+    drop(sw);
+}
+
+/// A 48 kHz tone WAV for Chromium's fake microphone (it loops the file).
+fn mic_tone_wav(dir: &Path, hz: u32) -> PathBuf {
+    let out = dir.join(format!("mic_{hz}.wav"));
+    let ok = Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .args(["synth", "20", "sine", &hz.to_string(), "vol", "0.3"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "sox could not make the microphone tone (apt-get install -y sox)"
+    );
+    out
+}
+
+/// Answering in the browser (WebRTC media, issue 10 item 2): the page answers, the caller
+/// hears the page's microphone (a 1300 Hz tone) and not its own tone, the page receives the
+/// caller's tone (its level read through WebAudio); mute toggles; the agent blind-transfers
+/// the caller to the after-sales queue from the page (REFER), the wrap-up follows, and the
+/// call record names the transfer.
+#[test]
+fn agent_desk_answers_in_chromium_with_audio_both_ways() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = desk_config(SLOT + 1);
+    let mic = mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ);
+    let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
+    let Some(mut browser) = Browser::start_with_args(&[
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        &fake_mic,
+        "--autoplay-policy=no-user-gesture-required",
+        // Real host candidates (127.0.0.1), not mDNS names the switch does not resolve.
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ]) else {
+        return;
+    };
+    let sw = Switch::start(&cfg, SLOT + 1);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+
+    browser.goto(&format!("{base}/agent"));
+    browser.wait_for("#sign-in-form", Duration::from_secs(10));
+    browser.fill("#sign-in-extension", AGENT);
+    browser.fill("#sign-in-password", &format!("demo{AGENT}"));
+    browser.click("#sign-in-submit");
+    browser.wait_for("#mic-state[data-state=\"ok\"]", Duration::from_secs(15));
+    browser.wait_for(
+        "#phone-state[data-state=\"registered\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"ready\"]",
+        Duration::from_secs(15),
+    );
+
+    const HANG_UP_S: f64 = 30.0;
+    let caller = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: t.main + HANG_UP_S,
+            max_duration: t.main + HANG_UP_S + 30.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: Some(CALLER),
+        },
+    );
+    browser.wait_for(
+        "#call-panel[data-phase=\"ringing\"]",
+        Duration::from_secs_f64(t.main + 20.0),
+    );
+    browser.click("#btn-answer");
+    browser.wait_for(
+        "#call-panel[data-phase=\"talking\"][data-device=\"browser\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"on_call\"]",
+        Duration::from_secs(10),
+    );
+    // Talk for a while; the page's received level comes from the caller's tone.
+    browser.evaluate("new Promise(r => setTimeout(r, 6000))");
+    let level: f64 = browser
+        .evaluate("Number(document.getElementById('remote-level').dataset.max || 0)")
+        .as_f64()
+        .unwrap_or(0.0);
+    eprintln!("page's received audio level (RMS, max): {level}");
+    assert!(
+        level > 0.02,
+        "the page should receive the caller's audio, level {level}"
+    );
+    browser.screenshot("agent-desk-talking-en.png");
+    // Mute is the browser's own (the track is disabled), and back.
+    browser.click("#btn-mute");
+    browser.wait_for("#btn-mute[data-on=\"true\"]", Duration::from_secs(2));
+    browser.click("#btn-mute");
+    browser.wait_for("#btn-mute[data-on=\"false\"]", Duration::from_secs(2));
+    // Blind transfer to the after-sales queue: the switch takes the REFER and hangs up on
+    // the page, which goes to wrap-up; the caller waits in the new queue until they hang up.
+    browser.evaluate("document.getElementById('transfer-target').value = 'after_sales'");
+    browser.click("#btn-transfer");
+    browser.wait_for("#call-panel[data-phase=\"idle\"]", Duration::from_secs(10));
+    browser.wait_for(
+        "#agent-state[data-state=\"wrap_up\"]",
+        Duration::from_secs(10),
+    );
+    browser.wait_for("#wrapup", Duration::from_secs(5));
+    let summary = caller.finish();
+    assert_eq!(summary["confirmed"], true, "caller: {summary}");
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp").clone();
+    eprintln!("report: {c:#}");
+    assert_eq!(c["agent"], AGENT, "{c:#}");
+    assert_eq!(c["transferred_to"], "after_sales", "{c:#}");
+    assert_eq!(c["transferred_by"], AGENT, "{c:#}");
+    let bridged_from = record_secs_between(&c, "answered_at", "agent_answered_at");
+    let bridged_to = record_secs_between(&c, "answered_at", "transferred_at");
+    assert_hears(
+        &py,
+        &cfg.path("caller_heard.wav"),
+        &Hears {
+            who: "caller",
+            tone: AGENT_TONE_HZ,
+            not: &[CALLER_TONE_HZ],
+            start: bridged_from + 1.0,
+            end: Some(bridged_to - 1.0),
+        },
+    );
+    let errors = browser.run(serde_json::json!({"cmd": "errors"}));
+    eprintln!("page console errors: {errors}");
+    for e in errors.as_array().cloned().unwrap_or_default() {
+        let e = e.as_str().unwrap_or("");
+        assert!(
+            !e.starts_with("pageerror") && !e.contains("Content Security Policy"),
+            "page error: {e}"
+        );
+    }
+    drop(sw);
+}

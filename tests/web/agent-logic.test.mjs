@@ -1,0 +1,19 @@
+// Unit tests of the agent desk's DOM-free logic (node --test tests/web/): the three-ring
+// countdown and the offer details read from the INVITE's headers.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ringProgress } from "../../web/js/agent/ringer.js";
+
+test("the countdown splits the offer into three rings and counts the seconds down", () => {
+  assert.deepEqual(ringProgress(0, 18000), { ring: 1, leftSecs: 18, fraction: 0 });
+  assert.equal(ringProgress(5999, 18000).ring, 1);
+  assert.equal(ringProgress(6000, 18000).ring, 2);
+  assert.equal(ringProgress(12500, 18000).ring, 3);
+  assert.equal(ringProgress(12500, 18000).leftSecs, 6);
+  const over = ringProgress(30000, 18000);
+  assert.equal(over.ring, 3, "never past the third ring");
+  assert.equal(over.leftSecs, 0);
+  assert.equal(over.fraction, 1);
+  assert.equal(ringProgress(-5, 18000).ring, 1, "a clock step back stays at ring 1");
+  assert.equal(ringProgress(100, 0).ring, 3, "a zero timeout does not divide by zero");
+});

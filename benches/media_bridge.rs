@@ -27,6 +27,13 @@
 //! using 16 byte values that stay distinct through transcoding, so the far phone can look up
 //! the send time even though the relay rewrote the header. Loss = packets sent in the window
 //! that never arrived.
+//!
+//! Then the 3-way mix case (supervisor listen / whisper / barge, `media::mix`): `--mixes`
+//! conferences (default 200; 20 quick) of three legs in barge mode (the costliest: every leg
+//! hears two others), each member sending one 20 ms PCMU/PCMA frame per period, every
+//! listener pulling its frame and encoding it, for `--seconds` worth of 20 ms periods run
+//! back to back on one thread: CPU per listener frame and the conferences one core could mix
+//! in real time. Printed, never judged (the quick mode only checks every listener got audio).
 
 #![allow(clippy::disallowed_methods)] // a bench measures real time
 
@@ -62,6 +69,8 @@ struct Args {
     webrtc_pairs: usize,
     webrtc_only: bool,
     no_webrtc: bool,
+    /// Conferences in the 3-way mix case.
+    mixes: usize,
 }
 
 fn parse_args() -> Args {
@@ -89,6 +98,7 @@ fn parse_args() -> Args {
             .map_or(if full { 200 } else { 2 }, |v| v.max(1) as usize),
         webrtc_only: args.iter().any(|a| a == "--webrtc-only"),
         no_webrtc: args.iter().any(|a| a == "--no-webrtc"),
+        mixes: get("--mixes").map_or(if full { 200 } else { 20 }, |v| v.max(1) as usize),
     }
 }
 
@@ -749,6 +759,7 @@ fn main() {
     if !args.no_webrtc && !webrtc(&args) {
         problems.push("WebRTC case: a pair failed to set up or a side heard nothing".into());
     }
+    problems.extend(mix_case(&args));
     if problems.is_empty() {
         println!("  sanity: packets sent, relayed and received, every phone heard its partner");
     } else {
@@ -776,6 +787,84 @@ fn sanity(sent: u64, relayed: u64, received: u64, deaf: usize, phones: usize) ->
     if deaf > 0 {
         problems.push(format!(
             "{deaf} of {phones} phones heard nothing of their partner"
+        ));
+    }
+    problems
+}
+
+/// The 3-way mix case (module docs): CPU per listener frame of decode + sum + saturate +
+/// encode, and the conferences one core mixes in real time. Problems for the sanity line.
+fn mix_case(args: &Args) -> Vec<String> {
+    use ccswitch::engine::media::MonitorMode;
+    use ccswitch::media::mix::{Mixer, FRAME};
+    use ccswitch::proto::g711;
+    let n = args.mixes;
+    let periods = args.seconds * 50;
+    let mut mixer = Mixer::default();
+    let mut frames: Vec<(Codec, Vec<u8>)> = Vec::new();
+    for c in 0..n {
+        let base = (c as u64) * 3;
+        mixer.start([base, base + 1, base + 2], MonitorMode::Barge);
+        for m in 0..3u64 {
+            let codec = if (c + m as usize) % 2 == 0 {
+                Codec::Pcmu
+            } else {
+                Codec::Pcma
+            };
+            let hz = 500.0 + 300.0 * m as f64;
+            let pcm: Vec<i16> = (0..FRAME)
+                .map(|i| (8000.0 * (i as f64 * hz * std::f64::consts::TAU / 8000.0).sin()) as i16)
+                .collect();
+            let mut bytes = Vec::new();
+            g711::encode(codec, &pcm, &mut bytes);
+            frames.push((codec, bytes));
+        }
+    }
+    let mut out = [0i16; FRAME];
+    let mut packet = vec![0u8; FRAME];
+    let (mut pulled, mut silent) = (0u64, 0u64);
+    let cpu0 = cpu_ticks();
+    let t0 = Instant::now();
+    for _ in 0..periods {
+        for (leg, (codec, bytes)) in frames.iter().enumerate() {
+            mixer.push(leg as u64, *codec, bytes);
+        }
+        for (leg, (codec, _)) in frames.iter().enumerate() {
+            if mixer.pull(leg as u64, &mut out) {
+                pulled += 1;
+                let enc = match codec {
+                    Codec::Pcmu => g711::encode_ulaw,
+                    Codec::Pcma => g711::encode_alaw,
+                };
+                for (b, s) in packet.iter_mut().zip(out.iter()) {
+                    *b = enc(*s);
+                }
+                std::hint::black_box(&packet);
+            } else {
+                silent += 1;
+            }
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_ticks();
+    let cpu = (cpu1.0 - cpu0.0) as f64 / 100.0;
+    let frames_total = (pulled + silent).max(1);
+    let per_frame_us = wall * 1e6 / frames_total as f64;
+    // One listener frame every 20 ms per leg, three legs per conference.
+    let capacity = 20_000.0 / (3.0 * per_frame_us);
+    println!(
+        "media_bridge 3-way mix: {n} barge conferences ({} legs, PCMU/PCMA mixed), {periods} periods of 20 ms back to back: {:.2} us per listener frame (decode 2 sources + sum + saturate + encode), wall {:.3} s, process CPU {:.2} s; one core mixes ~{capacity:.0} conferences in real time; frames with audio {pulled}, without {silent}",
+        3 * n,
+        per_frame_us,
+        wall,
+        cpu,
+    );
+    let mut problems = Vec::new();
+    // Each queue primes on its second frame: only the first period is silent.
+    if silent > 3 * n as u64 {
+        problems.push(format!(
+            "the 3-way mix gave {silent} silent listener frames (want at most {})",
+            3 * n
         ));
     }
     problems

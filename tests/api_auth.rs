@@ -52,6 +52,7 @@ async fn start(throttle: ThrottleConfig) -> Server {
                 password_hash: password::hash_password(VAL_PW).unwrap(),
             },
         ],
+        sip_accounts: Vec::new(),
         sessions: SessionConfig::default(),
         throttle,
     };

@@ -139,6 +139,7 @@ fn users(with_val: bool) -> UsersConfig {
     }
     UsersConfig {
         users,
+        sip_accounts: Vec::new(),
         sessions: SessionConfig::default(),
         throttle: ThrottleConfig::default(),
     }

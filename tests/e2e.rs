@@ -25,6 +25,8 @@ mod dispositions;
 mod harden_sip;
 #[path = "e2e/live.rs"]
 mod live;
+#[path = "e2e/monitor.rs"]
+mod monitor;
 #[path = "e2e/second_port_dtmf.rs"]
 mod second_port_dtmf;
 #[path = "e2e/sipwire.rs"]

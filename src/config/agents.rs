@@ -312,6 +312,30 @@ fn check_feature_codes(f: &FeatureCodes) -> Result<(), (String, String)> {
 }
 
 /// Returns the agent or (field within the agent, reason).
+/// A supervisor's SIP account from `users.toml` (`sip_extension`, `sip_ha1_md5`,
+/// `sip_ha1_sha256`), checked like an agent's: an error is (field, reason), the field named
+/// as in agents.toml (`extension`, `ha1_md5`, ...).
+pub(crate) fn check_sip_account(
+    extension: &str,
+    name: &str,
+    ha1_md5: Option<String>,
+    ha1_sha256: Option<String>,
+    realm: &str,
+) -> Result<AgentConfig, (String, String)> {
+    let raw = RawAgent {
+        extension: extension.to_string(),
+        name: name.to_string(),
+        skills: BTreeMap::new(),
+        languages: Vec::new(),
+        queues: Vec::new(),
+        ha1_md5,
+        ha1_sha256,
+        realm: None,
+        password: None,
+    };
+    check_agent(raw, realm)
+}
+
 fn check_agent(raw: RawAgent, default_realm: &str) -> Result<AgentConfig, (String, String)> {
     if raw.password.is_some() {
         return Err((

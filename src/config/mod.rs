@@ -494,6 +494,8 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
     let ivr_text = read(&ivr_path)?;
     let graph = ivr::parse(&ivr_path, &ivr_text, dir, &prompts.languages)?;
     let agents = AgentDirectory::load(&dir.join(AGENTS_FILE))?;
+    let users = users::load(dir)?;
+    let agents = with_supervisor_phones(agents, &users, &dir.join(users::USERS_FILE))?;
 
     let queues_path = dir.join(QUEUES_FILE);
     let queues = if queues_path.exists() {
@@ -562,7 +564,7 @@ pub fn load(dir: &Path) -> Result<Config, ConfigError> {
         sms: sms::load(dir)?,
         survey,
         privacy,
-        users: Arc::new(users::load(dir)?),
+        users: Arc::new(users),
         wallboard: Arc::new(wallboard::load(dir)?),
         webrtc: main.webrtc,
     })
@@ -738,3 +740,43 @@ fn resolve_sqlite_url(url: &str, base: &Path) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Supervisors' SIP phones (`users.toml` `sip_extension`) join the agent directory so the
+/// registrar knows them; an extension an agent already has is refused.
+fn with_supervisor_phones(
+    agents: AgentDirectory,
+    users: &users::UsersConfig,
+    users_path: &Path,
+) -> Result<AgentDirectory, ConfigError> {
+    let realm = agents.registrar.realm.clone();
+    let mut supervisors = Vec::with_capacity(users.sip_accounts.len());
+    for s in &users.sip_accounts {
+        let i = users
+            .users
+            .iter()
+            .position(|u| u.name == s.user)
+            .unwrap_or_default();
+        if agents.get(&s.extension).is_some() {
+            return Err(ConfigError::new(
+                users_path,
+                format!("users[{i}].sip_extension"),
+                format!(
+                    "extension `{}` is an agent's in {AGENTS_FILE}: a supervisor's phone needs \
+                     its own",
+                    s.extension
+                ),
+            ));
+        }
+        supervisors.push(AgentConfig {
+            extension: s.extension.clone(),
+            name: s.user.clone(),
+            skills: Default::default(),
+            languages: Vec::new(),
+            queues: Vec::new(),
+            ha1_md5: s.ha1_md5.clone(),
+            ha1_sha256: s.ha1_sha256.clone(),
+            realm: realm.clone(),
+        });
+    }
+    Ok(agents.with_supervisors(supervisors))
+}

@@ -19,6 +19,9 @@ pub const DEMO_PASSWORD: &str = "ccswitch-demo";
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct UsersConfig {
     pub users: Vec<User>,
+    /// Users with a SIP phone (`sip_extension`): supervisors and admins who may monitor
+    /// calls by feature code or have the switch ring them (issue 10 item 5).
+    pub sip_accounts: Vec<SipAccount>,
     pub sessions: SessionConfig,
     pub throttle: ThrottleConfig,
 }
@@ -29,6 +32,17 @@ pub struct User {
     pub role: Role,
     /// argon2id PHC string, checked at load.
     pub password_hash: String,
+}
+
+/// A supervisor's (or admin's) SIP phone account: digest HA1s like an agent's, for the
+/// agents.toml realm. Checked against the agents' extensions when the whole config loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipAccount {
+    /// The user's name in `users`.
+    pub user: String,
+    pub extension: String,
+    pub ha1_md5: Option<String>,
+    pub ha1_sha256: Option<String>,
 }
 
 impl UsersConfig {
@@ -109,6 +123,10 @@ struct RawUser {
     name: String,
     role: Role,
     password_hash: String,
+    /// The supervisor's SIP phone (optional): extension and digest HA1s.
+    sip_extension: Option<String>,
+    sip_ha1_md5: Option<String>,
+    sip_ha1_sha256: Option<String>,
 }
 
 /// Loads `<dir>/users.toml`; no users when the file is absent.
@@ -179,6 +197,7 @@ pub fn parse(path: &Path, text: &str) -> Result<UsersConfig, ConfigError> {
 
     let mut names = BTreeSet::new();
     let mut users = Vec::with_capacity(raw.users.len());
+    let mut sip_accounts: Vec<SipAccount> = Vec::new();
     for (i, u) in raw.users.into_iter().enumerate() {
         crate::auth::token::check_name(&u.name)
             .map_err(|reason| err(format!("users[{i}].name"), reason))?;
@@ -204,6 +223,60 @@ pub fn parse(path: &Path, text: &str) -> Result<UsersConfig, ConfigError> {
                 format!("user `{}`: the password hash {reason}", u.name),
             )
         })?;
+        match (&u.sip_extension, &u.sip_ha1_md5, &u.sip_ha1_sha256) {
+            (None, None, None) => {}
+            (None, _, _) => {
+                return Err(err(
+                    format!("users[{i}].sip_extension"),
+                    format!("user `{}` has a SIP HA1 but no sip_extension", u.name),
+                ))
+            }
+            (Some(ext), md5, sha) => {
+                if u.role == Role::Viewer {
+                    return Err(err(
+                        format!("users[{i}].sip_extension"),
+                        format!(
+                            "user `{}` is a viewer: only supervisors and admins may have a \
+                             SIP phone for monitoring",
+                            u.name
+                        ),
+                    ));
+                }
+                // The realm is checked against agents.toml's when the config loads.
+                let realm = crate::engine::registrar::RegistrarConfig::default().realm;
+                let a = super::agents::check_sip_account(
+                    ext,
+                    &u.name,
+                    md5.clone(),
+                    sha.clone(),
+                    &realm,
+                )
+                .map_err(|(f, r)| {
+                    let field = match f.as_str() {
+                        "extension" => "sip_extension".to_string(),
+                        "ha1_md5" => "sip_ha1_md5".to_string(),
+                        "ha1_sha256" => "sip_ha1_sha256".to_string(),
+                        other => other.to_string(),
+                    };
+                    err(format!("users[{i}].{field}"), r)
+                })?;
+                if let Some(other) = sip_accounts.iter().find(|s| s.extension == a.extension) {
+                    return Err(err(
+                        format!("users[{i}].sip_extension"),
+                        format!(
+                            "extension `{}` is already the SIP phone of user `{}`",
+                            a.extension, other.user
+                        ),
+                    ));
+                }
+                sip_accounts.push(SipAccount {
+                    user: u.name.clone(),
+                    extension: a.extension,
+                    ha1_md5: a.ha1_md5,
+                    ha1_sha256: a.ha1_sha256,
+                });
+            }
+        }
         users.push(User {
             name: u.name,
             role: u.role,
@@ -213,6 +286,7 @@ pub fn parse(path: &Path, text: &str) -> Result<UsersConfig, ConfigError> {
     let defaults = ThrottleConfig::default();
     Ok(UsersConfig {
         users,
+        sip_accounts,
         sessions: SessionConfig {
             idle_timeout_ms: s.idle_timeout_s * 1000,
             max_age_ms: s.max_age_s * 1000,

@@ -101,6 +101,10 @@ pub struct AgentDirectory {
     by_extension: HashMap<String, usize>,
     pub registrar: RegistrarConfig,
     pub feature_codes: FeatureCodes,
+    /// Supervisors' SIP accounts (`users.toml` `sip_extension`): they may register and dial
+    /// the monitoring codes (`*31`/`*32`/`*33` + agent), never take calls. `name` is the
+    /// user name; no skills or queues.
+    pub supervisors: Vec<AgentConfig>,
 }
 
 impl AgentDirectory {
@@ -125,6 +129,7 @@ impl AgentDirectory {
             by_extension,
             registrar,
             feature_codes,
+            supervisors: Vec::new(),
         }
     }
 
@@ -136,6 +141,23 @@ impl AgentDirectory {
 
     pub fn len(&self) -> usize {
         self.agents.len()
+    }
+
+    /// Adds supervisors' SIP accounts (extensions distinct from the agents', checked by the
+    /// config loader).
+    pub fn with_supervisors(mut self, supervisors: Vec<AgentConfig>) -> AgentDirectory {
+        self.supervisors = supervisors;
+        self
+    }
+
+    /// A supervisor's SIP account by extension.
+    pub fn supervisor(&self, extension: &str) -> Option<&AgentConfig> {
+        self.supervisors.iter().find(|s| s.extension == extension)
+    }
+
+    /// Whoever may authenticate with this extension: an agent or a supervisor.
+    pub fn credentials(&self, extension: &str) -> Option<&AgentConfig> {
+        self.get(extension).or_else(|| self.supervisor(extension))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -106,6 +106,52 @@ pub enum MediaCommand {
         fork: usize,
         sdp: String,
     },
+    /// A supervisor joins the bridged call of `caller` and `agent` (`media::mix`): from now on
+    /// each of the three legs hears a 16-bit linear mix of the others it may hear in `mode`,
+    /// made in the media plane on the listener's 20 ms grid (the caller-agent relay pauses
+    /// while the mix runs; digits and the recording of caller and agent go on as before).
+    /// Sent again with another mode, it switches the mode. `supervisor` must not be bridged.
+    Monitor {
+        caller: LegId,
+        agent: LegId,
+        supervisor: LegId,
+        mode: MonitorMode,
+    },
+    /// The supervisor leaves: caller and agent go back to the plain relay, the supervisor's
+    /// leg goes idle. Closing any of the three legs, or unbridging caller and agent, also ends
+    /// the mix.
+    Unmonitor { supervisor: LegId },
+}
+
+/// Who hears whom while a supervisor monitors a call (issue 10 item 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MonitorMode {
+    /// The supervisor hears caller and agent; nobody hears the supervisor.
+    Listen,
+    /// The agent hears caller and supervisor; the caller hears the agent only; the
+    /// supervisor hears both.
+    Whisper,
+    /// Everyone hears the other two.
+    Barge,
+}
+
+impl MonitorMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MonitorMode::Listen => "listen",
+            MonitorMode::Whisper => "whisper",
+            MonitorMode::Barge => "barge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MonitorMode> {
+        match s {
+            "listen" => Some(MonitorMode::Listen),
+            "whisper" => Some(MonitorMode::Whisper),
+            "barge" => Some(MonitorMode::Barge),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -284,6 +284,25 @@ pub enum Record {
         state: String,
         reason: Option<String>,
     },
+    /// A supervisor began to monitor the call (`*31`/`*32`/`*33` + agent, or a mode switch):
+    /// a monitoring segment opens on the call, and the store writes the audit log line.
+    MonitorStarted {
+        call_id: String,
+        /// The supervisor's user name (users.toml).
+        supervisor: String,
+        agent: String,
+        /// "listen", "whisper" or "barge".
+        mode: String,
+        at: Millis,
+    },
+    /// The supervisor's open segment on the call ends: "supervisor_hung_up", "call_ended"
+    /// or "mode_changed" (a new segment follows at once).
+    MonitorEnded {
+        call_id: String,
+        supervisor: String,
+        at: Millis,
+        reason: String,
+    },
 }
 
 impl Record {
@@ -311,7 +330,9 @@ impl Record {
             | Record::SurveyScheduled { call_id, .. }
             | Record::SurveySkipped { call_id, .. }
             | Record::FollowUpOpened { call_id, .. }
-            | Record::DispositionSet { call_id, .. } => Some(call_id),
+            | Record::DispositionSet { call_id, .. }
+            | Record::MonitorStarted { call_id, .. }
+            | Record::MonitorEnded { call_id, .. } => Some(call_id),
             Record::AgentStateChanged { .. } => None,
         }
     }
@@ -342,6 +363,8 @@ impl Record {
             Record::FollowUpOpened { .. } => "follow_up_opened",
             Record::DispositionSet { .. } => "disposition_set",
             Record::AgentStateChanged { .. } => "agent_state_changed",
+            Record::MonitorStarted { .. } => "monitor_started",
+            Record::MonitorEnded { .. } => "monitor_ended",
         }
     }
 
@@ -369,7 +392,9 @@ impl Record {
             | Record::SurveySkipped { at, .. }
             | Record::FollowUpOpened { at, .. }
             | Record::DispositionSet { at, .. }
-            | Record::AgentStateChanged { at, .. } => *at,
+            | Record::AgentStateChanged { at, .. }
+            | Record::MonitorStarted { at, .. }
+            | Record::MonitorEnded { at, .. } => *at,
             Record::CallEnded { ended_at, .. } => *ended_at,
         }
     }

@@ -253,7 +253,9 @@ impl LiveModel {
             | Record::RecordingSaved { .. }
             | Record::SurveySkipped { .. }
             | Record::FollowUpOpened { .. }
-            | Record::DispositionSet { .. } => {}
+            | Record::DispositionSet { .. }
+            | Record::MonitorStarted { .. }
+            | Record::MonitorEnded { .. } => {}
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bridge;
 pub mod leg;
+pub mod mix;
 pub mod prompts;
 pub mod recorder;
 pub mod runtime;

@@ -40,6 +40,7 @@ mod writer;
 
 mod dispositions;
 mod follow_up_tasks;
+pub mod monitoring;
 pub mod retention;
 mod survey_report;
 
@@ -128,6 +129,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "sessions",
         include_str!("migrations/sqlite/0007_sessions.sql"),
     ),
+    (
+        8,
+        "monitoring",
+        include_str!("migrations/sqlite/0008_monitoring.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -160,6 +166,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "sessions",
         include_str!("migrations/postgres/0007_sessions.sql"),
+    ),
+    (
+        8,
+        "monitoring",
+        include_str!("migrations/postgres/0008_monitoring.sql"),
     ),
 ];
 
@@ -783,6 +794,9 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             }
         }
         Record::DispositionSet { .. } => dispositions::write(tx, r).await?,
+        Record::MonitorStarted { .. } | Record::MonitorEnded { .. } => {
+            monitoring::write(tx, r).await?
+        }
         Record::FollowUpOpened {
             at,
             agent,

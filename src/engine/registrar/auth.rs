@@ -43,7 +43,7 @@ impl Registrar {
         let dir = Arc::clone(&self.dir);
         let agent_of = |c: &Credentials| -> Option<&AgentConfig> {
             c.username()
-                .and_then(|u| dir.get(u))
+                .and_then(|u| dir.credentials(u))
                 .filter(|a| c.realm() == Some(a.realm.as_str()))
         };
         let ordered = parsed
@@ -152,7 +152,7 @@ impl Registrar {
         stale: bool,
     ) -> RegisterReply {
         let dir = Arc::clone(&self.dir);
-        let agent = user.and_then(|u| dir.get(u));
+        let agent = user.and_then(|u| dir.credentials(u));
         let realm = agent.map_or(self.cfg.realm.clone(), |a| a.realm.clone());
         let realm = realm.as_str();
         let mut algs = Vec::with_capacity(2);

@@ -395,6 +395,9 @@ impl Engine {
             answered_at: now,
             within_three_rings: within,
         });
+        if feature.as_deref() == Some(super::monitor::MONITOR_FEATURE) {
+            return self.start_monitor(now, call_key);
+        }
         if let Some(prompt) = feature {
             // The confirmation for a feature code, then our BYE.
             self.say_goodbye(now, call_key, now.plus(30_000), &prompt);

@@ -22,6 +22,9 @@ impl Engine {
         req: &Request,
     ) -> Result<Option<String>, ()> {
         let dialled = req.uri_user.clone().unwrap_or_default();
+        if let Some((mode, agent)) = super::monitor::parse_code(&dialled) {
+            return self.screen_monitor(now, peer, key, req, mode, agent);
+        }
         let feature = self.features.lookup(&dialled).or_else(|| {
             self.features
                 .disposition_number(&dialled)

@@ -120,6 +120,12 @@ impl Engine {
         if call.state != CallState::Answered || call.goodbye_play.is_some() {
             return;
         }
+        if self.monitor_digit(now, call_key, digit) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
         // The media plane cuts barge-in prompts itself on RTP digits; INFO digits reach it
         // only through us.
         if !from_rtp {

@@ -29,6 +29,7 @@ mod dispositions;
 mod feature_codes;
 mod ivr_hookup;
 mod live_hookup;
+mod monitor;
 mod offer;
 mod queueing;
 mod registration;
@@ -38,6 +39,7 @@ mod transfer;
 mod webrtc_offer;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
+pub use monitor::{parse_code as parse_monitor_code, MONITOR_CODES};
 pub use survey_hookup::SurveySetup;
 
 use super::acd::{Acd, AgentProfile, QueueSet};
@@ -185,6 +187,8 @@ pub struct Engine {
     live: crate::engine::live::LiveFigures,
     /// Agent -> the call their dispositions apply to (their current or last answered call).
     last_calls: HashMap<String, dispositions::AgentLastCall>,
+    /// Supervisors listening, whispering or barging in (`monitor`).
+    monitors: monitor::Monitors,
 }
 
 impl Engine {
@@ -222,6 +226,7 @@ impl Engine {
             limits: SourceLimits::new(cfg.limits.clone()),
             surveys: survey_hookup::Surveys::new(&mut cfg.surveys),
             last_calls: HashMap::new(),
+            monitors: Default::default(),
             txns: Transactions::new(cfg.txn.clone()),
             ports: PortPool::new(cfg.rtp_port_min, cfg.rtp_port_max, offset),
             rng,
@@ -270,6 +275,7 @@ impl Engine {
             Input::Timeout => {}
         }
         self.drain_acd(now);
+        self.check_monitors(now);
         self.drain_txns(now);
         self.emit_live_figures();
         self.check_drained();

@@ -22,6 +22,7 @@
 //! that port is still dropped. Before anything is latched, the signalled (SDP) address's host
 //! plays the part of the latched host, so digits that come first do not latch the event port.
 
+mod mix;
 mod playout;
 mod receive;
 mod relay;
@@ -228,7 +229,9 @@ impl Leg {
             MediaCommand::Bridge { .. }
             | MediaCommand::Unbridge { .. }
             | MediaCommand::StartRecording { .. }
-            | MediaCommand::StopRecording { .. } => {}
+            | MediaCommand::StopRecording { .. }
+            | MediaCommand::Monitor { .. }
+            | MediaCommand::Unmonitor { .. } => {}
             // The WebRTC peers live in the media shell (media::webrtc), not in the leg.
             MediaCommand::WebRtcOffer { .. } | MediaCommand::WebRtcAnswer { .. } => {}
         }

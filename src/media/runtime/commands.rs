@@ -19,6 +19,11 @@ impl Worker {
     pub(super) fn dispatch(&mut self, msg: WorkerMsg) {
         match msg {
             WorkerMsg::Stop => {}
+            WorkerMsg::Expect { leg } => {
+                if !self.index.contains_key(&leg) {
+                    self.incoming.entry(leg).or_default();
+                }
+            }
             WorkerMsg::Bridge { a, b, b_incoming } => {
                 if b_incoming && !self.index.contains_key(&b) {
                     self.incoming.entry(b).or_default();
@@ -72,6 +77,12 @@ impl Worker {
             WorkerMsg::Command(cmd) => {
                 let legs = match &cmd {
                     MediaCommand::StartRecording { a, b, .. } => vec![*a, *b],
+                    MediaCommand::Monitor {
+                        caller,
+                        agent,
+                        supervisor,
+                        ..
+                    } => vec![*caller, *agent, *supervisor],
                     other => vec![command_leg(other)],
                 };
                 if let Some(l) = self.waiting_for(&legs) {
@@ -113,6 +124,7 @@ impl Worker {
     }
 
     fn remove_slot(&mut self, idx: usize) -> Option<LegSlot> {
+        self.end_mix(idx);
         let slot = self.slab.get_mut(idx)?.take()?;
         let list = &mut self.phases[slot.phase];
         if let Some(pos) = list.iter().position(|&i| i == idx) {
@@ -124,7 +136,7 @@ impl Worker {
         Some(slot)
     }
 
-    fn slot(&mut self, idx: usize) -> Option<&mut LegSlot> {
+    pub(super) fn slot(&mut self, idx: usize) -> Option<&mut LegSlot> {
         self.slab.get_mut(idx)?.as_mut()
     }
 
@@ -153,7 +165,8 @@ impl Worker {
     }
 
     /// Ends the bridge (and recording) `idx` is in; both legs idle.
-    fn unbridge(&mut self, idx: usize, reason: Option<String>) {
+    pub(super) fn unbridge(&mut self, idx: usize, reason: Option<String>) {
+        self.end_mix(idx);
         let Some(peer) = self.slot(idx).and_then(|s| s.peer) else {
             return;
         };
@@ -290,6 +303,17 @@ impl Worker {
             MediaCommand::StopRecording { a } => {
                 if let Some(idx) = self.index.get(&a).copied() {
                     self.stop_recording(idx, None);
+                }
+            }
+            MediaCommand::Monitor {
+                caller,
+                agent,
+                supervisor,
+                mode,
+            } => self.monitor([caller, agent, supervisor], mode),
+            MediaCommand::Unmonitor { supervisor } => {
+                if let Some(idx) = self.index.get(&supervisor).copied() {
+                    self.end_mix(idx);
                 }
             }
             other => {

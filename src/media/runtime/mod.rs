@@ -25,6 +25,7 @@
 //! single recorder thread (`recorder.rs`).
 
 mod commands;
+mod mixing;
 mod poller;
 mod routes;
 mod worker;
@@ -128,6 +129,11 @@ enum WorkerMsg {
     Adopt {
         leg: LegId,
         slot: Option<Box<LegSlot>>,
+    },
+    /// `leg` is migrating here (a Monitor brings the supervisor to the caller's worker):
+    /// messages about it wait for its `Adopt`.
+    Expect {
+        leg: LegId,
     },
     Stop,
 }
@@ -313,6 +319,39 @@ impl MediaHandle {
                 }
                 return;
             }
+            &MediaCommand::Monitor {
+                caller,
+                agent,
+                supervisor,
+                ..
+            } => {
+                let Some(wc) = routes.get(&caller) else {
+                    tracing::debug!(caller, "monitor of an unknown leg dropped");
+                    return;
+                };
+                let Some(tc) = inner.senders.get(wc) else {
+                    return;
+                };
+                for leg in [agent, supervisor] {
+                    let Some(w) = routes.get(&leg) else {
+                        tracing::debug!(leg, "monitor with an unknown leg dropped");
+                        return;
+                    };
+                    if w == wc {
+                        continue;
+                    }
+                    let Some(tw) = inner.senders.get(w) else {
+                        return;
+                    };
+                    let _ = tc.send(WorkerMsg::Expect { leg });
+                    let _ = tw.send(WorkerMsg::Migrate {
+                        leg,
+                        to: tc.clone(),
+                    });
+                    routes.insert(leg, wc);
+                }
+                Some(wc)
+            }
             MediaCommand::StartRecording { a, path, .. } => {
                 let w = routes.get(a);
                 if w.is_none() {
@@ -419,7 +458,9 @@ fn command_leg(cmd: &MediaCommand) -> LegId {
         | MediaCommand::StartRecording { a: leg, .. }
         | MediaCommand::StopRecording { a: leg }
         | MediaCommand::WebRtcOffer { leg, .. }
-        | MediaCommand::WebRtcAnswer { leg, .. } => *leg,
+        | MediaCommand::WebRtcAnswer { leg, .. }
+        | MediaCommand::Monitor { caller: leg, .. }
+        | MediaCommand::Unmonitor { supervisor: leg } => *leg,
     }
 }
 

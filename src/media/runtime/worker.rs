@@ -8,6 +8,7 @@ use crate::engine::media::{LegId, MediaEvent};
 use crate::engine::time::Millis;
 use crate::media::bridge::PacketKind;
 use crate::media::leg::{Inbound, Leg, Received, FRAME_MS, PACKET_LEN};
+use crate::media::mix::{Mixer, FRAME};
 use crate::media::prompts::PromptSet;
 use crate::media::recorder::{RecorderTap, RecordingId};
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ pub(super) struct Worker {
     /// Bridged legs registered with the poller.
     pub(super) registered: usize,
     pub(super) recorder: RecorderTap,
+    /// Supervisors' conferences among this worker's legs (`media::mix`).
+    pub(super) mixer: Mixer,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     /// Counter deltas for this tick, flushed to metrics once per tick.
@@ -140,6 +143,7 @@ impl Worker {
             ready: Vec::with_capacity(256),
             registered: 0,
             recorder,
+            mixer: Mixer::default(),
             recv_buf: vec![0u8; 2048],
             send_buf: vec![0u8; MAX_DATAGRAM],
             tick_sent: 0,
@@ -281,7 +285,22 @@ impl Worker {
             };
             let now = self.clock.now();
             let bytes = self.recv_buf.get(..n).unwrap_or(&[]);
+            let mixed = self.mixer.contains(slot.leg.id());
             match slot.peer {
+                _ if mixed => {
+                    // In a supervisor's conference: the audio goes to the mix (sent on the
+                    // listeners' ticks), never relayed; digits and recording as usual.
+                    if let Inbound::Media(pkt) = slot.leg.receive(now, bytes, from) {
+                        let src = slot.leg.source();
+                        if src.kind(pkt.payload_type) == PacketKind::Audio {
+                            if let Some((id, side)) = slot.rec {
+                                self.recorder.audio(id, side, now, src.codec, pkt.payload);
+                            }
+                            self.mixer.push(slot.leg.id(), src.codec, pkt.payload);
+                        }
+                    }
+                    self.tick_received += 1;
+                }
                 None => {
                     if slot.leg.handle_packet(now, bytes, from) == Received::Rtp {
                         self.tick_received += 1;
@@ -361,6 +380,17 @@ impl Worker {
                         self.tick_send_errors += 1;
                         if e.kind() != ErrorKind::WouldBlock {
                             tracing::trace!(leg = l.leg.id(), error = %e, "RTP send failed");
+                        }
+                    }
+                }
+            }
+            if !self.mixer.is_empty() {
+                let mut frame = [0i16; FRAME];
+                if self.mixer.pull(l.leg.id(), &mut frame) {
+                    if let Some((dest, len)) = l.leg.mixed_packet(now, &frame, &mut self.send_buf) {
+                        match l.socket.send_to(&self.send_buf[..len], dest) {
+                            Ok(_) => self.tick_sent += 1,
+                            Err(_) => self.tick_send_errors += 1,
                         }
                     }
                 }

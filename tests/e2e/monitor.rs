@@ -1,0 +1,311 @@
+//! Supervisor listen / whisper / barge end to end (issue 10 item 5) with three pjsua2 phones,
+//! each playing its own tone and recording what it hears: a caller (700 Hz) reaches agent
+//! 1002 (1300 Hz); the supervisor (the `admin` user with SIP extension 9001, 1000 Hz) dials
+//! `*311002` (listen), switches to whisper (digit 2) and barge (digit 3), and hangs up; the
+//! call goes on. A second supervisor call (`*331002`, barge) is hung up by the switch when
+//! the caller hangs up. The recordings, cut at the monitoring segments the store kept, show
+//! who heard whom exactly as the issue says. Before the call, agent 1001 dials `*311002` and
+//! gets 403.
+
+use super::*;
+use ccswitch::proto::digest::{ha1, Algorithm};
+use std::collections::HashMap;
+
+/// RTP slot of this module (26 and 27 are this module's).
+const SLOT: u16 = 26;
+const SUPERVISOR_TONE_HZ: u32 = 1000;
+const TONES: [u32; 3] = [CALLER_TONE_HZ, AGENT_TONE_HZ, SUPERVISOR_TONE_HZ];
+
+/// Gives the shipped `admin` user a SIP phone: extension 9001, password demo9001.
+fn add_supervisor_phone(cfg: &TestConfig) {
+    let path = cfg.dir.join("users.toml");
+    let text = std::fs::read_to_string(&path).expect("users.toml");
+    let md5 = ha1(Algorithm::Md5, "9001", "ccswitch", "demo9001");
+    let marker = "role = \"admin\"\n";
+    assert!(text.contains(marker), "users.toml has the admin user");
+    let text = text.replacen(
+        marker,
+        &format!("{marker}sip_extension = \"9001\"\nsip_ha1_md5 = \"{md5}\"\n"),
+        1,
+    );
+    std::fs::write(&path, text).expect("write users.toml");
+}
+
+/// Runs tests/e2e/supervisor.py to its end; its summary.
+fn run_supervisor(py: &Path, sw: &Switch, code: &str, args: &[&str], record: &Path) -> Value {
+    let tone = record.with_file_name("supervisor_tone.wav");
+    if !tone.exists() {
+        let t = tone_wav(record.parent().expect("dir"), SUPERVISOR_TONE_HZ, 10);
+        std::fs::rename(t, &tone).expect("rename tone");
+    }
+    let out = Command::new(py)
+        .arg(script("supervisor.py"))
+        .args(["--uri", &sw.uri(code)])
+        .args(["--user", "9001", "--password", "demo9001"])
+        .arg("--play")
+        .arg(&tone)
+        .arg("--record")
+        .arg(record)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run supervisor.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!(
+            "supervisor.py summary ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Energy share of each tone in `wav` between `start` and `end` seconds.
+fn shares(py: &Path, wav: &Path, start: f64, end: f64) -> HashMap<u32, f64> {
+    let (_, verdict) = check_hears(
+        py,
+        wav,
+        &Hears {
+            who: "",
+            tone: TONES[0],
+            not: &TONES[1..],
+            start,
+            end: Some(end),
+        },
+    );
+    TONES
+        .iter()
+        .map(|t| {
+            let tones = &verdict["tones"];
+            let s = tones[format!("{t}.0")]["share"]
+                .as_f64()
+                .or_else(|| tones[t.to_string()]["share"].as_f64())
+                .unwrap_or_else(|| panic!("no share for {t} Hz: {verdict}"));
+            (*t, s)
+        })
+        .collect()
+}
+
+/// `who`'s recording in [start, end] carries each of `hears` (at least 15 % of the energy
+/// each) and none of `not` (at most 3 %).
+fn assert_mix(py: &Path, who: &str, wav: &Path, start: f64, end: f64, hears: &[u32]) {
+    let s = shares(py, wav, start, end);
+    eprintln!("{who} {start:.1}-{end:.1} s: {s:?}");
+    for t in TONES {
+        if hears.contains(&t) {
+            assert!(
+                s[&t] >= 0.15,
+                "{who} should hear {t} Hz in {start:.1}-{end:.1} s of {}: {s:?}",
+                wav.display()
+            );
+        } else {
+            assert!(
+                s[&t] <= 0.03,
+                "{who} must not hear {t} Hz in {start:.1}-{end:.1} s of {}: {s:?}",
+                wav.display()
+            );
+        }
+    }
+}
+
+fn ms_of(c: &Value, k: &str) -> i64 {
+    let text = c[k]
+        .as_str()
+        .unwrap_or_else(|| panic!("{k} missing from the call record: {c:#}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{k} = {text}: {e}"))
+        .timestamp_millis()
+}
+
+#[test]
+fn pjsua_supervisor_listens_whispers_and_barges() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    add_supervisor_phone(&cfg);
+    let mut sw = Switch::start(&cfg, SLOT);
+    let t = timeline();
+
+    // An agent is not a supervisor: 403.
+    let alice = spawn_agent(
+        &py,
+        &sw,
+        "1001",
+        -1.0,
+        None,
+        None,
+        30.0,
+        &["--dial", "*311002", "--calls", "0"],
+    );
+    let alice_done = alice.wait_event("done", Duration::from_secs(40));
+    eprintln!("alice: {alice_done}");
+    assert_eq!(alice_done["dialled"]["confirmed"], false, "{alice_done}");
+    assert_eq!(alice_done["dialled"]["last_status"], 403, "{alice_done}");
+
+    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
+    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
+    let caller_hangup = t.main + 75.0;
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        Some(&cfg.path("agent_heard.wav")),
+        Some(&agent_tone),
+        caller_hangup + 30.0,
+        &[],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let started = Instant::now();
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: caller_hangup,
+            max_duration: caller_hangup + 20.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(caller_tone),
+            from_user: None,
+        },
+    );
+    std::thread::sleep(Duration::from_secs_f64(t.main + 4.0));
+
+    // Listen, then whisper (digit 2), then barge (digit 3), then hang up; retried while the
+    // agent is not on the call yet (480).
+    let sup1 = cfg.path("supervisor1_heard.wav");
+    let mut s1 = Value::Null;
+    for _ in 0..10 {
+        s1 = run_supervisor(
+            &py,
+            &sw,
+            "*311002",
+            &[
+                "--dtmf",
+                "2@8s,3@16s",
+                "--hangup-after",
+                "24",
+                "--max-duration",
+                "40",
+            ],
+            &sup1,
+        );
+        eprintln!("supervisor 1: {s1}");
+        if s1["last_status"] != 480 {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert_eq!(s1["confirmed"], true, "{s1}");
+    assert_eq!(s1["disconnected_by"], "local", "{s1}");
+
+    // The call goes on without the supervisor; a second one barges in and stays until the
+    // caller hangs up, when the switch hangs up the supervisor too.
+    std::thread::sleep(Duration::from_secs(6));
+    let left = caller_hangup - started.elapsed().as_secs_f64();
+    assert!(
+        left > 10.0,
+        "the caller must still be on the call ({left:.1} s left)"
+    );
+    let sup2 = cfg.path("supervisor2_heard.wav");
+    let s2 = run_supervisor(
+        &py,
+        &sw,
+        "*331002",
+        &["--max-duration", &format!("{:.0}", left + 20.0)],
+        &sup2,
+    );
+    eprintln!("supervisor 2: {s2}");
+    assert_eq!(s2["confirmed"], true, "{s2}");
+    assert_eq!(s2["disconnected_by"], "remote", "the switch hung up: {s2}");
+
+    let summary = call.finish();
+    eprintln!("caller: {summary}");
+    assert_eq!(summary["confirmed"], true, "{summary}");
+    let bob_done = bob.wait_event("done", Duration::from_secs(40));
+    eprintln!("bob: {bob_done}");
+    let st = sw.terminate(Duration::from_secs(30));
+    assert!(st.success(), "ccswitch exit status {st}");
+
+    let calls = cfg.calls();
+    let c = calls
+        .iter()
+        .find(|c| c["agent"] == "1002")
+        .unwrap_or_else(|| panic!("no call answered by 1002: {calls:#?}"));
+    let call_id = c["call_id"].as_str().expect("call_id").to_string();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let segments = rt.block_on(async {
+        let store = ccswitch::store::Store::open(&cfg.db_url)
+            .await
+            .expect("store");
+        store.monitor_segments(&call_id).await.expect("segments")
+    });
+    eprintln!("segments: {segments:#?}");
+    let modes: Vec<(&str, Option<&str>)> = segments
+        .iter()
+        .map(|s| (s.mode.as_str(), s.end_reason.as_deref()))
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("listen", Some("mode_changed")),
+            ("whisper", Some("mode_changed")),
+            ("barge", Some("supervisor_hung_up")),
+            ("barge", Some("call_ended")),
+        ]
+    );
+    assert!(segments
+        .iter()
+        .all(|s| s.supervisor == "admin" && s.agent == "1002"));
+
+    // Recording offsets: the caller's from its answer, the agent's from the agent's, the
+    // first supervisor's from its first segment, the second's from its segment.
+    let answered = ms_of(c, "answered_at");
+    let agent_answered = ms_of(c, "agent_answered_at");
+    let sup1_start = segments[0].started_at as i64;
+    let sup2_start = segments[3].started_at as i64;
+    let (cw, aw) = (cfg.path("caller_heard.wav"), cfg.path("agent_heard.wav"));
+    let (c_hz, a_hz, s_hz) = (CALLER_TONE_HZ, AGENT_TONE_HZ, SUPERVISOR_TONE_HZ);
+    for (i, s) in segments.iter().enumerate() {
+        let (from, to) = (s.started_at as i64, s.ended_at.expect("ended") as i64);
+        let secs = |base: i64, at: i64| (at - base) as f64 / 1000.0;
+        let margin = 1.5;
+        let window = |base: i64| (secs(base, from) + margin, secs(base, to) - margin);
+        let sup = if i < 3 {
+            (&sup1, sup1_start)
+        } else {
+            (&sup2, sup2_start)
+        };
+        let (who_c, who_a, who_s) = match s.mode.as_str() {
+            "listen" => (vec![a_hz], vec![c_hz], vec![c_hz, a_hz]),
+            "whisper" => (vec![a_hz], vec![c_hz, s_hz], vec![c_hz, a_hz]),
+            _ => (vec![a_hz, s_hz], vec![c_hz, s_hz], vec![c_hz, a_hz]),
+        };
+        let label = |who: &str| format!("{who} ({} #{i})", s.mode);
+        let (f, t) = window(answered);
+        assert_mix(&py, &label("caller"), &cw, f, t, &who_c);
+        let (f, t) = window(agent_answered);
+        assert_mix(&py, &label("agent"), &aw, f, t, &who_a);
+        let (f, t) = window(sup.1);
+        assert_mix(&py, &label("supervisor"), sup.0, f, t, &who_s);
+    }
+    // Between the two supervisors, caller and agent hear only each other again.
+    let gap = |base: i64| {
+        (
+            (segments[2].ended_at.expect("ended") as i64 - base) as f64 / 1000.0 + 1.5,
+            (sup2_start - base) as f64 / 1000.0 - 0.5,
+        )
+    };
+    let (f, t) = gap(answered);
+    assert_mix(
+        &py,
+        "caller (after the supervisor left)",
+        &cw,
+        f,
+        t,
+        &[a_hz],
+    );
+    let (f, t) = gap(agent_answered);
+    assert_mix(&py, "agent (after the supervisor left)", &aw, f, t, &[c_hz]);
+}

@@ -253,6 +253,28 @@ fn sip_tcp_limits_are_documented_and_checked() {
 }
 
 #[test]
+fn webrtc_section_is_documented_and_checked() {
+    let cfg = config::load(&shipped()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.webrtc, config::WebRtcSection::default());
+    let e = refused("ccswitch.toml", |t| {
+        replace_once(t, "port_min = 61000", "port_min = 25000")
+    });
+    assert_error(&e, "ccswitch.toml", "webrtc.port_min", "overlaps [rtp]");
+    let e = refused("ccswitch.toml", |t| {
+        replace_once(
+            t,
+            "port_max = 61999\n",
+            "port_max = 61999\n[[webrtc.ice_servers]]\nurls = [\"turn:turn.example.com\"]\n",
+        )
+    });
+    assert_error(&e, "ccswitch.toml", "webrtc.ice_servers", "username");
+    let e = refused("ccswitch.toml", |t| {
+        replace_once(t, "# host_ip = \"192.0.2.10\"", "host_ip = \"0.0.0.0\"")
+    });
+    assert_error(&e, "ccswitch.toml", "webrtc.host_ip", "host candidate");
+}
+
+#[test]
 fn unknown_key_in_a_node() {
     let e = refused("ivr.toml", |t| {
         replace_once(

@@ -1695,6 +1695,48 @@ Expires: {expires}
         assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
     }
 
+    /// A browser agent's hold re-INVITE (SAVPF) is answered from its WebRTC session: our
+    /// offer's ICE credentials and fingerprint, recvonly, and the hold is recorded.
+    #[test]
+    fn browser_agent_hold_reinvite_is_answered_from_the_webrtc_session() {
+        let mut net = Net::new();
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        net.transport = Transport::Udp;
+        net.call_and_pick('6');
+        let inv = agent_invites(&net, AGENT1);
+        net.transport = Transport::Ws;
+        net.answer(AGENT1, &inv[0], 200, "OK");
+        let call_id = header(&inv[0], "Call-ID").unwrap().to_string();
+        let from = header(&inv[0], "From").unwrap().to_string();
+        let to = format!(
+            "{};tag=agent{}",
+            header(&inv[0], "To").unwrap(),
+            AGENT1.len()
+        );
+        let hold_sdp = "v=0\r\no=b 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 8 101\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=setup:actpass\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+        let reinvite = format!(
+            "INVITE sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/WS {AGENT1};branch=z9hG4bKwh1\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: 10 INVITE\r\nContact: <sip:1001@{AGENT1};transport=ws>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold_sdp}",
+            hold_sdp.len()
+        );
+        net.send(AGENT1, &reinvite);
+        assert_eq!(net.last_status_to(AGENT1), Some(200));
+        let ok = net
+            .sent
+            .iter()
+            .rev()
+            .find(|(_, to, m)| *to == addr(AGENT1) && status_of(m) == Some(200))
+            .map(|(_, _, m)| m.clone())
+            .unwrap();
+        assert!(ok.contains("m=audio 9 UDP/TLS/RTP/SAVPF 0 8 101"), "{ok}");
+        assert!(
+            ok.contains("a=recvonly") && ok.contains("a=ice-ufrag:u"),
+            "{ok}"
+        );
+        assert!(ok.contains("a=setup:passive"), "{ok}");
+        assert!(net.has(|r| matches!(r, Record::HoldStarted { .. })));
+    }
+
     fn feature_invite(
         ext: &str,
         at: &str,

@@ -64,6 +64,9 @@ struct Setup {
     caller: UdpSocket,
     browser: BrowserPeer,
     gw: WebRtcGateway,
+    /// The switch's offer and the browser's answer.
+    offer: String,
+    answer: String,
 }
 
 async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
@@ -148,7 +151,7 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
     media.send(MediaCommand::WebRtcAnswer {
         leg: 2,
         fork: 0,
-        sdp: answer,
+        sdp: answer.clone(),
     });
     media.send(MediaCommand::Update {
         leg: 2,
@@ -168,6 +171,8 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
         caller,
         browser,
         gw,
+        offer: sdp,
+        answer,
     }
 }
 
@@ -310,6 +315,22 @@ async fn browser_leg_carries_audio_digits_and_recording_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebridged_leg_relays_again_and_bad_answers_are_refused() {
     let mut s = setup(None).await;
+    // The browser holds and unholds (re-INVITEs): the engine's answers, written from our
+    // offer (ccswitch::proto::webrtc_sdp), are accepted without an ICE or DTLS restart.
+    let active = ccswitch::proto::webrtc_sdp::we_are_active(&s.answer);
+    for (hold, version) in [(true, 2u64), (false, 3)] {
+        let reoffer = s.browser.reoffer(hold).await.expect("re-offer");
+        let answer = ccswitch::proto::webrtc_sdp::reanswer(&s.offer, &reoffer, version, active)
+            .expect("answerable re-offer");
+        assert!(
+            answer.contains(if hold { "a=recvonly" } else { "a=sendrecv" }),
+            "{answer}"
+        );
+        s.browser
+            .accept(&answer)
+            .await
+            .expect("the browser takes our re-answer");
+    }
     s.media.send(MediaCommand::Unbridge { leg: 2 });
     s.media.send(MediaCommand::Bridge { a: 1, b: 2 });
     for i in 0..20u16 {

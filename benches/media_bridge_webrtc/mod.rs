@@ -120,7 +120,7 @@ async fn run_async(o: &Opts) -> bool {
         tx.clone(),
     )
     .expect("media runtime");
-    let base = 52_000u16;
+    let base = 62_000u16;
     let gw = WebRtcGateway::new(
         WebRtcSettings {
             host_ip: LOCAL,

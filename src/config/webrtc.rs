@@ -33,8 +33,9 @@ impl Default for WebRtcSection {
     fn default() -> Self {
         WebRtcSection {
             host_ip: None,
-            port_min: 50000,
-            port_max: 50999,
+            // Above Linux's ephemeral ports (32768-60999) and the usual RTP ranges.
+            port_min: 61000,
+            port_max: 61999,
             ice_servers: Vec::new(),
         }
     }

@@ -11,6 +11,7 @@ use crate::engine::txn::TxnKey;
 use crate::engine::Peer;
 use crate::proto::sdp::{self, Direction};
 use crate::proto::sip::{self, Method, Request, RequestOpts, ResponseOpts};
+use bytes::Bytes;
 use rand::Rng;
 
 impl Engine {
@@ -154,6 +155,19 @@ impl Engine {
         if let Some(c) = req.contact.as_ref() {
             l.remote_target = c.uri.clone();
         }
+        // A browser's re-INVITE (hold, unhold) is answered from its WebRTC session.
+        if let Some((ours, relay, active)) = l.webrtc.clone() {
+            let offer = String::from_utf8_lossy(&req.body).into_owned();
+            let version = l.sdp_version + 1;
+            let answer = super::webrtc_offer::negotiate_webrtc(&req.body, relay).and_then(|n| {
+                crate::proto::webrtc_sdp::reanswer(&ours, &offer, version, active).map(|b| (n, b))
+            });
+            let Some((n, body)) = answer else {
+                return self.reply(now, key, req, peer, 488, "Not Acceptable Here");
+            };
+            l.sdp_version = version;
+            return self.finish_agent_reinvite(now, peer, key, req, leg, Some(n), body.into());
+        }
         let offer = if req.body.is_empty() {
             None
         } else {
@@ -166,6 +180,24 @@ impl Engine {
         let body = match &offer {
             Some(n) => sdp::answer(media_ip, l.rtp_port, l.sdp_session, l.sdp_version, n),
             None => sdp::offer(media_ip, l.rtp_port, l.sdp_session, l.sdp_version),
+        };
+        self.finish_agent_reinvite(now, peer, key, req, leg, offer, body);
+    }
+
+    /// Applies a re-INVITE's offer to the leg (hold, codec, address) and sends our 2xx.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_agent_reinvite(
+        &mut self,
+        now: Millis,
+        peer: Peer,
+        key: &TxnKey,
+        req: &Request,
+        leg: LegId,
+        offer: Option<sdp::Negotiated>,
+        body: Bytes,
+    ) {
+        let Some(l) = self.agent_legs.get_mut(&leg) else {
+            return;
         };
         let (call_key, caller_call_id) = (l.call_key, l.caller_call_id.clone());
         if let Some(n) = offer {

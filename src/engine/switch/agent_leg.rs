@@ -70,6 +70,8 @@ pub struct Fork {
     /// (`invite` stays empty until sent); `relay` is where the peer's plain RTP comes from.
     pub webrtc: bool,
     pub relay: Option<std::net::SocketAddr>,
+    /// The WebRTC peer's SDP offer sent to it.
+    pub local_sdp: Option<String>,
 }
 
 /// The outbound leg of one offer (one agent, one call).
@@ -103,6 +105,9 @@ pub struct AgentLeg {
     pub retransmit_ms: u64,
     /// The INVITE's extra headers, kept for forks sent later (WebRTC offers).
     pub offer_headers: Vec<(&'static str, String)>,
+    /// Answered by a browser: our WebRTC SDP, the peer's relay address, our DTLS role
+    /// (true: active), for re-INVITEs.
+    pub webrtc: Option<(String, std::net::SocketAddr, bool)>,
 }
 
 /// Prompts the announcement uses besides `digit_0`..`digit_9` (the app checks they exist).

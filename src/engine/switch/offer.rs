@@ -13,6 +13,7 @@ use crate::engine::txn::{ClientMatch, TxnKey};
 use crate::engine::Peer;
 use crate::proto::sdp::{self};
 use crate::proto::sip::{self, Method, RequestOpts, Response};
+use crate::proto::webrtc_sdp;
 use bytes::Bytes;
 use rand::Rng;
 
@@ -191,6 +192,7 @@ impl Engine {
                 done: false,
                 webrtc,
                 relay: None,
+                local_sdp: None,
             });
         }
         tracing::info!(agent, forks = forks.len(), "offering call to agent");
@@ -222,6 +224,7 @@ impl Engine {
                 pending_2xx: None,
                 retransmit_ms: 0,
                 offer_headers: extra,
+                webrtc: None,
             },
         );
     }
@@ -544,6 +547,10 @@ impl Engine {
         let Some(l) = self.agent_legs.get_mut(&leg) else {
             return;
         };
+        if let (Some(relay), Some(ours)) = (webrtc, l.forks[fi].local_sdp.clone()) {
+            let answer = String::from_utf8_lossy(&resp.body);
+            l.webrtc = Some((ours, relay, webrtc_sdp::we_are_active(&answer)));
+        }
         if let Some(n) = media.clone() {
             l.remote_media = Some(n.clone());
             self.media(MediaCommand::Update {

@@ -57,6 +57,7 @@ impl Engine {
         {
             f.invite = bytes;
             f.relay = Some(relay);
+            f.local_sdp = Some(sdp);
         }
     }
 

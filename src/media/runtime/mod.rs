@@ -396,6 +396,9 @@ impl MediaHandle {
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
+        if let Some(gw) = self.inner.webrtc.get() {
+            gw.close_all();
+        }
         for tx in &self.inner.senders {
             let _ = tx.send(WorkerMsg::Stop);
         }

@@ -10,6 +10,7 @@ use ::webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use ::webrtc::media_stream::track_local::TrackLocal;
 use ::webrtc::media_stream::track_remote::TrackRemoteEvent;
 use ::webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use ::webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,6 +137,45 @@ impl BrowserPeer {
             .write_rtp(pkt)
             .await
             .map_err(|e| format!("write_rtp: {e}"))
+    }
+
+    /// A re-offer in the running session, as a browser's hold (`hold`: sendonly) or unhold
+    /// (sendrecv) re-INVITE carries.
+    pub async fn reoffer(&mut self, hold: bool) -> Result<String, String> {
+        let dir = if hold {
+            RTCRtpTransceiverDirection::Sendonly
+        } else {
+            RTCRtpTransceiverDirection::Sendrecv
+        };
+        for t in self.pc.get_transceivers().await {
+            t.set_direction(dir)
+                .await
+                .map_err(|e| format!("set_direction: {e}"))?;
+        }
+        let offer = self
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(|e| format!("create_offer: {e}"))?;
+        self.pc
+            .set_local_description(offer)
+            .await
+            .map_err(|e| format!("set_local_description: {e}"))?;
+        self.pc
+            .local_description()
+            .await
+            .map(|d| d.sdp)
+            .ok_or_else(|| "no local description".to_string())
+    }
+
+    /// The switch's answer to `reoffer`.
+    pub async fn accept(&self, answer: &str) -> Result<(), String> {
+        let answer = RTCSessionDescription::answer(answer.to_string())
+            .map_err(|e| format!("bad SDP answer: {e}"))?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| format!("answer refused: {e}"))
     }
 
     pub async fn close(&self) {

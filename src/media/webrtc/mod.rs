@@ -176,6 +176,11 @@ impl WebRtcGateway {
         self.peers().remove(&leg);
     }
 
+    /// Ends every peer (shutdown).
+    pub fn close_all(&self) {
+        self.peers().clear();
+    }
+
     /// Peers alive now (all legs).
     pub fn peer_count(&self) -> usize {
         self.peers().values().map(Vec::len).sum()

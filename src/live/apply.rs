@@ -25,6 +25,7 @@ impl LiveModel {
     }
 
     pub fn apply(&mut self, rec: &Record) {
+        self.now = self.now.max(rec.at());
         if let Some(id) = rec.call_id() {
             if let Some(d) = self.today.get_mut(id) {
                 d.last_event_at = d.last_event_at.max(rec.at());

@@ -111,6 +111,10 @@ pub struct LiveModel {
     dirty: u8,
     /// Today's figures need recomputing.
     pub(super) stale: bool,
+    /// The last time `tick` saw: whether a waiting caller has passed the SL threshold.
+    pub(super) now: Millis,
+    /// Waiting callers past their queue's SL threshold at the last recomputation.
+    pub(super) waiting_past_sl: usize,
     pub(super) computed: super::today::Computed,
     pub(super) alerts: Vec<super::snapshot::Alert>,
     /// Queue -> when its service level fell under target.
@@ -157,6 +161,8 @@ impl LiveModel {
             // Clients start from a snapshot: nothing is pending at first.
             dirty: 0,
             stale: true,
+            now,
+            waiting_past_sl: 0,
             computed: Default::default(),
             alerts: Vec::new(),
             sl_low_since: HashMap::new(),
@@ -268,6 +274,35 @@ impl LiveModel {
         (all, by_queue)
     }
 
+    /// A caller still waiting counts in the service level once their wait passes the
+    /// queue's threshold (they can no longer be answered within it); before that the call is
+    /// undecided and left out, or one waiting caller would show today's SL as 0 %.
+    pub(super) fn undecided(&self, t: &CallTimes) -> bool {
+        let waiting =
+            t.queued_at.is_some() && t.agent_answered_at.is_none() && t.ended_at.is_none();
+        match (waiting, t.queued_at, &t.queue) {
+            (true, Some(at), Some(q)) => {
+                self.now.as_u64() <= at.as_u64() + self.sl.get(q).threshold_ms
+            }
+            _ => false,
+        }
+    }
+
+    /// Callers in progress whose wait has passed their queue's SL threshold.
+    pub(super) fn count_waiting_past_sl(&self) -> usize {
+        self.calls
+            .keys()
+            .filter_map(|id| self.today.get(id))
+            .filter(|d| {
+                let t = &d.times;
+                t.queued_at.is_some()
+                    && t.agent_answered_at.is_none()
+                    && t.ended_at.is_none()
+                    && !self.undecided(t)
+            })
+            .count()
+    }
+
     /// Time passes: day rollover at local midnight, the last hour's arrivals, alerts.
     pub fn tick(&mut self, now: Millis) {
         if self.day.roll(now) {
@@ -292,6 +327,10 @@ impl LiveModel {
         }
         if pruned {
             self.mark(&[Section::Queues]);
+        }
+        self.now = self.now.max(now);
+        if self.count_waiting_past_sl() != self.waiting_past_sl {
+            self.mark_figures();
         }
         self.refresh_alerts(now);
     }

@@ -493,6 +493,9 @@ fn midnight_starts_a_new_day_keeping_calls_in_progress() {
     }
     m.apply(&started("live", 200));
     m.apply(&queued("live", 205, "tech", 0));
+    // The caller who just started waiting is undecided: not yet counted.
+    assert_eq!(m.totals().offered, 1);
+    m.tick(at(230));
     assert_eq!(m.totals().offered, 2);
     let midnight = DAY_START + 86_400_000;
     m.take_dirty();
@@ -533,4 +536,28 @@ fn snapshot_serialises_as_the_contract_says() {
     assert_eq!(v["totals"]["service_level_pct"], serde_json::Value::Null);
     assert_eq!(v["queues"][0]["agents"]["logged_in"], 0);
     assert_eq!(v["calls"][0]["state"], "ivr");
+}
+
+#[test]
+fn a_waiting_caller_counts_in_the_service_level_only_once_past_the_threshold() {
+    let mut m = LiveModel::new(cfg(), at(0));
+    let sl = |m: &mut LiveModel| {
+        let snap = m.snapshot(m.now);
+        let q = snap.queues.iter().find(|q| q.name == "tech").unwrap();
+        (q.today.offered, q.today.service_level_pct)
+    };
+    m.apply(&started("w", 10));
+    m.apply(&queued("w", 15, "tech", 0));
+    // Waiting 5 s of tech's 20: undecided, not a 0 % service level.
+    m.tick(at(20));
+    assert_eq!(sl(&mut m), (0, None));
+    m.tick(at(35));
+    assert_eq!(sl(&mut m), (0, None), "20 s exactly is still within");
+    // 21 s: can no longer be answered within 20 s, so it counts as missed.
+    m.tick(at(36));
+    assert_eq!(sl(&mut m), (1, Some(0.0)));
+    // Abandoned at 40 s: still offered once, still missed.
+    m.apply(&ended("w", 40, EndedBy::Caller));
+    m.tick(at(41));
+    assert_eq!(sl(&mut m), (1, Some(0.0)));
 }

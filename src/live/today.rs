@@ -70,6 +70,7 @@ impl LiveModel {
             return;
         }
         self.stale = false;
+        self.waiting_past_sl = self.count_waiting_past_sl();
         let start = self.day.start();
         let mut per_queue: HashMap<String, QueueStats> = HashMap::new();
         let mut buckets: BTreeMap<u64, QueueStats> = BTreeMap::new();
@@ -85,7 +86,7 @@ impl LiveModel {
                 }
             }
             if let (Some(at), Some(q)) = (t.queued_at, &t.queue) {
-                if at >= start {
+                if at >= start && !self.undecided(t) {
                     let threshold = self.sl.get(q).threshold_ms;
                     let mut one = QueueStats::default();
                     one.add(t, threshold);

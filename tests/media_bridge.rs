@@ -484,3 +484,92 @@ fn new_legs_go_to_the_lighter_worker_after_bridge_moves() {
     wait_worker_legs(&media, &[0, 0]);
     media.shutdown();
 }
+
+/// A supervisor listening: caller and agent still hear each other over the relay (the
+/// caller's exact bytes and its RFC 4733 digits reach the agent); only the supervisor gets a
+/// mix. In barge mode the agent's audio is mixed (no digits relayed any more).
+#[test]
+fn listen_keeps_the_callers_relay_and_mixes_only_for_the_supervisor() {
+    use ccswitch::engine::media::MonitorMode;
+    let (media, _rx) = start(1);
+    let (caller, agent, sup) = (phone(), phone(), phone());
+    let (pc, pa, ps) = (free_port(), free_port(), free_port());
+    let leg_c: SocketAddr = format!("127.0.0.1:{pc}").parse().unwrap();
+    open(
+        &media,
+        1,
+        pc,
+        caller.local_addr().unwrap(),
+        Codec::Pcmu,
+        101,
+    );
+    open(&media, 2, pa, agent.local_addr().unwrap(), Codec::Pcmu, 101);
+    open(&media, 3, ps, sup.local_addr().unwrap(), Codec::Pcmu, 101);
+    media.send(MediaCommand::Bridge { a: 1, b: 2 });
+    let mut seq = until_relayed(&caller, leg_c, &agent, 0, &[0x23; 160]);
+    media.send(MediaCommand::Monitor {
+        caller: 1,
+        agent: 2,
+        supervisor: 3,
+        mode: MonitorMode::Listen,
+    });
+    // The supervisor hears the caller once the mix has primed: keep the caller talking.
+    let body: Vec<u8> = (0..160u8).map(|i| 0x20 + (i % 64)).collect();
+    let digit = [5u8, 0x0a, 0x00, 0xa0];
+    let mut sup_heard = 0;
+    let mut buf = [0u8; 1500];
+    let mut agent_got = Vec::new();
+    for _ in 0..60 {
+        caller
+            .send_to(&packet(0, seq, u32::from(seq) * 160, 1, &body), leg_c)
+            .unwrap();
+        seq += 1;
+        caller
+            .send_to(&packet(101, seq, u32::from(seq) * 160, 1, &digit), leg_c)
+            .unwrap();
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(n) = agent.recv(&mut buf) {
+            agent_got.push(rtp::parse(&buf[..n]).unwrap());
+        }
+        while sup.recv(&mut buf).is_ok() {
+            sup_heard += 1;
+        }
+    }
+    let audio: Vec<_> = agent_got.iter().filter(|p| p.payload_type == 0).collect();
+    assert!(audio.len() >= 40, "agent got {} audio packets", audio.len());
+    assert!(
+        audio.iter().all(|p| p.payload[..] == body[..]),
+        "the caller's bytes reach the agent unmixed"
+    );
+    assert!(
+        agent_got.iter().any(|p| p.payload_type == 101),
+        "the caller's RFC 4733 digits are relayed to the agent"
+    );
+    assert!(sup_heard >= 20, "the supervisor heard {sup_heard} packets");
+
+    // Barge: the agent now hears caller + supervisor through the mix.
+    media.send(MediaCommand::Monitor {
+        caller: 1,
+        agent: 2,
+        supervisor: 3,
+        mode: MonitorMode::Barge,
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    while agent.recv(&mut buf).is_ok() {}
+    let mut events = 0;
+    for _ in 0..30 {
+        caller
+            .send_to(&packet(101, seq, u32::from(seq) * 160, 1, &digit), leg_c)
+            .unwrap();
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(n) = agent.recv(&mut buf) {
+            if rtp::parse(&buf[..n]).unwrap().payload_type == 101 {
+                events += 1;
+            }
+        }
+    }
+    assert_eq!(events, 0, "mixed audio carries no relayed digits");
+    media.shutdown();
+}

@@ -6,7 +6,11 @@
 //! may hear it in the current [`MonitorMode`] ([`hears`]). Every listener is served on its own
 //! 20 ms grid: [`Conference::pull`] takes one frame (160 samples) from each queue it hears,
 //! sums them in 32 bits and saturates to 16 bits; the runtime encodes that in the listener's
-//! codec and sends it as the leg's own next packet. Nobody ever hears themselves.
+//! codec and sends it as the leg's own next packet. Nobody ever hears themselves. A listener
+//! who hears one source only ([`sole_source`]: caller and agent in listen mode, the caller in
+//! whisper mode) is not mixed: the runtime keeps relaying that source's packets over the
+//! caller-agent bridge, so silent monitoring adds no delay, no transcoding and no lost
+//! RFC 4733 digits to the call it watches.
 //!
 //! Jitter: a queue starts to give samples only once it holds [`PRIME`] samples (two frames,
 //! 40 ms), and primes again after it ran dry, so packets that arrive a little early or late
@@ -54,6 +58,18 @@ pub fn hears(mode: MonitorMode, listener: Role, source: Role) -> bool {
         (MonitorMode::Whisper, Caller, Supervisor) => false,
         (MonitorMode::Barge, _, Supervisor) => true,
         _ => false,
+    }
+}
+
+/// The only source `listener` hears in `mode`, if it hears exactly one (the caller in listen
+/// and whisper, the agent in listen). That audio needs no mixing: the runtime relays it packet
+/// by packet over the caller-agent bridge, so a silently monitored call keeps its delay (no
+/// jitter buffer), its codec bytes and its RFC 4733 digits.
+pub fn sole_source(mode: MonitorMode, listener: Role) -> Option<Role> {
+    let mut heard = ROLES.into_iter().filter(|s| hears(mode, listener, *s));
+    match (heard.next(), heard.next()) {
+        (Some(s), None) => Some(s),
+        _ => None,
     }
 }
 
@@ -138,22 +154,25 @@ impl Conference {
         ROLES.into_iter().find(|r| self.legs[*r as usize] == leg)
     }
 
-    /// Switches the mode; queues of pairs that no longer hear each other are emptied.
+    /// Switches the mode; queues of pairs that no longer hear each other, or that the relay
+    /// serves now, are emptied.
     pub fn set_mode(&mut self, mode: MonitorMode) {
         self.mode = mode;
         for l in ROLES {
+            let relayed = sole_source(mode, l).is_some();
             for s in ROLES {
-                if !hears(mode, l, s) {
+                if relayed || !hears(mode, l, s) {
                     self.queues[l as usize][s as usize].clear();
                 }
             }
         }
     }
 
-    /// Linear audio `source` sent, for every listener that hears it.
+    /// Linear audio `source` sent, for every listener that hears it in the mix (not those
+    /// the relay serves: [`sole_source`]).
     pub fn push(&mut self, source: Role, samples: &[i16]) {
         for l in ROLES {
-            if hears(self.mode, l, source) {
+            if hears(self.mode, l, source) && sole_source(self.mode, l).is_none() {
                 self.queues[l as usize][source as usize].push(samples);
             }
         }
@@ -162,6 +181,9 @@ impl Conference {
     /// The next 20 ms frame `listener` hears, into `out`; false when no source it hears had
     /// audio (nothing to send).
     pub fn pull(&mut self, listener: Role, out: &mut [i16; FRAME]) -> bool {
+        if sole_source(self.mode, listener).is_some() {
+            return false;
+        }
         let mut acc = [0i32; FRAME];
         let mut any = false;
         for s in ROLES {
@@ -193,6 +215,16 @@ impl Mixer {
     /// True when `leg` is in a conference (its audio goes to the mix, not the relay).
     pub fn contains(&self, leg: LegId) -> bool {
         !self.confs.is_empty() && self.confs.iter().any(|c| c.role(leg).is_some())
+    }
+
+    /// True when `listener` hears only `source` (both in one conference): `source`'s packets
+    /// are relayed to it as over a plain bridge instead of being mixed.
+    pub fn relays(&self, source: LegId, listener: LegId) -> bool {
+        self.conference(source)
+            .is_some_and(|c| match (c.role(source), c.role(listener)) {
+                (Some(s), Some(l)) => sole_source(c.mode, l) == Some(s),
+                _ => false,
+            })
     }
 
     pub fn conference(&self, leg: LegId) -> Option<&Conference> {
@@ -387,6 +419,33 @@ mod tests {
     }
 
     #[test]
+    fn only_listeners_of_two_sources_are_mixed() {
+        use MonitorMode::*;
+        // Listen: caller and agent hear each other alone (relayed); whisper: the caller
+        // hears the agent alone; barge: everyone hears two.
+        let sole = |m, l| sole_source(m, l);
+        assert_eq!(sole(Listen, Caller), Some(Agent));
+        assert_eq!(sole(Listen, Agent), Some(Caller));
+        assert_eq!(sole(Listen, Supervisor), None);
+        assert_eq!(sole(Whisper, Caller), Some(Agent));
+        assert_eq!(sole(Whisper, Agent), None);
+        for l in ROLES {
+            assert_eq!(sole(Barge, l), None);
+        }
+        // Switching to a mode where the relay serves a listener drops its queued mix, so a
+        // later switch back does not replay stale audio.
+        let mut c = Conference::new([1, 2, 3], Barge);
+        for _ in 0..4 {
+            c.push(Agent, &frame(700));
+        }
+        c.set_mode(Listen);
+        c.set_mode(Barge);
+        let mut out = [0i16; FRAME];
+        assert!(!c.pull(Caller, &mut out), "nothing stale for the caller");
+        assert!(c.pull(Supervisor, &mut out), "the supervisor's queue stays");
+    }
+
+    #[test]
     fn mixer_decodes_g711_routes_by_leg_and_restarts_conferences() {
         let mut m = Mixer::default();
         assert!(m.is_empty());
@@ -401,7 +460,10 @@ mod tests {
         assert!(m.pull(30, &mut out));
         assert!((i32::from(out[0]) - 8000).abs() < 300, "{}", out[0]);
         assert!(!m.pull(10, &mut out), "the caller never hears itself");
-        assert!(m.pull(20, &mut out), "the agent hears the caller");
+        // The agent hears the caller alone in listen mode: over the relay, not the mix.
+        assert!(!m.pull(20, &mut out), "the relay serves the agent");
+        assert!(m.relays(10, 20) && m.relays(20, 10));
+        assert!(!m.relays(10, 30) && !m.relays(30, 20) && !m.relays(99, 20));
         // Same legs: a mode switch, nothing released.
         assert_eq!(m.start([10, 20, 30], Barge), Some(vec![]));
         assert_eq!(m.conference(20).map(Conference::mode), Some(Barge));

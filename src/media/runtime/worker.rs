@@ -274,6 +274,9 @@ impl Worker {
     /// their peer at once.
     fn receive(&mut self, idx: usize, max: usize) {
         for _ in 0..max {
+            // In a supervisor's conference the audio goes to the mix; a bridge peer that hears
+            // this leg only (`mix::sole_source`) still gets it relayed.
+            let (mixed, relayed) = self.mix_routing(idx);
             let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
                 return;
             };
@@ -285,11 +288,10 @@ impl Worker {
             };
             let now = self.clock.now();
             let bytes = self.recv_buf.get(..n).unwrap_or(&[]);
-            let mixed = self.mixer.contains(slot.leg.id());
             match slot.peer {
-                _ if mixed => {
-                    // In a supervisor's conference: the audio goes to the mix (sent on the
-                    // listeners' ticks), never relayed; digits and recording as usual.
+                _ if mixed && !relayed => {
+                    // Heard only through the mix (sent on the listeners' ticks), never
+                    // relayed; digits and recording as usual.
                     if let Inbound::Media(pkt) = slot.leg.receive(now, bytes, from) {
                         let src = slot.leg.source();
                         if src.kind(pkt.payload_type) == PacketKind::Audio {
@@ -322,9 +324,12 @@ impl Worker {
                     };
                     self.tick_received += 1;
                     let src = x.leg.source();
-                    if let Some((id, side)) = x.rec {
-                        if src.kind(pkt.payload_type) == PacketKind::Audio {
+                    if src.kind(pkt.payload_type) == PacketKind::Audio {
+                        if let Some((id, side)) = x.rec {
                             self.recorder.audio(id, side, now, src.codec, pkt.payload);
+                        }
+                        if mixed {
+                            self.mixer.push(x.leg.id(), src.codec, pkt.payload);
                         }
                     }
                     if let Some((dest, len)) =
@@ -347,6 +352,27 @@ impl Worker {
             }
             self.emit_leg_events(idx);
         }
+    }
+
+    /// Whether the leg at `idx` is in a supervisor's conference, and whether its audio is
+    /// also relayed to its bridge peer (the peer hears it alone).
+    fn mix_routing(&self, idx: usize) -> (bool, bool) {
+        if self.mixer.is_empty() {
+            return (false, false);
+        }
+        let slot_of = |i: usize| self.slab.get(i).and_then(Option::as_ref);
+        let Some(slot) = slot_of(idx) else {
+            return (false, false);
+        };
+        let id = slot.leg.id();
+        if !self.mixer.contains(id) {
+            return (false, false);
+        }
+        let relayed = slot
+            .peer
+            .and_then(slot_of)
+            .is_some_and(|p| self.mixer.relays(id, p.leg.id()));
+        (true, relayed)
     }
 
     /// One slot's turn: receive, timers, the frame due, events.

@@ -14,9 +14,9 @@
 //!
 //! Or the supervisor presses a button on the wallboard (`POST /api/v1/calls/{id}/monitor`,
 //! `Input::MonitorRequest`): the engine answers at once (`Output::MonitorAnswer`: refused
-//! when the extension is no supervisor's, their phone is not registered, the call is
-//! unknown, has no agent on it now, is monitored already or the supervisor is busy
-//! monitoring), then rings the supervisor's registered phones as it offers calls to agents
+//! in this order when the extension is no supervisor's, the call is unknown, has no agent
+//! on it now, is monitored already, the supervisor is busy monitoring, or their phone is
+//! not registered), then rings the supervisor's registered phones as it offers calls to agents
 //! (`ring_contacts`: forks, CANCEL, ACK, BYE), From `"Listen 1002"` (mode and agent),
 //! `X-Call-Id` and `X-Monitor-Mode` headers. No answer within `MONITOR_RING_MS`: CANCEL,
 //! nothing recorded (the API audited the attempt). The call ending (or losing its agent)
@@ -55,8 +55,6 @@ pub struct MonitorRequest {
 pub enum MonitorRefusal {
     /// The extension is no supervisor's SIP phone.
     NotSupervisor,
-    /// The supervisor's phone has no registered contact (browser contacts do not count).
-    NotRegistered,
     /// No live call has this id.
     UnknownCall,
     /// The call has no agent on it now (IVR, queue, ringing an agent, ended).
@@ -65,6 +63,8 @@ pub enum MonitorRefusal {
     AlreadyMonitored,
     /// This supervisor already monitors a call or is being rung for one.
     SupervisorBusy,
+    /// The supervisor's phone has no registered contact (browser contacts do not count).
+    NotRegistered,
     /// No RTP port is free for the supervisor's leg.
     NoCapacity,
 }
@@ -305,17 +305,6 @@ impl Engine {
             .supervisor(&req.supervisor)
             .map(|s| s.name.clone())
             .ok_or(MonitorRefusal::NotSupervisor)?;
-        // Browser phones are not rung here (see the module documentation).
-        let contacts: Vec<_> = self
-            .registrar
-            .contacts(&req.supervisor)
-            .iter()
-            .filter(|b| !b.transport.is_connection_bound())
-            .cloned()
-            .collect();
-        if contacts.is_empty() {
-            return Err(MonitorRefusal::NotRegistered);
-        }
         let (target, call) = self
             .calls
             .iter()
@@ -334,6 +323,17 @@ impl Engine {
             || self.monitors.ringing.values().any(|r| r.supervisor == name);
         if busy {
             return Err(MonitorRefusal::SupervisorBusy);
+        }
+        // Browser phones are not rung here (see the module documentation).
+        let contacts: Vec<_> = self
+            .registrar
+            .contacts(&req.supervisor)
+            .iter()
+            .filter(|b| !b.transport.is_connection_bound())
+            .cloned()
+            .collect();
+        if contacts.is_empty() {
+            return Err(MonitorRefusal::NotRegistered);
         }
         let agent = self
             .agent_legs

@@ -255,7 +255,8 @@ impl LiveModel {
             | Record::FollowUpOpened { .. }
             | Record::DispositionSet { .. }
             | Record::MonitorStarted { .. }
-            | Record::MonitorEnded { .. } => {}
+            | Record::MonitorEnded { .. }
+            | Record::MonitorRefused { .. } => {}
         }
     }
 

@@ -235,13 +235,22 @@ fn pjsua_supervisor_listens_whispers_and_barges() {
         .unwrap_or_else(|| panic!("no call answered by 1002: {calls:#?}"));
     let call_id = c["call_id"].as_str().expect("call_id").to_string();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let segments = rt.block_on(async {
+    let (segments, audit) = rt.block_on(async {
         let store = ccswitch::store::Store::open(&cfg.db_url)
             .await
             .expect("store");
-        store.monitor_segments(&call_id).await.expect("segments")
+        let segments = store.monitor_segments(&call_id).await.expect("segments");
+        (segments, store.audit_entries(500).await.expect("audit"))
     });
     eprintln!("segments: {segments:#?}");
+    // Alice's refused code is in the audit log.
+    assert!(
+        audit.iter().any(|e| e.user == "agent:1001"
+            && e.action == "monitor.refused"
+            && e.target.as_deref() == Some("1002")
+            && e.detail.as_deref() == Some("listen refused: forbidden")),
+        "{audit:#?}"
+    );
     let modes: Vec<(&str, Option<&str>)> = segments
         .iter()
         .map(|s| (s.mode.as_str(), s.end_reason.as_deref()))

@@ -320,3 +320,55 @@ fn unregistered_supervisor_and_call_without_agent_are_refused() {
     assert_eq!(answer_of(&net, "n"), Err(MonitorRefusal::NotRegistered));
     assert!(net.to(SUP).is_empty());
 }
+
+/// `ext` at `at` dials `code` (407, then authenticated with `demo<ext>`); the final status.
+fn dial_code(net: &mut Net, ext: &str, at: &str, code: &str, cseq: u32) -> Option<u16> {
+    let b = net.to(at).len();
+    let first = format!("z9hG4bKm{cseq}");
+    net.send(at, &feature_invite(ext, at, code, &first, cseq, None));
+    let chal = net.to(at)[b..]
+        .iter()
+        .find(|m| status_of(m) == Some(407))
+        .cloned()
+        .expect("407");
+    let uri = format!("sip:{code}@127.0.0.1:5060");
+    let pw = format!("demo{ext}");
+    let auth = authorization(&chal, "Proxy-Authenticate", ext, &pw, "INVITE", &uri);
+    let second = format!("z9hG4bKn{cseq}");
+    net.send(
+        at,
+        &feature_invite(ext, at, code, &second, cseq + 1, Some(&auth)),
+    );
+    net.last_status_to(at)
+}
+
+#[test]
+fn refused_monitoring_codes_are_recorded_for_the_audit_log() {
+    let mut net = net_with_supervisor();
+    // An agent is no supervisor: 403.
+    assert_eq!(dial_code(&mut net, "1001", AGENT1, "*311001", 10), Some(403));
+    // The supervisor, for an agent not on a call: 480.
+    assert_eq!(dial_code(&mut net, "9001", SUP, "*321001", 20), Some(480));
+    let refused: Vec<(String, String, String, String)> = net
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::MonitorRefused {
+                user,
+                agent,
+                mode,
+                reason,
+                ..
+            } => Some((user.clone(), agent.clone(), mode.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect();
+    let row = |u: &str, m: &str, r: &str| (u.into(), "1001".into(), m.into(), r.into());
+    assert_eq!(
+        refused,
+        vec![
+            row("agent:1001", "listen", "forbidden"),
+            row("sue", "whisper", "not_bridged"),
+        ]
+    );
+}

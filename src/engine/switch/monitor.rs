@@ -193,12 +193,14 @@ impl Engine {
         };
         let Some(sup) = self.agent_dir.supervisor(&ext) else {
             tracing::warn!(user = %ext, agent, mode = mode.as_str(), "monitoring refused: not a supervisor");
+            self.refused(now, format!("agent:{ext}"), agent, mode, "forbidden");
             self.reply(now, key, req, peer, 403, "Forbidden (supervisors only)");
             return Err(());
         };
         let supervisor = sup.name.clone();
         let Some((target, _)) = self.agent_call(agent) else {
             tracing::info!(supervisor = %supervisor, agent, "monitoring: agent is not on a call");
+            self.refused(now, supervisor, agent, mode, "not_bridged");
             self.reply(
                 now,
                 key,
@@ -210,6 +212,7 @@ impl Engine {
             return Err(());
         };
         if self.is_monitored(target) {
+            self.refused(now, supervisor, agent, mode, "already_monitored");
             self.reply(now, key, req, peer, 486, "Busy Here (already monitored)");
             return Err(());
         }
@@ -222,6 +225,17 @@ impl Engine {
             },
         );
         Ok(Some(MONITOR_FEATURE.to_string()))
+    }
+
+    /// A refused monitoring code, for the audit log.
+    fn refused(&mut self, now: Millis, user: String, agent: &str, mode: MonitorMode, reason: &str) {
+        self.persist(Record::MonitorRefused {
+            user,
+            agent: agent.to_string(),
+            mode: mode.as_str().to_string(),
+            reason: reason.to_string(),
+            at: now,
+        });
     }
 
     /// The agent's answered call: (call key, agent leg).

@@ -381,8 +381,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     if let Err(e) = auth.restore().await {
         tracing::error!(error = %e, "could not restore browser sessions: they must sign in again");
     }
+    let (monitor_tx, monitor_rx) = mpsc::channel::<control::MonitorAsk>(64);
     let rest =
-        api::rest::RestState::new(&config, auth.clone(), store.clone(), cmd_tx.clone(), clock);
+        api::rest::RestState::new(&config, auth.clone(), store.clone(), cmd_tx.clone(), clock)
+            .with_monitor(monitor_tx);
     let mut http_app = api::router(api_state)
         .merge(api::auth_routes::router(auth.clone()))
         .merge(api::rest::router(rest))
@@ -419,6 +421,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             media: media_rx,
             commands: cmd_rx,
             tcp_in_use: in_use_rx,
+            monitor: monitor_rx,
         },
         shells,
     )

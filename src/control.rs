@@ -2,12 +2,21 @@
 //! outputs to the shells, and sleeps until its one deadline. No locks around protocol state.
 
 use crate::clock::Clock;
-use crate::engine::{Command, Engine, EngineStats, Input, MediaEvent, Output};
+use crate::engine::{
+    Command, Engine, EngineStats, Input, MediaEvent, MonitorRefusal, MonitorRequest, Output,
+};
 use crate::media::runtime::MediaHandle;
 use crate::net::tcp::InUseQuery;
 use crate::net::{Inbound, NetSender};
 use crate::store::RecordSink;
-use tokio::sync::mpsc;
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+
+/// A monitoring request (REST) and where the engine's answer goes.
+pub struct MonitorAsk {
+    pub request: MonitorRequest,
+    pub reply: oneshot::Sender<Result<(), MonitorRefusal>>,
+}
 
 pub struct Shells {
     pub net: NetSender,
@@ -25,11 +34,15 @@ pub struct Inputs {
     /// The TCP and WebSocket transports asking whether the engine still needs an idle
     /// connection.
     pub tcp_in_use: mpsc::Receiver<InUseQuery>,
+    /// Supervisors asking to be rung to monitor a call (answered at once).
+    pub monitor: mpsc::Receiver<MonitorAsk>,
 }
 
 /// Runs until the engine reports `Drained` after a shutdown command (or every input closes).
 pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: Shells) {
     let mut published = EngineStats::default();
+    // Monitoring requests waiting for the engine's answer (in the same drain).
+    let mut asking: HashMap<String, oneshot::Sender<Result<(), MonitorRefusal>>> = HashMap::new();
     loop {
         let deadline = engine.poll_timeout();
         let sleep = async {
@@ -45,6 +58,10 @@ pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: S
             },
             Some(ev) = inputs.media.recv() => Input::Media(ev),
             Some(cmd) = inputs.commands.recv() => Input::Command(cmd),
+            Some(ask) = inputs.monitor.recv() => {
+                asking.insert(ask.request.id.clone(), ask.reply);
+                Input::MonitorRequest(ask.request)
+            }
             Some(q) = inputs.tcp_in_use.recv() => {
                 // A question, not an input: the engine's state does not change.
                 let _ = q.reply.send(engine.uses_connection(q.conn));
@@ -56,14 +73,18 @@ pub async fn run(mut engine: Engine, clock: Clock, mut inputs: Inputs, shells: S
         engine.handle_input(clock.now(), input);
         // Counters first: whoever sees our reply and then scrapes /metrics finds it counted.
         publish(&engine, &mut published);
-        if drain(&mut engine, &shells) {
+        if drain(&mut engine, &shells, &mut asking) {
             break;
         }
     }
 }
 
 /// Carries every pending output; true when the engine says it has drained.
-fn drain(engine: &mut Engine, shells: &Shells) -> bool {
+fn drain(
+    engine: &mut Engine,
+    shells: &Shells,
+    asking: &mut HashMap<String, oneshot::Sender<Result<(), MonitorRefusal>>>,
+) -> bool {
     let mut drained = false;
     while let Some(out) = engine.poll_output() {
         match out {
@@ -78,6 +99,11 @@ fn drain(engine: &mut Engine, shells: &Shells) -> bool {
             Output::Live(event) => {
                 if let Some(live) = &shells.live {
                     live.event(event);
+                }
+            }
+            Output::MonitorAnswer { id, result } => {
+                if let Some(reply) = asking.remove(&id) {
+                    let _ = reply.send(result);
                 }
             }
             Output::Drained => drained = true,

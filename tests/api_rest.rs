@@ -7,7 +7,9 @@
 //! cookie POSTs, bad bodies and parameters (problem documents with stable types), cursor
 //! paging (each call exactly once), reports equal to the CLI's, CSV exports, the call
 //! timeline (numbers masked, no server path), unmask, a recording range request (206, the
-//! right bytes), the agent command reaching the engine, and the audit rows.
+//! right bytes), the agent command reaching the engine, monitoring requests refused with
+//! their reasons (agent 403, no SIP phone 422, unknown call 404, bad bodies) and audited,
+//! and the audit rows.
 
 #![allow(clippy::disallowed_methods)] // deadlines for the switch to start and to act
 
@@ -31,6 +33,8 @@ const USERS: [(&str, &str, &str); 3] = [
     ("sue", "supervisor", "sue-runs-the-floor"),
     ("ada", "admin", "ada-owns-the-switch"),
 ];
+/// A supervisor with a SIP phone (users.toml `sip_extension = "9001"`).
+const PHONE_USER: (&str, &str) = ("mo", "mo-listens-in");
 const CALLER: &str = "+8613812345678";
 const BULK: usize = 23;
 const DAY: u64 = 86_400_000;
@@ -416,6 +420,19 @@ impl Env {
                 password::hash_password(pw).unwrap()
             ));
         }
+        // A supervisor with a SIP phone (extension 9001, never registered here).
+        users.push_str(&format!(
+            "[[users]]\nname = \"{}\"\nrole = \"supervisor\"\npassword_hash = \"{}\"\n\
+             sip_extension = \"9001\"\nsip_ha1_md5 = \"{}\"\n\n",
+            PHONE_USER.0,
+            password::hash_password(PHONE_USER.1).unwrap(),
+            ccswitch::proto::digest::ha1(
+                ccswitch::proto::digest::Algorithm::Md5,
+                "9001",
+                "ccswitch",
+                "demo9001"
+            )
+        ));
         // Generous sign-in throttle: the tests sign in a few times from one address.
         users.push_str("[sign_in]\nfree_failures = 50\nblock_after = 100\n");
         std::fs::write(config.join("users.toml"), users).unwrap();
@@ -746,7 +763,8 @@ fn required_role(method: &str, path: &str) -> Option<Option<&'static str>> {
         | ("post", "/api/v1/agents/{extension}/state")
         | ("get", "/api/v1/agents/{extension}/desk")
         | ("get", "/api/v1/calls/{call_id}/history")
-        | ("post", "/api/v1/calls/{call_id}/disposition") => Some("supervisor"),
+        | ("post", "/api/v1/calls/{call_id}/disposition")
+        | ("post", "/api/v1/calls/{call_id}/monitor") => Some("supervisor"),
         ("get", "/api/v1/audit") => Some("admin"),
         _ => return None,
     })
@@ -806,6 +824,7 @@ async fn openapi_walk(env: &Env, callers: &[Who]) {
             let body = match (method.as_str(), path.as_str()) {
                 ("post", "/api/v1/agents/{extension}/state") => Some(r#"{"state":"ready"}"#),
                 ("post", "/api/v1/calls/{call_id}/disposition") => Some(r#"{"code":"resolved"}"#),
+                ("post", "/api/v1/calls/{call_id}/monitor") => Some(r#"{"mode":"listen"}"#),
                 _ => None,
             };
             let m = method.to_uppercase();
@@ -820,6 +839,11 @@ async fn openapi_walk(env: &Env, callers: &[Who]) {
                     (Some(n), Some(role)) if rank(role) < rank(n) => {
                         let v = r.problem(403, "forbidden");
                         assert!(v["permission"].is_string(), "{label}: {v}");
+                    }
+                    (Some(_), Some(_)) if path == "/api/v1/calls/{call_id}/monitor" => {
+                        // Neither these users nor tokens have a SIP phone to ring.
+                        let v = r.problem(422, "no-sip-phone");
+                        assert!(v["detail"].as_str().is_some(), "{label}: {v}");
                     }
                     (Some(_), Some(_)) if path == "/api/v1/live" => {
                         // A WebSocket route answers a plain GET with an upgrade error.
@@ -858,6 +882,7 @@ async fn openapi_walk(env: &Env, callers: &[Who]) {
         ("get", "/api/v1/agents/{extension}/desk"),
         ("get", "/api/v1/calls/{call_id}/history"),
         ("post", "/api/v1/calls/{call_id}/disposition"),
+        ("post", "/api/v1/calls/{call_id}/monitor"),
     ];
     for (m, p) in expected {
         assert!(
@@ -1407,6 +1432,104 @@ async fn agent_command_and_audit(env: &Env, sup: &Who) {
     assert_eq!(ids, all);
 }
 
+/// Monitoring requests refused, each with its reason, and each attempt audited (the accepted
+/// ones need a live call and a phone: tests/e2e/monitor.rs).
+async fn monitor_requests(env: &Env, sup: &Who) {
+    let addr = env.addr();
+    let path = "/api/v1/calls/c-full/monitor";
+    let listen = Some(r#"{"mode":"listen"}"#);
+    // An agent-desk session: 403.
+    let body = json!({"extension": "1001", "password": "demo1001"}).to_string();
+    let r = request(addr, "POST", "/api/v1/session/agent", &[JSON], Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let agent = Who::Session {
+        role: "agent",
+        cookie: r
+            .header("set-cookie")
+            .expect("Set-Cookie")
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string(),
+        csrf: r.json()["csrf_token"].as_str().unwrap().to_string(),
+    };
+    let v = call(addr, &agent, "POST", path, listen)
+        .await
+        .problem(403, "forbidden");
+    assert_eq!(v["permission"], "monitor", "{v}");
+    // A supervisor without a SIP phone: 422 saying what to add.
+    let v = call(addr, sup, "POST", path, Some(r#"{"mode":"barge"}"#))
+        .await
+        .problem(422, "no-sip-phone");
+    assert!(
+        v["detail"].as_str().unwrap().contains("sip_extension"),
+        "{v}"
+    );
+    // With a phone: c-full is no live call (404), nor is an unknown id.
+    let body = json!({"user": PHONE_USER.0, "password": PHONE_USER.1}).to_string();
+    let r = request(addr, "POST", "/api/v1/session", &[JSON], Some(&body)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mo = Who::Session {
+        role: "supervisor",
+        cookie: r
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string(),
+        csrf: r.json()["csrf_token"].as_str().unwrap().to_string(),
+    };
+    assert!(r.json()["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "monitor"));
+    call(addr, &mo, "POST", path, Some(r#"{"mode":"whisper"}"#))
+        .await
+        .problem(404, "not-found");
+    call(addr, &mo, "POST", "/api/v1/calls/nope/monitor", listen)
+        .await
+        .problem(404, "not-found");
+    // Bad bodies: never a panic, a problem document.
+    for (body, status) in [
+        (r#"{"mode":"spy"}"#, 422),
+        (r#"{"mode":"listen","extra":1}"#, 422),
+        (r#"{}"#, 422),
+        (r#"{"mode":"#, 400),
+    ] {
+        call(addr, &mo, "POST", path, Some(body))
+            .await
+            .problem(status, "invalid-body");
+    }
+    // The audit log has each attempt that reached the handler, with its outcome.
+    let admin = sign_in(addr, "admin").await;
+    let r = call(addr, &admin, "GET", "/api/v1/audit?limit=500", None).await;
+    let entries = r.json()["entries"].as_array().unwrap().clone();
+    let details = |user: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e["user"] == user && e["action"] == "monitor.request")
+            .map(|e| e["detail"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let agent_rows = details("agent:1001");
+    assert!(
+        agent_rows.contains(&"listen refused: forbidden".to_string()),
+        "{entries:?}"
+    );
+    assert!(details("sue").contains(&"barge refused: no-sip-phone".to_string()));
+    let mo_rows = details(PHONE_USER.0);
+    assert!(
+        mo_rows.contains(&"whisper refused: not-found".to_string()),
+        "{mo_rows:?}"
+    );
+    assert_eq!(mo_rows.len(), 2, "bad bodies are not attempts: {mo_rows:?}");
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "monitor.request" && e["target"] == "nope"));
+}
+
 async fn scenario(mut env: Env, rtp_slot: u16) {
     env.start(rtp_slot);
     let addr = env.addr();
@@ -1424,6 +1547,7 @@ async fn scenario(mut env: Env, rtp_slot: u16) {
     )
     .await;
     agent_command_and_audit(&env, &sup).await;
+    monitor_requests(&env, &sup).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,7 +90,7 @@ impl Sim {
                 Output::Persist(r) => self.records.push(r),
                 Output::Media(m) => self.media.push(m),
                 Output::Drained => self.drained = true,
-                Output::Live(_) => {}
+                Output::Live(_) | Output::MonitorAnswer { .. } => {}
             }
         }
     }
@@ -981,6 +981,8 @@ mod agents {
         branch: u32,
         /// Transport of what `send` delivers.
         transport: Transport,
+        /// The engine's answers to monitoring requests.
+        monitor_answers: Vec<(String, Result<(), ccswitch::engine::MonitorRefusal>)>,
     }
 
     fn addr(a: &str) -> SocketAddr {
@@ -1029,6 +1031,7 @@ mod agents {
                 branch: 0,
                 transport: Transport::Udp,
                 webrtc_fails: false,
+                monitor_answers: vec![],
             }
         }
 
@@ -1069,6 +1072,9 @@ mod agents {
                             }
                             Output::Drained => {}
                             Output::Live(e) => self.live.push(e),
+                            Output::MonitorAnswer { id, result } => {
+                                self.monitor_answers.push((id, result))
+                            }
                         }
                     }
                 }
@@ -2861,6 +2867,11 @@ Contact: <sip:c{n}@{at}>
         set(&mut net, "escalated");
         assert!(net.has(|r| matches!(r, Record::FollowUpOpened { reason, agent: Some(a), queue: Some(q), .. } if reason == "disposition:escalated" && a == "1002" && q == "complaints")));
         assert_eq!(disposition_tasks(&net).len(), 1);
+    }
+
+    /// Monitoring requests: tests/sim/monitor_request.rs.
+    mod monitor_requests {
+        include!("sim/monitor_request.rs");
     }
 }
 

@@ -161,7 +161,7 @@ impl Net {
                 Output::Persist(r) => self.records.push(r),
                 Output::Media(m) => self.media.push(m),
                 Output::Drained => {}
-                Output::Live(_) => {}
+                Output::Live(_) | Output::MonitorAnswer { .. } => {}
             }
         }
     }

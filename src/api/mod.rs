@@ -11,6 +11,7 @@ pub mod calls;
 pub mod csv_export;
 mod cursor;
 pub mod live_routes;
+pub mod monitor;
 pub mod openapi;
 pub mod params;
 pub mod problem;

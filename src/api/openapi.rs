@@ -65,6 +65,7 @@ impl Modify for SecuritySchemes {
         super::calls::search,
         super::calls::timeline,
         super::calls::unmask,
+        super::monitor::request_monitor,
         super::recordings::download,
         super::audit_routes::list,
         serve,
@@ -80,7 +81,7 @@ impl Modify for SecuritySchemes {
         (name = "session", description = "Sign-in, sign-out, who am I"),
         (name = "agents", description = "Agent state commands and the agent desk"),
         (name = "reports", description = "Queue, agent, system and survey reports (JSON or CSV)"),
-        (name = "calls", description = "Calls search, timelines, unmasking, recordings"),
+        (name = "calls", description = "Calls search, timelines, unmasking, recordings, monitoring"),
         (name = "admin", description = "The audit log"),
         (name = "meta", description = "This document"),
     )
@@ -130,6 +131,8 @@ mod tests {
             "ScreenPop",
             "DispositionRequest",
             "DispositionAccepted",
+            "MonitorBody",
+            "MonitorRinging",
         ] {
             assert!(v["components"]["schemas"][s].is_object(), "schema {s}");
         }

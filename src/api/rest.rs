@@ -4,7 +4,7 @@
 //! Authentication and permissions come from `auth_routes` (`Authorized<perm::X>`).
 
 use super::auth_routes::AuthState;
-use super::{agent_desk, agents, audit_routes, calls, openapi, recordings, reports};
+use super::{agent_desk, agents, audit_routes, calls, monitor, openapi, recordings, reports};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::agents::AgentDirectory;
@@ -37,6 +37,8 @@ pub struct RestState {
     /// The IVR's time zone: survey report days are local days, as in the CLI.
     pub time_zone: Tz,
     pub clock: Clock,
+    /// The control loop's monitoring requests (`with_monitor`); None: 503.
+    pub monitor: Option<mpsc::Sender<crate::control::MonitorAsk>>,
 }
 
 impl RestState {
@@ -58,7 +60,14 @@ impl RestState {
             service_levels: Arc::new(ServiceLevelTargets::from_queues(&config.queues, None)),
             time_zone: config.ivr.time_zone(),
             clock,
+            monitor: None,
         }
+    }
+
+    /// Monitoring requests (`POST /api/v1/calls/{id}/monitor`) go to the engine on `tx`.
+    pub fn with_monitor(mut self, tx: mpsc::Sender<crate::control::MonitorAsk>) -> RestState {
+        self.monitor = Some(tx);
+        self
     }
 }
 
@@ -85,6 +94,10 @@ pub fn router(state: RestState) -> Router {
         .route("/api/v1/calls", get(calls::search))
         .route("/api/v1/calls/{call_id}", get(calls::timeline))
         .route("/api/v1/calls/{call_id}/unmask", post(calls::unmask))
+        .route(
+            "/api/v1/calls/{call_id}/monitor",
+            post(monitor::request_monitor),
+        )
         .route(
             "/api/v1/calls/{call_id}/recording",
             get(recordings::download),

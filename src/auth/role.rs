@@ -49,6 +49,9 @@ pub enum Permission {
     Recordings,
     /// See one call's number unmasked.
     Unmask,
+    /// Have the switch ring one's own SIP phone to listen to, whisper in or barge into a
+    /// call (needs a users.toml `sip_extension`).
+    Monitor,
     /// Settings, tokens, the audit log.
     Admin,
     /// The agent desk for the caller's own extension only (the agent role): its state,
@@ -58,13 +61,14 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ViewLive,
         Permission::ViewReports,
         Permission::AgentCommands,
         Permission::CallDetails,
         Permission::Recordings,
         Permission::Unmask,
+        Permission::Monitor,
         Permission::Admin,
         Permission::AgentDesk,
     ];
@@ -77,7 +81,8 @@ impl Permission {
             Permission::AgentCommands
             | Permission::CallDetails
             | Permission::Recordings
-            | Permission::Unmask => Role::Supervisor,
+            | Permission::Unmask
+            | Permission::Monitor => Role::Supervisor,
             Permission::Admin => Role::Admin,
         }
     }
@@ -90,6 +95,7 @@ impl Permission {
             Permission::CallDetails => "call_details",
             Permission::Recordings => "recordings",
             Permission::Unmask => "unmask",
+            Permission::Monitor => "monitor",
             Permission::Admin => "admin",
             Permission::AgentDesk => "agent_desk",
         }
@@ -164,6 +170,7 @@ mod tests {
                     CallDetails,
                     Recordings,
                     Unmask,
+                    Monitor,
                 ],
             ),
             (
@@ -175,6 +182,7 @@ mod tests {
                     CallDetails,
                     Recordings,
                     Unmask,
+                    Monitor,
                     Admin,
                 ],
             ),

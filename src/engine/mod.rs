@@ -121,6 +121,10 @@ pub enum Input {
     /// A connection-bound transport (WebSocket) lost the connection of `Peer`: the
     /// registrations bound to it go (their contacts are unreachable now).
     ConnectionClosed(Peer),
+    /// A supervisor asks to be rung to monitor a call (REST, the wallboard's buttons): the
+    /// engine answers at once with `Output::MonitorAnswer` (same `id`), and when accepted
+    /// rings the supervisor's registered phones.
+    MonitorRequest(MonitorRequest),
     /// A deadline from `poll_timeout` passed.
     Timeout,
 }
@@ -135,11 +139,19 @@ pub enum Output {
     Persist(Record),
     /// For the live read model (`crate::live`): what the records do not carry.
     Live(LiveEvent),
+    /// The engine's answer to `Input::MonitorRequest` `id`: `Ok` when the supervisor's
+    /// phone is being rung, else why not.
+    MonitorAnswer {
+        id: String,
+        result: Result<(), MonitorRefusal>,
+    },
     /// Shutdown finished: no call is left.
     Drained,
 }
 
-pub use switch::{Engine, EngineConfig, EngineStats, SurveySetup};
+pub use switch::{
+    Engine, EngineConfig, EngineStats, MonitorRefusal, MonitorRequest, SurveySetup, MONITOR_RING_MS,
+};
 
 /// Masks a phone number for logs, reports, the API and the live feed, one format everywhere
 /// (PIPL: minimum necessary): `+86 138****5678`, `138****5678`; short numbers fully hidden.

@@ -295,6 +295,20 @@ pub enum Record {
         mode: String,
         at: Millis,
     },
+    /// A monitoring code (`*31`/`*32`/`*33` + agent) dialled by an authenticated phone was
+    /// refused; the store writes the audit log line (action `monitor.refused`).
+    MonitorRefused {
+        /// The supervisor's user name, or `agent:<ext>` for an agent's phone.
+        user: String,
+        /// The agent dialled.
+        agent: String,
+        /// "listen", "whisper" or "barge".
+        mode: String,
+        /// "forbidden" (not a supervisor), "not_bridged" (the agent is not on a call),
+        /// "already_monitored".
+        reason: String,
+        at: Millis,
+    },
     /// The supervisor's open segment on the call ends: "supervisor_hung_up", "call_ended"
     /// or "mode_changed" (a new segment follows at once).
     MonitorEnded {
@@ -333,7 +347,7 @@ impl Record {
             | Record::DispositionSet { call_id, .. }
             | Record::MonitorStarted { call_id, .. }
             | Record::MonitorEnded { call_id, .. } => Some(call_id),
-            Record::AgentStateChanged { .. } => None,
+            Record::AgentStateChanged { .. } | Record::MonitorRefused { .. } => None,
         }
     }
 
@@ -365,6 +379,7 @@ impl Record {
             Record::AgentStateChanged { .. } => "agent_state_changed",
             Record::MonitorStarted { .. } => "monitor_started",
             Record::MonitorEnded { .. } => "monitor_ended",
+            Record::MonitorRefused { .. } => "monitor_refused",
         }
     }
 
@@ -394,7 +409,8 @@ impl Record {
             | Record::DispositionSet { at, .. }
             | Record::AgentStateChanged { at, .. }
             | Record::MonitorStarted { at, .. }
-            | Record::MonitorEnded { at, .. } => *at,
+            | Record::MonitorEnded { at, .. }
+            | Record::MonitorRefused { at, .. } => *at,
             Record::CallEnded { ended_at, .. } => *ended_at,
         }
     }

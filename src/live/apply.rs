@@ -256,7 +256,8 @@ impl LiveModel {
             | Record::FollowUpOpened { .. }
             | Record::DispositionSet { .. }
             | Record::MonitorStarted { .. }
-            | Record::MonitorEnded { .. } => {}
+            | Record::MonitorEnded { .. }
+            | Record::MonitorRefused { .. } => {}
         }
     }
 

@@ -794,9 +794,9 @@ async fn write_record(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             }
         }
         Record::DispositionSet { .. } => dispositions::write(tx, r).await?,
-        Record::MonitorStarted { .. } | Record::MonitorEnded { .. } => {
-            monitoring::write(tx, r).await?
-        }
+        Record::MonitorStarted { .. }
+        | Record::MonitorEnded { .. }
+        | Record::MonitorRefused { .. } => monitoring::write(tx, r).await?,
         Record::FollowUpOpened {
             at,
             agent,

@@ -1,7 +1,8 @@
 //! Monitoring segments (migration 0008): `MonitorStarted` opens a `monitor_segments` row and
 //! writes the audit log line (user = the supervisor, source "sip", action
 //! "monitor.<mode>", target the call); `MonitorEnded` closes the supervisor's open segment
-//! on that call.
+//! on that call. `MonitorRefused` (a monitoring code refused after authentication) is an
+//! audit log line only (action "monitor.refused", target the agent dialled).
 
 use super::queries::{millis, opt_millis};
 use super::{ms_to_db, text, Store, StoreError, Tx};
@@ -53,6 +54,24 @@ pub(super) async fn write(tx: &mut Tx, r: &Record) -> Result<(), sqlx::Error> {
             .bind(format!("monitor.{}", text(mode)))
             .bind(text(call_id).into_owned())
             .bind(format!("agent {}", text(agent)))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Record::MonitorRefused {
+            user,
+            agent,
+            mode,
+            reason,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO audit_log (at, user_name, source, action, target, detail) \
+                 VALUES ($1, $2, 'sip', 'monitor.refused', $3, $4)",
+            )
+            .bind(ms_to_db(at.as_u64()))
+            .bind(text(user).into_owned())
+            .bind(text(agent).into_owned())
+            .bind(format!("{} refused: {}", text(mode), text(reason)))
             .execute(&mut **tx)
             .await?;
         }

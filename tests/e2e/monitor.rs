@@ -235,13 +235,22 @@ fn pjsua_supervisor_listens_whispers_and_barges() {
         .unwrap_or_else(|| panic!("no call answered by 1002: {calls:#?}"));
     let call_id = c["call_id"].as_str().expect("call_id").to_string();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let segments = rt.block_on(async {
+    let (segments, audit) = rt.block_on(async {
         let store = ccswitch::store::Store::open(&cfg.db_url)
             .await
             .expect("store");
-        store.monitor_segments(&call_id).await.expect("segments")
+        let segments = store.monitor_segments(&call_id).await.expect("segments");
+        (segments, store.audit_entries(500).await.expect("audit"))
     });
     eprintln!("segments: {segments:#?}");
+    // Alice's refused code is in the audit log.
+    assert!(
+        audit.iter().any(|e| e.user == "agent:1001"
+            && e.action == "monitor.refused"
+            && e.target.as_deref() == Some("1002")
+            && e.detail.as_deref() == Some("listen refused: forbidden")),
+        "{audit:#?}"
+    );
     let modes: Vec<(&str, Option<&str>)> = segments
         .iter()
         .map(|s| (s.mode.as_str(), s.end_reason.as_deref()))
@@ -308,4 +317,280 @@ fn pjsua_supervisor_listens_whispers_and_barges() {
     );
     let (f, t) = gap(agent_answered);
     assert_mix(&py, "agent (after the supervisor left)", &aw, f, t, &[c_hz]);
+}
+
+/// RTP slot of the wallboard-button test.
+const BUTTON_SLOT: u16 = 20;
+
+/// One HTTP/1.1 request with a session cookie and its CSRF token: (status, body).
+fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: &(String, String),
+    body: &str,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let _ = s.set_read_timeout(Some(Duration::from_secs(15)));
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {}\r\n\
+         X-CSRF-Token: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        auth.0,
+        auth.1,
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("send HTTP request");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// Signs in as the shipped admin (who has SIP phone 9001 here): (cookie, CSRF token).
+fn admin_session(addr: SocketAddr) -> (String, String) {
+    let body = serde_json::json!({"user": "admin", "password": "ccswitch-demo"}).to_string();
+    let (status, headers, text) =
+        wallboard::http_call(addr, "POST", "/api/v1/session", None, Some(&body));
+    assert_eq!(status, 200, "sign-in: {text}");
+    let cookie = headers
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("ccswitch_session="))
+        .and_then(|(_, v)| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let v: Value = serde_json::from_str(&text).expect("session JSON");
+    let csrf = v["csrf_token"].as_str().expect("csrf_token").to_string();
+    assert!(
+        v["permissions"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x == "monitor")),
+        "{v}"
+    );
+    (cookie, csrf)
+}
+
+/// The call agent `ext` is talking on, from the live snapshot (waits for it, bounded).
+fn talking_call(addr: SocketAddr, cookie: &str, ext: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let a = wallboard::snapshot_agent(addr, cookie, ext);
+        if a["state"] == "on_call" {
+            if let Some(id) = a["call"]["call_id"].as_str() {
+                return id.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent {ext} never talked on a call: {a}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The wallboard's Listen button (`POST /api/v1/calls/{id}/monitor`, issue 10 item 5): the
+/// switch rings the admin's registered phone (9001, a pjsua2 phone answering after 1 s),
+/// which then hears caller and agent, while the caller still hears the agent only; the
+/// caller hanging up hangs the supervisor up. Refusals first: unknown call 404, phone not
+/// registered 409, and once ringing, a second request 409. Every request is audited.
+#[test]
+fn pjsua_wallboard_button_rings_the_supervisor_phone_to_listen() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = TestConfig::new(0);
+    add_supervisor_phone(&cfg);
+    let mut sw = Switch::start(&cfg, BUTTON_SLOT);
+    let t = timeline();
+    let auth = admin_session(sw.http);
+    let listen = r#"{"mode":"listen"}"#;
+    let (status, v) = api(sw.http, "POST", "/api/v1/calls/nope/monitor", &auth, listen);
+    assert_eq!(status, 404, "{v}");
+
+    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
+    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
+    let sup_tone = {
+        let t = tone_wav(cfg.tmp.path(), SUPERVISOR_TONE_HZ, 10);
+        let to = cfg.path("supervisor_tone.wav");
+        std::fs::rename(t, &to).expect("rename tone");
+        to
+    };
+    let caller_hangup = t.main + 45.0;
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        Some(&cfg.path("agent_heard.wav")),
+        Some(&agent_tone),
+        caller_hangup + 30.0,
+        &[],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: caller_hangup,
+            max_duration: caller_hangup + 20.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(caller_tone),
+            from_user: None,
+        },
+    );
+    let call_id = talking_call(
+        sw.http,
+        &auth.0,
+        "1002",
+        Duration::from_secs_f64(t.main + 30.0),
+    );
+    let path = format!("/api/v1/calls/{call_id}/monitor");
+
+    // The supervisor's phone is not registered yet.
+    let (status, v) = api(sw.http, "POST", &path, &auth, listen);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["reason"], "not_registered", "{v}");
+
+    let sup_wav = cfg.path("supervisor_heard.wav");
+    let sup = spawn_agent(
+        &py,
+        &sw,
+        "9001",
+        1.0,
+        Some(&sup_wav),
+        Some(&sup_tone),
+        caller_hangup + 20.0,
+        &["--calls", "1"],
+    );
+    sup.wait_event("registered", Duration::from_secs(15));
+    let (status, v) = api(sw.http, "POST", &path, &auth, listen);
+    assert_eq!(status, 202, "{v}\n{}", sw.log_tail(30));
+    assert_eq!(v["extension"], "9001", "{v}");
+    assert_eq!(v["call_id"], call_id.as_str(), "{v}");
+    let request_id = v["request_id"].as_str().expect("request_id").to_string();
+    let (status, v) = api(sw.http, "POST", &path, &auth, r#"{"mode":"barge"}"#);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["reason"], "already_monitored", "{v}");
+
+    // The supervisor answers, listens, and is hung up when the caller hangs up.
+    let sup_done = sup.wait_event("done", Duration::from_secs_f64(caller_hangup + 40.0));
+    eprintln!("supervisor: {sup_done}");
+    let s = &sup_done["calls"][0];
+    assert_eq!(s["confirmed"], true, "{sup_done}");
+    assert_eq!(s["disconnected_by"], "remote", "{sup_done}");
+    assert!(
+        s["remote"]
+            .as_str()
+            .is_some_and(|r| r.contains("Listen 1002")),
+        "the phone shows what it is: {sup_done}"
+    );
+    let summary = call.finish();
+    assert_eq!(summary["confirmed"], true, "{summary}");
+    let _ = bob.wait_event("done", Duration::from_secs(40));
+    let st = sw.terminate(Duration::from_secs(30));
+    assert!(st.success(), "ccswitch exit status {st}");
+
+    let calls = cfg.calls();
+    let c = calls
+        .iter()
+        .find(|c| c["call_id"] == call_id.as_str())
+        .unwrap_or_else(|| panic!("no call {call_id}: {calls:#?}"));
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (segments, audit) = rt.block_on(async {
+        let store = ccswitch::store::Store::open(&cfg.db_url)
+            .await
+            .expect("store");
+        let segments = store.monitor_segments(&call_id).await.expect("segments");
+        let audit = store.audit_entries(500).await.expect("audit");
+        (segments, audit)
+    });
+    eprintln!("segments: {segments:#?}");
+    assert_eq!(segments.len(), 1, "{segments:#?}");
+    let seg = &segments[0];
+    assert_eq!(
+        (seg.mode.as_str(), seg.end_reason.as_deref()),
+        ("listen", Some("call_ended"))
+    );
+    assert_eq!(
+        (seg.supervisor.as_str(), seg.agent.as_str()),
+        ("admin", "1002")
+    );
+
+    // Who heard whom: the supervisor both, the caller the agent only.
+    let (from, to) = (seg.started_at as i64, seg.ended_at.expect("ended") as i64);
+    let secs = |base: i64, at: i64| (at - base) as f64 / 1000.0;
+    let (c_hz, a_hz) = (CALLER_TONE_HZ, AGENT_TONE_HZ);
+    assert_mix(
+        &py,
+        "supervisor",
+        &sup_wav,
+        1.5,
+        secs(from, to) - 1.5,
+        &[c_hz, a_hz],
+    );
+    let answered = ms_of(c, "answered_at");
+    let (f, t) = (secs(answered, from) + 1.5, secs(answered, to) - 1.5);
+    assert_mix(
+        &py,
+        "caller (listened to)",
+        &cfg.path("caller_heard.wav"),
+        f,
+        t,
+        &[a_hz],
+    );
+
+    // The audit log: each request with its outcome, and the listening itself.
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e.user.clone(),
+                e.action.clone(),
+                e.target.clone(),
+                e.detail.clone(),
+            )
+        })
+        .collect();
+    eprintln!("audit: {rows:#?}");
+    let has = |action: &str, target: &str, detail: &str| {
+        rows.iter().any(|(u, a, t, d)| {
+            u == "admin"
+                && a == action
+                && t.as_deref() == Some(target)
+                && d.as_deref().is_some_and(|d| d.contains(detail))
+        })
+    };
+    assert!(has("monitor.request", "nope", "listen refused: not-found"));
+    assert!(has(
+        "monitor.request",
+        &call_id,
+        "listen refused: not_registered"
+    ));
+    assert!(has(
+        "monitor.request",
+        &call_id,
+        &format!("listen ringing 9001 ({request_id})")
+    ));
+    assert!(has(
+        "monitor.request",
+        &call_id,
+        "barge refused: already_monitored"
+    ));
+    assert!(has("monitor.listen", &call_id, "agent 1002"));
 }

@@ -265,6 +265,13 @@ fn wallboard_in_chromium_follows_calls_agents_language_and_restart() {
     );
     browser.evaluate("new Promise(r => setTimeout(r, 2000))");
     browser.screenshot("wallboard-on-call-en.png");
+    // Listen on the agent talking: the admin here has no SIP phone, and the page says why.
+    browser.click(&format!("{card} button[data-monitor=\"listen\"]"));
+    browser.wait_for_text(
+        "#monitor-status.error",
+        "sip_extension",
+        Duration::from_secs(5),
+    );
     browser.wait_for(
         &format!("{card}[data-state=\"wrap_up\"]"),
         Duration::from_secs_f64(HANG_UP_S + 15.0),

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { applyMessage } from "../../web/js/live.js";
-import { kpiStatus } from "../../web/js/board.js";
+import { kpiStatus, monitorCallId, MONITOR_MODES } from "../../web/js/board.js";
 
 test("a snapshot replaces the model and updates replace whole sections", () => {
   let m = applyMessage(null, { type: "snapshot", seq: 0, at: 1, totals: { offered: 1 }, queues: [{ name: "a" }], agents: [] });
@@ -31,6 +31,17 @@ test("KPI colours: met, within 10 % of the target, beyond, or no figure", () => 
   assert.equal(kpiStatus(40, 20, false), "bad");
   assert.equal(kpiStatus(null, 20, false), "none");
   assert.equal(kpiStatus(5, undefined, false), "none");
+});
+
+test("monitor buttons only for an agent talking on a call", () => {
+  const call = { call_id: "c-1", queue: "sales", since: 1 };
+  assert.equal(monitorCallId({ state: "on_call", call }), "c-1");
+  assert.equal(monitorCallId({ state: "reserved", call }), null, "offered, not answered yet");
+  assert.equal(monitorCallId({ state: "wrap_up", call }), null);
+  assert.equal(monitorCallId({ state: "on_call", call: null }), null);
+  assert.equal(monitorCallId({ state: "ready" }), null);
+  assert.equal(monitorCallId(null), null);
+  assert.deepEqual(MONITOR_MODES, ["listen", "whisper", "barge"]);
 });
 
 test("labels and Intl formats follow the chosen language", async () => {

@@ -86,6 +86,12 @@ export function snapshot() {
   return request("GET", "/api/v1/live/snapshot");
 }
 
+/// Rings the signed-in supervisor's SIP phone to join call `callId` in `mode` ("listen" |
+/// "whisper" | "barge"): {request_id, call_id, mode, extension, ring_timeout_s}.
+export function monitorCall(callId, mode) {
+  return request("POST", `/api/v1/calls/${encodeURIComponent(callId)}/monitor`, { mode });
+}
+
 /// `state`: "ready" | "not_ready" | "logged_out"; `reason` only for not_ready.
 export function setAgentState(extension, state, reason) {
   const body = reason ? { state, reason } : { state };

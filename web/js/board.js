@@ -221,8 +221,19 @@ export function renderAlerts(model) {
   document.getElementById("alerts-none").hidden = alerts.length > 0;
 }
 
-/// `commands`: null for viewers, else {onCommand(extension, state, reason)}.
-export function renderAgents(model, commands) {
+/// The monitoring modes, in button order.
+export const MONITOR_MODES = ["listen", "whisper", "barge"];
+
+/// The call a supervisor may monitor from this agent's card: the one the agent is talking
+/// on (not while it is offered or in wrap-up), else null.
+export function monitorCallId(agent) {
+  if (!agent || agent.state !== "on_call" || !agent.call) return null;
+  return agent.call.call_id || null;
+}
+
+/// `commands`: null for viewers, else {onCommand(extension, state, reason)}; `monitor`: null
+/// without the monitor permission, else {onMonitor(callId, mode, button)}.
+export function renderAgents(model, commands, monitor = null) {
   const notReadyMax = (model.targets || {}).not_ready_max_secs;
   const agents = [...(model.agents || [])].sort((a, b) => a.extension.localeCompare(b.extension, undefined, { numeric: true }));
   const cards = agents.map((a) => {
@@ -242,6 +253,10 @@ export function renderAgents(model, commands) {
           commandButton(a, "not_ready", "break", "agents.break", commands),
           commandButton(a, "logged_out", null, "agents.logout", commands),
         )
+      : null;
+    const callId = monitor ? monitorCallId(a) : null;
+    const monitorButtons = callId
+      ? el("div", { class: "agent-monitor" }, ...MONITOR_MODES.map((mode) => monitorButton(callId, mode, monitor)))
       : null;
     return el(
       "article",
@@ -272,6 +287,7 @@ export function renderAgents(model, commands) {
         el("dd", { text: formatDuration(a.aht_secs_today) }),
       ),
       buttons,
+      monitorButtons,
     );
   });
   document.getElementById("agent-grid").replaceChildren(...cards);
@@ -289,6 +305,19 @@ function commandButton(agent, state, reason, label, commands) {
     disabled: current || agent.state === "logged_out",
   });
   b.addEventListener("click", () => commands.onCommand(agent.extension, state, reason, b));
+  return b;
+}
+
+function monitorButton(callId, mode, monitor) {
+  const label = t(`monitor.${mode}`);
+  const b = el("button", {
+    type: "button",
+    class: `monitor monitor-${mode}`,
+    dataset: { monitor: mode, callId },
+    text: label,
+    title: t("monitor.title", { mode: label }),
+  });
+  b.addEventListener("click", () => monitor.onMonitor(callId, mode, b));
   return b;
 }
 

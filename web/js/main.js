@@ -1,6 +1,6 @@
 // The wallboard / supervisor page: sign-in, the header (connection state, clock, language),
 // and the board fed by the live WebSocket. Agent commands only for users with the
-// agent_commands permission.
+// agent_commands permission; Listen / Whisper / Barge (ring my phone) with monitor.
 
 import * as api from "./api.js";
 import { LiveFeed, liveUrl } from "./live.js";
@@ -43,6 +43,10 @@ function serverNow() {
 
 function canCommand() {
   return !!page.session && (page.session.permissions || []).includes("agent_commands");
+}
+
+function canMonitor() {
+  return !!page.session && (page.session.permissions || []).includes("monitor");
 }
 
 function showSignIn(message) {
@@ -136,7 +140,7 @@ function renderAll() {
   renderQueues(m);
   renderWaiting(m);
   renderAlerts(m);
-  renderAgents(m, canCommand() ? { onCommand } : null);
+  renderAgents(m, canCommand() ? { onCommand } : null, canMonitor() ? { onMonitor } : null);
   renderIntervals(m);
   tick(serverNow());
   renderClock();
@@ -164,6 +168,27 @@ async function onCommand(extension, state, reason, button) {
     button.disabled = false;
   }
   // on success the feed brings the new state and re-renders the card
+}
+
+/// Asks the switch to ring the supervisor's phone; says so, or why not.
+async function onMonitor(callId, mode, button) {
+  const status = $("monitor-status");
+  status.hidden = true;
+  status.classList.remove("error");
+  button.disabled = true;
+  try {
+    const r = await api.monitorCall(callId, mode);
+    status.textContent = t("monitor.ringing", { extension: r.extension, mode: t(`monitor.${mode}`) });
+  } catch (e) {
+    if (e.status === 401) {
+      showSignIn(t("signin.expired"));
+      return;
+    }
+    status.textContent = t("monitor.failed", { detail: e.detail || e.title || e.message });
+    status.classList.add("error");
+  }
+  status.hidden = false;
+  button.disabled = false;
 }
 
 function wireHeader() {

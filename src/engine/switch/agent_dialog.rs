@@ -51,9 +51,10 @@ impl Engine {
             method: "BYE".to_string(),
             sent_by: String::new(),
         };
+        let monitor = l.monitor;
         self.agent_by_branch.insert(branch, leg);
         self.txns.client_send(now, key, peer, false, bytes);
-        self.media(MediaCommand::Unbridge { leg });
+        self.media(unhook(leg, monitor));
     }
 
     pub(super) fn release_bye_done(&mut self, leg: LegId) {
@@ -105,7 +106,7 @@ impl Engine {
         let Some(l) = self.agent_legs.get(&leg) else {
             return false;
         };
-        let (state, call_key) = (l.state, l.call_key);
+        let (state, call_key, monitor) = (l.state, l.call_key, l.monitor);
         if state != AgentLegState::Up && state != AgentLegState::Terminating {
             self.reply_no_dialog(now, key, req, peer);
             return true;
@@ -116,19 +117,22 @@ impl Engine {
                 if let Some(l) = self.agent_legs.get_mut(&leg) {
                     l.state = AgentLegState::Terminating;
                 }
-                self.media(MediaCommand::Unbridge { leg });
+                self.media(unhook(leg, monitor));
                 self.release_leg(leg);
                 // After a transfer (or our own BYE) the caller's call no longer hangs on
-                // this leg.
+                // this leg; a supervisor's monitoring leg never did.
                 let ours = self
                     .calls
                     .get_mut(&call_key)
-                    .is_some_and(|c| c.agent_leg.take() == Some(leg));
+                    .is_some_and(|c| c.agent_leg == Some(leg) && c.agent_leg.take().is_some());
                 if ours {
                     self.end_call(now, call_key, EndedBy::Agent, "agent_bye", true);
                 }
             }
             Method::Invite => self.on_agent_reinvite(now, peer, key, req, leg),
+            Method::Refer if monitor => {
+                self.reply(now, key, req, peer, 403, "Forbidden (monitoring call)")
+            }
             Method::Refer => self.on_agent_refer(now, peer, key, req, leg),
             Method::Options | Method::Info => self.reply(now, key, req, peer, 200, "OK"),
             _ => self.reply(now, key, req, peer, 405, "Method Not Allowed"),
@@ -199,7 +203,7 @@ impl Engine {
         let Some(l) = self.agent_legs.get_mut(&leg) else {
             return;
         };
-        let (call_key, caller_call_id) = (l.call_key, l.caller_call_id.clone());
+        let (call_key, caller_call_id, monitor) = (l.call_key, l.caller_call_id.clone(), l.monitor);
         if let Some(n) = offer {
             let hold = matches!(n.direction, Direction::SendOnly | Direction::Inactive)
                 || n.remote.is_none();
@@ -214,7 +218,8 @@ impl Engine {
             };
             l.remote_media = Some(n);
             self.media(cmd);
-            let in_call = self.calls.contains_key(&call_key);
+            // A supervisor putting their phone on hold does not hold the monitored call.
+            let in_call = !monitor && self.calls.contains_key(&call_key);
             if in_call && hold && !was {
                 self.persist(Record::HoldStarted {
                     call_id: caller_call_id,
@@ -295,6 +300,11 @@ impl Engine {
         l.pending_2xx = None;
         let call_key = l.call_key;
         self.deadlines.cancel(leg, EngineTimer::AgentRetransmit2xx);
+        if l.monitor {
+            tracing::warn!(supervisor = %l.agent, "no ACK to our 2xx from the supervisor's phone");
+            self.agent_bye(now, leg);
+            return;
+        }
         tracing::warn!(agent = %l.agent, "no ACK to our 2xx from the agent: ending the call");
         self.end_call(now, call_key, EndedBy::System, "ack_timeout", true);
     }
@@ -310,6 +320,21 @@ impl Engine {
         let Some(l) = self.agent_legs.get(&leg) else {
             return false;
         };
+        if l.monitor {
+            // A supervisor's phone: its failures end the monitoring, never the call.
+            match l.state {
+                AgentLegState::Ringing if failed => {
+                    self.cancel_agent_leg(now, leg);
+                    self.monitor_ring_over(leg, "failed");
+                }
+                AgentLegState::Up if failed || inactive => {
+                    tracing::warn!(supervisor = %l.agent, "monitoring leg lost its media");
+                    self.agent_bye(now, leg);
+                }
+                _ => {}
+            }
+            return true;
+        }
         if inactive && l.state == AgentLegState::Up {
             let call_key = l.call_key;
             tracing::warn!(agent = %l.agent, "no RTP from the agent's phone: ending the call");
@@ -335,5 +360,15 @@ impl Engine {
             }
         }
         true
+    }
+}
+
+/// The media command that takes an ending leg out of what it is in: a supervisor's
+/// monitoring leg leaves the mix (caller and agent keep talking), an agent leg its bridge.
+fn unhook(leg: LegId, monitor: bool) -> MediaCommand {
+    if monitor {
+        MediaCommand::Unmonitor { supervisor: leg }
+    } else {
+        MediaCommand::Unbridge { leg }
     }
 }

@@ -108,6 +108,9 @@ pub struct AgentLeg {
     /// Answered by a browser: our WebRTC SDP, the peer's relay address, our DTLS role
     /// (true: active), for re-INVITEs.
     pub webrtc: Option<(String, std::net::SocketAddr, bool)>,
+    /// A supervisor's phone rung to monitor `call_key` (`monitor.rs`), not an ACD offer:
+    /// its answer joins the call's mix, its end never ends the call, it takes no REFER.
+    pub monitor: bool,
 }
 
 /// Prompts the announcement uses besides `digit_0`..`digit_9` (the app checks they exist).

@@ -46,6 +46,11 @@ impl Engine {
             | MediaEvent::WebRtcOffer { leg, .. }
             | MediaEvent::WebRtcFailed { leg, .. } => *leg,
         };
+        if let MediaEvent::Digit { digit, .. } = ev {
+            if self.monitor_leg_digit(now, leg, digit) {
+                return;
+            }
+        }
         let failed = matches!(ev, MediaEvent::OpenFailed { .. });
         let inactive = matches!(ev, MediaEvent::Inactive { .. });
         if self.on_agent_media(now, leg, failed, inactive) {

@@ -39,7 +39,10 @@ mod transfer;
 mod webrtc_offer;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
-pub use monitor::{parse_code as parse_monitor_code, MONITOR_CODES};
+pub use monitor::{
+    parse_code as parse_monitor_code, MonitorRefusal, MonitorRequest, MONITOR_CODES,
+    MONITOR_RING_MS,
+};
 pub use survey_hookup::SurveySetup;
 
 use super::acd::{Acd, AgentProfile, QueueSet};
@@ -146,6 +149,8 @@ enum EngineTimer {
     AgentRetransmit2xx,
     /// Owner is an agent leg: 64*T1 without that ACK.
     AgentAckTimeout,
+    /// Owner is a supervisor's leg rung for monitoring: no answer in time, CANCEL.
+    MonitorRing,
 }
 
 pub struct Engine {
@@ -262,6 +267,7 @@ impl Engine {
                 self.on_survey_opt_out(&number_hash);
             }
             Input::ConnectionClosed(peer) => self.on_connection_closed(now, peer),
+            Input::MonitorRequest(req) => self.on_monitor_request(now, req),
             Input::Command(Command::Disposition {
                 agent,
                 call_id,
@@ -426,6 +432,7 @@ impl Engine {
                 EngineTimer::ShutdownGrace => self.on_grace_over(now),
                 EngineTimer::AgentRetransmit2xx => self.on_agent_retransmit_2xx(now, owner),
                 EngineTimer::AgentAckTimeout => self.on_agent_ack_timeout(now, owner),
+                EngineTimer::MonitorRing => self.on_monitor_ring_timeout(now, owner),
                 EngineTimer::Call(t) => self.on_call_timer(now, owner, t),
             }
         }

@@ -17,6 +17,22 @@ use crate::proto::webrtc_sdp;
 use bytes::Bytes;
 use rand::Rng;
 
+/// One outbound leg to ring (`Engine::ring_contacts`).
+pub(super) struct Outbound {
+    /// The call the leg belongs to (an offer's caller, a monitoring call's monitored call).
+    pub call_key: u64,
+    pub caller_call_id: String,
+    /// The extension rung: an agent's, or a supervisor's SIP phone.
+    pub extension: String,
+    pub rtp_port: u16,
+    /// Our From: display name and URI user (no `"` or `\\` in the display name).
+    pub from_display: String,
+    pub from_user: String,
+    pub extra: Vec<(&'static str, String)>,
+    /// A supervisor's monitoring leg (`monitor.rs`), not an ACD offer.
+    pub monitor: bool,
+}
+
 impl Engine {
     pub(super) fn bridge(&mut self, call_key: u64) {
         let Some(call) = self.calls.get(&call_key) else {
@@ -109,26 +125,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        let leg = self.next_leg;
-        self.next_leg += 1;
-        let sip_call_id = format!("{:016x}@ccswitch", self.rng.random::<u64>());
-        let local_tag = self.new_tag();
-        let sent_by = self.cfg.sent_by.clone();
         let display: String = caller.chars().filter(|c| *c != '"' && *c != '\\').collect();
-        let from = format!("\"{display}\" <sip:{display}@{sent_by}>;tag={local_tag}");
-        let sdp_session = self.rng.random::<u32>() as u64;
-        let body = sdp::offer(self.cfg.media_ip, rtp_port, sdp_session, 1);
-        self.media(MediaCommand::Open {
-            leg,
-            call_id: caller_call_id.clone(),
-            local_port: rtp_port,
-            remote: None,
-            codec: Codec::Pcmu,
-            telephone_event_pt: Some(101),
-            // Ringing legs get no RTP; the caller leg's own timer guards the call.
-            // An agent phone that vanishes without a BYE ends the call like a caller's does.
-            inactivity_ms: self.cfg.rtp_inactivity_ms,
-        });
         let mut extra: Vec<(&'static str, String)> = vec![
             ("X-Caller", caller.clone()),
             // The agent desk fetches the screen pop by it (GET /api/v1/calls/{id}/history).
@@ -147,8 +144,60 @@ impl Engine {
             let all: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
             extra.push(("X-IVR-Variables", all.join(";")));
         }
+        let leg = self.ring_contacts(
+            now,
+            &contacts,
+            Outbound {
+                call_key,
+                caller_call_id,
+                extension: agent.to_string(),
+                rtp_port,
+                from_user: display.clone(),
+                from_display: display,
+                extra,
+                monitor: false,
+            },
+        );
+        tracing::info!(agent, leg, forks = contacts.len(), "offering call to agent");
+        self.offers.insert(call_key, leg);
+    }
+
+    /// A new outbound leg (its media leg opened on `o.rtp_port`) with one INVITE fork per
+    /// contact in parallel (a browser contact's INVITE waits for the media shell's WebRTC
+    /// offer). Offers to agents and monitoring calls to supervisors (`monitor`) both ring
+    /// this way; what happens on the answer is up to the leg's kind.
+    pub(super) fn ring_contacts(
+        &mut self,
+        now: Millis,
+        contacts: &[crate::engine::registrar::Binding],
+        o: Outbound,
+    ) -> LegId {
+        let leg = self.next_leg;
+        self.next_leg += 1;
+        let sip_call_id = format!("{:016x}@ccswitch", self.rng.random::<u64>());
+        let local_tag = self.new_tag();
+        let sent_by = self.cfg.sent_by.clone();
+        let from = format!(
+            "\"{}\" <sip:{}@{sent_by}>;tag={local_tag}",
+            o.from_display, o.from_user
+        );
+        let sdp_session = self.rng.random::<u32>() as u64;
+        let rtp_port = o.rtp_port;
+        let body = sdp::offer(self.cfg.media_ip, rtp_port, sdp_session, 1);
+        self.media(MediaCommand::Open {
+            leg,
+            call_id: o.caller_call_id.clone(),
+            local_port: rtp_port,
+            remote: None,
+            codec: Codec::Pcmu,
+            telephone_event_pt: Some(101),
+            // Ringing legs get no RTP; the caller leg's own timer guards the call.
+            // An agent phone that vanishes without a BYE ends the call like a caller's does.
+            inactivity_ms: self.cfg.rtp_inactivity_ms,
+        });
+        let extra = o.extra;
         let mut forks = Vec::new();
-        for b in &contacts {
+        for b in contacts {
             let branch = sip::new_branch(self.rng.random());
             let peer = Peer {
                 transport: b.transport,
@@ -195,15 +244,13 @@ impl Engine {
                 local_sdp: None,
             });
         }
-        tracing::info!(agent, forks = forks.len(), "offering call to agent");
         self.agent_by_callid.insert(sip_call_id.clone(), leg);
-        self.offers.insert(call_key, leg);
         self.agent_legs.insert(
             leg,
             AgentLeg {
-                call_key,
-                caller_call_id,
-                agent: agent.to_string(),
+                call_key: o.call_key,
+                caller_call_id: o.caller_call_id,
+                agent: o.extension,
                 rtp_port,
                 sip_call_id,
                 from,
@@ -225,8 +272,10 @@ impl Engine {
                 retransmit_ms: 0,
                 offer_headers: extra,
                 webrtc: None,
+                monitor: o.monitor,
             },
         );
+        leg
     }
 
     /// The INVITE of one fork of an offer.
@@ -347,6 +396,7 @@ impl Engine {
             &[
                 EngineTimer::AgentRetransmit2xx,
                 EngineTimer::AgentAckTimeout,
+                EngineTimer::MonitorRing,
             ],
         );
         if self.offers.get(&l.call_key) == Some(&leg) {
@@ -446,7 +496,12 @@ impl Engine {
                     l.failure.unwrap_or(OfferOutcome::Failed),
                 );
                 l.state = AgentLegState::Cancelling;
+                let monitor = l.monitor;
                 self.release_leg(leg);
+                if monitor {
+                    self.monitor_ring_over(leg, failure.as_str());
+                    return;
+                }
                 tracing::info!(agent = %agent, outcome = failure.as_str(), "offer failed");
                 if let Err(e) = self.acd.offer_failed(now, call, &agent, failure) {
                     tracing::debug!(error = %e, "offer_failed ignored");
@@ -551,6 +606,7 @@ impl Engine {
             let answer = String::from_utf8_lossy(&resp.body);
             l.webrtc = Some((ours, relay, webrtc_sdp::we_are_active(&answer)));
         }
+        let monitor = l.monitor;
         if let Some(n) = media.clone() {
             l.remote_media = Some(n.clone());
             self.media(MediaCommand::Update {
@@ -563,6 +619,10 @@ impl Engine {
         }
         for i in others {
             self.send_cancel(now, leg, i);
+        }
+        if monitor {
+            self.monitor_answered(now, leg);
+            return;
         }
         self.offers.remove(&call_key);
         if !self.calls.contains_key(&call_key) {

@@ -359,11 +359,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
 
-    // PIPL retention: full caller numbers of finished surveys become their keyed hash.
+    // PIPL retention: full caller numbers of finished surveys and of old call records
+    // become their keyed hash.
     let retention = store::spawn_retention(
         store.clone(),
         std::time::Duration::from_secs(3600),
         config.privacy.retention_ms(),
+        store
+            .number_hash_key()
+            .await
+            .context("reading the number-hash key")?,
     );
 
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -1064,6 +1064,61 @@ async fn retention(db: &TestDb) {
         count(side, "SELECT COUNT(*) FROM surveys WHERE call_id = 'r1' AND number IS NULL AND number_hash = 'h-+8613700000001'").await,
         1
     );
+
+    // Call records: an old call without a survey, an old one from an extension, a recent one.
+    db.store
+        .write_batch(&call("c-old", "+8613900000000", old))
+        .await
+        .unwrap();
+    db.store
+        .write_batch(&call("c-ext", "1001", old))
+        .await
+        .unwrap();
+    db.store
+        .write_batch(&call("c-new", "+8613900000000", now - DAY))
+        .await
+        .unwrap();
+    let key = b"0123456789abcdef";
+    let hashed = db
+        .store
+        .hash_old_callers(Millis(now), retention, key)
+        .await
+        .unwrap();
+    // r0, r1 (task closed), r4 and c-old; r2's survey still holds its number, r3 and c-new
+    // are recent, c-ext is an extension.
+    assert_eq!(hashed, 4);
+    let caller_of = |id: &str| format!("SELECT caller FROM calls WHERE call_id = '{id}'");
+    for (id, number) in [("r0", "+8613700000000"), ("c-old", "+8613900000000")] {
+        let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(caller_of(id)))
+            .fetch_one(side)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored,
+            ccswitch::engine::survey::number_hash(key, number),
+            "{id}"
+        );
+    }
+    for (id, number) in [
+        ("r2", "+8613700000002"),
+        ("r3", "+8613700000003"),
+        ("c-new", "+8613900000000"),
+        ("c-ext", "1001"),
+    ] {
+        let stored: String = sqlx::query_scalar(sqlx::AssertSqlSafe(caller_of(id)))
+            .fetch_one(side)
+            .await
+            .unwrap();
+        assert_eq!(stored, number, "{id} keeps its caller");
+    }
+    assert_eq!(
+        db.store
+            .hash_old_callers(Millis(now), retention, key)
+            .await
+            .unwrap(),
+        0,
+        "a hash is never hashed again"
+    );
 }
 
 both_backends!(retention, retention_sqlite, retention_postgres);
@@ -1093,8 +1148,12 @@ async fn spawn_retention_runs_at_once_and_stops_when_aborted() {
         .await
         .unwrap();
     // Retention of 1 ms against the wall clock: the 2026 row is long past it.
-    let h =
-        ccswitch::store::spawn_retention(db.store.clone(), std::time::Duration::from_secs(3600), 1);
+    let h = ccswitch::store::spawn_retention(
+        db.store.clone(),
+        std::time::Duration::from_secs(3600),
+        1,
+        b"0123456789abcdef".to_vec(),
+    );
     let mut done = false;
     for _ in 0..200 {
         if count(

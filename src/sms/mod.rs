@@ -4,7 +4,7 @@
 //! webhooks) gateway in `http`.
 //!
 //! A gateway takes `SmsMessage`s and reports `SmsEvent`s; deciding what to send and recording
-//! the outcome is the caller's job (the survey outbox, in a later release).
+//! the outcome is the caller's job (the survey service in `crate::surveys`, with its outbox).
 
 pub mod concat;
 pub mod http;

@@ -16,8 +16,15 @@
 //! set; the numbers of its texts (`sms_messages`), of the replies matched to it
 //! (`sms_inbound`) and of its opt-out (`sms_opt_outs`) go too. Replies that matched no survey
 //! and opt-outs without a survey lose their number once older than the retention; texts with
-//! no survey once final and older than it. `calls.caller` is not touched here (the call
-//! record and the repeat-caller figure use it).
+//! no survey once final and older than it.
+//!
+//! Call records (`calls.caller`) of calls that arrived before the retention cutoff get the
+//! same treatment (`hash_old_callers`): once no survey of the call still holds its number and
+//! no follow-up task of it is open, the caller becomes the keyed hash of what was stored
+//! (64 hex digits; the API shows it as `****`). Numbers shorter than 7 characters (agent
+//! extensions, `anonymous`) are left alone. Calls of one caller keep matching each other
+//! after hashing, so the repeat-caller figure still works on old calls; across the cutoff
+//! (a hashed call and a later one still in clear within 7 days) the repeat is not seen.
 
 use super::{ms_to_db, Store, StoreError};
 use crate::engine::time::Millis;
@@ -97,13 +104,68 @@ impl Store {
     }
 }
 
-/// Runs `drop_expired_numbers` every `every` (the first run right away) until the task is
+/// Call records handled per transaction by `hash_old_callers`.
+const CALLER_BATCH: i64 = 500;
+
+impl Store {
+    /// Replaces the caller numbers of calls older than `retention_ms` at `now` with their
+    /// keyed hash under `key` (see the module notes). Returns how many calls changed.
+    /// Idempotent: a hash (64 characters) is never hashed again.
+    pub async fn hash_old_callers(
+        &self,
+        now: Millis,
+        retention_ms: u64,
+        key: &[u8],
+    ) -> Result<u64, StoreError> {
+        let cutoff = ms_to_db(now.as_u64().saturating_sub(retention_ms));
+        let mut total = 0u64;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(
+                "SELECT call_id, caller FROM calls c \
+                 WHERE c.arrived_at < $1 AND length(c.caller) >= 7 AND length(c.caller) <> 64 \
+                   AND NOT EXISTS (SELECT 1 FROM surveys s \
+                     WHERE s.call_id = c.call_id AND s.number IS NOT NULL) \
+                   AND NOT EXISTS (SELECT 1 FROM follow_up_tasks t \
+                     WHERE t.call_id = c.call_id AND t.closed_at IS NULL) \
+                 ORDER BY c.arrived_at LIMIT $2",
+            )
+            .bind(cutoff)
+            .bind(CALLER_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                use sqlx::Row;
+                let call_id: String = row.try_get("call_id")?;
+                let caller: String = row.try_get("caller")?;
+                let hashed = crate::engine::survey::number_hash(key, &caller);
+                sqlx::query("UPDATE calls SET caller = $1 WHERE call_id = $2")
+                    .bind(hashed)
+                    .bind(call_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            total += rows.len() as u64;
+            if (rows.len() as i64) < CALLER_BATCH {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Runs `drop_expired_numbers` and `hash_old_callers` every `every` (the first run right away) until the task is
 /// aborted. A failed run is logged and counted (`ccswitch_survey_retention_errors_total`)
 /// and tried again at the next tick.
 pub fn spawn_retention(
     store: Store,
     every: Duration,
     retention_ms: u64,
+    key: Vec<u8>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let clock = crate::clock::Clock::new();
@@ -111,7 +173,15 @@ pub fn spawn_retention(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match store.drop_expired_numbers(clock.now(), retention_ms).await {
+            let now = clock.now();
+            let dropped = match store.drop_expired_numbers(now, retention_ms).await {
+                Ok(n) => store
+                    .hash_old_callers(now, retention_ms, &key)
+                    .await
+                    .map(|calls| n + calls),
+                Err(e) => Err(e),
+            };
+            match dropped {
                 Ok(n) => {
                     metrics::counter!("ccswitch_survey_numbers_dropped_total").increment(n);
                     if n > 0 {

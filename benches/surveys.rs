@@ -299,7 +299,10 @@ async fn send_all_due(
     let due = count("SELECT COUNT(*) FROM sms_messages WHERE state = 'queued'").await;
     let config = ccswitch::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
         .expect("the shipped config loads");
-    let policy = config.survey.expect("the shipped survey.toml is enabled");
+    let mut policy = (*config.survey.expect("the shipped survey.toml is enabled")).clone();
+    // Throughput at any hour of the day: quiet hours would hold every text.
+    policy.quiet_hours = None;
+    let policy = std::sync::Arc::new(policy);
     let key = store.number_hash_key().await.expect("number-hash key");
     let (opt_out_tx, _opt_outs) = tokio::sync::mpsc::unbounded_channel();
     let start = Instant::now();

@@ -704,3 +704,55 @@ async fn signed_webhooks_reach_the_service() {
     let _ = server.await;
     service.stop(Duration::from_secs(1)).await;
 }
+
+/// A text that is due when quiet hours are on (a retry, a backlog after an outage) is held:
+/// the service claims nothing until they end. Quiet hours here are the half hour either side
+/// of now in the IVR's time zone; a second service without them then sends the survey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn due_texts_wait_while_quiet_hours_are_on() {
+    use ccswitch::engine::survey::QuietHours;
+    use chrono::Timelike;
+    if skip() {
+        return;
+    }
+    let mut smsc = Smsc::start();
+    let pw = password_file();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite:{}", dir.path().join("q.db").display()))
+        .await
+        .unwrap();
+    let clock = Clock::new();
+    let now = clock.now().as_u64();
+    store.write_batch(&survey(1, now)).await.unwrap();
+
+    let mut quiet = (*policy()).clone();
+    let local = chrono::DateTime::from_timestamp_millis(now as i64)
+        .unwrap()
+        .with_timezone(&quiet.time_zone);
+    let minute = local.hour() * 60 + local.minute();
+    quiet.quiet_hours = Some(QuietHours {
+        start_minute: (minute + 1440 - 30) % 1440,
+        end_minute: (minute + 30) % 1440,
+    });
+    let start = |p: Arc<SurveyPolicy>| {
+        let (gateway, events) =
+            Gateway::start(&smpp_config(smsc.port, pw.path(), 100), "default").unwrap();
+        let mut cfg = ServiceConfig::new(p, KEY.to_vec());
+        cfg.poll_interval = Duration::from_millis(50);
+        let (opt_tx, _opt_rx) = tokio::sync::mpsc::unbounded_channel();
+        SurveyService::start(store.clone(), cfg, gateway, events, opt_tx, clock)
+    };
+    let held = start(Arc::new(quiet)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(smsc.submits().is_empty(), "nothing goes out in quiet hours");
+    assert_eq!(store.outbox_counts().await.unwrap().get("queued"), Some(&1));
+    held.stop(Duration::from_secs(1)).await;
+
+    let open = start(policy()).await.unwrap();
+    tokio::task::block_in_place(|| {
+        smsc.wait_for("the survey", Duration::from_secs(20), |s| {
+            !s.submits().is_empty()
+        })
+    });
+    open.stop(Duration::from_secs(1)).await;
+}

@@ -326,6 +326,11 @@ impl Worker {
 
     /// Claims what is due and sends it; true when the claim was full (more may be due).
     async fn claim_and_send(&mut self, now: Millis) -> bool {
+        // Quiet hours hold every text, also one that was due before them: a retry after
+        // backoff, a backlog after a gateway outage or a restart. It goes when they end.
+        if self.cfg.policy.release_time(now).1 {
+            return false;
+        }
         let budget = self.outbox.claim_budget(now);
         if budget == 0 {
             return false;

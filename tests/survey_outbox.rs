@@ -385,14 +385,41 @@ async fn idempotent_transitions(store: &Store) {
     assert_eq!(state(store, 13).await, "sent");
 
     // Expiry: once, only for unanswered surveys that went out.
-    let mut expired = store.expire_surveys(Millis(T0 + 49 * HOUR)).await.unwrap();
+    let mut expired = store
+        .expire_surveys(Millis(T0 + 49 * HOUR), u64::MAX)
+        .await
+        .unwrap();
     expired.sort();
     assert_eq!(expired, vec![10, 11, 13]);
     assert!(store
-        .expire_surveys(Millis(T0 + 50 * HOUR))
+        .expire_surveys(Millis(T0 + 50 * HOUR), u64::MAX)
         .await
         .unwrap()
         .is_empty());
+
+    // Never sent (a gateway down for two days): expired once the reply window has passed
+    // since the send time, its text cancelled. One being sent right now is left alone.
+    let mut batch = survey(20, T0 + HOUR, T0 + 49 * HOUR, false);
+    batch.extend(survey(21, T0 + HOUR, T0 + 49 * HOUR, false));
+    store.write_batch(&batch).await.unwrap();
+    let claimed = store.claim_due(Millis(T0 + HOUR), 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let sending = claimed[0].message_id;
+    let idle = if sending == 20 { 21 } else { 20 };
+    let window = 48 * HOUR;
+    assert!(store
+        .expire_surveys(Millis(T0 + 48 * HOUR), window)
+        .await
+        .unwrap()
+        .is_empty());
+    let expired = store
+        .expire_surveys(Millis(T0 + 49 * HOUR + 1), window)
+        .await
+        .unwrap();
+    assert_eq!(expired, vec![idle]);
+    assert_eq!(state(store, idle).await, "expired");
+    assert_eq!(text_state(store, idle).await.0, "cancelled");
+    assert_eq!(text_state(store, sending).await.0, "sending");
     assert_eq!(state(store, 12).await, "failed");
 }
 

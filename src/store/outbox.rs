@@ -672,9 +672,51 @@ impl Store {
         })
     }
 
-    /// Surveys whose reply window passed without an answer: `expired`. Returns their ids.
-    pub async fn expire_surveys(&self, now: Millis) -> Result<Vec<u64>, StoreError> {
+    /// Surveys whose reply window passed without an answer: `expired`. So are surveys still
+    /// not sent `unsent_ms` after their send time (a long gateway outage: a question about a
+    /// call days ago helps nobody); their queued texts are cancelled. A text being sent right
+    /// now keeps its survey. Returns the ids.
+    pub async fn expire_surveys(
+        &self,
+        now: Millis,
+        unsent_ms: u64,
+    ) -> Result<Vec<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        let stale = sqlx::query(
+            "SELECT s.survey_id FROM surveys s \
+             WHERE s.state IN ('pending', 'deferred') AND s.send_at <= $1 \
+               AND NOT EXISTS (SELECT 1 FROM sms_messages m \
+                 WHERE m.survey_id = s.survey_id AND m.state = 'sending')",
+        )
+        .bind(ms_to_db(now.as_u64().saturating_sub(unsent_ms)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::new();
+        for r in stale {
+            let sid: i64 = r.try_get(0)?;
+            if survey_transition(
+                &mut tx,
+                sid,
+                &["pending", "deferred"],
+                "expired",
+                now,
+                Some("not sent within the reply window".into()),
+                "",
+                vec![],
+            )
+            .await?
+            {
+                sqlx::query(
+                    "UPDATE sms_messages SET state = 'cancelled', state_at = $2, \
+                       fail_reason = 'not sent in time' WHERE survey_id = $1 AND state = 'queued'",
+                )
+                .bind(sid)
+                .bind(ms_to_db(now.as_u64()))
+                .execute(&mut *tx)
+                .await?;
+                out.push(id_from_db(sid));
+            }
+        }
         let rows = sqlx::query(
             "SELECT survey_id FROM surveys \
              WHERE state IN ('sent', 'delivered', 'undeliverable') AND reply_by <= $1",
@@ -682,7 +724,6 @@ impl Store {
         .bind(ms_to_db(now.as_u64()))
         .fetch_all(&mut *tx)
         .await?;
-        let mut out = Vec::new();
         for r in rows {
             let sid: i64 = r.try_get(0)?;
             if survey_transition(

@@ -355,7 +355,11 @@ impl Worker {
     }
 
     async fn sweep(&mut self, now: Millis) {
-        match self.store.expire_surveys(now).await {
+        match self
+            .store
+            .expire_surveys(now, self.cfg.policy.reply_window_ms)
+            .await
+        {
             Ok(ids) if !ids.is_empty() => {
                 self.stats.bump(
                     &self.stats.expired,

@@ -755,7 +755,7 @@ fn required_role(method: &str, path: &str) -> Option<Option<&'static str>> {
         ("get", "/api/v1/openapi.json") => None,
         ("get", "/api/v1/session") => Some("viewer"),
         ("get", "/api/v1/live/snapshot") | ("get", "/api/v1/live") => Some("viewer"),
-        ("get", p) if p.starts_with("/api/v1/reports/") => Some("viewer"),
+        ("get", p) if p.starts_with("/api/v1/reports/") => Some("supervisor"),
         ("get", "/api/v1/calls")
         | ("get", "/api/v1/calls/{call_id}")
         | ("post", "/api/v1/calls/{call_id}/unmask")
@@ -1261,6 +1261,8 @@ async fn timeline_unmask_recording(env: &Env, sup: &Who, viewer: &Who) {
 
 /// The REST reports equal the CLI's JSON for the same span; CSV exports.
 async fn reports(env: &Env, viewer: &Who) {
+    // Reports are the supervisor's (a viewer sees the wallboard only: the OpenAPI walk checks
+    // the viewer's 403s).
     let addr = env.addr();
     let (from, to) = (env.t0 - 3_600_000, env.t0 + DAY);
     for (what, key) in [
@@ -1537,7 +1539,7 @@ async fn scenario(mut env: Env, rtp_slot: u16) {
     let sup = sign_in(addr, "supervisor").await;
     let admin = sign_in(addr, "admin").await;
     let bearer = Who::Bearer(env.token.clone());
-    reports(&env, &viewer).await;
+    reports(&env, &sup).await;
     paging(&env, &bearer).await;
     timeline_unmask_recording(&env, &sup, &viewer).await;
     csrf_and_bad_bodies(&env, &sup).await;

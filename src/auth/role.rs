@@ -25,9 +25,10 @@ pub enum Role {
     /// the live feed and their own extension's desk (state, screen pop, dispositions), nothing
     /// else. Never a users.toml role or an API token's role.
     Agent,
-    /// The wallboard and the reports: figures, masked numbers.
+    /// The wallboard only (issue 9: a wall screen's sign-in): live figures, masked numbers.
     Viewer,
-    /// Also agent commands, call details, recordings, and unmasking one call (audited).
+    /// Also the reports, agent commands, call details, recordings, and unmasking one call
+    /// (audited).
     Supervisor,
     /// Everything.
     Admin,
@@ -77,8 +78,9 @@ impl Permission {
     pub fn min_role(self) -> Role {
         match self {
             Permission::AgentDesk => Role::Agent,
-            Permission::ViewLive | Permission::ViewReports => Role::Viewer,
-            Permission::AgentCommands
+            Permission::ViewLive => Role::Viewer,
+            Permission::ViewReports
+            | Permission::AgentCommands
             | Permission::CallDetails
             | Permission::Recordings
             | Permission::Unmask
@@ -154,13 +156,13 @@ impl FromStr for Role {
 mod tests {
     use super::*;
 
-    /// The matrix of issue 9: viewer sees the wallboard and reports only; supervisor also
+    /// The matrix of issue 9: viewer sees the wallboard only; supervisor also reads reports,
     /// commands agents, sees calls, recordings and unmasks; admin everything.
     #[test]
     fn role_matrix() {
         use Permission::*;
         let expect: [(Role, &[Permission]); 4] = [
-            (Role::Viewer, &[ViewLive, ViewReports]),
+            (Role::Viewer, &[ViewLive]),
             (
                 Role::Supervisor,
                 &[

@@ -398,6 +398,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         http_app = http_app.merge(net::ws::router(ws.clone()));
         tracing::info!(url = %format!("ws://{http_addr}{}", net::ws::PATH), "SIP over WebSocket listening");
     }
+    // Unknown /api/ paths and wrong methods answer with problem documents too.
+    let http_app = http_app.layer(axum::middleware::from_fn(api::problem::api_fallbacks));
     let http_task = tokio::spawn(api::serve_router(http, http_app, async {
         let _ = http_stop_rx.await;
     }));

@@ -943,6 +943,13 @@ async fn session_checks(env: &Env, method: &str) {
 
 async fn csrf_and_bad_bodies(env: &Env, sup: &Who) {
     let addr = env.addr();
+    // No such API path, or a path that takes other methods: problem documents too.
+    call(addr, sup, "GET", "/api/v1/no-such-thing", None)
+        .await
+        .problem(404, "not-found");
+    let r = call(addr, sup, "DELETE", "/api/v1/calls", None).await;
+    r.problem(405, "method-not-allowed");
+    assert_eq!(r.header("allow"), Some("GET,HEAD"), "{:?}", r.headers);
     let Who::Session { cookie, .. } = sup else {
         unreachable!()
     };

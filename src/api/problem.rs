@@ -40,6 +40,8 @@ pub mod types {
     pub const PAYLOAD_TOO_LARGE: &str = "payload-too-large";
     /// No such resource (404).
     pub const NOT_FOUND: &str = "not-found";
+    /// The path exists but not with this method (405; `Allow` lists the methods).
+    pub const METHOD_NOT_ALLOWED: &str = "method-not-allowed";
     /// The server failed (500); the detail never carries internals.
     pub const INTERNAL: &str = "internal";
     /// A dependency (the database) is unavailable (503).
@@ -291,5 +293,45 @@ mod tests {
         assert_eq!(res.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
         let res = Problem::too_many_requests(0, "wait").into_response();
         assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+    }
+}
+
+/// Middleware over the whole HTTP app: an `/api/` request that no route took (404) or that
+/// a route takes with other methods (405) gets a problem document like every other API
+/// error, not the router's empty answer. Answers that already are problems pass unchanged.
+pub async fn api_fallbacks(req: Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let res = next.run(req).await;
+    if !path.starts_with("/api/") {
+        return res;
+    }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if is_problem {
+        return res;
+    }
+    let shown = crate::api::rest::printable(&path, 200);
+    match res.status() {
+        StatusCode::NOT_FOUND => {
+            Problem::not_found(format!("no API resource at {shown}")).into_response()
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = res.headers().get(header::ALLOW).cloned();
+            let mut out = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                types::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+            )
+            .detail(format!("{shown} does not take {method}"))
+            .into_response();
+            if let Some(allow) = allow {
+                out.headers_mut().insert(header::ALLOW, allow);
+            }
+            out
+        }
+        _ => res,
     }
 }

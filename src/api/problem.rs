@@ -268,34 +268,6 @@ impl<T: Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn problem_serialises_per_rfc_9457() {
-        let p = Problem::forbidden("needs recordings").with("permission", "recordings");
-        let v: Value = serde_json::to_value(&p).unwrap();
-        assert_eq!(v["type"], "https://ccswitch.dev/problems/forbidden");
-        assert_eq!(v["title"], "Not allowed");
-        assert_eq!(v["status"], 403);
-        assert_eq!(v["detail"], "needs recordings");
-        assert_eq!(v["permission"], "recordings");
-        assert!(v.get("instance").is_none());
-        assert_eq!(p.slug(), "forbidden");
-    }
-
-    #[test]
-    fn retry_after_is_whole_seconds_rounded_up() {
-        let res = Problem::too_many_requests(1_001, "wait").into_response();
-        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
-        assert_eq!(res.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
-        let res = Problem::too_many_requests(0, "wait").into_response();
-        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
-    }
-}
-
 /// Middleware over the whole HTTP app: an `/api/` request that no route took (404) or that
 /// a route takes with other methods (405) gets a problem document like every other API
 /// error, not the router's empty answer. Answers that already are problems pass unchanged.
@@ -333,5 +305,33 @@ pub async fn api_fallbacks(req: Request, next: axum::middleware::Next) -> Respon
             out
         }
         _ => res,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_serialises_per_rfc_9457() {
+        let p = Problem::forbidden("needs recordings").with("permission", "recordings");
+        let v: Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "https://ccswitch.dev/problems/forbidden");
+        assert_eq!(v["title"], "Not allowed");
+        assert_eq!(v["status"], 403);
+        assert_eq!(v["detail"], "needs recordings");
+        assert_eq!(v["permission"], "recordings");
+        assert!(v.get("instance").is_none());
+        assert_eq!(p.slug(), "forbidden");
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        let res = Problem::too_many_requests(1_001, "wait").into_response();
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], CONTENT_TYPE);
+        let res = Problem::too_many_requests(0, "wait").into_response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
     }
 }

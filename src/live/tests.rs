@@ -561,3 +561,33 @@ fn a_waiting_caller_counts_in_the_service_level_only_once_past_the_threshold() {
     m.tick(at(41));
     assert_eq!(sl(&mut m), (1, Some(0.0)));
 }
+
+#[test]
+fn staffing_uses_the_last_hours_aht() {
+    let mut m = model();
+    // Talk + wrap-up: 600 s early on, 120 s more than an hour later.
+    for r in handled("old", 0, "tech", "1001", 5, 500, 100) {
+        m.apply(&r);
+    }
+    for r in handled("new", 5000, "tech", "1002", 5, 100, 20) {
+        m.apply(&r);
+    }
+    let aht = |m: &mut LiveModel, s: u64| {
+        let q = m
+            .queues(at(s))
+            .into_iter()
+            .find(|q| q.name == "tech")
+            .unwrap();
+        q.staffing.aht_secs
+    };
+    assert_eq!(
+        aht(&mut m, 5200),
+        120.0,
+        "only the call handled in the last hour"
+    );
+    assert_eq!(
+        aht(&mut m, 5200 + 3600),
+        360.0,
+        "nobody finished in the last hour: today's AHT"
+    );
+}

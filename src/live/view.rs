@@ -30,8 +30,9 @@ impl LiveModel {
         self.computed.totals.clone()
     }
 
-    pub fn queues(&mut self, _now: Millis) -> Vec<QueueView> {
+    pub fn queues(&mut self, now: Millis) -> Vec<QueueView> {
         self.compute();
+        let last_hour = self.aht_last_hour(now);
         let names: Vec<String> = self.cfg.queues.names().map(str::to_string).collect();
         names
             .iter()
@@ -40,11 +41,17 @@ impl LiveModel {
                 let counts = self.queue_counts.get(name).copied().unwrap_or_default();
                 let today = self.computed.queues.get(name).cloned().unwrap_or_default();
                 let arrivals = self.recent.iter().filter(|(_, q)| q == name).count() as u64;
-                let aht_secs = today.aht_secs.unwrap_or_else(|| {
-                    spec.map_or(f64::from(self.cfg.wallboard.targets.aht_secs as u32), |s| {
-                        s.default_handle_time_ms as f64 / 1000.0
-                    })
-                });
+                // Erlang C at the last hour's arrivals and AHT; without calls handled in the
+                // last hour, today's AHT, else the queue's default handle time.
+                let aht_secs = last_hour
+                    .get(name)
+                    .map(|(sum, n)| (*sum as f64 / *n as f64 / 100.0).round() / 10.0)
+                    .or(today.aht_secs)
+                    .unwrap_or_else(|| {
+                        spec.map_or(f64::from(self.cfg.wallboard.targets.aht_secs as u32), |s| {
+                            s.default_handle_time_ms as f64 / 1000.0
+                        })
+                    });
                 let target = self.sl.get(name);
                 let needed = erlang::agents_needed(
                     arrivals as f64,
@@ -75,6 +82,25 @@ impl LiveModel {
                 }
             })
             .collect()
+    }
+
+    /// Per queue: (sum of AHT ms, calls) of calls whose wrap-up ended in the hour before
+    /// `now`.
+    fn aht_last_hour(&self, now: Millis) -> std::collections::HashMap<String, (u64, u64)> {
+        let since = now.as_u64().saturating_sub(3_600_000);
+        let mut out: std::collections::HashMap<String, (u64, u64)> = Default::default();
+        for d in self.today.values() {
+            let t = &d.times;
+            let (Some(done), Some(q), Some(aht)) = (t.wrapup_ended_at, &t.queue, t.aht_ms()) else {
+                continue;
+            };
+            if done.as_u64() >= since && done <= now {
+                let e = out.entry(q.clone()).or_default();
+                e.0 += aht;
+                e.1 += 1;
+            }
+        }
+        out
     }
 
     pub fn agents_view(&mut self) -> Vec<AgentView> {

@@ -102,7 +102,8 @@ fn origin_authority(origin: &str) -> Option<&str> {
 }
 
 /// WebSocket feed: first `{"type":"snapshot",...}`, then `{"type":"update","seq":N,"at":ms,
-/// <changed sections, whole>}` at most 4 a second; pings every 15 s. A client that falls
+/// "changed_at":ms,<changed sections, whole>}` at most 4 a second (`changed_at`: when the
+/// oldest change in it reached the feed); pings every 15 s. A client that falls
 /// behind gets a fresh snapshot, or is closed with 1008 if it stays stalled.
 #[utoipa::path(
     get,

@@ -156,6 +156,9 @@ struct Hub {
     model: LiveModel,
     clients: Vec<Client>,
     clock: Clock,
+    /// When the oldest change not yet sent reached the hub (an update's `changed_at`: what
+    /// its clients' lag is measured from, coalescing wait included).
+    pending_since: Option<Millis>,
     prom: prom::QueueMetrics,
     opts: HubOptions,
 }
@@ -173,6 +176,7 @@ pub fn spawn_with(model: LiveModel, clock: Clock, opts: HubOptions) -> (LiveSend
         model,
         clients: Vec::new(),
         clock,
+        pending_since: None,
         prom: prom::QueueMetrics::default(),
         opts,
     };
@@ -291,6 +295,13 @@ impl Hub {
     }
 
     fn apply(&mut self, input: LiveInput) {
+        self.apply_input(input);
+        if self.pending_since.is_none() && self.model.is_dirty() {
+            self.pending_since = Some(self.clock.now());
+        }
+    }
+
+    fn apply_input(&mut self, input: LiveInput) {
         match input {
             LiveInput::Record(r) => {
                 self.model.apply(&r);
@@ -334,6 +345,7 @@ impl Hub {
     fn flush(&mut self, now: Millis) {
         self.clients.retain(|c| !c.tx.is_closed());
         let dirty = self.model.take_dirty();
+        let changed_at = self.pending_since.take().unwrap_or(now).min(now);
         let body = if dirty != 0 && !self.clients.is_empty() {
             let mut body = String::new();
             for s in Section::ALL {
@@ -373,9 +385,10 @@ impl Hub {
             }
             let Some(body) = &body else { continue };
             let msg = format!(
-                "{{\"type\":\"update\",\"seq\":{},\"at\":{}{}}}",
+                "{{\"type\":\"update\",\"seq\":{},\"at\":{},\"changed_at\":{}{}}}",
                 c.seq + 1,
                 now.as_u64(),
+                changed_at.as_u64(),
                 body
             );
             match c.tx.try_send(msg) {

@@ -57,6 +57,10 @@ async fn a_stalled_client_is_dropped_a_slow_one_resynced_and_others_keep_going()
             seqs.push(m["seq"].as_u64().unwrap());
             if m["type"] == "update" {
                 assert!(m["agents"].is_array(), "{m}");
+                // The change reached the hub before the update went out (the bench measures
+                // how long before: no timing is asserted here).
+                let at = m["at"].as_u64().unwrap();
+                assert!(m["changed_at"].as_u64().unwrap() <= at, "{m}");
                 assert!(m.get("waiting").is_none(), "only changed sections: {m}");
             }
         }

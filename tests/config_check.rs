@@ -881,3 +881,34 @@ fn complaint_flag_faults_name_file_and_key() {
         "queue `gripes` is not defined in queues.toml",
     );
 }
+
+#[test]
+fn agent_display_ids_are_checked_and_reach_the_survey_texts() {
+    // The whole folder: survey.toml reads the display ids from agents.toml.
+    let load = |id: &str| {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("config");
+        copy_shipped_folder(&dir, "agents.toml", |t| {
+            replace_once(
+                t,
+                "name = \"Bob\"",
+                &format!("name = \"Bob\"\ndisplay_id = \"{id}\""),
+            )
+        });
+        let result = config::load(&dir);
+        (tmp, result)
+    };
+    for (id, reason) in [
+        ("Bob", "agent's name"),
+        ("A 07", "not a display id"),
+        ("", "not a display id"),
+    ] {
+        let err = load(id).1.expect_err("refused");
+        assert_error(&err, "agents.toml", "agents[1].display_id", reason);
+    }
+    let (_tmp, cfg) = load("A-07");
+    let cfg = cfg.unwrap_or_else(|e| panic!("{e}"));
+    let policy = cfg.survey.expect("surveys shipped on");
+    assert_eq!(policy.fields("1002", None).agent, "A-07");
+    assert_eq!(policy.fields("1001", None).agent, "1001");
+}

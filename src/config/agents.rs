@@ -136,6 +136,8 @@ struct RawAgent {
     ha1_md5: Option<String>,
     ha1_sha256: Option<String>,
     realm: Option<String>,
+    /// Shown to callers in survey texts instead of the extension (a badge number).
+    display_id: Option<String>,
     /// Only here to refuse it with a clear reason (deny_unknown_fields would say
     /// "unknown field").
     password: Option<toml::Value>,
@@ -331,6 +333,7 @@ pub(crate) fn check_sip_account(
         ha1_md5,
         ha1_sha256,
         realm: None,
+        display_id: None,
         password: None,
     };
     check_agent(raw, realm)
@@ -417,7 +420,28 @@ fn check_agent(raw: RawAgent, default_realm: &str) -> Result<AgentConfig, (Strin
     if !is_realm(&realm) {
         return Err(("realm".into(), realm_reason(&realm)));
     }
+    if let Some(d) = &raw.display_id {
+        let ok_chars = d
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if d.is_empty() || d.chars().count() > 16 || !ok_chars {
+            return Err((
+                "display_id".into(),
+                format!(
+                    "`{d}` is not a display id: 1-16 letters, digits, `-` or `_` (a badge \
+                     number, never a name)"
+                ),
+            ));
+        }
+        if d.eq_ignore_ascii_case(name.trim()) {
+            return Err((
+                "display_id".into(),
+                "must not be the agent's name: callers see it in survey texts".into(),
+            ));
+        }
+    }
     Ok(AgentConfig {
+        display_id: raw.display_id,
         extension: raw.extension,
         name: name.to_string(),
         skills,

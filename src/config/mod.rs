@@ -776,6 +776,7 @@ fn with_supervisor_phones(
             ha1_md5: s.ha1_md5.clone(),
             ha1_sha256: s.ha1_sha256.clone(),
             realm: realm.clone(),
+            display_id: None,
         });
     }
     Ok(agents.with_supervisors(supervisors))

@@ -344,6 +344,12 @@ fn build(raw: RawFile, ctx: &Context<'_>) -> Result<SurveyPolicy, Fault> {
     })?;
 
     Ok(SurveyPolicy {
+        agent_display: ctx
+            .agents
+            .agents
+            .iter()
+            .filter_map(|a| Some((a.extension.clone(), a.display_id.clone()?)))
+            .collect(),
         company: raw.company,
         gateway: raw.gateway,
         agent_handled: q.agent_handled,

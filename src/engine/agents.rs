@@ -24,6 +24,9 @@ pub struct AgentConfig {
     pub ha1_sha256: Option<String>,
     /// The realm the HA1s were made for.
     pub realm: String,
+    /// What callers are told in survey texts (`{agent}`) instead of the extension, e.g. a
+    /// badge number; never the name.
+    pub display_id: Option<String>,
 }
 
 impl AgentConfig {

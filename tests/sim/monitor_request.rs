@@ -32,6 +32,7 @@ fn supervisor_net() -> Net {
         ha1_md5: Some(digest::ha1(Algorithm::Md5, "9001", &realm, "demo9001")),
         ha1_sha256: None,
         realm,
+        display_id: None,
     };
     cfg.agents = std::sync::Arc::new((*cfg.agents).clone().with_supervisors(vec![sue]));
     let mut net = Net::new();

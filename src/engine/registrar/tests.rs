@@ -16,6 +16,7 @@ fn agent(ext: &str, pw: &str, md5: bool, sha: bool) -> AgentConfig {
         ha1_md5: md5.then(|| ha1(Algorithm::Md5, ext, "ccswitch", pw)),
         ha1_sha256: sha.then(|| ha1(Algorithm::Sha256, ext, "ccswitch", pw)),
         realm: "ccswitch".into(),
+        display_id: None,
     }
 }
 

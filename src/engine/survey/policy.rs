@@ -56,6 +56,8 @@ pub struct LanguageTexts {
 /// `survey.toml`, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SurveyPolicy {
+    /// Extension -> what `{agent}` shows instead (agents.toml `display_id`).
+    pub agent_display: BTreeMap<String, String>,
     pub company: String,
     /// The SMS gateway the sender uses.
     pub gateway: String,
@@ -444,7 +446,7 @@ impl SurveyPolicy {
             .unwrap_or("");
         Fields {
             company: &self.company,
-            agent,
+            agent: self.agent_display.get(agent).map_or(agent, String::as_str),
             queue,
         }
     }

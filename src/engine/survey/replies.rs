@@ -247,6 +247,7 @@ mod tests {
 
     fn policy(nps: bool) -> SurveyPolicy {
         SurveyPolicy {
+            agent_display: Default::default(),
             company: "Example Co".into(),
             gateway: "default".into(),
             agent_handled: true,

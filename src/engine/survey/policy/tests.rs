@@ -20,6 +20,7 @@ fn texts(csat: &str) -> LanguageTexts {
 
 fn policy() -> SurveyPolicy {
     SurveyPolicy {
+        agent_display: BTreeMap::from([("1009".to_string(), "A-09".to_string())]),
         company: "Example Co".into(),
         gateway: "default".into(),
         agent_handled: true,
@@ -431,6 +432,9 @@ fn queue_placeholder_shows_the_label() {
     let s = scheduled(p.decide(end, &agent_call(MOBILE, end), &SurveyLedger::default()));
     assert_eq!(s.text, "Technical support/1002");
     assert_eq!(p.fields("1", Some("unlabelled")).queue, "unlabelled");
+    // An agent with a display id (agents.toml `display_id`) is shown by it, never by name;
+    // the survey still belongs to the extension.
+    assert_eq!(p.fields("1009", None).agent, "A-09");
 }
 
 #[test]

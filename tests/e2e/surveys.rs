@@ -524,3 +524,212 @@ fn survey_by_http_gateway_with_signed_webhooks() {
     let mut sw = sw;
     assert!(sw.terminate(Duration::from_secs(20)).success());
 }
+
+/// 500 queued surveys, written to the switch's database before it starts (as if 500 calls
+/// had just ended).
+fn queue_surveys(db_url: &str, n: u64) {
+    use ccswitch::engine::{Millis, Record};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = ccswitch::store::Store::open(db_url)
+            .await
+            .expect("open the test database");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let mut batch = Vec::new();
+        for id in 1..=n {
+            let call_id = format!("crash-{id}");
+            let number = format!("+86138{id:08}");
+            batch.push(Record::CallStarted {
+                call_id: call_id.clone(),
+                sip_call_id: format!("crash-{id}@10.0.0.1"),
+                caller: number.clone(),
+                dialled: "100".into(),
+                transport: "udp".into(),
+                arrived_at: Millis(now - 120_000),
+                ring_cycle_ms: 6_000,
+            });
+            batch.push(Record::SurveyScheduled {
+                call_id,
+                survey_id: id,
+                at: Millis(now - 60_000),
+                number: number.clone(),
+                number_hash: format!("{id:064x}"),
+                language: "zh".into(),
+                text: format!(
+                    "感谢致电，请为本次服务打分：回复1-5（5为非常满意），回复TD退订。#{id}"
+                ),
+                send_at: Millis(now - 1_000),
+                deferred: false,
+                reply_by: Millis(now + 48 * 3_600_000),
+                agent: Some("1001".into()),
+                queue: Some("tech".into()),
+                complaint: false,
+            });
+        }
+        store.write_batch(&batch).await.expect("queue the surveys");
+        store.close().await;
+    });
+}
+
+/// (state, attempts) of every text in the outbox, by message id.
+fn outbox(db_url: &str) -> std::collections::BTreeMap<u64, (String, i64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = ccswitch::store::Store::open(db_url)
+            .await
+            .expect("open the test database");
+        let rows = store.outbox_rows().await.expect("outbox rows");
+        store.close().await;
+        rows.into_iter()
+            .map(|r| (r.message_id, (r.state, r.attempts)))
+            .collect()
+    })
+}
+
+/// The crash test of issue 8 against the real binary: 500 surveys queued, `ccswitch run`
+/// sending them to the test SMSC at 100 a second is killed with SIGKILL mid-sending and
+/// started again. Every survey reaches the SMSC; duplicates only among the texts in flight
+/// (`sending`) at the kill, each at most twice; the outbox accounts for all 500.
+fn kill_9_mid_sending(db: Option<String>, slot: u16) {
+    const N: u64 = 500;
+    let mut smsc = Smsc::start();
+    let mut cfg = survey_config();
+    if let Some(url) = db {
+        cfg.db_url = url;
+    }
+    let pw = cfg.path("smpp.pw");
+    std::fs::write(&pw, SMPP_PASSWORD).expect("write password file");
+    let sms = cfg.dir.join("sms.toml");
+    set_key(&sms, "smpp", "enabled", "enabled = true");
+    set_key(&sms, "smpp", "port", &format!("port = {}", smsc.port));
+    set_key(&sms, "smpp", "max_per_s", "max_per_s = 100");
+    set_key(
+        &sms,
+        "smpp",
+        "password_env",
+        &format!("password_file = {:?}", pw.display().to_string()),
+    );
+    edit(
+        &cfg.dir.join("survey.toml"),
+        "gateway = \"default\"",
+        "gateway = \"smpp\"",
+    );
+    queue_surveys(&cfg.db_url, N);
+    let submits = |smsc: &Smsc| -> Vec<u64> {
+        smsc.seen
+            .iter()
+            .filter(|v| v["event"] == "submit_sm")
+            .filter_map(|v| v["tlvs"]["0x0204"].as_str())
+            .filter_map(|h| u64::from_str_radix(h, 16).ok())
+            .collect()
+    };
+
+    let mut sw = Switch::start(&cfg, slot);
+    // Kill it once a good part, not all, has gone out.
+    let end = Instant::now() + Duration::from_secs(60);
+    while submits(&smsc).len() < 150 {
+        match smsc
+            .lines
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            Ok(v) => smsc.seen.push(v),
+            Err(_) => panic!("150 submits did not come:\n{}", sw.log_tail(30)),
+        }
+    }
+    sw.kill9();
+    // What the SMSC still had on the wire arrives; then the outbox as the kill left it.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(v) = smsc.lines.try_recv() {
+        smsc.seen.push(v);
+    }
+    let at_kill = outbox(&cfg.db_url);
+    let in_flight: std::collections::BTreeSet<u64> = at_kill
+        .iter()
+        .filter(|(_, (state, _))| state == "sending")
+        .map(|(id, _)| *id)
+        .collect();
+    let sent_at_kill = at_kill.values().filter(|(s, _)| s == "sent").count();
+    eprintln!(
+        "killed: SMSC saw {} submits; outbox {sent_at_kill} sent, {} sending",
+        submits(&smsc).len(),
+        in_flight.len()
+    );
+    assert!(sent_at_kill < N as usize, "killed mid-sending");
+
+    let mut sw = Switch::start(&cfg, slot);
+    let end = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = outbox(&cfg.db_url);
+        if rows.values().filter(|(s, _)| s == "sent").count() == N as usize {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "not all sent after the restart:\n{}",
+            sw.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(v) = smsc.lines.try_recv() {
+        smsc.seen.push(v);
+    }
+    assert!(sw.terminate(Duration::from_secs(20)).success());
+
+    let mut per_id: std::collections::BTreeMap<u64, usize> = Default::default();
+    for id in submits(&smsc) {
+        *per_id.entry(id).or_default() += 1;
+    }
+    let missing: Vec<u64> = (1..=N).filter(|id| !per_id.contains_key(id)).collect();
+    assert!(missing.is_empty(), "never reached the SMSC: {missing:?}");
+    let dups: std::collections::BTreeSet<u64> = per_id
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    eprintln!(
+        "SMSC: {} submits for {N} surveys; duplicates {dups:?}; {} in flight at the kill",
+        per_id.values().sum::<usize>(),
+        in_flight.len()
+    );
+    assert!(
+        dups.is_subset(&in_flight),
+        "duplicates outside the texts in flight at the kill: {:?}",
+        dups.difference(&in_flight).collect::<Vec<_>>()
+    );
+    assert!(
+        per_id.values().all(|n| *n <= 2),
+        "a text sent more than twice"
+    );
+    let rows = outbox(&cfg.db_url);
+    assert_eq!(rows.len(), N as usize, "the outbox accounts for all {N}");
+    assert!(rows
+        .values()
+        .all(|(s, attempts)| s == "sent" && *attempts <= 2));
+}
+
+#[test]
+fn survey_outbox_survives_kill_9_of_the_switch_sqlite() {
+    if smsc_skipped() {
+        return;
+    }
+    kill_9_mid_sending(None, 14);
+}
+
+#[test]
+fn survey_outbox_survives_kill_9_of_the_switch_postgres() {
+    if smsc_skipped() {
+        return;
+    }
+    let Some(pg) = PgDb::create() else { return };
+    kill_9_mid_sending(Some(pg.url.clone()), 21);
+}

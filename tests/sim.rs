@@ -1667,10 +1667,18 @@ Expires: {expires}
                 body.len()
             )
         };
+        let caller_leg = bridged_caller_leg(&net);
+        let before = net.media.len();
         net.send(AGENT1, &req("INVITE", "z9hG4bKah1", 10, hold_sdp));
         assert_eq!(net.last_status_to(AGENT1), Some(200));
         assert!(net.has(|r| matches!(r, Record::HoldStarted { .. })));
+        assert!(
+            hears_hold_audio(&net.media[before..], caller_leg),
+            "the held caller hears hold audio: {:?}",
+            &net.media[before..]
+        );
         net.advance(5000);
+        let before = net.media.len();
         net.send(
             AGENT1,
             &req(
@@ -1681,6 +1689,13 @@ Expires: {expires}
             ),
         );
         assert!(net.has(|r| matches!(r, Record::HoldEnded { .. })));
+        assert!(
+            net.media[before..]
+                .iter()
+                .any(|m| *m == MediaCommand::StopPlay { leg: caller_leg }),
+            "hold audio stops on resume: {:?}",
+            &net.media[before..]
+        );
         net.advance(5000);
         net.send(AGENT1, &req("BYE", "z9hG4bKab1", 12, ""));
         assert_eq!(net.last_status_to(AGENT1), Some(200));
@@ -1695,8 +1710,29 @@ Expires: {expires}
         assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
     }
 
+    /// The caller leg of the (last) bridge with an agent.
+    fn bridged_caller_leg(net: &Net) -> u64 {
+        net.media
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                MediaCommand::Bridge { a, .. } => Some(*a),
+                _ => None,
+            })
+            .expect("a bridge")
+    }
+
+    /// `cmds` play the looped hold audio on `leg`.
+    fn hears_hold_audio(cmds: &[MediaCommand], leg: u64) -> bool {
+        cmds.iter().any(|m| {
+            matches!(m, MediaCommand::Play { leg: l, looped: true, prompts, .. }
+                if *l == leg && prompts[0].id == "hold_music")
+        })
+    }
+
     /// A browser agent's hold re-INVITE (SAVPF) is answered from its WebRTC session: our
-    /// offer's ICE credentials and fingerprint, recvonly, and the hold is recorded.
+    /// offer's ICE credentials and fingerprint, recvonly, the hold is recorded and the
+    /// caller hears hold audio.
     #[test]
     fn browser_agent_hold_reinvite_is_answered_from_the_webrtc_session() {
         let mut net = Net::new();
@@ -1719,8 +1755,11 @@ Expires: {expires}
             "INVITE sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/WS {AGENT1};branch=z9hG4bKwh1\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: 10 INVITE\r\nContact: <sip:1001@{AGENT1};transport=ws>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold_sdp}",
             hold_sdp.len()
         );
+        let caller_leg = bridged_caller_leg(&net);
+        let before = net.media.len();
         net.send(AGENT1, &reinvite);
         assert_eq!(net.last_status_to(AGENT1), Some(200));
+        assert!(hears_hold_audio(&net.media[before..], caller_leg));
         let ok = net
             .sent
             .iter()

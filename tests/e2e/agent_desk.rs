@@ -13,8 +13,8 @@
 //! agent's state in the switch. Screenshots go to target/wallboard-screenshots/.
 //!
 //! The second test answers in the browser (the switch's WebRTC media) and checks audio both
-//! ways, mute and a blind transfer from the page. Hold from the browser is not offered yet
-//! (a re-INVITE, which the switch does not take on a WebRTC leg).
+//! ways, mute, hold (the caller hears hold audio, the hold is on the call row) and resume,
+//! and a blind transfer from the page.
 //!
 //! Needs `npm ci` in tests/web, /usr/bin/chromium (or CHROMIUM_PATH) and pjsua2;
 //! CCSWITCH_E2E_SKIP_BROWSER=1 skips it.
@@ -346,11 +346,59 @@ fn mic_tone_wav(dir: &Path, hz: u32) -> PathBuf {
     out
 }
 
+/// A call's hold segments from the database: (started_at, ended_at) in epoch ms.
+fn hold_segments(db_url: &str, call_id: &str) -> Vec<(u64, Option<u64>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db_url)
+            .await
+            .expect("sqlite");
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT started_at, ended_at FROM hold_segments WHERE call_id = $1 \
+             ORDER BY started_at",
+        )
+        .bind(call_id)
+        .fetch_all(&mut conn)
+        .await
+        .expect("read hold segments");
+        rows.into_iter()
+            .map(|(s, e)| (s as u64, e.map(|e| e as u64)))
+            .collect()
+    })
+}
+
+/// Seconds from the call record's `answered_at` (where the caller's recording starts) to
+/// the epoch-ms time `at`.
+fn secs_into_call(c: &serde_json::Value, at: u64) -> f64 {
+    let answered = c["answered_at_ms"].as_u64().expect("answered_at_ms");
+    (at as f64 - answered as f64) / 1000.0
+}
+
+/// The received level the page measures now (RMS of the last 100 ms), the highest of
+/// `samples` reads 200 ms apart.
+fn page_level_now(browser: &mut Browser, samples: u32) -> f64 {
+    let mut best: f64 = 0.0;
+    for _ in 0..samples {
+        browser.evaluate("new Promise(r => setTimeout(r, 200))");
+        let v = browser
+            .evaluate("Number(document.getElementById('remote-level').dataset.level || 0)")
+            .as_f64()
+            .unwrap_or(0.0);
+        best = best.max(v);
+    }
+    best
+}
+
 /// Answering in the browser (WebRTC media, issue 10 item 2): the page answers, the caller
 /// hears the page's microphone (a 1300 Hz tone) and not its own tone, the page receives the
-/// caller's tone (its level read through WebAudio); mute toggles; the agent blind-transfers
-/// the caller to the after-sales queue from the page (REFER), the wrap-up follows, and the
-/// call record names the transfer.
+/// caller's tone (its level read through WebAudio); mute toggles; Hold from the page (a
+/// re-INVITE the switch answers from its WebRTC session): the caller hears hold audio (loud,
+/// neither tone) and the call row gets the hold segment; Resume, and audio flows both ways
+/// again; the agent blind-transfers the caller to the after-sales queue from the page
+/// (REFER), the wrap-up follows, and the call record names the transfer.
 #[test]
 fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     let Some(py) = pjsua_python() else { return };
@@ -386,7 +434,7 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
         Duration::from_secs(15),
     );
 
-    const HANG_UP_S: f64 = 30.0;
+    const HANG_UP_S: f64 = 55.0;
     let caller = spawn_caller(
         &py,
         &sw.uri("100"),
@@ -431,6 +479,25 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     browser.wait_for("#btn-mute[data-on=\"true\"]", Duration::from_secs(2));
     browser.click("#btn-mute");
     browser.wait_for("#btn-mute[data-on=\"false\"]", Duration::from_secs(2));
+    // Hold: the caller hears hold audio for a while, then Resume.
+    browser.click("#btn-hold");
+    browser.wait_for("#call-panel[data-phase=\"held\"]", Duration::from_secs(5));
+    browser.wait_for("#btn-hold[data-on=\"true\"]", Duration::from_secs(2));
+    browser.screenshot("agent-desk-held-en.png");
+    browser.evaluate("new Promise(r => setTimeout(r, 8000))");
+    browser.click("#btn-hold");
+    browser.wait_for(
+        "#call-panel[data-phase=\"talking\"][data-device=\"browser\"]",
+        Duration::from_secs(5),
+    );
+    browser.evaluate("new Promise(r => setTimeout(r, 2000))");
+    let level = page_level_now(&mut browser, 10);
+    eprintln!("page's received audio level after Resume (RMS, max of 10 reads): {level}");
+    assert!(
+        level > 0.02,
+        "after Resume the page should receive the caller's audio again, level {level}"
+    );
+    browser.evaluate("new Promise(r => setTimeout(r, 4000))");
     // Blind transfer to the after-sales queue: the switch takes the REFER and hangs up on
     // the page, which goes to wrap-up; the caller waits in the new queue until they hang up.
     browser.evaluate("document.getElementById('transfer-target').value = 'after_sales'");
@@ -449,18 +516,61 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     assert_eq!(c["agent"], AGENT, "{c:#}");
     assert_eq!(c["transferred_to"], "after_sales", "{c:#}");
     assert_eq!(c["transferred_by"], AGENT, "{c:#}");
+    // The hold is on the call row (hold_ms) and in its segments.
+    assert!(c["hold_ms"].as_u64().unwrap_or(0) > 0, "hold_ms: {c:#}");
+    let call_id = c["call_id"].as_str().expect("call_id");
+    let holds = hold_segments(&cfg.db_url, call_id);
+    eprintln!("hold segments: {holds:?}");
+    assert_eq!(holds.len(), 1, "one hold segment: {holds:?}");
+    let (held_at, resumed_at) = (holds[0].0, holds[0].1.expect("the hold ended"));
+    let hold_from = secs_into_call(&c, held_at);
+    let hold_to = secs_into_call(&c, resumed_at);
     let bridged_from = record_secs_between(&c, "answered_at", "agent_answered_at");
     let bridged_to = record_secs_between(&c, "answered_at", "transferred_at");
-    assert_hears(
+    let heard = cfg.path("caller_heard.wav");
+    // Before the hold and after the resume: the page's tone, not the caller's own.
+    for (start, end) in [(bridged_from, hold_from), (hold_to, bridged_to)] {
+        assert_hears(
+            &py,
+            &heard,
+            &Hears {
+                who: "caller",
+                tone: AGENT_TONE_HZ,
+                not: &[CALLER_TONE_HZ],
+                start: start + 1.0,
+                end: Some(end - 1.0),
+            },
+        );
+    }
+    // During the hold: hold audio (loud, with next to nothing at either tone), not the
+    // page's tone and not silence.
+    let (_, during) = check_hears(
         &py,
-        &cfg.path("caller_heard.wav"),
+        &heard,
         &Hears {
-            who: "caller",
+            who: "caller on hold",
             tone: AGENT_TONE_HZ,
             not: &[CALLER_TONE_HZ],
-            start: bridged_from + 1.0,
-            end: Some(bridged_to - 1.0),
+            start: hold_from + 1.0,
+            end: Some(hold_to - 1.0),
         },
+    );
+    eprintln!("caller on hold hears: {during}");
+    let share = |hz: u32| {
+        during["tones"][format!("{hz}.0")]["share"]
+            .as_f64()
+            .unwrap_or(1.0)
+    };
+    let windows = during["windows"].as_f64().unwrap_or(0.0);
+    let voiced = during["voiced_windows"].as_f64().unwrap_or(0.0);
+    assert!(windows > 0.0, "no hold window in the recording: {during}");
+    assert!(
+        share(AGENT_TONE_HZ) <= 0.05 && share(CALLER_TONE_HZ) <= 0.05,
+        "on hold the caller should hear neither tone: {during}"
+    );
+    assert!(
+        voiced / windows >= 0.6,
+        "on hold the caller should hear hold audio, not silence: {during}"
     );
     let errors = browser.run(serde_json::json!({"cmd": "errors"}));
     eprintln!("page console errors: {errors}");

@@ -4,6 +4,7 @@
 use super::agent_leg::AgentLegState;
 use super::{Engine, EngineTimer};
 use crate::engine::acd::OfferOutcome;
+use crate::engine::call::AcdPhase;
 use crate::engine::media::{LegId, MediaCommand};
 use crate::engine::record::{EndedBy, Record};
 use crate::engine::time::Millis;
@@ -220,11 +221,13 @@ impl Engine {
                     call_id: caller_call_id,
                     at: now,
                 });
+                self.hold_audio_to_caller(call_key, leg, true);
             } else if in_call && !hold && was {
                 self.persist(Record::HoldEnded {
                     call_id: caller_call_id,
                     at: now,
                 });
+                self.hold_audio_to_caller(call_key, leg, false);
             }
         }
         let contact = self.contact(peer);
@@ -246,6 +249,30 @@ impl Engine {
         }
         self.deadlines
             .set(leg, EngineTimer::AgentAckTimeout, now.plus(64 * t1));
+    }
+
+    /// The agent on `leg` put the caller on hold (`on`) or took them off it: the caller
+    /// hears the queue's hold audio meanwhile (the bridge stays, so the recording and the
+    /// caller's audio go on), then the agent again.
+    fn hold_audio_to_caller(&mut self, call_key: u64, leg: LegId, on: bool) {
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
+        if call.agent_leg != Some(leg) || call.acd != AcdPhase::Connected {
+            return;
+        }
+        let caller_leg = call.leg;
+        if on {
+            let queue_prompt = || {
+                let q = call.queue.as_deref()?;
+                self.cfg.queues.get(q).map(|q| q.hold_prompt.clone())
+            };
+            if let Some(prompt) = call.hold_prompt.clone().or_else(queue_prompt) {
+                self.play_hold(call_key, &prompt);
+            }
+        } else {
+            self.media(MediaCommand::StopPlay { leg: caller_leg });
+        }
     }
 
     /// An ACK in an agent leg's dialog; true when it was one (matched or stale).

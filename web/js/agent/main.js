@@ -18,7 +18,7 @@ import {
   t,
 } from "../i18n.js";
 import { LiveFeed, liveUrl } from "../live.js";
-import { HOLD_SUPPORTED, Phone } from "./phone.js";
+import { Phone } from "./phone.js";
 import { Ringer, ringProgress } from "./ringer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -526,8 +526,8 @@ function renderCall() {
   }[phase];
   if (!st.transient) setText("call-status", status);
   $("btn-hold").textContent = t(phase === "held" ? "btn.resume" : "btn.hold");
+  $("btn-hold").dataset.on = phase === "held" ? "true" : "false";
   for (const id of ["btn-mute", "btn-hold", "btn-transfer"]) $(id).disabled = onDeskPhone;
-  if (!HOLD_SUPPORTED) $("btn-hold").disabled = true;
   $("btn-hangup").disabled = onDeskPhone;
   tick();
 }

@@ -337,6 +337,21 @@ impl Engine {
         let Some(l) = self.agent_legs.get(&leg) else {
             return false;
         };
+        if inactive && l.state == AgentLegState::Up && l.webrtc.is_some() {
+            // The browser's media died (ICE or DTLS failed) while its WebSocket may still be
+            // up: the agent is gone as if the tab had closed (connection_use.rs).
+            let call_key = l.call_key;
+            tracing::warn!(agent = %l.agent, "no RTP from the agent's browser: agent lost");
+            self.agent_bye(now, leg);
+            let ours = self
+                .calls
+                .get_mut(&call_key)
+                .is_some_and(|c| c.agent_leg.take() == Some(leg));
+            if ours {
+                self.agent_vanished(now, call_key);
+            }
+            return true;
+        }
         if inactive && l.state == AgentLegState::Up {
             let call_key = l.call_key;
             tracing::warn!(agent = %l.agent, "no RTP from the agent's phone: ending the call");

@@ -130,14 +130,22 @@ fn seed_earlier_call(db_url: &str) {
     });
 }
 
+/// The desk tests' RTP slots; each gets its own WebRTC port range (`desk_config`).
+const DESK_SLOTS: [u16; 4] = [SLOT, SLOT + 1, 28, 29];
+
 /// The desk test's config: SIP over WebSocket on, and the WebRTC peers' ports in a range of
-/// their own for `slot` (above every RTP slot's range, by pid like `rtp_range`).
+/// their own for `slot` (above every RTP slot's range and the ephemeral ports, by pid like
+/// `rtp_range`: 16 buckets of 160 ports, 61000..=63559 in all).
 fn desk_config(slot: u16) -> TestConfig {
+    let idx = DESK_SLOTS
+        .iter()
+        .position(|&s| s == slot)
+        .unwrap_or_else(|| panic!("slot {slot} is not a desk test slot"));
     let cfg = ws_config("[]");
     let main = cfg.main_file();
     let mut text = std::fs::read_to_string(&main).expect("read ccswitch.toml");
     if !text.contains("[webrtc]") {
-        let lo = 60600 + (std::process::id() % 16) as u16 * 80 + (slot - SLOT) * 40;
+        let lo = 61000 + (std::process::id() % 16) as u16 * 160 + idx as u16 * 40;
         text.push_str(&format!(
             "\n[webrtc]\nhost_ip = \"127.0.0.1\"\nport_min = {lo}\nport_max = {}\n",
             lo + 39
@@ -403,36 +411,13 @@ fn page_level_now(browser: &mut Browser, samples: u32) -> f64 {
 fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     let Some(py) = pjsua_python() else { return };
     let cfg = desk_config(SLOT + 1);
-    let mic = mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ);
-    let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
-    let Some(mut browser) = Browser::start_with_args(&[
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        &fake_mic,
-        "--autoplay-policy=no-user-gesture-required",
-        // Real host candidates (127.0.0.1), not mDNS names the switch does not resolve.
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ]) else {
+    let Some(mut browser) = desk_browser(&cfg) else {
         return;
     };
     let sw = Switch::start(&cfg, SLOT + 1);
     let base = format!("http://{}", sw.http);
     let t = timeline();
-
-    browser.goto(&format!("{base}/agent"));
-    browser.wait_for("#sign-in-form", Duration::from_secs(10));
-    browser.fill("#sign-in-extension", AGENT);
-    browser.fill("#sign-in-password", &format!("demo{AGENT}"));
-    browser.click("#sign-in-submit");
-    browser.wait_for("#mic-state[data-state=\"ok\"]", Duration::from_secs(15));
-    browser.wait_for(
-        "#phone-state[data-state=\"registered\"]",
-        Duration::from_secs(15),
-    );
-    browser.wait_for(
-        "#agent-state[data-state=\"ready\"]",
-        Duration::from_secs(15),
-    );
+    sign_in_desk(&mut browser, &base);
 
     const HANG_UP_S: f64 = 55.0;
     let caller = spawn_caller(
@@ -572,6 +557,97 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
         voiced / windows >= 0.6,
         "on hold the caller should hear hold audio, not silence: {during}"
     );
+    assert_no_page_errors(&mut browser);
+    drop(sw);
+}
+
+/// Chromium for a desk test that talks: the fake microphone plays the page's tone
+/// (AGENT_TONE_HZ). None when browser tests are skipped.
+fn desk_browser(cfg: &TestConfig) -> Option<Browser> {
+    let mic = mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ);
+    let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
+    Browser::start_with_args(&[
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        &fake_mic,
+        "--autoplay-policy=no-user-gesture-required",
+        // Real host candidates (127.0.0.1), not mDNS names the switch does not resolve.
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ])
+}
+
+/// Signs the page in as AGENT: microphone allowed, phone registered, agent ready.
+fn sign_in_desk(browser: &mut Browser, base: &str) {
+    browser.goto(&format!("{base}/agent"));
+    browser.wait_for("#sign-in-form", Duration::from_secs(10));
+    browser.fill("#sign-in-extension", AGENT);
+    browser.fill("#sign-in-password", &format!("demo{AGENT}"));
+    browser.click("#sign-in-submit");
+    browser.wait_for("#mic-state[data-state=\"ok\"]", Duration::from_secs(15));
+    browser.wait_for(
+        "#phone-state[data-state=\"registered\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"ready\"]",
+        Duration::from_secs(15),
+    );
+}
+
+/// The switch's view of agent `ext` (live snapshot) once it is in `state` (bounded).
+fn wait_agent_state(sw: &Switch, cookie: &str, ext: &str, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = snapshot_agent(sw.http, cookie, ext);
+        if seen["state"] == state {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent {ext} not {state} within {within:?}: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// (state, reason) rows of agent_state_changes for `agent`, in order.
+fn agent_states(db_url: &str, agent: &str) -> Vec<(String, Option<String>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db_url)
+            .await
+            .expect("sqlite");
+        sqlx::query_as(
+            "SELECT state, reason FROM agent_state_changes WHERE agent = $1 ORDER BY at, id",
+        )
+        .bind(agent)
+        .fetch_all(&mut conn)
+        .await
+        .expect("read agent_state_changes")
+    })
+}
+
+/// (agent, outcome) of a call record's offers, in order.
+fn offer_outcomes(c: &Value) -> Vec<(String, String)> {
+    c["offers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            (
+                o["agent"].as_str().unwrap_or("").to_string(),
+                o["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// No script error and no Content-Security-Policy refusal in the page.
+fn assert_no_page_errors(browser: &mut Browser) {
     let errors = browser.run(serde_json::json!({"cmd": "errors"}));
     eprintln!("page console errors: {errors}");
     for e in errors.as_array().cloned().unwrap_or_default() {
@@ -581,5 +657,245 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
             "page error: {e}"
         );
     }
+}
+
+/// Ring-no-answer in the browser: the page (Alice, tech 5, the best match) is offered the
+/// call and rings with its countdown (to ring 3 of 3), and nobody answers. At the ring
+/// timeout (18 s) the switch CANCELs: the page stops ringing (tone off, no screen pop left
+/// behind) and Alice goes not ready (missed_call), as the ACD does after every unanswered
+/// offer (src/engine/acd/mod.rs), in the page and in the switch. Bob's desk phone (pjsua2,
+/// tech 3) is offered the call next and answers; the caller hears Bob; the call's offers
+/// read Alice no_answer, Bob answered.
+#[test]
+fn agent_desk_rings_unanswered_and_the_next_agent_takes_the_call() {
+    const SLOT_RNA: u16 = 29;
+    let Some(py) = pjsua_python() else { return };
+    let cfg = desk_config(SLOT_RNA);
+    let Some(mut browser) = desk_browser(&cfg) else {
+        return;
+    };
+    let sw = Switch::start(&cfg, SLOT_RNA);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+    sign_in_desk(&mut browser, &base);
+    // The caller's call reaches the queue at about t.main; 18 s ringing Alice, Bob answers
+    // after 1 s, then they talk until the caller hangs up.
+    let hangup = t.main + 18.0 + 16.0;
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        None,
+        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
+        hangup + 30.0,
+        // Bob stays registered through his wrap-up (unregistering would log him out).
+        &["--linger", "5"],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let caller = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: hangup,
+            max_duration: hangup + 30.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: Some(CALLER),
+        },
+    );
+    browser.wait_for(
+        "#call-panel[data-phase=\"ringing\"]",
+        Duration::from_secs_f64(t.main + 20.0),
+    );
+    assert!(browser.text("#ring-countdown").contains("Ring 1 of 3"));
+    browser.wait_for_text("#pop-number", "0042", Duration::from_secs(10));
+    browser.wait_for("#ring-countdown[data-ring=\"3\"]", Duration::from_secs(20));
+    assert!(browser.text("#ring-countdown").contains("Ring 3 of 3"));
+    browser.screenshot("agent-desk-ring-3-en.png");
+    // The rings run out: the page stops ringing and shows Alice not ready (missed call).
+    browser.wait_for("#call-panel[data-phase=\"idle\"]", Duration::from_secs(20));
+    browser.evaluate("new Promise(r => setTimeout(r, 500))");
+    assert_eq!(
+        browser.evaluate("document.getElementById('ring-countdown').dataset.tone"),
+        "off",
+        "the ring tone stops"
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"not_ready\"]",
+        Duration::from_secs(10),
+    );
+    assert!(
+        browser.text("#agent-state").contains("missed call"),
+        "{}",
+        browser.text("#agent-state")
+    );
+    assert_eq!(
+        browser.evaluate("document.getElementById('screen-pop').hidden"),
+        true,
+        "no screen pop left for a call that went to someone else"
+    );
+    browser.screenshot("agent-desk-missed-en.png");
+    let cookie = api_sign_in(sw.http);
+    let alice = wait_agent_state(&sw, &cookie, AGENT, "not_ready", Duration::from_secs(10));
+    assert_eq!(alice["reason"], "missed_call", "the switch's view: {alice}");
+    wait_agent_state(&sw, &cookie, "1002", "on_call", Duration::from_secs(15));
+
+    let summary = caller.finish();
+    assert_eq!(summary["confirmed"], true, "caller: {summary}");
+    let bob_done = bob.wait_event("done", Duration::from_secs(40));
+    let bob_calls = bob_done["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bob_calls.len(), 1, "Bob rang once: {bob_done}");
+    assert_eq!(bob_calls[0]["confirmed"], true, "{bob_done}");
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp").clone();
+    eprintln!("report: {c:#}");
+    assert_eq!(c["agent"], "1002", "{c:#}");
+    assert_eq!(
+        offer_outcomes(&c),
+        vec![
+            (AGENT.to_string(), "no_answer".to_string()),
+            ("1002".to_string(), "answered".to_string())
+        ],
+        "{c:#}"
+    );
+    assert_hears(
+        &py,
+        &cfg.path("caller_heard.wav"),
+        &Hears {
+            who: "caller",
+            tone: AGENT_TONE_HZ,
+            not: &[CALLER_TONE_HZ],
+            start: record_secs_between(&c, "answered_at", "agent_answered_at") + 1.0,
+            end: Some(record_secs_between(&c, "answered_at", "ended_at") - 1.0),
+        },
+    );
+    assert_no_page_errors(&mut browser);
+    drop(sw);
+}
+
+/// A browser tab closed mid-call: the page (Alice) answers over WebRTC, talks, and the tab
+/// is closed. The caller is not dropped: back in the tech queue at their place (with hold
+/// audio), the call goes to Bob's desk phone (pjsua2), who answers, and the caller hears
+/// Bob until they hang up. Alice vanished rather than hung up: the switch has her not
+/// ready (connection_lost), with no wrap-up, in the live view and in agent_state_changes,
+/// though the tab took her only registration with it.
+#[test]
+fn agent_desk_tab_closed_mid_call_moves_the_caller_to_the_next_agent() {
+    const SLOT_TAB: u16 = 28;
+    let Some(py) = pjsua_python() else { return };
+    let cfg = desk_config(SLOT_TAB);
+    let Some(mut browser) = desk_browser(&cfg) else {
+        return;
+    };
+    let sw = Switch::start(&cfg, SLOT_TAB);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+    sign_in_desk(&mut browser, &base);
+    let hangup = t.main + 45.0;
+    // Bob (tech 3) is ready too, but Alice (tech 5) is the better match: she is offered
+    // the call first.
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        None,
+        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
+        hangup + 30.0,
+        &["--linger", "5"],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let caller = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: hangup,
+            max_duration: hangup + 30.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: Some(CALLER),
+        },
+    );
+    browser.wait_for(
+        "#call-panel[data-phase=\"ringing\"]",
+        Duration::from_secs_f64(t.main + 20.0),
+    );
+    browser.click("#btn-answer");
+    browser.wait_for(
+        "#call-panel[data-phase=\"talking\"][data-device=\"browser\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"on_call\"]",
+        Duration::from_secs(10),
+    );
+    browser.evaluate("new Promise(r => setTimeout(r, 4000))");
+    assert_no_page_errors(&mut browser);
+    // The tab goes.
+    browser.run(serde_json::json!({"cmd": "closePage"}));
+    let cookie = api_sign_in(sw.http);
+    let alice = wait_agent_state(&sw, &cookie, AGENT, "not_ready", Duration::from_secs(15));
+    assert_eq!(
+        alice["reason"], "connection_lost",
+        "the switch's view: {alice}"
+    );
+    wait_agent_state(&sw, &cookie, "1002", "on_call", Duration::from_secs(20));
+
+    let summary = caller.finish();
+    assert_eq!(summary["confirmed"], true, "caller: {summary}");
+    assert_eq!(
+        summary["disconnected_by"], "local",
+        "the caller hung up, not the switch: {summary}"
+    );
+    let bob_done = bob.wait_event("done", Duration::from_secs(40));
+    let bob_calls = bob_done["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bob_calls.len(), 1, "Bob rang once: {bob_done}");
+    assert_eq!(bob_calls[0]["confirmed"], true, "{bob_done}");
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp").clone();
+    eprintln!("report: {c:#}");
+    assert_eq!(c["ended_by"], "caller", "{c:#}");
+    assert_eq!(
+        offer_outcomes(&c),
+        vec![
+            (AGENT.to_string(), "answered".to_string()),
+            ("1002".to_string(), "answered".to_string())
+        ],
+        "{c:#}"
+    );
+    // The caller hears Bob from his answer to their hang-up.
+    let offers = c["offers"].as_array().cloned().unwrap_or_default();
+    let bob_answered = offers[1]["ended_at_ms"]
+        .as_u64()
+        .expect("Bob's answer time");
+    assert_hears(
+        &py,
+        &cfg.path("caller_heard.wav"),
+        &Hears {
+            who: "caller",
+            tone: AGENT_TONE_HZ,
+            not: &[CALLER_TONE_HZ],
+            start: secs_into_call(&c, bob_answered) + 1.0,
+            end: Some(record_secs_between(&c, "answered_at", "ended_at") - 1.0),
+        },
+    );
+    let states = agent_states(&cfg.db_url, AGENT);
+    eprintln!("Alice's states: {states:?}");
+    let lost = ("not_ready".to_string(), Some("connection_lost".to_string()));
+    assert!(states.contains(&lost), "{states:?}");
+    assert!(
+        !states
+            .iter()
+            .any(|(s, _)| s == "wrap_up" || s == "logged_out"),
+        "no wrap-up and no logout for a vanished agent: {states:?}"
+    );
+    drop(browser);
     drop(sw);
 }

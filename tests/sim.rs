@@ -1690,9 +1690,7 @@ Expires: {expires}
         );
         assert!(net.has(|r| matches!(r, Record::HoldEnded { .. })));
         assert!(
-            net.media[before..]
-                .iter()
-                .any(|m| *m == MediaCommand::StopPlay { leg: caller_leg }),
+            net.media[before..].contains(&MediaCommand::StopPlay { leg: caller_leg }),
             "hold audio stops on resume: {:?}",
             &net.media[before..]
         );
@@ -2651,7 +2649,7 @@ Contact: <sip:c{n}@{at}>
             }));
         }
         net.call_and_pick('6');
-        let inv = agent_invites(&net, AGENT1);
+        let inv = agent_invites(net, AGENT1);
         assert_eq!(inv.len(), 1);
         net.transport = Transport::Ws;
         net.answer(AGENT1, &inv[0], 200, "OK");

@@ -14,7 +14,10 @@
 //!
 //! The second test answers in the browser (the switch's WebRTC media) and checks audio both
 //! ways, mute, hold (the caller hears hold audio, the hold is on the call row) and resume,
-//! and a blind transfer from the page.
+//! and a blind transfer from the page. The third lets the page ring unanswered: the next
+//! agent's desk phone takes the call and the page's agent is not ready (missed_call). The
+//! fourth closes the tab mid-call: the caller goes on to the next agent and the page's
+//! agent is not ready (connection_lost).
 //!
 //! Needs `npm ci` in tests/web, /usr/bin/chromium (or CHROMIUM_PATH) and pjsua2;
 //! CCSWITCH_E2E_SKIP_BROWSER=1 skips it.

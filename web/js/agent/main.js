@@ -423,7 +423,8 @@ function onRemoteStream(stream) {
 async function loadScreenPop(callId) {
   if (st.popFor === callId) return;
   st.popFor = callId;
-  // The call's rows reach the store a moment after the offer: try for a few seconds.
+  // The call's rows reach the store a moment after the offer: try for a few seconds, and
+  // again while its queue entry is not there yet (the store writes in batches).
   for (let i = 0; i < 20 && st.popFor === callId; i++) {
     try {
       const pop = await apiRequest("GET", `/api/v1/calls/${encodeURIComponent(callId)}/history`);
@@ -431,7 +432,7 @@ async function loadScreenPop(callId) {
       st.pop = pop;
       fillDispositions();
       renderPop();
-      return;
+      if (pop.call.queue) return;
     } catch (e) {
       if (!(e instanceof ApiError) || ![403, 404].includes(e.status)) {
         flash(problemText(e));

@@ -321,7 +321,8 @@ fn recording_needs_a_bridge_and_close_ends_bridge_and_recording() {
         b: 2,
         path: path.clone(),
     });
-    // Same codec: passed through byte for byte. Play on a bridged leg is refused.
+    // Same codec: passed through byte for byte. A play on a bridged leg (hold audio while
+    // the other side holds) takes that leg's stream over until StopPlay.
     let seq = until_relayed(&a, leg_a, &b, 8, &[0x11; 160]);
     a.send_to(
         &packet(8, seq, u32::from(seq) * 160, 1, &[0x33; 160]),
@@ -330,13 +331,22 @@ fn recording_needs_a_bridge_and_close_ends_bridge_and_recording() {
     .unwrap();
     let p = recv_rtp(&b, 1, |_| true);
     assert!(p[0].payload.iter().all(|&x| x == 0x33));
+    let mut buf = [0u8; 1500];
+    while a.recv(&mut buf).is_ok() {}
     media.send(MediaCommand::Play {
         leg: 1,
         play_id: 9,
         prompts: vec![key()],
-        looped: false,
+        looped: true,
         barge_in: false,
     });
+    let hold = ccswitch::proto::g711::encode_alaw(100);
+    let p = recv_rtp(&a, 3, |_| true);
+    assert!(
+        p.iter().all(|p| p.payload.iter().all(|&x| x == hold)),
+        "the bridged leg's phone hears the prompt"
+    );
+    media.send(MediaCommand::StopPlay { leg: 1 });
     assert_eq!(
         next_event(&mut rx, |e| matches!(e, MediaEvent::PlayFinished { .. })),
         MediaEvent::PlayFinished {

@@ -1673,10 +1673,18 @@ Expires: {expires}
                 body.len()
             )
         };
+        let caller_leg = bridged_caller_leg(&net);
+        let before = net.media.len();
         net.send(AGENT1, &req("INVITE", "z9hG4bKah1", 10, hold_sdp));
         assert_eq!(net.last_status_to(AGENT1), Some(200));
         assert!(net.has(|r| matches!(r, Record::HoldStarted { .. })));
+        assert!(
+            hears_hold_audio(&net.media[before..], caller_leg),
+            "the held caller hears hold audio: {:?}",
+            &net.media[before..]
+        );
         net.advance(5000);
+        let before = net.media.len();
         net.send(
             AGENT1,
             &req(
@@ -1687,6 +1695,11 @@ Expires: {expires}
             ),
         );
         assert!(net.has(|r| matches!(r, Record::HoldEnded { .. })));
+        assert!(
+            net.media[before..].contains(&MediaCommand::StopPlay { leg: caller_leg }),
+            "hold audio stops on resume: {:?}",
+            &net.media[before..]
+        );
         net.advance(5000);
         net.send(AGENT1, &req("BYE", "z9hG4bKab1", 12, ""));
         assert_eq!(net.last_status_to(AGENT1), Some(200));
@@ -1701,8 +1714,29 @@ Expires: {expires}
         assert!(matches!(net.state("1001"), AgentState::WrapUp { .. }));
     }
 
+    /// The caller leg of the (last) bridge with an agent.
+    fn bridged_caller_leg(net: &Net) -> u64 {
+        net.media
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                MediaCommand::Bridge { a, .. } => Some(*a),
+                _ => None,
+            })
+            .expect("a bridge")
+    }
+
+    /// `cmds` play the looped hold audio on `leg`.
+    fn hears_hold_audio(cmds: &[MediaCommand], leg: u64) -> bool {
+        cmds.iter().any(|m| {
+            matches!(m, MediaCommand::Play { leg: l, looped: true, prompts, .. }
+                if *l == leg && prompts[0].id == "hold_music")
+        })
+    }
+
     /// A browser agent's hold re-INVITE (SAVPF) is answered from its WebRTC session: our
-    /// offer's ICE credentials and fingerprint, recvonly, and the hold is recorded.
+    /// offer's ICE credentials and fingerprint, recvonly, the hold is recorded and the
+    /// caller hears hold audio.
     #[test]
     fn browser_agent_hold_reinvite_is_answered_from_the_webrtc_session() {
         let mut net = Net::new();
@@ -1725,8 +1759,11 @@ Expires: {expires}
             "INVITE sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/WS {AGENT1};branch=z9hG4bKwh1\r\nMax-Forwards: 70\r\nFrom: {to}\r\nTo: {from}\r\nCall-ID: {call_id}\r\nCSeq: 10 INVITE\r\nContact: <sip:1001@{AGENT1};transport=ws>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold_sdp}",
             hold_sdp.len()
         );
+        let caller_leg = bridged_caller_leg(&net);
+        let before = net.media.len();
         net.send(AGENT1, &reinvite);
         assert_eq!(net.last_status_to(AGENT1), Some(200));
+        assert!(hears_hold_audio(&net.media[before..], caller_leg));
         let ok = net
             .sent
             .iter()
@@ -2597,11 +2634,10 @@ Contact: <sip:c{n}@{at}>
         assert!(inv[0].contains("RTP/AVP"), "{}", inv[0]);
     }
 
-    /// A browser agent's WebSocket dropping mid-call ends the call as the agent's hang-up:
-    /// the caller gets a BYE, the agent leg is released, the agent is logged out.
-    #[test]
-    fn websocket_agent_closing_mid_call_ends_the_call() {
-        let mut net = Net::new();
+    /// Alice (1001) registered over WebSocket answers the tech call in her browser; Bob
+    /// (1002, UDP desk phone) is registered too when `bob` (on a break, so the call is
+    /// Alice's). Returns her connection and her agent leg.
+    fn browser_call_answered(net: &mut Net, bob: bool) -> (Peer, u64) {
         let ws = Peer {
             transport: Transport::Ws,
             addr: addr(AGENT1),
@@ -2609,11 +2645,21 @@ Contact: <sip:c{n}@{at}>
         net.transport = Transport::Ws;
         net.register("1001", AGENT1, 3600);
         net.transport = Transport::Udp;
+        if bob {
+            net.register("1002", AGENT2, 3600);
+            net.input(Input::Command(Command::Agent {
+                agent: "1002".into(),
+                change: AgentChange::NotReady {
+                    reason: "break".into(),
+                },
+            }));
+        }
         net.call_and_pick('6');
-        let inv = agent_invites(&net, AGENT1);
+        let inv = agent_invites(net, AGENT1);
         assert_eq!(inv.len(), 1);
         net.transport = Transport::Ws;
         net.answer(AGENT1, &inv[0], 200, "OK");
+        net.transport = Transport::Udp;
         assert_eq!(net.requests_to(AGENT1, "ACK").len(), 1);
         // The answer went to the WebRTC peer; the agent leg talks RTP with its relay socket.
         let answered = net.media.iter().find_map(|m| match m {
@@ -2630,23 +2676,143 @@ Contact: <sip:c{n}@{at}>
             .media
             .iter()
             .any(|m| matches!(m, MediaCommand::Bridge { b, .. } if *b == leg)));
-        assert!(net.requests_to(CALLER, "BYE").is_empty());
+        assert!(matches!(net.state("1001"), AgentState::OnCall { .. }));
+        (ws, leg)
+    }
+
+    use ccswitch::engine::AgentChange;
+
+    fn connection_lost() -> AgentState {
+        AgentState::NotReady("connection_lost".into())
+    }
+
+    /// A browser agent's WebSocket dropping mid-call with nobody else to take the call: the
+    /// caller hears goodbye and is hung up (reason agent_connection_lost); the agent is not
+    /// ready (connection_lost), still logged in though the connection took her binding.
+    #[test]
+    fn websocket_agent_closing_mid_call_alone_caller_hears_goodbye() {
+        let mut net = Net::new();
+        let (ws, _) = browser_call_answered(&mut net, false);
+        let caller_leg = net.caller_leg();
+        let before = net.media.len();
         net.input(Input::ConnectionClosed(ws));
+        assert_eq!(net.state("1001"), connection_lost());
         assert!(net.has(|r| matches!(
             r,
-            Record::CallEnded { ended_by: EndedBy::Agent, reason, .. } if reason == "agent_connection_lost"
-        )), "{:#?}", net.records);
-        net.advance(30_000);
+            Record::AgentStateChanged { agent, state, reason: Some(why), .. }
+                if agent == "1001" && state == "not_ready" && why == "connection_lost"
+        )));
+        assert!(!net.has(|r| matches!(
+            r,
+            Record::AgentStateChanged { state, .. } if state == "wrap_up"
+        )));
+        let goodbye = net.media[before..].iter().find_map(|m| match m {
+            MediaCommand::Play {
+                leg,
+                play_id,
+                prompts,
+                ..
+            } if *leg == caller_leg && prompts[0].id == "goodbye" => Some(*play_id),
+            _ => None,
+        });
+        let play_id = goodbye.expect("goodbye to the caller");
         assert!(
-            !net.requests_to(CALLER, "BYE").is_empty(),
-            "the caller is hung up on"
+            net.requests_to(CALLER, "BYE").is_empty(),
+            "not before goodbye"
         );
+        net.input(Input::Media(MediaEvent::PlayFinished {
+            leg: caller_leg,
+            play_id,
+            interrupted: false,
+        }));
+        assert!(net.has(|r| matches!(
+            r,
+            Record::CallEnded { ended_by: EndedBy::System, reason, .. } if reason == "agent_connection_lost"
+        )), "{:#?}", net.records);
+        assert_eq!(net.requests_to(CALLER, "BYE").len(), 1);
         assert!(
             net.requests_to(AGENT1, "BYE").is_empty(),
             "nothing to send it on"
         );
+        net.advance(60_000);
         assert_eq!(net.engine.active_calls(), 0);
         assert!(!net.engine.uses_connection(ws));
+        assert_eq!(net.state("1001"), connection_lost());
+    }
+
+    /// The same with Bob logged in (on a break): the caller goes back to the queue with
+    /// hold audio, and when Bob is ready he is offered the call and takes it.
+    #[test]
+    fn websocket_agent_closing_mid_call_caller_goes_to_the_next_agent() {
+        let mut net = Net::new();
+        let (ws, _) = browser_call_answered(&mut net, true);
+        let caller_leg = net.caller_leg();
+        let before = net.media.len();
+        net.input(Input::ConnectionClosed(ws));
+        assert_eq!(net.state("1001"), connection_lost());
+        assert!(hears_hold_audio(&net.media[before..], caller_leg));
+        assert_eq!(
+            net.records
+                .iter()
+                .filter(|r| matches!(r, Record::CallQueued { queue, .. } if queue == "tech"))
+                .count(),
+            2,
+            "back in the tech queue"
+        );
+        assert!(net.requests_to(CALLER, "BYE").is_empty());
+        assert!(!net.has(|r| matches!(r, Record::CallEnded { .. })));
+        net.input(Input::Command(Command::Agent {
+            agent: "1002".into(),
+            change: AgentChange::Ready,
+        }));
+        let inv = agent_invites(&net, AGENT2);
+        assert_eq!(inv.len(), 1, "Bob is offered the call");
+        assert!(net.has(|r| matches!(
+            r,
+            Record::OfferStarted { attempt: 2, agent, .. } if agent == "1002"
+        )));
+        net.answer(AGENT2, &inv[0], 200, "OK");
+        assert!(matches!(net.state("1002"), AgentState::OnCall { .. }));
+        assert_eq!(
+            net.media
+                .iter()
+                .filter(|m| matches!(m, MediaCommand::Bridge { a, .. } if *a == caller_leg))
+                .count(),
+            2,
+            "the caller is bridged again"
+        );
+        assert_eq!(net.state("1001"), connection_lost());
+    }
+
+    /// A browser whose media dies while its WebSocket stays up (ICE/DTLS failing): the RTP
+    /// inactivity guard ends its part the same way: BYE to the browser, the agent not ready
+    /// (connection_lost), the caller on to the next agent.
+    #[test]
+    fn browser_agent_whose_media_dies_is_handled_like_a_closed_tab() {
+        let mut net = Net::new();
+        let (_, leg) = browser_call_answered(&mut net, true);
+        let at = net.now;
+        net.input(Input::Media(MediaEvent::Inactive { leg, at }));
+        assert_eq!(
+            net.requests_to(AGENT1, "BYE").len(),
+            1,
+            "BYE to the browser"
+        );
+        assert_eq!(net.state("1001"), connection_lost());
+        assert!(net.requests_to(CALLER, "BYE").is_empty());
+        assert!(!net.has(|r| matches!(r, Record::CallEnded { .. })));
+        assert_eq!(
+            net.records
+                .iter()
+                .filter(|r| matches!(r, Record::CallQueued { .. }))
+                .count(),
+            2
+        );
+        // Still registered: the agent says ready again when the browser is back.
+        net.input(Input::Command(Command::Agent {
+            agent: "1001".into(),
+            change: AgentChange::Ready,
+        }));
     }
 
     // ---- dispositions (issue 10) -----------------------------------------------------

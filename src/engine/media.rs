@@ -77,7 +77,10 @@ pub enum MediaCommand {
     /// transcoded when the codecs differ; RFC 4733 events are passed through with the payload
     /// type mapped to `b`'s (dropped when `b` negotiated none). Digits are still reported as
     /// `Digit` events. A leg already bridged elsewhere is unbridged first. While bridged, a
-    /// `Play` on either leg is refused (`PlayFinished { interrupted: true }` at once).
+    /// `Play` on a leg takes that leg's outgoing stream over (hold audio to the caller while
+    /// the agent holds): nothing relayed or mixed reaches it until the play ends or
+    /// `StopPlay`, then the relay goes on (audio from the leg is relayed and recorded as
+    /// before throughout).
     Bridge { a: LegId, b: LegId },
     /// Ends the bridge `leg` is in: both legs go back to idle (silent until the next Play).
     Unbridge { leg: LegId },

@@ -13,8 +13,11 @@
 //! agent's state in the switch. Screenshots go to target/wallboard-screenshots/.
 //!
 //! The second test answers in the browser (the switch's WebRTC media) and checks audio both
-//! ways, mute and a blind transfer from the page. Hold from the browser is not offered yet
-//! (a re-INVITE, which the switch does not take on a WebRTC leg).
+//! ways, mute, hold (the caller hears hold audio, the hold is on the call row) and resume,
+//! and a blind transfer from the page. The third lets the page ring unanswered: the next
+//! agent's desk phone takes the call and the page's agent is not ready (missed_call). The
+//! fourth closes the tab mid-call: the caller goes on to the next agent and the page's
+//! agent is not ready (connection_lost).
 //!
 //! Needs `npm ci` in tests/web, /usr/bin/chromium (or CHROMIUM_PATH) and pjsua2;
 //! CCSWITCH_E2E_SKIP_BROWSER=1 skips it.
@@ -130,14 +133,22 @@ fn seed_earlier_call(db_url: &str) {
     });
 }
 
+/// The desk tests' RTP slots; each gets its own WebRTC port range (`desk_config`).
+const DESK_SLOTS: [u16; 4] = [SLOT, SLOT + 1, 28, 29];
+
 /// The desk test's config: SIP over WebSocket on, and the WebRTC peers' ports in a range of
-/// their own for `slot` (above every RTP slot's range, by pid like `rtp_range`).
+/// their own for `slot` (above every RTP slot's range and the ephemeral ports, by pid like
+/// `rtp_range`: 16 buckets of 160 ports, 61000..=63559 in all).
 fn desk_config(slot: u16) -> TestConfig {
+    let idx = DESK_SLOTS
+        .iter()
+        .position(|&s| s == slot)
+        .unwrap_or_else(|| panic!("slot {slot} is not a desk test slot"));
     let cfg = ws_config("[]");
     let main = cfg.main_file();
     let mut text = std::fs::read_to_string(&main).expect("read ccswitch.toml");
     if !text.contains("[webrtc]") {
-        let lo = 60600 + (std::process::id() % 16) as u16 * 80 + (slot - SLOT) * 40;
+        let lo = 61000 + (std::process::id() % 16) as u16 * 160 + idx as u16 * 40;
         text.push_str(&format!(
             "\n[webrtc]\nhost_ip = \"127.0.0.1\"\nport_min = {lo}\nport_max = {}\n",
             lo + 39
@@ -346,47 +357,72 @@ fn mic_tone_wav(dir: &Path, hz: u32) -> PathBuf {
     out
 }
 
+/// A call's hold segments from the database: (started_at, ended_at) in epoch ms.
+fn hold_segments(db_url: &str, call_id: &str) -> Vec<(u64, Option<u64>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db_url)
+            .await
+            .expect("sqlite");
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT started_at, ended_at FROM hold_segments WHERE call_id = $1 \
+             ORDER BY started_at",
+        )
+        .bind(call_id)
+        .fetch_all(&mut conn)
+        .await
+        .expect("read hold segments");
+        rows.into_iter()
+            .map(|(s, e)| (s as u64, e.map(|e| e as u64)))
+            .collect()
+    })
+}
+
+/// Seconds from the call record's `answered_at` (where the caller's recording starts) to
+/// the epoch-ms time `at`.
+fn secs_into_call(c: &serde_json::Value, at: u64) -> f64 {
+    let answered = c["answered_at_ms"].as_u64().expect("answered_at_ms");
+    (at as f64 - answered as f64) / 1000.0
+}
+
+/// The received level the page measures now (RMS of the last 100 ms), the highest of
+/// `samples` reads 200 ms apart.
+fn page_level_now(browser: &mut Browser, samples: u32) -> f64 {
+    let mut best: f64 = 0.0;
+    for _ in 0..samples {
+        browser.evaluate("new Promise(r => setTimeout(r, 200))");
+        let v = browser
+            .evaluate("Number(document.getElementById('remote-level').dataset.level || 0)")
+            .as_f64()
+            .unwrap_or(0.0);
+        best = best.max(v);
+    }
+    best
+}
+
 /// Answering in the browser (WebRTC media, issue 10 item 2): the page answers, the caller
 /// hears the page's microphone (a 1300 Hz tone) and not its own tone, the page receives the
-/// caller's tone (its level read through WebAudio); mute toggles; the agent blind-transfers
-/// the caller to the after-sales queue from the page (REFER), the wrap-up follows, and the
-/// call record names the transfer.
+/// caller's tone (its level read through WebAudio); mute toggles; Hold from the page (a
+/// re-INVITE the switch answers from its WebRTC session): the caller hears hold audio (loud,
+/// neither tone) and the call row gets the hold segment; Resume, and audio flows both ways
+/// again; the agent blind-transfers the caller to the after-sales queue from the page
+/// (REFER), the wrap-up follows, and the call record names the transfer.
 #[test]
 fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     let Some(py) = pjsua_python() else { return };
     let cfg = desk_config(SLOT + 1);
-    let mic = mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ);
-    let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
-    let Some(mut browser) = Browser::start_with_args(&[
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        &fake_mic,
-        "--autoplay-policy=no-user-gesture-required",
-        // Real host candidates (127.0.0.1), not mDNS names the switch does not resolve.
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-    ]) else {
+    let Some(mut browser) = desk_browser(&cfg) else {
         return;
     };
     let sw = Switch::start(&cfg, SLOT + 1);
     let base = format!("http://{}", sw.http);
     let t = timeline();
+    sign_in_desk(&mut browser, &base);
 
-    browser.goto(&format!("{base}/agent"));
-    browser.wait_for("#sign-in-form", Duration::from_secs(10));
-    browser.fill("#sign-in-extension", AGENT);
-    browser.fill("#sign-in-password", &format!("demo{AGENT}"));
-    browser.click("#sign-in-submit");
-    browser.wait_for("#mic-state[data-state=\"ok\"]", Duration::from_secs(15));
-    browser.wait_for(
-        "#phone-state[data-state=\"registered\"]",
-        Duration::from_secs(15),
-    );
-    browser.wait_for(
-        "#agent-state[data-state=\"ready\"]",
-        Duration::from_secs(15),
-    );
-
-    const HANG_UP_S: f64 = 30.0;
+    const HANG_UP_S: f64 = 55.0;
     let caller = spawn_caller(
         &py,
         &sw.uri("100"),
@@ -431,6 +467,25 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     browser.wait_for("#btn-mute[data-on=\"true\"]", Duration::from_secs(2));
     browser.click("#btn-mute");
     browser.wait_for("#btn-mute[data-on=\"false\"]", Duration::from_secs(2));
+    // Hold: the caller hears hold audio for a while, then Resume.
+    browser.click("#btn-hold");
+    browser.wait_for("#call-panel[data-phase=\"held\"]", Duration::from_secs(5));
+    browser.wait_for("#btn-hold[data-on=\"true\"]", Duration::from_secs(2));
+    browser.screenshot("agent-desk-held-en.png");
+    browser.evaluate("new Promise(r => setTimeout(r, 8000))");
+    browser.click("#btn-hold");
+    browser.wait_for(
+        "#call-panel[data-phase=\"talking\"][data-device=\"browser\"]",
+        Duration::from_secs(5),
+    );
+    browser.evaluate("new Promise(r => setTimeout(r, 2000))");
+    let level = page_level_now(&mut browser, 10);
+    eprintln!("page's received audio level after Resume (RMS, max of 10 reads): {level}");
+    assert!(
+        level > 0.02,
+        "after Resume the page should receive the caller's audio again, level {level}"
+    );
+    browser.evaluate("new Promise(r => setTimeout(r, 4000))");
     // Blind transfer to the after-sales queue: the switch takes the REFER and hangs up on
     // the page, which goes to wrap-up; the caller waits in the new queue until they hang up.
     browser.evaluate("document.getElementById('transfer-target').value = 'after_sales'");
@@ -449,19 +504,153 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     assert_eq!(c["agent"], AGENT, "{c:#}");
     assert_eq!(c["transferred_to"], "after_sales", "{c:#}");
     assert_eq!(c["transferred_by"], AGENT, "{c:#}");
+    // The hold is on the call row (hold_ms) and in its segments.
+    assert!(c["hold_ms"].as_u64().unwrap_or(0) > 0, "hold_ms: {c:#}");
+    let call_id = c["call_id"].as_str().expect("call_id");
+    let holds = hold_segments(&cfg.db_url, call_id);
+    eprintln!("hold segments: {holds:?}");
+    assert_eq!(holds.len(), 1, "one hold segment: {holds:?}");
+    let (held_at, resumed_at) = (holds[0].0, holds[0].1.expect("the hold ended"));
+    let hold_from = secs_into_call(&c, held_at);
+    let hold_to = secs_into_call(&c, resumed_at);
     let bridged_from = record_secs_between(&c, "answered_at", "agent_answered_at");
     let bridged_to = record_secs_between(&c, "answered_at", "transferred_at");
-    assert_hears(
+    let heard = cfg.path("caller_heard.wav");
+    // Before the hold and after the resume: the page's tone, not the caller's own.
+    for (start, end) in [(bridged_from, hold_from), (hold_to, bridged_to)] {
+        assert_hears(
+            &py,
+            &heard,
+            &Hears {
+                who: "caller",
+                tone: AGENT_TONE_HZ,
+                not: &[CALLER_TONE_HZ],
+                start: start + 1.0,
+                end: Some(end - 1.0),
+            },
+        );
+    }
+    // During the hold: hold audio (loud, with next to nothing at either tone), not the
+    // page's tone and not silence.
+    let (_, during) = check_hears(
         &py,
-        &cfg.path("caller_heard.wav"),
+        &heard,
         &Hears {
-            who: "caller",
+            who: "caller on hold",
             tone: AGENT_TONE_HZ,
             not: &[CALLER_TONE_HZ],
-            start: bridged_from + 1.0,
-            end: Some(bridged_to - 1.0),
+            start: hold_from + 1.0,
+            end: Some(hold_to - 1.0),
         },
     );
+    eprintln!("caller on hold hears: {during}");
+    let share = |hz: u32| {
+        during["tones"][format!("{hz}.0")]["share"]
+            .as_f64()
+            .unwrap_or(1.0)
+    };
+    let windows = during["windows"].as_f64().unwrap_or(0.0);
+    let voiced = during["voiced_windows"].as_f64().unwrap_or(0.0);
+    assert!(windows > 0.0, "no hold window in the recording: {during}");
+    assert!(
+        share(AGENT_TONE_HZ) <= 0.05 && share(CALLER_TONE_HZ) <= 0.05,
+        "on hold the caller should hear neither tone: {during}"
+    );
+    assert!(
+        voiced / windows >= 0.6,
+        "on hold the caller should hear hold audio, not silence: {during}"
+    );
+    assert_no_page_errors(&mut browser);
+    drop(sw);
+}
+
+/// Chromium for a desk test that talks: the fake microphone plays the page's tone
+/// (AGENT_TONE_HZ). None when browser tests are skipped.
+fn desk_browser(cfg: &TestConfig) -> Option<Browser> {
+    let mic = mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ);
+    let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
+    Browser::start_with_args(&[
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        &fake_mic,
+        "--autoplay-policy=no-user-gesture-required",
+        // Real host candidates (127.0.0.1), not mDNS names the switch does not resolve.
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+    ])
+}
+
+/// Signs the page in as AGENT: microphone allowed, phone registered, agent ready.
+fn sign_in_desk(browser: &mut Browser, base: &str) {
+    browser.goto(&format!("{base}/agent"));
+    browser.wait_for("#sign-in-form", Duration::from_secs(10));
+    browser.fill("#sign-in-extension", AGENT);
+    browser.fill("#sign-in-password", &format!("demo{AGENT}"));
+    browser.click("#sign-in-submit");
+    browser.wait_for("#mic-state[data-state=\"ok\"]", Duration::from_secs(15));
+    browser.wait_for(
+        "#phone-state[data-state=\"registered\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"ready\"]",
+        Duration::from_secs(15),
+    );
+}
+
+/// The switch's view of agent `ext` (live snapshot) once it is in `state` (bounded).
+fn wait_agent_state(sw: &Switch, cookie: &str, ext: &str, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = snapshot_agent(sw.http, cookie, ext);
+        if seen["state"] == state {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent {ext} not {state} within {within:?}: {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// (state, reason) rows of agent_state_changes for `agent`, in order.
+fn agent_states(db_url: &str, agent: &str) -> Vec<(String, Option<String>)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(db_url)
+            .await
+            .expect("sqlite");
+        sqlx::query_as(
+            "SELECT state, reason FROM agent_state_changes WHERE agent = $1 ORDER BY at, id",
+        )
+        .bind(agent)
+        .fetch_all(&mut conn)
+        .await
+        .expect("read agent_state_changes")
+    })
+}
+
+/// (agent, outcome) of a call record's offers, in order.
+fn offer_outcomes(c: &Value) -> Vec<(String, String)> {
+    c["offers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            (
+                o["agent"].as_str().unwrap_or("").to_string(),
+                o["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// No script error and no Content-Security-Policy refusal in the page.
+fn assert_no_page_errors(browser: &mut Browser) {
     let errors = browser.run(serde_json::json!({"cmd": "errors"}));
     eprintln!("page console errors: {errors}");
     for e in errors.as_array().cloned().unwrap_or_default() {
@@ -471,5 +660,245 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
             "page error: {e}"
         );
     }
+}
+
+/// Ring-no-answer in the browser: the page (Alice, tech 5, the best match) is offered the
+/// call and rings with its countdown (to ring 3 of 3), and nobody answers. At the ring
+/// timeout (18 s) the switch CANCELs: the page stops ringing (tone off, no screen pop left
+/// behind) and Alice goes not ready (missed_call), as the ACD does after every unanswered
+/// offer (src/engine/acd/mod.rs), in the page and in the switch. Bob's desk phone (pjsua2,
+/// tech 3) is offered the call next and answers; the caller hears Bob; the call's offers
+/// read Alice no_answer, Bob answered.
+#[test]
+fn agent_desk_rings_unanswered_and_the_next_agent_takes_the_call() {
+    const SLOT_RNA: u16 = 29;
+    let Some(py) = pjsua_python() else { return };
+    let cfg = desk_config(SLOT_RNA);
+    let Some(mut browser) = desk_browser(&cfg) else {
+        return;
+    };
+    let sw = Switch::start(&cfg, SLOT_RNA);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+    sign_in_desk(&mut browser, &base);
+    // The caller's call reaches the queue at about t.main; 18 s ringing Alice, Bob answers
+    // after 1 s, then they talk until the caller hangs up.
+    let hangup = t.main + 18.0 + 16.0;
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        None,
+        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
+        hangup + 30.0,
+        // Bob stays registered through his wrap-up (unregistering would log him out).
+        &["--linger", "5"],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let caller = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: hangup,
+            max_duration: hangup + 30.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: Some(CALLER),
+        },
+    );
+    browser.wait_for(
+        "#call-panel[data-phase=\"ringing\"]",
+        Duration::from_secs_f64(t.main + 20.0),
+    );
+    assert!(browser.text("#ring-countdown").contains("Ring 1 of 3"));
+    browser.wait_for_text("#pop-number", "0042", Duration::from_secs(10));
+    browser.wait_for("#ring-countdown[data-ring=\"3\"]", Duration::from_secs(20));
+    assert!(browser.text("#ring-countdown").contains("Ring 3 of 3"));
+    browser.screenshot("agent-desk-ring-3-en.png");
+    // The rings run out: the page stops ringing and shows Alice not ready (missed call).
+    browser.wait_for("#call-panel[data-phase=\"idle\"]", Duration::from_secs(20));
+    browser.evaluate("new Promise(r => setTimeout(r, 500))");
+    assert_eq!(
+        browser.evaluate("document.getElementById('ring-countdown').dataset.tone"),
+        "off",
+        "the ring tone stops"
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"not_ready\"]",
+        Duration::from_secs(10),
+    );
+    assert!(
+        browser.text("#agent-state").contains("missed call"),
+        "{}",
+        browser.text("#agent-state")
+    );
+    assert_eq!(
+        browser.evaluate("document.getElementById('screen-pop').hidden"),
+        true,
+        "no screen pop left for a call that went to someone else"
+    );
+    browser.screenshot("agent-desk-missed-en.png");
+    let cookie = api_sign_in(sw.http);
+    let alice = wait_agent_state(&sw, &cookie, AGENT, "not_ready", Duration::from_secs(10));
+    assert_eq!(alice["reason"], "missed_call", "the switch's view: {alice}");
+    wait_agent_state(&sw, &cookie, "1002", "on_call", Duration::from_secs(15));
+
+    let summary = caller.finish();
+    assert_eq!(summary["confirmed"], true, "caller: {summary}");
+    let bob_done = bob.wait_event("done", Duration::from_secs(40));
+    let bob_calls = bob_done["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bob_calls.len(), 1, "Bob rang once: {bob_done}");
+    assert_eq!(bob_calls[0]["confirmed"], true, "{bob_done}");
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp").clone();
+    eprintln!("report: {c:#}");
+    assert_eq!(c["agent"], "1002", "{c:#}");
+    assert_eq!(
+        offer_outcomes(&c),
+        vec![
+            (AGENT.to_string(), "no_answer".to_string()),
+            ("1002".to_string(), "answered".to_string())
+        ],
+        "{c:#}"
+    );
+    assert_hears(
+        &py,
+        &cfg.path("caller_heard.wav"),
+        &Hears {
+            who: "caller",
+            tone: AGENT_TONE_HZ,
+            not: &[CALLER_TONE_HZ],
+            start: record_secs_between(&c, "answered_at", "agent_answered_at") + 1.0,
+            end: Some(record_secs_between(&c, "answered_at", "ended_at") - 1.0),
+        },
+    );
+    assert_no_page_errors(&mut browser);
+    drop(sw);
+}
+
+/// A browser tab closed mid-call: the page (Alice) answers over WebRTC, talks, and the tab
+/// is closed. The caller is not dropped: back in the tech queue at their place (with hold
+/// audio), the call goes to Bob's desk phone (pjsua2), who answers, and the caller hears
+/// Bob until they hang up. Alice vanished rather than hung up: the switch has her not
+/// ready (connection_lost), with no wrap-up, in the live view and in agent_state_changes,
+/// though the tab took her only registration with it.
+#[test]
+fn agent_desk_tab_closed_mid_call_moves_the_caller_to_the_next_agent() {
+    const SLOT_TAB: u16 = 28;
+    let Some(py) = pjsua_python() else { return };
+    let cfg = desk_config(SLOT_TAB);
+    let Some(mut browser) = desk_browser(&cfg) else {
+        return;
+    };
+    let sw = Switch::start(&cfg, SLOT_TAB);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+    sign_in_desk(&mut browser, &base);
+    let hangup = t.main + 45.0;
+    // Bob (tech 3) is ready too, but Alice (tech 5) is the better match: she is offered
+    // the call first.
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        None,
+        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
+        hangup + 30.0,
+        &["--linger", "5"],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let caller = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: hangup,
+            max_duration: hangup + 30.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: Some(CALLER),
+        },
+    );
+    browser.wait_for(
+        "#call-panel[data-phase=\"ringing\"]",
+        Duration::from_secs_f64(t.main + 20.0),
+    );
+    browser.click("#btn-answer");
+    browser.wait_for(
+        "#call-panel[data-phase=\"talking\"][data-device=\"browser\"]",
+        Duration::from_secs(15),
+    );
+    browser.wait_for(
+        "#agent-state[data-state=\"on_call\"]",
+        Duration::from_secs(10),
+    );
+    browser.evaluate("new Promise(r => setTimeout(r, 4000))");
+    assert_no_page_errors(&mut browser);
+    // The tab goes.
+    browser.run(serde_json::json!({"cmd": "closePage"}));
+    let cookie = api_sign_in(sw.http);
+    let alice = wait_agent_state(&sw, &cookie, AGENT, "not_ready", Duration::from_secs(15));
+    assert_eq!(
+        alice["reason"], "connection_lost",
+        "the switch's view: {alice}"
+    );
+    wait_agent_state(&sw, &cookie, "1002", "on_call", Duration::from_secs(20));
+
+    let summary = caller.finish();
+    assert_eq!(summary["confirmed"], true, "caller: {summary}");
+    assert_eq!(
+        summary["disconnected_by"], "local",
+        "the caller hung up, not the switch: {summary}"
+    );
+    let bob_done = bob.wait_event("done", Duration::from_secs(40));
+    let bob_calls = bob_done["calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bob_calls.len(), 1, "Bob rang once: {bob_done}");
+    assert_eq!(bob_calls[0]["confirmed"], true, "{bob_done}");
+    let calls = cfg.calls();
+    let c = find_call(&calls, "udp").clone();
+    eprintln!("report: {c:#}");
+    assert_eq!(c["ended_by"], "caller", "{c:#}");
+    assert_eq!(
+        offer_outcomes(&c),
+        vec![
+            (AGENT.to_string(), "answered".to_string()),
+            ("1002".to_string(), "answered".to_string())
+        ],
+        "{c:#}"
+    );
+    // The caller hears Bob from his answer to their hang-up.
+    let offers = c["offers"].as_array().cloned().unwrap_or_default();
+    let bob_answered = offers[1]["ended_at_ms"]
+        .as_u64()
+        .expect("Bob's answer time");
+    assert_hears(
+        &py,
+        &cfg.path("caller_heard.wav"),
+        &Hears {
+            who: "caller",
+            tone: AGENT_TONE_HZ,
+            not: &[CALLER_TONE_HZ],
+            start: secs_into_call(&c, bob_answered) + 1.0,
+            end: Some(record_secs_between(&c, "answered_at", "ended_at") - 1.0),
+        },
+    );
+    let states = agent_states(&cfg.db_url, AGENT);
+    eprintln!("Alice's states: {states:?}");
+    let lost = ("not_ready".to_string(), Some("connection_lost".to_string()));
+    assert!(states.contains(&lost), "{states:?}");
+    assert!(
+        !states
+            .iter()
+            .any(|(s, _)| s == "wrap_up" || s == "logged_out"),
+        "no wrap-up and no logout for a vanished agent: {states:?}"
+    );
+    drop(browser);
     drop(sw);
 }

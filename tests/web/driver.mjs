@@ -9,6 +9,7 @@
 //   screenshot {path, fullPage?}     setViewport {width, height}
 //   evaluate {expression}            (a JS expression evaluated in the page; JSON result)
 //   errors                           page errors and console errors seen so far
+//   closePage                        close the tab (later page commands fail)
 //   close
 // Chromium: CHROMIUM_PATH or /usr/bin/chromium, headless, --no-sandbox (root in CI), plus the
 // flags in DRIVER_CHROMIUM_ARGS (one per line).
@@ -83,6 +84,10 @@ async function run(c) {
       return await page.evaluate(c.expression);
     case "errors":
       return errors.slice();
+    case "closePage":
+      // The tab goes as if the user closed it (no beforeunload): its connections drop.
+      await page.close({ runBeforeUnload: false });
+      return null;
     case "close":
       return null;
     default:

@@ -12,6 +12,7 @@
 //! Offer{call,agent}      <-- poll_action --  (engine INVITEs the agent's contacts)
 //! agent 200 OK           -- offer_answered > AgentAnswered, maybe PlayApology
 //! agent 486/603/error    -- offer_failed --> next agent
+//! agent's phone gone     -- agent_lost ---> agent NotReady(connection_lost), call re-queued
 //! (ring timer, ACD's)                       CancelOffer + agent NotReady(missed_call) + next
 //! either side hangs up   -- call_ended ----> agent WrapUp, WrapUpEnded by timer or ready code
 //! caller hangs up early  -- abandon -------> Abandoned (short if < 5 s)
@@ -29,6 +30,10 @@
 //!   reporting 408/480) makes the agent NotReady("missed_call").
 //! * A not-ready / logout request (or a lost registration) while on a call is applied when
 //!   wrap-up ends; during wrap-up it ends wrap-up at once; while ringing it cancels the offer.
+//! * An agent who vanishes mid-call (`agent_lost`: the connection their phone used dropped)
+//!   goes NotReady("connection_lost") with no wrap-up; the caller goes back to the queue
+//!   ranked by their first queueing time if another logged-in agent could take the call,
+//!   else leaves the ACD (the engine says goodbye).
 //! * The repeat caller's last agent (within `repeat_window_ms`, refreshed at answer and at
 //!   hang-up) is offered first if Ready and eligible for the call by the usual rules.
 //! * Selection order: see `select.rs`. Invariant kept after every input: no Ready agent is
@@ -82,6 +87,9 @@ use timers::{Timer, Timers};
 
 /// Abandons shorter than this are "short" (excluded from service level, METRICS.md).
 pub const SHORT_ABANDON_MS: u64 = 5_000;
+
+/// The not-ready reason of an agent who vanished mid-call (`Acd::agent_lost`).
+pub const CONNECTION_LOST: &str = "connection_lost";
 
 /// A call entering a queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -582,6 +590,45 @@ impl Acd {
         self.start_wrap_up(now, a, call);
         self.remember_owner(now, caller, a);
         Ok(())
+    }
+
+    /// The agent of a connected call vanished mid-call (the connection their phone used
+    /// dropped: a browser tab closed, a crash). They go NotReady([`CONNECTION_LOST`]) at once,
+    /// with no wrap-up (nobody is there to do it; a state they asked for during the call is
+    /// dropped), and their part of the call is over (WrapUpEnded now, a handle-time sample).
+    /// The caller, who already waited once, goes back to the queue ranked by their first
+    /// queueing time (ahead of everyone who came later) when someone else logged in could
+    /// take the call; otherwise the call leaves the ACD. Returns whether it was re-queued.
+    pub fn agent_lost(&mut self, now: Millis, call: u64) -> Result<bool, AcdError> {
+        let c = self.calls.get(&call).ok_or(AcdError::UnknownCall(call))?;
+        let CallState::Connected(a) = c.state else {
+            return Err(AcdError::NotConnected(call));
+        };
+        let (q, since) = (c.queue, c.first_queued_at);
+        let others = self.staffed_without(c, a);
+        let ag = &mut self.agents[a];
+        ag.pending = None;
+        ag.ended_at = now;
+        self.events.push_back(AcdEvent::WrapUpEnded {
+            call,
+            agent: ag.profile.id.clone(),
+            at: now,
+        });
+        let handled = now.since(ag.answered_at);
+        if let Some(&wq) = self.q_index.get(&ag.wrap_queue) {
+            let keep = self.set.handle_time_samples;
+            self.rt[wq].handle.push(handled, keep);
+        }
+        self.set_state(now, a, AgentState::NotReady(CONNECTION_LOST.to_string()));
+        if !others {
+            self.forget_call(call);
+            return Ok(false);
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.state = CallState::Waiting;
+        }
+        self.enter_queue_ranked(now, call, q, since);
+        Ok(true)
     }
 
     /// Moves a call to another queue: a waiting call keeps waiting there, a ringing offer is

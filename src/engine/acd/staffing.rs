@@ -4,7 +4,7 @@
 use super::queue::NoAgentsPolicy;
 use super::select::AgentIdx;
 use super::timers::Timer;
-use super::{Acd, Call, CallState, ExitReason};
+use super::{Acd, AgentState, Call, CallState, ExitReason};
 use crate::engine::Millis;
 
 impl Acd {
@@ -37,6 +37,22 @@ impl Acd {
             None => rt.staffed > 0,
             Some(l) => rt.staffed_lang.get(l).is_some_and(|&n| n > 0),
         }
+    }
+
+    /// `staffed`, not counting agent `a` (who is leaving the call).
+    pub(super) fn staffed_without(&self, c: &Call, a: AgentIdx) -> bool {
+        let rt = &self.rt[c.queue];
+        let agent = &self.agents[a];
+        let counted = agent.state != AgentState::LoggedOut
+            && self.serves[a].iter().any(|s| s.q == c.queue)
+            && c.language
+                .as_ref()
+                .is_none_or(|l| agent.profile.languages.contains(l));
+        let staffed = match &c.language {
+            None => rt.staffed,
+            Some(l) => rt.staffed_lang.get(l).copied().unwrap_or(0),
+        };
+        staffed > usize::from(counted)
     }
 
     /// Keeps the no-agents grace timer of a call right: armed (once; a running grace is not

@@ -110,3 +110,88 @@ fn expected_wait_follows_recent_handle_times() {
     assert_eq!(acd.expected_wait_s(3), Some(120), "no agent counts as one");
     assert_eq!(acd.expected_wait_s(99), None);
 }
+
+/// Queue "tech" with agents "a" and "b" (wrap-up 0).
+fn acd_two_agents() -> Acd {
+    let mut q = QueueSpec::new("tech", "tech", 1);
+    q.wrap_up_ms = 0;
+    let set = QueueSet::new(vec![q], VipRules::default(), 1000, 2).unwrap();
+    let agent = |id: &str| AgentProfile {
+        id: id.into(),
+        skills: [("tech".to_string(), 2)].into(),
+        languages: Default::default(),
+        queues: vec!["tech".into()],
+    };
+    Acd::new(Arc::new(set), vec![agent("a"), agent("b")])
+}
+
+fn offers(acd: &mut Acd) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    while let Some(a) = acd.poll_action() {
+        if let AcdAction::Offer { call, agent, .. } = a {
+            out.push((call, agent));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_vanished_agent_goes_not_ready_and_the_caller_is_requeued_ahead_of_later_callers() {
+    let mut acd = acd_two_agents();
+    acd.login(Millis(0), "a").unwrap();
+    acd.login(Millis(0), "b").unwrap();
+    acd.set_not_ready(Millis(0), "b", "break").unwrap();
+    acd.enqueue(Millis(0), qc(1, "+1")).unwrap();
+    assert_eq!(offers(&mut acd), vec![(1, "a".to_string())]);
+    acd.offer_answered(Millis(10), 1, "a").unwrap();
+    acd.set_not_ready(Millis(20), "a", "lunch").unwrap(); // deferred, then dropped
+    acd.enqueue(Millis(1_000), qc(2, "+2")).unwrap();
+    while acd.poll_event().is_some() {}
+    assert_eq!(acd.agent_lost(Millis(30_000), 1), Ok(true));
+    assert_eq!(
+        acd.agent_state("a"),
+        Some(&AgentState::NotReady(CONNECTION_LOST.into()))
+    );
+    let events: Vec<AcdEvent> = std::iter::from_fn(|| acd.poll_event()).collect();
+    assert!(events.contains(&AcdEvent::WrapUpEnded {
+        call: 1,
+        agent: "a".into(),
+        at: Millis(30_000)
+    }));
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e, AcdEvent::AgentState { state, .. } if *state == "wrap_up")));
+    assert_eq!(acd.waiting("tech"), 2);
+    acd.check_invariants().unwrap();
+    // The next free agent gets the caller who was cut off, not the one who came later.
+    acd.set_ready(Millis(31_000), "b").unwrap();
+    assert_eq!(offers(&mut acd), vec![(1, "b".to_string())]);
+    // Max wait and the rest count from the re-queue; the call goes on normally.
+    acd.offer_answered(Millis(32_000), 1, "b").unwrap();
+    acd.call_ended(Millis(40_000), 1).unwrap();
+    assert_eq!(
+        acd.agent_state("a"),
+        Some(&AgentState::NotReady(CONNECTION_LOST.into()))
+    );
+    acd.check_invariants().unwrap();
+}
+
+#[test]
+fn a_vanished_agent_with_nobody_else_logged_in_lets_the_call_go() {
+    let mut acd = acd_two_agents();
+    acd.login(Millis(0), "a").unwrap();
+    acd.enqueue(Millis(0), qc(1, "+1")).unwrap();
+    assert_eq!(acd.agent_lost(Millis(5), 1), Err(AcdError::NotConnected(1)));
+    acd.offer_answered(Millis(10), 1, "a").unwrap();
+    assert_eq!(acd.agent_lost(Millis(20_000), 1), Ok(false));
+    assert_eq!(acd.calls(), 0);
+    assert_eq!(
+        acd.agent_state("a"),
+        Some(&AgentState::NotReady(CONNECTION_LOST.into()))
+    );
+    assert_eq!(
+        acd.agent_lost(Millis(20_000), 1),
+        Err(AcdError::UnknownCall(1))
+    );
+    acd.check_invariants().unwrap();
+}

@@ -11,6 +11,20 @@ use std::cmp::Reverse;
 impl Acd {
     /// Puts a (Waiting-state) call into queue `q` as a new entry and arms its timers.
     pub(super) fn enter_queue(&mut self, now: Millis, call: u64, q: usize) {
+        self.enter_queue_ranked(now, call, q, now);
+    }
+
+    /// `enter_queue`, ranked in the queue's order (and relaxed) as if it had entered at
+    /// `ranked_since`: a caller whose agent vanished keeps the wait they already had.
+    /// Announcements and max wait count from `now` (max wait would otherwise end the call
+    /// at once after a long conversation).
+    pub(super) fn enter_queue_ranked(
+        &mut self,
+        now: Millis,
+        call: u64,
+        q: usize,
+        ranked_since: Millis,
+    ) {
         self.seq += 1;
         let seq = self.seq;
         let Some(c) = self.calls.get_mut(&call) else {
@@ -19,7 +33,7 @@ impl Acd {
         c.queue = q;
         c.key = WaitKey {
             priority: Reverse(c.priority),
-            entered_at: now,
+            entered_at: ranked_since,
             seq,
         };
         c.step = 0;
@@ -39,7 +53,8 @@ impl Acd {
             prompt: spec.hold_prompt.clone(),
         });
         if let Some(r) = spec.relax.first() {
-            self.timers.set(Timer::Relax(call), now.plus(r.after_ms));
+            let at = ranked_since.plus(r.after_ms).max(now);
+            self.timers.set(Timer::Relax(call), at);
         }
         if spec.announce_every_ms > 0 {
             self.timers

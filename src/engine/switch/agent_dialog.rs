@@ -4,6 +4,7 @@
 use super::agent_leg::AgentLegState;
 use super::{Engine, EngineTimer};
 use crate::engine::acd::OfferOutcome;
+use crate::engine::call::AcdPhase;
 use crate::engine::media::{LegId, MediaCommand};
 use crate::engine::record::{EndedBy, Record};
 use crate::engine::time::Millis;
@@ -225,11 +226,13 @@ impl Engine {
                     call_id: caller_call_id,
                     at: now,
                 });
+                self.hold_audio_to_caller(call_key, leg, true);
             } else if in_call && !hold && was {
                 self.persist(Record::HoldEnded {
                     call_id: caller_call_id,
                     at: now,
                 });
+                self.hold_audio_to_caller(call_key, leg, false);
             }
         }
         let contact = self.contact(peer);
@@ -251,6 +254,30 @@ impl Engine {
         }
         self.deadlines
             .set(leg, EngineTimer::AgentAckTimeout, now.plus(64 * t1));
+    }
+
+    /// The agent on `leg` put the caller on hold (`on`) or took them off it: the caller
+    /// hears the queue's hold audio meanwhile (the bridge stays, so the recording and the
+    /// caller's audio go on), then the agent again.
+    fn hold_audio_to_caller(&mut self, call_key: u64, leg: LegId, on: bool) {
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
+        if call.agent_leg != Some(leg) || call.acd != AcdPhase::Connected {
+            return;
+        }
+        let caller_leg = call.leg;
+        if on {
+            let queue_prompt = || {
+                let q = call.queue.as_deref()?;
+                self.cfg.queues.get(q).map(|q| q.hold_prompt.clone())
+            };
+            if let Some(prompt) = call.hold_prompt.clone().or_else(queue_prompt) {
+                self.play_hold(call_key, &prompt);
+            }
+        } else {
+            self.media(MediaCommand::StopPlay { leg: caller_leg });
+        }
     }
 
     /// An ACK in an agent leg's dialog; true when it was one (matched or stale).
@@ -332,6 +359,21 @@ impl Engine {
                     self.agent_bye(now, leg);
                 }
                 _ => {}
+            }
+            return true;
+        }
+        if inactive && l.state == AgentLegState::Up && l.webrtc.is_some() {
+            // The browser's media died (ICE or DTLS failed) while its WebSocket may still be
+            // up: the agent is gone as if the tab had closed (connection_use.rs).
+            let call_key = l.call_key;
+            tracing::warn!(agent = %l.agent, "no RTP from the agent's browser: agent lost");
+            self.agent_bye(now, leg);
+            let ours = self
+                .calls
+                .get_mut(&call_key)
+                .is_some_and(|c| c.agent_leg == Some(leg) && c.agent_leg.take().is_some());
+            if ours {
+                self.agent_vanished(now, call_key);
             }
             return true;
         }

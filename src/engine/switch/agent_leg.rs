@@ -28,7 +28,9 @@
 //!   sent only after the fork's first provisional response (RFC 3261 9.1); a fork that
 //!   never answers ends by its INVITE transaction's Timer B.
 //! * On answer: hold stops, the apology (if the ACD asks) plays to the caller first, then
-//!   `Bridge { a: caller leg, b: agent leg }` (the media plane refuses plays while bridged).
+//!   `Bridge { a: caller leg, b: agent leg }`. While the agent holds (re-INVITE sendonly or
+//!   inactive, desk phone or browser) the caller hears the queue's hold audio, played on
+//!   the bridged caller leg; the hold segment is recorded.
 //! * Announcements play "You are number N in the queue. The expected wait is about M
 //!   minutes. Please hold." (`announcement`, numbers digit by digit), then hold resumes.
 //! * REFER (blind transfer) accepts queue names (`Refer-To: <sip:after_sales@..>`) and agent

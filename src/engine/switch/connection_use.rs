@@ -6,15 +6,25 @@
 //!   read-only question the control loop answers for the shells; nothing is emitted.
 //! - A WebSocket connection that closed (`Input::ConnectionClosed`): a contact registered
 //!   over it is reachable over that connection only (RFC 7118 section 5, RFC 5626), so its
-//!   bindings go at once; offers ringing on it fail (the next agent gets the call), an
-//!   agent's call on it ends as if the agent had hung up, and a caller's as if the caller
-//!   had.
+//!   bindings go at once; offers ringing on it fail (the next agent gets the call), and a
+//!   caller's call on it ends as if the caller had hung up.
+//! - An agent whose call runs on it (a browser tab closed or crashed mid-call) did not hang
+//!   up: they vanished. The ACD makes them NotReady("connection_lost") with no wrap-up
+//!   (`Acd::agent_lost`), and the bindings going with the connection do not log them out,
+//!   so the wallboard shows who dropped out of a call until they come back and say ready
+//!   (or log out). The caller, who already waited, is not dropped: they go back to the
+//!   queue at their first queueing rank, with hold audio, when another logged-in agent
+//!   could take the call; otherwise they hear goodbye and the call ends, reason
+//!   `agent_connection_lost`. A browser whose media dies while the WebSocket stays up
+//!   (ICE or DTLS failing) is caught by the agent leg's RTP inactivity guard and handled
+//!   the same way, after a BYE to the browser (`agent_dialog.rs`).
 
 use super::agent_leg::AgentLegState;
 use super::Engine;
 use crate::engine::acd::OfferOutcome;
-use crate::engine::call::CallState;
+use crate::engine::call::{AcdPhase, CallState};
 use crate::engine::record::EndedBy;
+use crate::engine::registrar::RegistrarEvent;
 use crate::engine::time::Millis;
 use crate::engine::{MediaCommand, Peer, Transport};
 use std::net::SocketAddr;
@@ -66,19 +76,23 @@ impl Engine {
         for (leg, fi) in ringing {
             self.on_fork_failed(now, leg, fi, OfferOutcome::Failed);
         }
+        let mut vanished = Vec::new();
         for (leg, call_key) in up {
             tracing::info!(leg, peer = %conn.addr, "agent's WebSocket closed mid-call");
-            if let Some(l) = self.agent_legs.get_mut(&leg) {
-                l.state = AgentLegState::Terminating;
-            }
+            let Some(l) = self.agent_legs.get_mut(&leg) else {
+                continue;
+            };
+            l.state = AgentLegState::Terminating;
+            let agent = l.agent.clone();
             self.media(MediaCommand::Unbridge { leg });
             self.release_leg(leg);
             let ours = self
                 .calls
                 .get_mut(&call_key)
-                .is_some_and(|c| c.agent_leg.take() == Some(leg));
+                .is_some_and(|c| c.agent_leg == Some(leg) && c.agent_leg.take().is_some());
             if ours {
-                self.end_call(now, call_key, EndedBy::Agent, "agent_connection_lost", true);
+                self.agent_vanished(now, call_key);
+                vanished.push(agent);
             }
         }
         // A caller on it (a WebRTC client dialling in) hung up, as far as we can tell.
@@ -107,8 +121,57 @@ impl Engine {
                 }
             }
         }
-        // Last, so the offers above end as failed offers, not as a logout mid-offer.
-        let events = self.registrar.connection_closed(conn.transport, conn.addr);
+        // Last, so the offers above end as failed offers, not as a logout mid-offer. An agent
+        // who vanished mid-call stays logged in, not ready (module docs).
+        let events = self
+            .registrar
+            .connection_closed(conn.transport, conn.addr)
+            .into_iter()
+            .filter(|ev| match ev {
+                RegistrarEvent::Unregistered { extension, .. } => !vanished.contains(extension),
+                RegistrarEvent::Registered { .. } => true,
+            })
+            .collect();
         self.on_registrar_events(now, events);
     }
+
+    /// The agent of a connected call vanished (their leg is released or being hung up, and
+    /// no longer the call's): the caller goes back to the queue or hears goodbye (module
+    /// docs).
+    pub(super) fn agent_vanished(&mut self, now: Millis, call_key: u64) {
+        let Some(call) = self.calls.get(&call_key) else {
+            return;
+        };
+        if call.acd != AcdPhase::Connected || call.state != CallState::Answered {
+            return self.end_call(now, call_key, EndedBy::Agent, "agent_connection_lost", true);
+        }
+        let requeued = self.acd.agent_lost(now, call_key);
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        match requeued {
+            Ok(true) => {
+                tracing::info!(call = %call.id, "agent vanished mid-call: caller back in the queue");
+                call.acd = AcdPhase::Queued;
+                self.drain_acd(now);
+            }
+            Ok(false) => {
+                tracing::info!(call = %call.id, "agent vanished mid-call, nobody else: goodbye");
+                call.acd = AcdPhase::None;
+                call.goodbye_reason = "agent_connection_lost";
+                self.drain_acd(now);
+                let deadline = now.plus(GOODBYE_WAIT_MS);
+                self.say_goodbye(now, call_key, deadline, "goodbye");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agent_lost refused: ending the call");
+                call.acd = AcdPhase::None;
+                self.drain_acd(now);
+                self.end_call(now, call_key, EndedBy::Agent, "agent_connection_lost", true);
+            }
+        }
+    }
 }
+
+/// How long the goodbye to a caller whose agent vanished may take before we hang up.
+const GOODBYE_WAIT_MS: u64 = 30_000;

@@ -149,7 +149,17 @@ impl Engine {
                     .map(|call_id| Record::AgentAnswered { call_id, agent, at })
             }
             AcdEvent::WrapUpEnded { call, agent, at } => {
-                let id = self.acd_call_ids.remove(&call).map(|(id, _)| id);
+                // A call still in the ACD (transferred to a queue, or its agent vanished)
+                // needs its id for the records still to come.
+                let still_queued = self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.acd != AcdPhase::None);
+                let id = if still_queued {
+                    self.acd_call_id(call)
+                } else {
+                    self.acd_call_ids.remove(&call).map(|(id, _)| id)
+                };
                 id.map(|call_id| Record::WrapUpEnded { call_id, agent, at })
             }
             AcdEvent::Abandoned { call, .. } => {

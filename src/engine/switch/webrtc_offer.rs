@@ -62,7 +62,8 @@ impl Engine {
     }
 
     /// The WebRTC peer failed: before an answer that fork of the offer failed; after it the
-    /// leg gets no RTP and its inactivity timer ends the call like a vanished phone.
+    /// leg gets no RTP and its inactivity timer takes the agent as gone (as if the tab had
+    /// closed: the caller moves on, `connection_use.rs`).
     pub(super) fn on_webrtc_failed(&mut self, now: Millis, leg: LegId, fork: usize, reason: &str) {
         let Some(l) = self.agent_legs.get(&leg) else {
             return;

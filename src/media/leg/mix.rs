@@ -23,14 +23,15 @@ impl Leg {
     }
 
     /// Writes one packet carrying `samples` (one frame) in this leg's codec into `out`. None
-    /// when nothing is to be sent (closed, held, no address, `out` too small).
+    /// when nothing is to be sent (closed, held, playing hold audio, no address, `out` too
+    /// small).
     pub fn mixed_packet(
         &mut self,
         now: Millis,
         samples: &[i16; FRAME],
         out: &mut [u8],
     ) -> Option<(SocketAddr, usize)> {
-        if self.closed || !self.send {
+        if self.closed || !self.send || self.playback.is_some() {
             return None;
         }
         let dest = self.destination()?;

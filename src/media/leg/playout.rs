@@ -41,7 +41,9 @@ impl Playback {
 
 impl Leg {
     /// Starts playing `prompts` in order, replacing (and reporting as interrupted) any play in
-    /// progress. Prompts without frames are skipped; an empty list finishes at once.
+    /// progress. Prompts without frames are skipped; an empty list finishes at once. On a
+    /// bridged leg the prompt takes the leg's outgoing stream over (hold audio while the other
+    /// side holds): nothing relayed or mixed is sent to it until the play ends.
     pub fn play(
         &mut self,
         now: Millis,
@@ -52,15 +54,6 @@ impl Leg {
     ) {
         self.finish_play(true);
         let prompts: Vec<Arc<Prompt>> = prompts.into_iter().filter(|p| p.frames() > 0).collect();
-        if self.bridged {
-            // One stream per leg: a prompt cannot share it with the relayed audio.
-            self.events.push_back(MediaEvent::PlayFinished {
-                leg: self.id,
-                play_id,
-                interrupted: true,
-            });
-            return;
-        }
         if prompts.is_empty() {
             self.events.push_back(MediaEvent::PlayFinished {
                 leg: self.id,
@@ -68,6 +61,10 @@ impl Leg {
                 interrupted: false,
             });
             return;
+        }
+        if self.bridged {
+            // The prompt interrupts the relayed stream: its first packet starts a talk-spurt.
+            self.talking = false;
         }
         // First frame goes in the first grid slot at or after now (the grid never moves).
         self.next_k = self.next_k.max(self.slot_at_or_after(now));
@@ -88,6 +85,8 @@ impl Leg {
     pub(super) fn finish_play(&mut self, interrupted: bool) {
         if let Some(p) = self.playback.take() {
             self.talking = false;
+            // A bridged leg goes back to the relayed stream, anchored anew after the prompt.
+            self.relay = None;
             self.events.push_back(MediaEvent::PlayFinished {
                 leg: self.id,
                 play_id: p.play_id,

@@ -35,8 +35,8 @@ impl Leg {
     /// Writes `pkt`, received on the bridge peer described by `src`, as this leg's next
     /// outgoing packet into `out`: header rewritten onto this leg's SSRC/seq/timestamp, audio
     /// transcoded to this leg's codec, telephone events given this leg's payload type. None
-    /// when nothing is to be sent (not bridged, held, no address, a payload type this leg
-    /// cannot take, or `out` too small).
+    /// when nothing is to be sent (not bridged, held, playing hold audio, no address, a
+    /// payload type this leg cannot take, or `out` too small).
     pub fn relay_packet(
         &mut self,
         now: Millis,
@@ -44,7 +44,7 @@ impl Leg {
         src: Source,
         out: &mut [u8],
     ) -> Option<(SocketAddr, usize)> {
-        if self.closed || !self.bridged || !self.send {
+        if self.closed || !self.bridged || !self.send || self.playback.is_some() {
             return None;
         }
         let dest = self.destination()?;

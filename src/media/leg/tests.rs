@@ -648,17 +648,29 @@ fn relay_maps_event_payload_types_reports_digits_and_drops_what_the_far_end_cann
     // Held agent (sendonly from its side): nothing relayed to it.
     b.update(Millis(1090), b.destination(), Codec::Pcma, None, false);
     assert!(relay(&mut caller, &mut b, 1090, &audio(8)).is_none());
-    // Play is refused while bridged; after unbridge nothing is relayed.
-    caller.play(Millis(1100), 4, vec![prompt(3)], false, false);
-    assert!(!caller.is_playing());
-    assert!(events(&mut caller).contains(&MediaEvent::PlayFinished {
-        leg: 7,
+    // Hold audio on a bridged leg: the prompt takes its stream over (marker on its first
+    // frame), nothing relayed reaches it meanwhile; when the play stops the relay goes on
+    // with a new talk-spurt and the sequence unbroken.
+    b.update(Millis(1100), b.destination(), Codec::Pcma, None, true);
+    b.play(Millis(1100), 4, vec![prompt(3)], true, false);
+    assert!(b.is_playing());
+    let hold = parsed(&b.poll_transmit(Millis(1100)).expect("hold audio frame"));
+    assert!(hold.marker);
+    assert_eq!(hold.ssrc, 0xabcd);
+    assert!(relay(&mut caller, &mut b, 1105, &audio(9)).is_none());
+    b.stop_play();
+    assert!(events(&mut b).contains(&MediaEvent::PlayFinished {
+        leg: 8,
         play_id: 4,
         interrupted: true
     }));
-    b.update(Millis(1100), b.destination(), Codec::Pcma, None, true);
+    let back = relay(&mut caller, &mut b, 1130, &audio(10)).expect("relay resumes");
+    assert!(back.marker);
+    assert_eq!(back.sequence, hold.sequence.wrapping_add(1));
+    assert!(back.timestamp.wrapping_sub(hold.timestamp) as i32 >= 160);
+    // After unbridge nothing is relayed.
     b.unbridge();
-    assert!(relay(&mut caller, &mut b, 1110, &audio(9)).is_none());
+    assert!(relay(&mut caller, &mut b, 1150, &audio(11)).is_none());
 }
 
 #[test]

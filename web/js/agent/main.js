@@ -18,7 +18,7 @@ import {
   t,
 } from "../i18n.js";
 import { LiveFeed, liveUrl } from "../live.js";
-import { HOLD_SUPPORTED, Phone } from "./phone.js";
+import { Phone } from "./phone.js";
 import { Ringer, ringProgress } from "./ringer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -423,7 +423,8 @@ function onRemoteStream(stream) {
 async function loadScreenPop(callId) {
   if (st.popFor === callId) return;
   st.popFor = callId;
-  // The call's rows reach the store a moment after the offer: try for a few seconds.
+  // The call's rows reach the store a moment after the offer: try for a few seconds, and
+  // again while its queue entry is not there yet (the store writes in batches).
   for (let i = 0; i < 20 && st.popFor === callId; i++) {
     try {
       const pop = await apiRequest("GET", `/api/v1/calls/${encodeURIComponent(callId)}/history`);
@@ -431,7 +432,7 @@ async function loadScreenPop(callId) {
       st.pop = pop;
       fillDispositions();
       renderPop();
-      return;
+      if (pop.call.queue) return;
     } catch (e) {
       if (!(e instanceof ApiError) || ![403, 404].includes(e.status)) {
         flash(problemText(e));
@@ -526,8 +527,8 @@ function renderCall() {
   }[phase];
   if (!st.transient) setText("call-status", status);
   $("btn-hold").textContent = t(phase === "held" ? "btn.resume" : "btn.hold");
+  $("btn-hold").dataset.on = phase === "held" ? "true" : "false";
   for (const id of ["btn-mute", "btn-hold", "btn-transfer"]) $(id).disabled = onDeskPhone;
-  if (!HOLD_SUPPORTED) $("btn-hold").disabled = true;
   $("btn-hangup").disabled = onDeskPhone;
   tick();
 }

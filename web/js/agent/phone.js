@@ -23,10 +23,6 @@ export function offerInfo(request) {
   };
 }
 
-/// Hold from the browser is a re-INVITE, which the switch does not take on a WebRTC leg yet
-/// (it would answer with plain RTP): until it does, the page offers no hold for its own calls.
-export const HOLD_SUPPORTED = false;
-
 export class Phone {
   /// `events`: {status(state), incoming(info), progress(phase), ended(cause, wasTalking),
   /// remoteStream(stream)}.
@@ -149,7 +145,9 @@ export class Phone {
   }
 
   toggleHold() {
-    if (!HOLD_SUPPORTED || !this.session || !this.talking) return this.held;
+    // A re-INVITE (sendonly; JsSIP also disables the microphone track): the switch answers
+    // it from its WebRTC session and plays the caller hold audio until the unhold.
+    if (!this.session || !this.talking) return this.held;
     if (this.held) this.session.unhold();
     else this.session.hold();
     return !this.held;

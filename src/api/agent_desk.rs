@@ -177,15 +177,6 @@ pub struct DispositionAccepted {
     pub code: String,
 }
 
-fn unavailable(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        types::UNAVAILABLE,
-        "Service unavailable",
-    )
-    .detail(detail)
-}
-
 fn unknown_call(call_id: &str) -> Problem {
     Problem::not_found(format!("no call `{}`", printable(call_id, 80)))
 }
@@ -495,12 +486,12 @@ pub async fn set_disposition(
         .clone();
     let permit = match tokio::time::timeout(SEND_WAIT, st.commands.reserve()).await {
         Ok(Ok(permit)) => permit,
-        Ok(Err(_)) => return Err(unavailable("the switch is shutting down")),
+        Ok(Err(_)) => return Err(Problem::unavailable("the switch is shutting down")),
         Err(_) => {
-            return Err(
-                unavailable("the switch is busy: the disposition was not sent, try again")
-                    .with("retry", true),
+            return Err(Problem::unavailable(
+                "the switch is busy: the disposition was not sent, try again",
             )
+            .with("retry", true))
         }
     };
     // Supervisors' changes to someone else's call are audited; an agent's own is the call's
@@ -514,7 +505,7 @@ pub async fn set_disposition(
                 Some(&format!("{agent}:{}", code.name)),
             )
             .await
-            .map_err(|_| unavailable("the audit log cannot be written: not sent"))?;
+            .map_err(|_| Problem::unavailable("the audit log cannot be written: not sent"))?;
     }
     permit.send(Command::Disposition {
         agent: agent.clone(),

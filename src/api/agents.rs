@@ -95,15 +95,6 @@ pub fn change_of(req: &AgentStateRequest) -> Result<AgentChange, Problem> {
     }
 }
 
-fn unavailable(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        types::UNAVAILABLE,
-        "Service unavailable",
-    )
-    .detail(detail)
-}
-
 /// Set an agent's state.
 #[utoipa::path(
     post,
@@ -149,18 +140,18 @@ pub async fn set_state(
     // sent unaudited, and nothing is audited that could not be sent.
     let permit = match tokio::time::timeout(SEND_WAIT, st.commands.reserve()).await {
         Ok(Ok(permit)) => permit,
-        Ok(Err(_)) => return Err(unavailable("the switch is shutting down")),
+        Ok(Err(_)) => return Err(Problem::unavailable("the switch is shutting down")),
         Err(_) => {
-            return Err(
-                unavailable("the switch is busy: the command was not sent, try again")
-                    .with("retry", true),
+            return Err(Problem::unavailable(
+                "the switch is busy: the command was not sent, try again",
             )
+            .with("retry", true))
         }
     };
     st.auth
         .audit_caller(&caller, "agent.set_state", Some(&extension), Some(&detail))
         .await
-        .map_err(|_| unavailable("the audit log cannot be written: command not sent"))?;
+        .map_err(|_| Problem::unavailable("the audit log cannot be written: command not sent"))?;
     permit.send(Command::Agent {
         agent: extension,
         change,

@@ -9,7 +9,7 @@
 
 use super::auth_routes::{Caller, Via};
 use super::params::ApiPath;
-use super::problem::{types, ApiJson, Problem};
+use super::problem::{ApiJson, Problem};
 use super::rest::RestState;
 use crate::auth::Permission;
 use crate::control::MonitorAsk;
@@ -74,15 +74,6 @@ pub struct MonitorRinging {
     pub ring_timeout_s: u64,
 }
 
-fn unavailable(detail: &str) -> Problem {
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        types::UNAVAILABLE,
-        "Service unavailable",
-    )
-    .detail(detail)
-}
-
 /// The problem document for an engine refusal.
 pub fn refusal_problem(r: MonitorRefusal, call_id: &str, extension: &str) -> Problem {
     let call = super::rest::printable(call_id, 64);
@@ -118,7 +109,7 @@ pub fn refusal_problem(r: MonitorRefusal, call_id: &str, extension: &str) -> Pro
                 .to_string(),
         ),
         MonitorRefusal::NoCapacity => {
-            unavailable("the switch has no media port free: try again shortly")
+            Problem::unavailable("the switch has no media port free: try again shortly")
         }
     }
 }
@@ -214,7 +205,9 @@ async fn ask(
         }));
     };
     let Some(tx) = st.monitor.as_ref() else {
-        return Err(unavailable("monitoring is not available on this server"));
+        return Err(Problem::unavailable(
+            "monitoring is not available on this server",
+        ));
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
     let request = MonitorRequest {
@@ -225,18 +218,19 @@ async fn ask(
     };
     match tokio::time::timeout(ENGINE_WAIT, tx.send(MonitorAsk { request, reply })).await {
         Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(unavailable("the switch is shutting down")),
+        Ok(Err(_)) => return Err(Problem::unavailable("the switch is shutting down")),
         Err(_) => {
             return Err(
-                unavailable("the switch is busy: nothing was rung, try again").with("retry", true),
+                Problem::unavailable("the switch is busy: nothing was rung, try again")
+                    .with("retry", true),
             )
         }
     }
     match tokio::time::timeout(ENGINE_WAIT, answer).await {
         Ok(Ok(Ok(()))) => Ok(extension),
         Ok(Ok(Err(r))) => Err(refusal_problem(r, call_id, &extension)),
-        Ok(Err(_)) => Err(unavailable("the switch is shutting down")),
-        Err(_) => Err(unavailable(
+        Ok(Err(_)) => Err(Problem::unavailable("the switch is shutting down")),
+        Err(_) => Err(Problem::unavailable(
             "the switch did not answer in time: your phone may still ring",
         )),
     }
@@ -245,6 +239,7 @@ async fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::problem::types;
 
     #[test]
     fn bodies_take_the_three_modes_only() {

@@ -165,6 +165,16 @@ impl Problem {
         Problem::new(StatusCode::NOT_FOUND, types::NOT_FOUND, "Not found").detail(detail)
     }
 
+    /// A dependency (the engine, the audit log) cannot take the request now (503).
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            types::UNAVAILABLE,
+            "Service unavailable",
+        )
+        .detail(detail)
+    }
+
     /// Logs `cause` and answers 500 without it.
     pub fn internal(cause: impl std::fmt::Display) -> Problem {
         tracing::error!(%cause, "API request failed");

@@ -151,6 +151,12 @@ impl Call {
         self.invite.from.raw.clone()
     }
 
+    /// Detaches `leg` if it is this call's agent leg (a leg that went away may belong to an
+    /// offer or a supervisor instead); true when it was.
+    pub fn detach_agent_leg(&mut self, leg: LegId) -> bool {
+        self.agent_leg == Some(leg) && self.agent_leg.take().is_some()
+    }
+
     pub fn language(&self, default: &str) -> String {
         self.ivr
             .as_ref()

@@ -125,7 +125,7 @@ impl Engine {
                 let ours = self
                     .calls
                     .get_mut(&call_key)
-                    .is_some_and(|c| c.agent_leg == Some(leg) && c.agent_leg.take().is_some());
+                    .is_some_and(|c| c.detach_agent_leg(leg));
                 if ours {
                     self.end_call(now, call_key, EndedBy::Agent, "agent_bye", true);
                 }
@@ -371,7 +371,7 @@ impl Engine {
             let ours = self
                 .calls
                 .get_mut(&call_key)
-                .is_some_and(|c| c.agent_leg == Some(leg) && c.agent_leg.take().is_some());
+                .is_some_and(|c| c.detach_agent_leg(leg));
             if ours {
                 self.agent_vanished(now, call_key);
             }

@@ -527,6 +527,23 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
 
 static SETUP: Mutex<()> = Mutex::new(());
 
+/// Runs `f` on the switch's database at `db_url` (seeding it, or reading what the switch
+/// wrote), on a runtime of its own; the store is closed after.
+fn with_store<T>(db_url: &str, f: impl AsyncFnOnce(&ccswitch::store::Store) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = ccswitch::store::Store::open(db_url)
+            .await
+            .expect("open the test database");
+        let out = f(&store).await;
+        store.close().await;
+        out
+    })
+}
+
 /// The venv's python with pjsua2, or None when the user asked to skip PJSIP tests.
 fn pjsua_python() -> Option<PathBuf> {
     if std::env::var("CCSWITCH_E2E_SKIP_PJSUA").as_deref() == Ok("1") {

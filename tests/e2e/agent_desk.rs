@@ -39,14 +39,7 @@ const DAY: u64 = 86_400_000;
 
 /// An answered call of CALLER two days ago in the tech queue: resolved by 1002, survey 4.
 fn seed_earlier_call(db_url: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = ccswitch::store::Store::open(db_url)
-            .await
-            .expect("open the test database");
+    with_store(db_url, async |store| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -219,19 +212,7 @@ fn agent_desk_in_chromium_rings_pops_the_screen_wraps_up_and_takes_a_break() {
     // 3. The caller picks English, then technical support; they hang up HANG_UP_S after the
     //    main menu.
     const HANG_UP_S: f64 = 30.0;
-    let caller = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: t.main + HANG_UP_S,
-            max_duration: t.main + HANG_UP_S + 30.0,
-            from_user: Some(CALLER),
-            ..Default::default()
-        },
-    );
+    let caller = tech_caller(&py, &sw, &t, t.main + HANG_UP_S, None);
 
     // 4. The page rings: countdown at ring 1 with the tone on, then ring 2; the screen pops.
     browser.wait_for(
@@ -423,20 +404,7 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
     sign_in_desk(&mut browser, &base);
 
     const HANG_UP_S: f64 = 55.0;
-    let caller = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: t.main + HANG_UP_S,
-            max_duration: t.main + HANG_UP_S + 30.0,
-            record: Some(cfg.path("caller_heard.wav")),
-            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
-            from_user: Some(CALLER),
-        },
-    );
+    let caller = tech_caller(&py, &sw, &t, t.main + HANG_UP_S, Some(&cfg));
     browser.wait_for(
         "#call-panel[data-phase=\"ringing\"]",
         Duration::from_secs_f64(t.main + 20.0),
@@ -650,6 +618,48 @@ fn offer_outcomes(c: &Value) -> Vec<(String, String)> {
 }
 
 /// No script error and no Content-Security-Policy refusal in the page.
+/// CALLER dials 100, picks English and technical support, and hangs up `hangup` s in. With
+/// `tone`, they play the caller's tone and record what they hear (`caller_heard.wav`).
+fn tech_caller(
+    py: &Path,
+    sw: &Switch,
+    t: &Timeline,
+    hangup: f64,
+    tone: Option<&TestConfig>,
+) -> PjCall {
+    spawn_caller(
+        py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: hangup,
+            max_duration: hangup + 30.0,
+            record: tone.map(|c| c.path("caller_heard.wav")),
+            play: tone.map(|c| tone_wav(c.tmp.path(), CALLER_TONE_HZ, 10)),
+            from_user: Some(CALLER),
+        },
+    )
+}
+
+/// Bob (1002) on his pjsua2 desk phone, registered: answers after 1 s with the agent's tone
+/// and stays registered through his wrap-up (unregistering would log him out).
+fn bob_desk_phone(py: &Path, sw: &Switch, cfg: &TestConfig, until: f64) -> PjAgent {
+    let bob = spawn_agent(
+        py,
+        sw,
+        "1002",
+        1.0,
+        None,
+        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
+        until,
+        &["--linger", "5"],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    bob
+}
+
 fn assert_no_page_errors(browser: &mut Browser) {
     let errors = browser.run(serde_json::json!({"cmd": "errors"}));
     eprintln!("page console errors: {errors}");
@@ -684,32 +694,8 @@ fn agent_desk_rings_unanswered_and_the_next_agent_takes_the_call() {
     // The caller's call reaches the queue at about t.main; 18 s ringing Alice, Bob answers
     // after 1 s, then they talk until the caller hangs up.
     let hangup = t.main + 18.0 + 16.0;
-    let bob = spawn_agent(
-        &py,
-        &sw,
-        "1002",
-        1.0,
-        None,
-        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
-        hangup + 30.0,
-        // Bob stays registered through his wrap-up (unregistering would log him out).
-        &["--linger", "5"],
-    );
-    bob.wait_event("registered", Duration::from_secs(15));
-    let caller = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: hangup,
-            max_duration: hangup + 30.0,
-            record: Some(cfg.path("caller_heard.wav")),
-            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
-            from_user: Some(CALLER),
-        },
-    );
+    let bob = bob_desk_phone(&py, &sw, &cfg, hangup + 30.0);
+    let caller = tech_caller(&py, &sw, &t, hangup, Some(&cfg));
     browser.wait_for(
         "#call-panel[data-phase=\"ringing\"]",
         Duration::from_secs_f64(t.main + 20.0),
@@ -801,31 +787,8 @@ fn agent_desk_tab_closed_mid_call_moves_the_caller_to_the_next_agent() {
     let hangup = t.main + 45.0;
     // Bob (tech 3) is ready too, but Alice (tech 5) is the better match: she is offered
     // the call first.
-    let bob = spawn_agent(
-        &py,
-        &sw,
-        "1002",
-        1.0,
-        None,
-        Some(&tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10)),
-        hangup + 30.0,
-        &["--linger", "5"],
-    );
-    bob.wait_event("registered", Duration::from_secs(15));
-    let caller = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: hangup,
-            max_duration: hangup + 30.0,
-            record: Some(cfg.path("caller_heard.wav")),
-            play: Some(tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10)),
-            from_user: Some(CALLER),
-        },
-    );
+    let bob = bob_desk_phone(&py, &sw, &cfg, hangup + 30.0);
+    let caller = tech_caller(&py, &sw, &t, hangup, Some(&cfg));
     browser.wait_for(
         "#call-panel[data-phase=\"ringing\"]",
         Duration::from_secs_f64(t.main + 20.0),

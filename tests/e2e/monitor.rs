@@ -234,11 +234,7 @@ fn pjsua_supervisor_listens_whispers_and_barges() {
         .find(|c| c["agent"] == "1002")
         .unwrap_or_else(|| panic!("no call answered by 1002: {calls:#?}"));
     let call_id = c["call_id"].as_str().expect("call_id").to_string();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (segments, audit) = rt.block_on(async {
-        let store = ccswitch::store::Store::open(&cfg.db_url)
-            .await
-            .expect("store");
+    let (segments, audit) = with_store(&cfg.db_url, async |store| {
         let segments = store.monitor_segments(&call_id).await.expect("segments");
         (segments, store.audit_entries(500).await.expect("audit"))
     });
@@ -511,11 +507,7 @@ fn pjsua_wallboard_button_rings_the_supervisor_phone_to_listen() {
         .iter()
         .find(|c| c["call_id"] == call_id.as_str())
         .unwrap_or_else(|| panic!("no call {call_id}: {calls:#?}"));
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let (segments, audit) = rt.block_on(async {
-        let store = ccswitch::store::Store::open(&cfg.db_url)
-            .await
-            .expect("store");
+    let (segments, audit) = with_store(&cfg.db_url, async |store| {
         let segments = store.monitor_segments(&call_id).await.expect("segments");
         let audit = store.audit_entries(500).await.expect("audit");
         (segments, audit)

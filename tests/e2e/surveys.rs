@@ -529,14 +529,7 @@ fn survey_by_http_gateway_with_signed_webhooks() {
 /// had just ended).
 fn queue_surveys(db_url: &str, n: u64) {
     use ccswitch::engine::{Millis, Record};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = ccswitch::store::Store::open(db_url)
-            .await
-            .expect("open the test database");
+    with_store(db_url, async |store| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
@@ -573,22 +566,13 @@ fn queue_surveys(db_url: &str, n: u64) {
             });
         }
         store.write_batch(&batch).await.expect("queue the surveys");
-        store.close().await;
     });
 }
 
 /// (state, attempts) of every text in the outbox, by message id.
 fn outbox(db_url: &str) -> std::collections::BTreeMap<u64, (String, i64)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let store = ccswitch::store::Store::open(db_url)
-            .await
-            .expect("open the test database");
+    with_store(db_url, async |store| {
         let rows = store.outbox_rows().await.expect("outbox rows");
-        store.close().await;
         rows.into_iter()
             .map(|r| (r.message_id, (r.state, r.attempts)))
             .collect()

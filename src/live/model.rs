@@ -278,14 +278,17 @@ impl LiveModel {
     /// queue's threshold (they can no longer be answered within it); before that the call is
     /// undecided and left out, or one waiting caller would show today's SL as 0 %.
     pub(super) fn undecided(&self, t: &CallTimes) -> bool {
-        let waiting =
-            t.queued_at.is_some() && t.agent_answered_at.is_none() && t.ended_at.is_none();
-        match (waiting, t.queued_at, &t.queue) {
-            (true, Some(at), Some(q)) => {
-                self.now.as_u64() <= at.as_u64() + self.sl.get(q).threshold_ms
-            }
-            _ => false,
+        self.past_sl_threshold(t) == Some(false)
+    }
+
+    /// For a caller still waiting: whether their wait has passed the queue's SL threshold.
+    /// None for any other call.
+    fn past_sl_threshold(&self, t: &CallTimes) -> Option<bool> {
+        if t.agent_answered_at.is_some() || t.ended_at.is_some() {
+            return None;
         }
+        let (at, q) = (t.queued_at?, t.queue.as_ref()?);
+        Some(self.now.as_u64() > at.as_u64() + self.sl.get(q).threshold_ms)
     }
 
     /// Callers in progress whose wait has passed their queue's SL threshold.
@@ -293,13 +296,7 @@ impl LiveModel {
         self.calls
             .keys()
             .filter_map(|id| self.today.get(id))
-            .filter(|d| {
-                let t = &d.times;
-                t.queued_at.is_some()
-                    && t.agent_answered_at.is_none()
-                    && t.ended_at.is_none()
-                    && !self.undecided(t)
-            })
+            .filter(|d| self.past_sl_threshold(&d.times) == Some(true))
             .count()
     }
 

@@ -26,6 +26,8 @@ use tokio::sync::oneshot;
 const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Send times kept per stream, indexed by frame number modulo this.
 const RING: usize = 4096;
+/// The media legs' UDP ports: two per pair from here (below the ephemeral range).
+const LEG_PORT_BASE: u16 = 24_000;
 
 /// Who waits for the offer of which leg.
 type Waiting = HashMap<u64, oneshot::Sender<Result<(String, SocketAddr), String>>>;
@@ -70,13 +72,6 @@ fn rtp(seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
     p.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
     p.extend_from_slice(payload);
     p
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind((LOCAL, 0))
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn percentile(sorted: &[f32], p: f64) -> f32 {
@@ -144,6 +139,10 @@ async fn run_async(o: &Opts) -> bool {
                         leg, sdp, relay, ..
                     } => (leg, Ok((sdp, relay))),
                     MediaEvent::WebRtcFailed { leg, reason, .. } => (leg, Err(reason)),
+                    MediaEvent::OpenFailed { leg, reason } => {
+                        println!("  leg {leg} did not open: {reason}");
+                        continue;
+                    }
                     _ => continue,
                 };
                 if let Some(w) = waiting.lock().expect("lock").remove(&leg) {
@@ -166,7 +165,11 @@ async fn run_async(o: &Opts) -> bool {
                 let caller = UdpSocket::bind((LOCAL, 0))
                     .await
                     .map_err(|e| e.to_string())?;
-                let (pa, pb) = (free_port(), free_port());
+                // The legs' ports come from a range below the ephemeral one, as the switch's
+                // [rtp] range does: a port picked free and bound later could meanwhile be
+                // taken by a socket bound to port 0 (a relay, a browser peer).
+                let pa = LEG_PORT_BASE + 2 * i as u16;
+                let pb = pa + 1;
                 let (a, b) = (2 * i as u64 + 1, 2 * i as u64 + 2);
                 media.send(MediaCommand::Open {
                     leg: a,

@@ -963,6 +963,12 @@ mod agents {
     /// What the fake media shell's WebRTC peer offers (the real one: tests/webrtc_media.rs).
     const WEBRTC_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 AA:BB\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 8 101\r\nc=IN IP4 0.0.0.0\r\na=setup:actpass\r\na=mid:0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
 
+    /// What the fake media shell's WebRTC peer answers to a browser caller's offer.
+    const WEBRTC_ANSWER: &str = "v=0\r\no=- 2 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=fingerprint:sha-256 CC:DD\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0 126\r\nc=IN IP4 0.0.0.0\r\na=setup:active\r\na=mid:0\r\na=ice-ufrag:w\r\na=ice-pwd:q\r\na=rtcp-mux\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:126 telephone-event/8000\r\na=sendrecv\r\na=candidate:1 1 udp 2130706431 127.0.0.1 61000 typ host\r\n";
+
+    /// A browser's (Chromium's) offer: Opus first, G.711 after, telephone-event at 126.
+    const BROWSER_OFFER: &str = "v=0\r\no=- 3 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0 8 126\r\nc=IN IP4 0.0.0.0\r\na=fingerprint:sha-256 EE:FF\r\na=setup:actpass\r\na=mid:0\r\na=ice-ufrag:b\r\na=ice-pwd:r\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:126 telephone-event/8000\r\na=sendrecv\r\na=candidate:1 1 udp 2130706431 127.0.0.1 50001 typ host\r\n";
+
     fn webrtc_relay(leg: u64) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 40_000 + leg as u16))
     }
@@ -1063,6 +1069,23 @@ mod agents {
                                             leg: *leg,
                                             fork: *fork,
                                             sdp: WEBRTC_OFFER.to_string(),
+                                            relay: webrtc_relay(*leg),
+                                        }
+                                    };
+                                    inputs.push(Input::Media(ev));
+                                }
+                                // ... and answers a browser caller's offer likewise.
+                                if let MediaCommand::WebRtcAccept { leg, .. } = &m {
+                                    let ev = if self.webrtc_fails {
+                                        MediaEvent::WebRtcFailed {
+                                            leg: *leg,
+                                            fork: 0,
+                                            reason: "test".into(),
+                                        }
+                                    } else {
+                                        MediaEvent::WebRtcAccepted {
+                                            leg: *leg,
+                                            sdp: WEBRTC_ANSWER.to_string(),
                                             relay: webrtc_relay(*leg),
                                         }
                                     };
@@ -1788,12 +1811,24 @@ Expires: {expires}
         cseq: u32,
         auth: Option<&str>,
     ) -> String {
+        phone_invite(ext, at, code, (branch, cseq), auth, ("UDP", SDP_OFFER))
+    }
+
+    /// An INVITE from phone `ext` at `at` to `code`, over `via.0` (UDP, WS) with SDP `via.1`.
+    fn phone_invite(
+        ext: &str,
+        at: &str,
+        code: &str,
+        (branch, cseq): (&str, u32),
+        auth: Option<&str>,
+        (transport, sdp): (&str, &str),
+    ) -> String {
         let auth = auth
             .map(|a| format!("Proxy-Authorization: {a}\n"))
             .unwrap_or_default();
         format!(
             "INVITE sip:{code}@127.0.0.1:5060 SIP/2.0
-Via: SIP/2.0/UDP {at};branch={branch};rport
+Via: SIP/2.0/{transport} {at};branch={branch};rport
 Max-Forwards: 70
 From: <sip:{ext}@127.0.0.1>;tag=f{ext}
 To: <sip:{code}@127.0.0.1>
@@ -1804,9 +1839,119 @@ Contact: <sip:{ext}@{at}>
 Content-Length: {}
 
 {}",
-            SDP_OFFER.replace('\n', "\r\n").len(),
-            SDP_OFFER
+            sdp.replace("\r\n", "\n").replace('\n', "\r\n").len(),
+            sdp
         )
+    }
+
+    /// A browser phone (WebSocket, a WebRTC offer) dialling a feature code: the offer goes to
+    /// the media shell's WebRTC peer, the 200 OK carries the peer's answer, the leg talks RTP
+    /// with the peer's relay in the codec of that answer; the browser's hold re-INVITE is
+    /// answered from the same session (our ICE credentials, our DTLS role).
+    #[test]
+    fn browser_caller_is_answered_with_its_webrtc_peers_answer() {
+        let mut net = Net::new();
+        net.transport = Transport::Ws;
+        net.register("1001", AGENT1, 3600);
+        let browser = |branch: &str, cseq: u32, auth: Option<&str>| {
+            phone_invite(
+                "1001",
+                AGENT1,
+                "*22",
+                (branch, cseq),
+                auth,
+                ("WS", BROWSER_OFFER),
+            )
+        };
+        net.send(AGENT1, &browser("z9hG4bKb1", 1, None));
+        let chal = net
+            .to(AGENT1)
+            .into_iter()
+            .rev()
+            .find(|m| status_of(m) == Some(407))
+            .expect("407");
+        let auth = authorization(
+            &chal,
+            "Proxy-Authenticate",
+            "1001",
+            "demo1001",
+            "INVITE",
+            "sip:*22@127.0.0.1:5060",
+        );
+        net.send(AGENT1, &browser("z9hG4bKb2", 2, Some(&auth)));
+        let leg = net
+            .media
+            .iter()
+            .find_map(|m| match m {
+                MediaCommand::WebRtcAccept { leg, offer, .. } => {
+                    assert!(offer.contains("a=fingerprint:sha-256 EE:FF"), "{offer}");
+                    Some(*leg)
+                }
+                _ => None,
+            })
+            .expect("WebRtcAccept");
+        let ok = net
+            .to(AGENT1)
+            .into_iter()
+            .find(|m| status_of(m) == Some(200) && header(m, "CSeq") == Some("2 INVITE"))
+            .expect("200 OK");
+        assert!(ok.ends_with(WEBRTC_ANSWER), "{ok}");
+        assert!(net.media.iter().any(|m| matches!(
+            m,
+            MediaCommand::Update { leg: l, remote: Some(r), codec: ccswitch::engine::media::Codec::Pcmu, telephone_event_pt: Some(126), .. }
+                if *l == leg && *r == webrtc_relay(leg)
+        )));
+        assert_eq!(net.state("1001"), AgentState::NotReady("break".into()));
+
+        // Hold from the browser: recvonly from our session, our role kept (active).
+        let to = header(&ok, "To").unwrap().to_string();
+        let ack = format!(
+            "ACK sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/WS {AGENT1};branch=z9hG4bKb2a\r\nMax-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=f1001\r\nTo: {to}\r\nCall-ID: feat-1001-2\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
+        );
+        net.send(AGENT1, &ack);
+        let hold = BROWSER_OFFER.replace("a=sendrecv", "a=sendonly");
+        let reinvite = format!(
+            "INVITE sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/WS {AGENT1};branch=z9hG4bKb3\r\nMax-Forwards: 70\r\nFrom: <sip:1001@127.0.0.1>;tag=f1001\r\nTo: {to}\r\nCall-ID: feat-1001-2\r\nCSeq: 3 INVITE\r\nContact: <sip:1001@{AGENT1};transport=ws>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{hold}",
+            hold.len()
+        );
+        net.send(AGENT1, &reinvite);
+        let ok = net
+            .to(AGENT1)
+            .into_iter()
+            .find(|m| status_of(m) == Some(200) && header(m, "CSeq") == Some("3 INVITE"))
+            .expect("200 OK to the re-INVITE");
+        assert!(
+            ok.contains("a=recvonly") && ok.contains("a=ice-ufrag:w"),
+            "{ok}"
+        );
+        assert!(
+            ok.contains("a=setup:active") && ok.contains("o=- 2 2 IN IP4"),
+            "{ok}"
+        );
+    }
+
+    /// A browser caller whose WebRTC peer cannot answer is refused (488), recorded.
+    #[test]
+    fn browser_caller_whose_webrtc_peer_fails_gets_488() {
+        let mut net = Net::new();
+        net.webrtc_fails = true;
+        net.transport = Transport::Ws;
+        net.send(
+            "127.0.0.1:5099",
+            &phone_invite(
+                "2000",
+                "127.0.0.1:5099",
+                "100",
+                ("z9hG4bKc1", 1),
+                None,
+                ("WS", BROWSER_OFFER),
+            ),
+        );
+        assert_eq!(net.last_status_to("127.0.0.1:5099"), Some(488));
+        assert!(
+            net.has(|r| matches!(r, Record::CallEnded { reason, .. } if reason == "webrtc_failed"))
+        );
+        assert_eq!(net.engine.active_calls(), 0);
     }
 
     #[test]

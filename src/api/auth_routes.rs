@@ -527,6 +527,10 @@ pub struct SessionInfo {
     /// For an agent-desk session (role agent): the agent's extension.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extension: Option<String>,
+    /// For a signed-in user with a SIP phone (users.toml `sip_extension`): its extension,
+    /// which the wallboard's browser phone registers as and the monitor button rings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sip_extension: Option<String>,
 }
 
 fn rfc3339(at: Millis) -> String {
@@ -536,7 +540,7 @@ fn rfc3339(at: Millis) -> String {
 }
 
 impl SessionInfo {
-    fn of(caller: &Caller, idle_timeout_ms: u64) -> SessionInfo {
+    fn of(caller: &Caller, idle_timeout_ms: u64, agents: &AgentDirectory) -> SessionInfo {
         let (via, csrf, expires) = match &caller.via {
             Via::Session {
                 csrf_token,
@@ -553,6 +557,14 @@ impl SessionInfo {
             expires_at: expires.map(rfc3339),
             idle_timeout_s: expires.map(|_| idle_timeout_ms / 1000),
             extension: caller.agent_extension().map(str::to_string),
+            sip_extension: match caller.via {
+                Via::Session { .. } => agents
+                    .supervisors
+                    .iter()
+                    .find(|s| s.name == caller.name)
+                    .map(|s| s.extension.clone()),
+                Via::Token => None,
+            },
         }
     }
 }
@@ -585,7 +597,7 @@ fn session_cookie(value: &str, max_age_s: u64) -> HeaderValue {
 )]
 pub async fn who_am_i(State(st): State<AuthState>, caller: Caller) -> Response {
     let idle = st.inner.users.sessions.idle_timeout_ms;
-    no_store(axum::Json(SessionInfo::of(&caller, idle)).into_response())
+    no_store(axum::Json(SessionInfo::of(&caller, idle, &st.inner.agents)).into_response())
 }
 
 /// The source address of a request, as an extractor that never fails.
@@ -749,8 +761,14 @@ async fn open_session(
         },
         source,
     };
-    let mut res =
-        no_store(axum::Json(SessionInfo::of(&caller, cfg.idle_timeout_ms)).into_response());
+    let mut res = no_store(
+        axum::Json(SessionInfo::of(
+            &caller,
+            cfg.idle_timeout_ms,
+            &st.inner.agents,
+        ))
+        .into_response(),
+    );
     res.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(id.as_str(), cfg.max_age_ms / 1000),

@@ -98,6 +98,8 @@ pub struct Call {
     /// An agent's feature-code call (answered at once, confirmed, hung up): the
     /// confirmation prompt.
     pub feature: Option<String>,
+    /// A browser (WebRTC) phone's call: its media shell peer's answer (`webrtc_caller.rs`).
+    pub webrtc: Option<crate::engine::switch::CallWebRtc>,
     pub acd: AcdPhase,
     /// The queue the call was sent to.
     pub queue: Option<String>,

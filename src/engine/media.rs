@@ -109,6 +109,15 @@ pub enum MediaCommand {
         fork: usize,
         sdp: String,
     },
+    /// A browser (WebRTC) phone calls us: `offer` is the SDP of its INVITE. The media shell
+    /// creates a WebRTC peer for `leg` (opened before with `Open` on `rtp_port`), answers the
+    /// offer and reports `MediaEvent::WebRtcAccepted` with our SDP answer (or `WebRtcFailed`,
+    /// fork 0); once connected its audio meets the leg as with `WebRtcOffer`.
+    WebRtcAccept {
+        leg: LegId,
+        offer: String,
+        rtp_port: u16,
+    },
     /// A supervisor joins the bridged call of `caller` and `agent` (`media::mix`): from now on
     /// each of the three legs hears a 16-bit linear mix of the others it may hear in `mode`,
     /// made in the media plane on the listener's 20 ms grid (the caller-agent relay pauses
@@ -185,6 +194,14 @@ pub enum MediaEvent {
     WebRtcOffer {
         leg: LegId,
         fork: usize,
+        sdp: String,
+        relay: SocketAddr,
+    },
+    /// The WebRTC peer of a browser's call (`WebRtcAccept`) has answered its offer: `sdp` is
+    /// the answer for our 200 OK (all candidates gathered), `relay` where its plain RTP comes
+    /// from (the leg's remote).
+    WebRtcAccepted {
+        leg: LegId,
         sdp: String,
         relay: SocketAddr,
     },

@@ -1,5 +1,6 @@
-//! SDP of WebRTC agent legs that the engine writes itself (sans-IO): the answer to a
-//! browser's re-INVITE (hold, unhold) in an established session.
+//! SDP of WebRTC legs that the engine reads and writes itself (sans-IO): whether an offer is
+//! a WebRTC one, and the answer to a browser's re-INVITE (hold, unhold) in an established
+//! session.
 
 /// Our answer to a browser's re-offer in an established WebRTC session: our own description
 /// from the start of the call (same ICE credentials, fingerprint and candidates, so neither
@@ -90,6 +91,24 @@ pub fn reanswer(ours: &str, offer: &str, version: u64, we_active: bool) -> Optio
     Some(out)
 }
 
+/// Whether an SDP offer is a WebRTC one: its audio is DTLS-SRTP (UDP/TLS/RTP/SAVPF or
+/// another SAVP profile), which only a WebRTC peer can terminate.
+pub fn is_webrtc(sdp: &[u8]) -> bool {
+    String::from_utf8_lossy(sdp).lines().any(|l| {
+        l.starts_with("m=audio")
+            && l.split_whitespace()
+                .nth(2)
+                .is_some_and(|p| p.contains("SAVP"))
+    })
+}
+
+/// The o= line's session version (RFC 4566 5.2), which a later SDP of the same session
+/// must raise by one (RFC 3264 8).
+pub fn session_version(sdp: &str) -> Option<u64> {
+    let o = sdp.lines().find(|l| l.starts_with("o="))?;
+    o.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// Our DTLS role after the browser's answer: active when it chose passive.
 pub fn we_are_active(answer: &str) -> bool {
     answer.lines().any(|l| l.trim_end() == "a=setup:passive")
@@ -131,6 +150,12 @@ mod tests {
             None
         );
         assert_eq!(reanswer(OURS, "garbage", 1, false), None);
+        assert!(is_webrtc(OURS.as_bytes()));
+        assert_eq!(session_version(OURS), Some(100));
+        assert_eq!(session_version("v=0\r\no=- x\r\n"), None);
+        assert!(is_webrtc(b"v=0\r\nm=audio 9 RTP/SAVPF 0\r\n"));
+        assert!(!is_webrtc(b"v=0\r\nm=audio 4000 RTP/AVP 0 101\r\n"));
+        assert!(!is_webrtc(b"garbage"));
         assert!(we_are_active("a=setup:passive\r\n"));
         assert!(!we_are_active("a=setup:active\r\n"));
     }

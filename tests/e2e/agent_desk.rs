@@ -127,12 +127,13 @@ fn seed_earlier_call(db_url: &str) {
 }
 
 /// The desk tests' RTP slots; each gets its own WebRTC port range (`desk_config`).
-const DESK_SLOTS: [u16; 4] = [SLOT, SLOT + 1, 28, 29];
+/// The monitor module's browser-phone test (`monitor::BROWSER_SLOT`) uses one too.
+const DESK_SLOTS: [u16; 5] = [SLOT, SLOT + 1, 28, 29, 13];
 
 /// The desk test's config: SIP over WebSocket on, and the WebRTC peers' ports in a range of
 /// their own for `slot` (above every RTP slot's range and the ephemeral ports, by pid like
-/// `rtp_range`: 16 buckets of 160 ports, 61000..=63559 in all).
-fn desk_config(slot: u16) -> TestConfig {
+/// `rtp_range`: 16 buckets of 160 ports, 61000..=63559 in all, 32 per slot).
+pub(super) fn desk_config(slot: u16) -> TestConfig {
     let idx = DESK_SLOTS
         .iter()
         .position(|&s| s == slot)
@@ -141,10 +142,10 @@ fn desk_config(slot: u16) -> TestConfig {
     let main = cfg.main_file();
     let mut text = std::fs::read_to_string(&main).expect("read ccswitch.toml");
     if !text.contains("[webrtc]") {
-        let lo = 61000 + (std::process::id() % 16) as u16 * 160 + idx as u16 * 40;
+        let lo = 61000 + (std::process::id() % 16) as u16 * 160 + idx as u16 * 32;
         text.push_str(&format!(
             "\n[webrtc]\nhost_ip = \"127.0.0.1\"\nport_min = {lo}\nport_max = {}\n",
-            lo + 39
+            lo + 31
         ));
         std::fs::write(&main, text).expect("write ccswitch.toml");
     }
@@ -535,7 +536,12 @@ fn agent_desk_answers_in_chromium_with_audio_both_ways() {
 /// Chromium for a desk test that talks: the fake microphone plays the page's tone
 /// (AGENT_TONE_HZ). None when browser tests are skipped.
 fn desk_browser(cfg: &TestConfig) -> Option<Browser> {
-    let mic = mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ);
+    talking_browser(&mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ))
+}
+
+/// Chromium whose fake microphone plays `mic` (a WAV, looped), with real host candidates
+/// and audio that plays without a gesture. None when browser tests are skipped.
+pub(super) fn talking_browser(mic: &Path) -> Option<Browser> {
     let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
     Browser::start_with_args(&[
         "--use-fake-ui-for-media-stream",
@@ -660,7 +666,7 @@ fn bob_desk_phone(py: &Path, sw: &Switch, cfg: &TestConfig, until: f64) -> PjAge
     bob
 }
 
-fn assert_no_page_errors(browser: &mut Browser) {
+pub(super) fn assert_no_page_errors(browser: &mut Browser) {
     let errors = browser.run(serde_json::json!({"cmd": "errors"}));
     eprintln!("page console errors: {errors}");
     for e in errors.as_array().cloned().unwrap_or_default() {

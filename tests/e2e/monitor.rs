@@ -586,3 +586,231 @@ fn pjsua_wallboard_button_rings_the_supervisor_phone_to_listen() {
     ));
     assert!(has("monitor.listen", &call_id, "agent 1002"));
 }
+
+/// RTP slot of the browser-phone test (also one of `agent_desk::DESK_SLOTS`).
+const BROWSER_SLOT: u16 = 13;
+
+/// The wallboard's browser phone (issue 10 item 5: the button "rings their own phone or
+/// browser"), in real Chromium whose fake microphone plays the supervisor's 1000 Hz tone:
+/// the admin (SIP phone 9001) signs in to the wallboard, connects the browser phone with the
+/// SIP password (JsSIP registers over /sip), and presses Listen on agent 1002's card while
+/// 1002 (pjsua2) talks with a caller (pjsua2). The page rings with what it is for, answers
+/// (WebRTC from the switch's gateway), and hears the call (the received level, read through
+/// WebAudio); the caller does not hear the supervisor. Barge in the page (digit 3 as an
+/// RFC 4733 event): the caller now hears the supervisor too. Hang up in the page: the call
+/// goes on. Then the page dials `*321002` itself (its WebRTC offer answered by the switch's
+/// gateway after the digest challenge): whisper, the agent hears the supervisor and the
+/// caller does not. The store has listen, barge and whisper segments.
+#[test]
+fn wallboard_browser_phone_listens_barges_and_dials_a_whisper_in_chromium() {
+    let Some(py) = pjsua_python() else { return };
+    let cfg = agent_desk::desk_config(BROWSER_SLOT);
+    add_supervisor_phone(&cfg);
+    let Some(mut browser) =
+        agent_desk::talking_browser(&talking_tone_wav(cfg.tmp.path(), SUPERVISOR_TONE_HZ))
+    else {
+        return;
+    };
+    let mut sw = Switch::start(&cfg, BROWSER_SLOT);
+    let base = format!("http://{}", sw.http);
+    let t = timeline();
+
+    browser.goto(&format!("{base}/"));
+    browser.wait_for("#sign-in-form", Duration::from_secs(10));
+    browser.fill("#sign-in-user", "admin");
+    browser.fill("#sign-in-password", "ccswitch-demo");
+    browser.click("#sign-in-submit");
+    browser.wait_for("#sup-phone", Duration::from_secs(10));
+    browser.wait_for_text("#sup-phone-ext", "9001", Duration::from_secs(5));
+    browser.fill("#sup-phone-password", "demo9001");
+    browser.click("#sup-phone-connect");
+    browser.wait_for(
+        "#sup-phone-state[data-state=\"registered\"]",
+        Duration::from_secs(15),
+    );
+
+    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
+    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
+    let caller_hangup = t.main + 85.0;
+    let bob = spawn_agent(
+        &py,
+        &sw,
+        "1002",
+        1.0,
+        Some(&cfg.path("agent_heard.wav")),
+        Some(&agent_tone),
+        caller_hangup + 30.0,
+        &[],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let call = spawn_caller(
+        &py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: caller_hangup,
+            max_duration: caller_hangup + 20.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(caller_tone),
+            from_user: None,
+        },
+    );
+    let auth = admin_session(sw.http);
+    let call_id = talking_call(
+        sw.http,
+        &auth.0,
+        "1002",
+        Duration::from_secs_f64(t.main + 30.0),
+    );
+
+    // Listen on 1002's card: the page rings with the mode and agent, and answers.
+    let listen = format!("button[data-monitor=\"listen\"][data-call-id=\"{call_id}\"]");
+    browser.wait_for(&listen, Duration::from_secs(10));
+    browser.click(&listen);
+    browser.wait_for("#sup-call[data-phase=\"ringing\"]", Duration::from_secs(15));
+    browser.wait_for_text("#sup-call-what", "1002", Duration::from_secs(2));
+    browser.screenshot("wallboard-browser-phone-ringing-en.png");
+    browser.click("#sup-answer");
+    browser.wait_for("#sup-call[data-phase=\"talking\"]", Duration::from_secs(15));
+    browser.evaluate("new Promise(r => setTimeout(r, 8000))");
+    let level: f64 = browser
+        .evaluate("Number(document.getElementById('sup-remote-level').dataset.max || 0)")
+        .as_f64()
+        .unwrap_or(0.0);
+    eprintln!("browser phone's received audio level while listening (RMS, max): {level}");
+    assert!(
+        level > 0.02,
+        "the supervisor's page should hear the call, level {level}\n{}",
+        sw.log_tail(40)
+    );
+    // Barge from the page, then hang up there: the call goes on.
+    browser.click("#sup-modes button[data-mode=\"barge\"]");
+    browser.wait_for("#sup-call[data-mode=\"barge\"]", Duration::from_secs(2));
+    browser.screenshot("wallboard-browser-phone-barge-en.png");
+    browser.evaluate("new Promise(r => setTimeout(r, 8000))");
+    browser.click("#sup-hangup");
+    browser.run(serde_json::json!({
+        "cmd": "waitForSelector",
+        "selector": "#sup-call[data-phase=\"idle\"]",
+        "state": "hidden",
+        "timeout": 10000,
+    }));
+    // Dial *32 + the agent from the page (a WebRTC offer the switch's gateway answers,
+    // after the digest challenge): whisper, then hang up.
+    browser.wait_for("#sup-dial-form", Duration::from_secs(5));
+    browser.fill("#sup-dial", "*321002");
+    browser.click("#sup-dial-call");
+    browser.wait_for(
+        "#sup-call[data-phase=\"talking\"][data-mode=\"whisper\"]",
+        Duration::from_secs(15),
+    );
+    browser.screenshot("wallboard-browser-phone-whisper-en.png");
+    browser.evaluate("new Promise(r => setTimeout(r, 8000))");
+    browser.click("#sup-hangup");
+    browser.run(serde_json::json!({
+        "cmd": "waitForSelector",
+        "selector": "#sup-call[data-phase=\"idle\"]",
+        "state": "hidden",
+        "timeout": 10000,
+    }));
+    agent_desk::assert_no_page_errors(&mut browser);
+
+    let summary = call.finish();
+    assert_eq!(summary["confirmed"], true, "{summary}");
+    let _ = bob.wait_event("done", Duration::from_secs(40));
+    let st = sw.terminate(Duration::from_secs(30));
+    assert!(st.success(), "ccswitch exit status {st}");
+
+    let calls = cfg.calls();
+    let c = calls
+        .iter()
+        .find(|c| c["call_id"] == call_id.as_str())
+        .unwrap_or_else(|| panic!("no call {call_id}: {calls:#?}"));
+    let segments = with_store(&cfg.db_url, async |store| {
+        store.monitor_segments(&call_id).await.expect("segments")
+    });
+    eprintln!("segments: {segments:#?}");
+    let modes: Vec<(&str, Option<&str>)> = segments
+        .iter()
+        .map(|s| (s.mode.as_str(), s.end_reason.as_deref()))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("listen", Some("mode_changed")),
+            ("barge", Some("supervisor_hung_up")),
+            ("whisper", Some("supervisor_hung_up"))
+        ],
+        "{segments:#?}"
+    );
+    assert_eq!(
+        c["ended_by"], "caller",
+        "the call went on after the supervisor: {c}"
+    );
+
+    // The caller heard the agent only while the supervisor listened, and the supervisor's
+    // microphone too once they barged in.
+    let answered = ms_of(c, "answered_at");
+    let secs = |at: u64| (at as i64 - answered) as f64 / 1000.0;
+    let (a_hz, s_hz) = (AGENT_TONE_HZ, SUPERVISOR_TONE_HZ);
+    let caller_wav = cfg.path("caller_heard.wav");
+    let (l, b) = (&segments[0], &segments[1]);
+    assert_mix(
+        &py,
+        "caller (listened to from the browser)",
+        &caller_wav,
+        secs(l.started_at) + 1.5,
+        secs(l.ended_at.expect("ended")) - 0.5,
+        &[a_hz],
+    );
+    assert_mix(
+        &py,
+        "caller (barged into from the browser)",
+        &caller_wav,
+        secs(b.started_at) + 1.5,
+        secs(b.ended_at.expect("ended")) - 0.5,
+        &[a_hz, s_hz],
+    );
+    // The whisper dialled from the page: the agent hears the supervisor, the caller not.
+    let w = &segments[2];
+    assert_mix(
+        &py,
+        "caller (whispered over from the browser)",
+        &caller_wav,
+        secs(w.started_at) + 1.5,
+        secs(w.ended_at.expect("ended")) - 0.5,
+        &[a_hz],
+    );
+    let agent_answered = ms_of(c, "agent_answered_at");
+    let agent_secs = |at: u64| (at as i64 - agent_answered) as f64 / 1000.0;
+    assert_mix(
+        &py,
+        "agent (whispered to from the browser)",
+        &cfg.path("agent_heard.wav"),
+        agent_secs(w.started_at) + 1.5,
+        agent_secs(w.ended_at.expect("ended")) - 0.5,
+        &[CALLER_TONE_HZ, s_hz],
+    );
+}
+
+/// A 48 kHz `hz` tone that comes and goes three times a second, as speech does, for
+/// Chromium's fake microphone: its noise suppression learns a steady tone as background
+/// noise within seconds and takes it out, a talker's syllables it keeps.
+fn talking_tone_wav(dir: &Path, hz: u32) -> PathBuf {
+    let out = dir.join(format!("talking_{hz}.wav"));
+    let ok = Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "1", "-b", "16"])
+        .arg(&out)
+        .args(["synth", "20", "sine", &hz.to_string()])
+        .args(["tremolo", "3", "100", "vol", "0.5"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "sox could not make the talking tone (apt-get install -y sox)"
+    );
+    out
+}

@@ -17,3 +17,16 @@ test("the countdown splits the offer into three rings and counts the seconds dow
   assert.equal(ringProgress(-5, 18000).ring, 1, "a clock step back stays at ring 1");
   assert.equal(ringProgress(100, 0).ring, 3, "a zero timeout does not divide by zero");
 });
+
+test("the wallboard's browser phone reads dialled monitoring codes and mode digits", async () => {
+  const { parseMonitorCode, modeDigit } = await import("../../web/js/sup_phone.js");
+  assert.deepEqual(parseMonitorCode("*311002"), { monitorMode: "listen", agent: "1002" });
+  assert.deepEqual(parseMonitorCode(" *331003 "), { monitorMode: "barge", agent: "1003" });
+  assert.equal(parseMonitorCode("*341002"), null);
+  assert.equal(parseMonitorCode("100"), null);
+  assert.equal(parseMonitorCode("*31"), null);
+  assert.equal(modeDigit("listen"), "1");
+  assert.equal(modeDigit("whisper"), "2");
+  assert.equal(modeDigit("barge"), "3");
+  assert.equal(modeDigit("shout"), null);
+});

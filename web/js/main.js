@@ -1,6 +1,7 @@
 // The wallboard / supervisor page: sign-in, the header (connection state, clock, language),
 // and the board fed by the live WebSocket. Agent commands only for users with the
-// agent_commands permission; Listen / Whisper / Barge (ring my phone) with monitor.
+// agent_commands permission; Listen / Whisper / Barge (ring my phone) with monitor, and for
+// users with a SIP phone a browser phone to be rung on (sup_phone.js).
 
 import * as api from "./api.js";
 import { LiveFeed, liveUrl } from "./live.js";
@@ -15,6 +16,7 @@ import {
 } from "./i18n.js";
 import { renderKpis, renderQueues, renderWaiting, renderAlerts, renderAgents, tick } from "./board.js";
 import { renderIntervals, resizeChart, resetChart } from "./chart.js";
+import { initSupervisorPhone, setSession } from "./sup_phone.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -51,6 +53,7 @@ function canMonitor() {
 
 function showSignIn(message) {
   page.session = null;
+  setSession(null);
   if (page.feed) page.feed.stop();
   page.feed = null;
   page.model = null;
@@ -85,6 +88,7 @@ function showBoard(session) {
     // not remembered
   }
   page.session = session;
+  setSession(session);
   $("sign-in-view").hidden = true;
   $("board").hidden = false;
   $("connection").hidden = false;
@@ -227,6 +231,7 @@ function wireHeader() {
 async function boot() {
   applyStaticLabels();
   wireHeader();
+  initSupervisorPhone();
   setInterval(() => {
     renderClock();
     tick(serverNow());

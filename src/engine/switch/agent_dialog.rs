@@ -135,6 +135,7 @@ impl Engine {
                 self.reply(now, key, req, peer, 403, "Forbidden (monitoring call)")
             }
             Method::Refer => self.on_agent_refer(now, peer, key, req, leg),
+            Method::Info if monitor => self.on_monitor_info(now, peer, key, req, leg),
             Method::Options | Method::Info => self.reply(now, key, req, peer, 200, "OK"),
             _ => self.reply(now, key, req, peer, 405, "Method Not Allowed"),
         }
@@ -407,7 +408,7 @@ impl Engine {
 
 /// The media command that takes an ending leg out of what it is in: a supervisor's
 /// monitoring leg leaves the mix (caller and agent keep talking), an agent leg its bridge.
-fn unhook(leg: LegId, monitor: bool) -> MediaCommand {
+pub(super) fn unhook(leg: LegId, monitor: bool) -> MediaCommand {
     if monitor {
         MediaCommand::Unmonitor { supervisor: leg }
     } else {

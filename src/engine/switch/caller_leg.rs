@@ -55,6 +55,8 @@ impl Engine {
             );
         }
 
+        // A browser phone's offer: the media shell's WebRTC peer answers it (webrtc_caller).
+        let webrtc = crate::proto::webrtc_sdp::is_webrtc(&req.body);
         let offer = if req.body.is_empty() {
             None
         } else {
@@ -73,7 +75,12 @@ impl Engine {
                 self.respond(now, &key, &req, peer, 415, "Unsupported Media Type", opts);
                 return;
             }
-            match sdp::parse(&req.body).and_then(|s| sdp::negotiate(&s)) {
+            let negotiated = if webrtc {
+                super::webrtc_offer::negotiate_webrtc_sdp(&req.body)
+            } else {
+                sdp::parse(&req.body).and_then(|s| sdp::negotiate(&s))
+            };
+            match negotiated {
                 Ok(n) => Some(n),
                 Err(SdpError::Malformed(why)) => {
                     let reason = format!("Malformed SDP: {why}");
@@ -156,6 +163,13 @@ impl Engine {
             telephone_event_pt: te,
             inactivity_ms: self.cfg.rtp_inactivity_ms,
         });
+        if webrtc {
+            self.media(MediaCommand::WebRtcAccept {
+                leg,
+                offer: String::from_utf8_lossy(&req.body).into_owned(),
+                rtp_port,
+            });
+        }
         let remote_target = req
             .contact
             .as_ref()
@@ -223,6 +237,7 @@ impl Engine {
             span: span.clone(),
             invite: req,
             feature,
+            webrtc: webrtc.then(Default::default),
         };
         self.by_dialog.insert(dialog, call_key);
         self.by_invite.insert(key, call_key);
@@ -332,6 +347,9 @@ impl Engine {
     }
 
     pub(super) fn local_sdp(&mut self, call_key: u64) -> Option<Bytes> {
+        if let Some(ours) = self.webrtc_local_sdp(call_key) {
+            return Some(ours);
+        }
         let media_ip = self.cfg.media_ip;
         let call = self.calls.get_mut(&call_key)?;
         call.sdp_version += 1;
@@ -349,6 +367,9 @@ impl Engine {
 
     /// The answer policy fired: send 200 OK and start the IVR.
     pub(super) fn answer(&mut self, now: Millis, call_key: u64) {
+        if self.webrtc_answer_pending(call_key) {
+            return;
+        }
         let Some(body) = self.local_sdp(call_key) else {
             return;
         };
@@ -543,13 +564,16 @@ impl Engine {
             // RFC 3261 14.2: an INVITE of ours is still unacknowledged.
             return self.reply(now, &key, &req, peer, 491, "Request Pending");
         }
-        let offer = if req.body.is_empty() {
-            None
-        } else {
-            match sdp::parse(&req.body).and_then(|s| sdp::negotiate(&s)) {
+        // A browser phone's re-INVITE is answered from its WebRTC session.
+        let webrtc = self.webrtc_reanswer(call_key, &req.body);
+        let offer = match &webrtc {
+            Some(Some((n, _))) => Some(n.clone()),
+            Some(None) => return self.reply(now, &key, &req, peer, 488, "Not Acceptable Here"),
+            None if req.body.is_empty() => None,
+            None => match sdp::parse(&req.body).and_then(|s| sdp::negotiate(&s)) {
                 Ok(n) => Some(n),
                 Err(_) => return self.reply(now, &key, &req, peer, 488, "Not Acceptable Here"),
-            }
+            },
         };
         if let Some(call) = self.calls.get_mut(&call_key) {
             call.remote_cseq = req.cseq;
@@ -561,7 +585,11 @@ impl Engine {
         if let Some(n) = offer {
             self.apply_remote_media(now, call_key, n);
         }
-        let Some(body) = self.local_sdp(call_key) else {
+        let ours = match webrtc {
+            Some(Some((_, body))) => Some(body),
+            _ => self.local_sdp(call_key),
+        };
+        let Some(body) = ours else {
             return;
         };
         // Offerless re-INVITE: our 2xx carries an offer, the ACK the answer.
@@ -632,22 +660,31 @@ impl Engine {
         let Some(call_key) = self.dialog_of(&req) else {
             return self.reply_no_dialog(now, &key, &req, peer);
         };
-        if req.body.is_empty() {
-            return self.reply(now, &key, &req, peer, 200, "OK");
-        }
-        let ct = req.content_type.clone().unwrap_or_default();
-        let lower = ct.to_ascii_lowercase();
-        if !lower.starts_with("application/dtmf") {
-            return self.reply(now, &key, &req, peer, 415, "Unsupported Media Type");
-        }
-        match dtmf::parse_info_body(&ct, &req.body) {
+        match info_digit(&req) {
             Ok(digit) => {
                 self.reply(now, &key, &req, peer, 200, "OK");
-                self.on_digit(now, call_key, digit, false);
+                if let Some(digit) = digit {
+                    self.on_digit(now, call_key, digit, false);
+                }
             }
-            Err(_) => self.reply(now, &key, &req, peer, 400, "Bad DTMF Body"),
+            Err((code, reason)) => self.reply(now, &key, &req, peer, code, reason),
         }
     }
+}
+
+/// The digit of a SIP INFO (application/dtmf-relay or application/dtmf), None for an
+/// empty INFO (a keep-alive); the status and reason to answer with when it is neither.
+pub(super) fn info_digit(req: &Request) -> Result<Option<char>, (u16, &'static str)> {
+    if req.body.is_empty() {
+        return Ok(None);
+    }
+    let ct = req.content_type.clone().unwrap_or_default();
+    if !ct.to_ascii_lowercase().starts_with("application/dtmf") {
+        return Err((415, "Unsupported Media Type"));
+    }
+    dtmf::parse_info_body(&ct, &req.body)
+        .map(Some)
+        .map_err(|_| (400, "Bad DTMF Body"))
 }
 
 /// Splits a comma-separated header value, keeping commas inside <...> and quotes.

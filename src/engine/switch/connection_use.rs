@@ -26,7 +26,7 @@ use crate::engine::call::{AcdPhase, CallState};
 use crate::engine::record::EndedBy;
 use crate::engine::registrar::RegistrarEvent;
 use crate::engine::time::Millis;
-use crate::engine::{MediaCommand, Peer, Transport};
+use crate::engine::{Peer, Transport};
 use std::net::SocketAddr;
 
 impl Engine {
@@ -83,8 +83,9 @@ impl Engine {
                 continue;
             };
             l.state = AgentLegState::Terminating;
-            let agent = l.agent.clone();
-            self.media(MediaCommand::Unbridge { leg });
+            let (agent, monitor) = (l.agent.clone(), l.monitor);
+            // A supervisor's monitoring leg leaves the mix; `check_monitors` ends the session.
+            self.media(super::agent_dialog::unhook(leg, monitor));
             self.release_leg(leg);
             let ours = self
                 .calls

@@ -31,8 +31,14 @@ impl Engine {
                 self.on_webrtc_offer(now, leg, fork, sdp, relay);
                 return;
             }
+            MediaEvent::WebRtcAccepted { leg, sdp, relay } => {
+                self.on_webrtc_accepted(now, leg, sdp, relay);
+                return;
+            }
             MediaEvent::WebRtcFailed { leg, fork, reason } => {
-                self.on_webrtc_failed(now, leg, fork, &reason);
+                if !self.on_webrtc_caller_failed(now, leg, &reason) {
+                    self.on_webrtc_failed(now, leg, fork, &reason);
+                }
                 return;
             }
             _ => {}
@@ -44,6 +50,7 @@ impl Engine {
             | MediaEvent::Inactive { leg, .. }
             | MediaEvent::RecordingFinished { leg, .. }
             | MediaEvent::WebRtcOffer { leg, .. }
+            | MediaEvent::WebRtcAccepted { leg, .. }
             | MediaEvent::WebRtcFailed { leg, .. } => *leg,
         };
         if let MediaEvent::Digit { digit, .. } = ev {
@@ -113,6 +120,7 @@ impl Engine {
             // handled above, call or no call
             MediaEvent::RecordingFinished { .. }
             | MediaEvent::WebRtcOffer { .. }
+            | MediaEvent::WebRtcAccepted { .. }
             | MediaEvent::WebRtcFailed { .. } => {}
         }
     }

@@ -7,11 +7,13 @@
 //! ```text
 //! dispatch       SIP bytes -> transaction -> per-source screening -> the part below
 //! caller_leg     INVITE, ringing, answer after N rings, SDP, ACK, re-INVITE, CANCEL, BYE, INFO
+//! webrtc_caller  a browser phone's INVITE: the media shell's WebRTC peer answers its offer
 //! ivr_hookup     media events and digits drive the IVR session; its actions
 //! feature_codes  *21.. from agents, toll-fraud refusals (before the IVR)
 //! registration   REGISTER -> registrar -> agent logged in / out
 //! queueing       the ACD hookup: queue entry, hold, announcements, offers asked, queue exits
 //! offer          INVITE forks to the agent's phones, answer, bridge, recording
+//! webrtc_offer   a fork to a browser phone: its INVITE carries the WebRTC peer's offer
 //! agent_dialog   the answered agent leg: BYE, re-INVITE hold, ACK, timeouts, media
 //! transfer       REFER to a queue or an agent
 //! teardown       the end of a call (who hung up, BYE) and the staged shutdown
@@ -36,6 +38,7 @@ mod registration;
 mod survey_hookup;
 mod teardown;
 mod transfer;
+mod webrtc_caller;
 mod webrtc_offer;
 
 pub use agent_leg::{announcement, ANNOUNCE_PROMPTS, FEATURE_PROMPTS};
@@ -44,6 +47,7 @@ pub use monitor::{
     MONITOR_RING_MS,
 };
 pub use survey_hookup::SurveySetup;
+pub use webrtc_caller::CallWebRtc;
 
 use super::acd::{Acd, AgentProfile, QueueSet};
 use super::call::{Call, CallState, CallTimer};

@@ -21,7 +21,9 @@
 //! `X-Call-Id` and `X-Monitor-Mode` headers. No answer within `MONITOR_RING_MS`: CANCEL,
 //! nothing recorded (the API audited the attempt). The call ending (or losing its agent)
 //! while it rings: CANCEL. Answered: the same `join` as the feature code's, digits 1/2/3
-//! switch the mode there too. Browser (WebSocket) contacts are not rung for monitoring.
+//! switch the mode there too. A browser phone (the wallboard's, registered over WebSocket)
+//! rings as an agent's browser does (a WebRTC offer from the media shell, `webrtc_offer.rs`);
+//! its digits come as RFC 4733 events, and INFO digits on a monitoring leg count too.
 
 use super::offer::Outbound;
 use super::{Engine, EngineTimer};
@@ -338,14 +340,8 @@ impl Engine {
         if busy {
             return Err(MonitorRefusal::SupervisorBusy);
         }
-        // Browser phones are not rung here (see the module documentation).
-        let contacts: Vec<_> = self
-            .registrar
-            .contacts(&req.supervisor)
-            .iter()
-            .filter(|b| !b.transport.is_connection_bound())
-            .cloned()
-            .collect();
+        // Desk phones and browser phones (the wallboard's, over WebSocket) ring alike.
+        let contacts = self.registrar.contacts(&req.supervisor).to_vec();
         if contacts.is_empty() {
             return Err(MonitorRefusal::NotRegistered);
         }
@@ -485,6 +481,27 @@ impl Engine {
     }
 
     /// 1/2/3 from a monitoring supervisor: a new segment in that mode.
+    /// A SIP INFO on a supervisor's monitoring leg: its digit switches the mode as an
+    /// RFC 4733 digit does (phones set to send DTMF as INFO).
+    pub(super) fn on_monitor_info(
+        &mut self,
+        now: Millis,
+        peer: Peer,
+        key: &TxnKey,
+        req: &Request,
+        leg: LegId,
+    ) {
+        match super::caller_leg::info_digit(req) {
+            Ok(digit) => {
+                self.reply(now, key, req, peer, 200, "OK");
+                if let Some(digit) = digit {
+                    self.monitor_leg_digit(now, leg, digit);
+                }
+            }
+            Err((code, reason)) => self.reply(now, key, req, peer, code, reason),
+        }
+    }
+
     fn switch_mode(&mut self, now: Millis, side: SupSide, digit: char) {
         let sup_leg = match side {
             SupSide::Call(k) => self.calls.get(&k).map(|c| c.leg),

@@ -83,12 +83,18 @@ impl Engine {
 /// it chose (the m-line is UDP/TLS/RTP/SAVPF: DTLS-SRTP is the peer's business, so it is read
 /// as RTP/AVP), and the relay socket as the remote address.
 pub(super) fn negotiate_webrtc(body: &[u8], relay: SocketAddr) -> Option<Negotiated> {
+    let mut n = negotiate_webrtc_sdp(body).ok()?;
+    n.remote = Some(relay);
+    Some(n)
+}
+
+/// A WebRTC offer or answer read as plain RTP/AVP: codec, telephone-event payload type and
+/// direction; its address is the peer's business (ICE), not the leg's.
+pub(super) fn negotiate_webrtc_sdp(body: &[u8]) -> Result<Negotiated, sdp::SdpError> {
     let text = String::from_utf8_lossy(body)
         .replace("UDP/TLS/RTP/SAVPF", "RTP/AVP")
         .replace("RTP/SAVPF", "RTP/AVP");
-    let mut n = sdp::parse(text.as_bytes())
-        .and_then(|s| sdp::negotiate(&s))
-        .ok()?;
-    n.remote = Some(relay);
-    Some(n)
+    let mut n = sdp::parse(text.as_bytes()).and_then(|s| sdp::negotiate(&s))?;
+    n.remote = None;
+    Ok(n)
 }

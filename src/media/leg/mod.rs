@@ -233,7 +233,9 @@ impl Leg {
             | MediaCommand::Monitor { .. }
             | MediaCommand::Unmonitor { .. } => {}
             // The WebRTC peers live in the media shell (media::webrtc), not in the leg.
-            MediaCommand::WebRtcOffer { .. } | MediaCommand::WebRtcAnswer { .. } => {}
+            MediaCommand::WebRtcOffer { .. }
+            | MediaCommand::WebRtcAnswer { .. }
+            | MediaCommand::WebRtcAccept { .. } => {}
         }
     }
 

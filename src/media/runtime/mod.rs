@@ -259,6 +259,26 @@ impl MediaHandle {
                 }
                 return;
             }
+            MediaCommand::WebRtcAccept {
+                leg,
+                offer,
+                rtp_port,
+            } => {
+                match inner.webrtc.get() {
+                    Some(gw) if !inner.stopped.load(Ordering::Acquire) => {
+                        gw.accept(leg, offer, rtp_port)
+                    }
+                    _ => {
+                        let reason = "WebRTC media is not running".to_string();
+                        let _ = inner.events.send(MediaEvent::WebRtcFailed {
+                            leg,
+                            fork: 0,
+                            reason,
+                        });
+                    }
+                }
+                return;
+            }
             MediaCommand::WebRtcAnswer { leg, fork, sdp } => {
                 match inner.webrtc.get() {
                     Some(gw) => gw.answer(leg, fork, sdp),
@@ -462,6 +482,7 @@ fn command_leg(cmd: &MediaCommand) -> LegId {
         | MediaCommand::StopRecording { a: leg }
         | MediaCommand::WebRtcOffer { leg, .. }
         | MediaCommand::WebRtcAnswer { leg, .. }
+        | MediaCommand::WebRtcAccept { leg, .. }
         | MediaCommand::Monitor { caller: leg, .. }
         | MediaCommand::Unmonitor { supervisor: leg } => *leg,
     }

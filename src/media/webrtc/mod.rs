@@ -2,7 +2,9 @@
 //!
 //! The engine stays sans-IO: it asks for a peer with `MediaCommand::WebRtcOffer` and gets the
 //! SDP offer back as `MediaEvent::WebRtcOffer`; the browser's answer goes in with
-//! `MediaCommand::WebRtcAnswer`; `MediaCommand::Close` of the leg closes its peers.
+//! `MediaCommand::WebRtcAnswer`; `MediaCommand::Close` of the leg closes its peers. When a
+//! browser phone calls us, `MediaCommand::WebRtcAccept` carries its offer and the peer's
+//! answer comes back as `MediaEvent::WebRtcAccepted`.
 //!
 //! Each peer is a `webrtc` 0.21 peer connection (ICE with host candidates on the configured
 //! address and port range plus STUN/TURN servers, DTLS-SRTP, RTCP reports from the default
@@ -86,6 +88,14 @@ enum PeerCmd {
     Answer(String),
 }
 
+/// Which side of the offer/answer our peer is on.
+enum Role {
+    /// We call a browser phone: our offer goes in the INVITE, its answer comes back.
+    Offer,
+    /// A browser phone calls us with this offer: our answer goes in the 200 OK.
+    Accept(String),
+}
+
 /// Each leg's peers: (fork, the peer task's command sender).
 type PeerMap = HashMap<LegId, Vec<(usize, UnboundedSender<PeerCmd>)>>;
 
@@ -124,6 +134,15 @@ impl WebRtcGateway {
 
     /// Creates the peer for `leg`/`fork`; its RTP goes to the leg's `rtp_port`.
     pub fn offer(&self, leg: LegId, fork: usize, rtp_port: u16) {
+        self.spawn(leg, fork, rtp_port, Role::Offer);
+    }
+
+    /// Creates the peer that answers a browser's `offer` (its INVITE) for `leg`.
+    pub fn accept(&self, leg: LegId, offer: String, rtp_port: u16) {
+        self.spawn(leg, 0, rtp_port, Role::Accept(offer));
+    }
+
+    fn spawn(&self, leg: LegId, fork: usize, rtp_port: u16, role: Role) {
         let (tx, rx) = mpsc::unbounded_channel();
         self.peers().entry(leg).or_default().push((fork, tx));
         let shared = self.shared.clone();
@@ -137,7 +156,7 @@ impl WebRtcGateway {
         };
         let leg_addr = SocketAddr::new(media_ip, rtp_port);
         self.shared.rt.spawn(async move {
-            if let Err(reason) = run_peer(&shared, leg, fork, leg_addr, rx).await {
+            if let Err(reason) = run_peer(&shared, leg, fork, leg_addr, role, rx).await {
                 tracing::info!(leg, fork, reason = %reason, "WebRTC peer ended");
                 let _ = shared
                     .events
@@ -423,6 +442,7 @@ async fn run_peer(
     leg: LegId,
     fork: usize,
     leg_addr: SocketAddr,
+    role: Role,
     mut cmds: mpsc::UnboundedReceiver<PeerCmd>,
 ) -> Result<(), String> {
     let relay = std::net::UdpSocket::bind(SocketAddr::new(leg_addr.ip(), 0))
@@ -453,50 +473,91 @@ async fn run_peer(
         }
     }
     let pc = pc.ok_or_else(|| format!("no free WebRTC port: {last}"))?;
-    let result = drive(
-        shared, leg, fork, relay, relay_addr, &pc, &mut ch, &mut cmds,
-    )
-    .await;
+    let target = Target {
+        leg,
+        fork,
+        relay_addr,
+    };
+    let result = drive(shared, target, role, relay, &pc, &mut ch, &mut cmds).await;
     let _ = pc.close().await;
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    shared: &Shared,
+/// Whose peer it is: the leg and INVITE fork it serves, and its relay socket's address.
+struct Target {
     leg: LegId,
     fork: usize,
-    relay: Arc<tokio::net::UdpSocket>,
     relay_addr: SocketAddr,
+}
+
+async fn drive(
+    shared: &Shared,
+    target: Target,
+    role: Role,
+    relay: Arc<tokio::net::UdpSocket>,
     pc: &Arc<dyn PeerConnection>,
     ch: &mut Channels,
     cmds: &mut mpsc::UnboundedReceiver<PeerCmd>,
 ) -> Result<(), String> {
-    let ssrc: u32 = rand::random();
-    let track = audio_track(ssrc);
-    add_audio(pc, &track).await?;
-    let offer = pc
-        .create_offer(None)
-        .await
-        .map_err(|e| format!("create_offer: {e}"))?;
-    pc.set_local_description(offer)
-        .await
-        .map_err(|e| format!("set_local_description: {e}"))?;
-    let sdp = gathered_sdp(pc, &mut ch.gathered).await?;
-    let _ = shared.events.send(MediaEvent::WebRtcOffer {
+    let Target {
         leg,
         fork,
-        sdp,
-        relay: relay_addr,
-    });
-    // The answer, or the end of the offer (Close, or another fork answered).
-    let Some(PeerCmd::Answer(answer)) = cmds.recv().await else {
-        return Ok(());
-    };
-    let desc = RTCSessionDescription::answer(answer).map_err(|e| format!("bad SDP answer: {e}"))?;
-    pc.set_remote_description(desc)
-        .await
-        .map_err(|e| format!("SDP answer refused: {e}"))?;
+        relay_addr,
+    } = target;
+    let ssrc: u32 = rand::random();
+    let track = audio_track(ssrc);
+    match role {
+        Role::Offer => {
+            add_audio(pc, &track).await?;
+            let offer = pc
+                .create_offer(None)
+                .await
+                .map_err(|e| format!("create_offer: {e}"))?;
+            pc.set_local_description(offer)
+                .await
+                .map_err(|e| format!("set_local_description: {e}"))?;
+            let sdp = gathered_sdp(pc, &mut ch.gathered).await?;
+            let _ = shared.events.send(MediaEvent::WebRtcOffer {
+                leg,
+                fork,
+                sdp,
+                relay: relay_addr,
+            });
+            // The answer, or the end of the offer (Close, or another fork answered).
+            let Some(PeerCmd::Answer(answer)) = cmds.recv().await else {
+                return Ok(());
+            };
+            let desc = RTCSessionDescription::answer(answer)
+                .map_err(|e| format!("bad SDP answer: {e}"))?;
+            pc.set_remote_description(desc)
+                .await
+                .map_err(|e| format!("SDP answer refused: {e}"))?;
+        }
+        Role::Accept(offer) => {
+            // As a browser answers: the track first, so the offer's audio section takes it.
+            pc.add_track(track.clone() as Arc<dyn TrackLocal>)
+                .await
+                .map_err(|e| format!("add_track: {e}"))?;
+            let desc =
+                RTCSessionDescription::offer(offer).map_err(|e| format!("bad SDP offer: {e}"))?;
+            pc.set_remote_description(desc)
+                .await
+                .map_err(|e| format!("SDP offer refused: {e}"))?;
+            let answer = pc
+                .create_answer(None)
+                .await
+                .map_err(|e| format!("create_answer: {e}"))?;
+            pc.set_local_description(answer)
+                .await
+                .map_err(|e| format!("set_local_description: {e}"))?;
+            let sdp = gathered_sdp(pc, &mut ch.gathered).await?;
+            let _ = shared.events.send(MediaEvent::WebRtcAccepted {
+                leg,
+                sdp,
+                relay: relay_addr,
+            });
+        }
+    }
     // ICE and DTLS up: send what the leg sends (hold audio, the caller) from now on, and
     // relay the browser's track once it arrives.
     tokio::select! {

@@ -19,6 +19,7 @@ import {
 } from "../i18n.js";
 import { LiveFeed, liveUrl } from "../live.js";
 import { Phone } from "./phone.js";
+import { measureLevel } from "../audio_level.js";
 import { Ringer, ringProgress } from "./ringer.js";
 
 const $ = (id) => document.getElementById(id);
@@ -40,6 +41,7 @@ const st = {
   savedFor: null, // call id whose disposition is saved
   talkSince: null,
   wrapDismissed: null, // call id whose wrap-up panel was closed by Ready
+  stopLevel: null, // stops measuring the received audio level
 };
 const ringer = new Ringer();
 
@@ -397,27 +399,10 @@ function onRemoteStream(stream) {
   const audio = $("remote-audio");
   audio.srcObject = stream;
   audio.play().catch(() => {});
-  // The received level, for the agent (and the browser test): RMS of the last 20 ms.
-  try {
-    const ctx = ringer.ctx || new AudioContext();
-    ringer.ctx = ctx;
-    const src = ctx.createMediaStreamSource(stream);
-    const an = ctx.createAnalyser();
-    an.fftSize = 1024;
-    src.connect(an);
-    const buf = new Float32Array(an.fftSize);
-    setInterval(() => {
-      an.getFloatTimeDomainData(buf);
-      let sum = 0;
-      for (const v of buf) sum += v * v;
-      const rms = Math.sqrt(sum / buf.length);
-      const el = $("remote-level");
-      el.dataset.level = rms.toFixed(4);
-      el.dataset.max = Math.max(Number(el.dataset.max || 0), rms).toFixed(4);
-    }, 100);
-  } catch {
-    // no WebAudio: no level
-  }
+  // The received level, for the agent (and the browser test).
+  ringer.unlock();
+  if (st.stopLevel) st.stopLevel();
+  st.stopLevel = measureLevel(stream, $("remote-level"), ringer.ctx);
 }
 
 async function loadScreenPop(callId) {

@@ -1,8 +1,8 @@
 // The browser phone of the agent desk: JsSIP (vendored, web/vendor/jssip.esm.js) registered
 // over SIP-over-WebSocket at /sip with the agent's extension and password, exactly like a
-// desk phone. One call at a time: ring, answer, mute, hold, blind transfer (REFER, as the
-// switch supports for SIP phones), hang up. Media is WebRTC in the browser; the switch's
-// side of it comes with its WebRTC media (issue 10 item 2).
+// desk phone. One call at a time: ring, answer, call out (a feature code), mute, hold,
+// blind transfer (REFER, as the switch supports for SIP phones), hang up. Media is WebRTC in
+// the browser; the switch's side of it comes with its WebRTC media (issue 10 item 2).
 
 import JsSIP from "../../vendor/jssip.esm.js";
 
@@ -20,12 +20,15 @@ export function offerInfo(request) {
     queue: h("X-Queue"),
     language: h("X-Language"),
     ivrPath: h("X-IVR-Path"),
+    // A supervisor's monitoring call (the wallboard's browser phone): the mode and agent.
+    monitorMode: h("X-Monitor-Mode"),
+    agent: h("X-Agent"),
   };
 }
 
 export class Phone {
-  /// `events`: {status(state), incoming(info), progress(phase), ended(cause, wasTalking),
-  /// remoteStream(stream)}.
+  /// `events`: {status(state), incoming(info), progress(phase: calling | talking | held),
+  /// ended(cause, wasTalking), remoteStream(stream)}.
   constructor({ extension, password, events, micStream }) {
     this.extension = extension;
     this.password = password;
@@ -77,8 +80,8 @@ export class Phone {
 
   onSession(e) {
     const session = e.session;
-    if (session.direction !== "incoming") return;
-    if (this.session) {
+    const outgoing = session.direction === "outgoing";
+    if (!outgoing && this.session) {
       session.terminate({ status_code: 486, reason_phrase: "Busy Here" });
       return;
     }
@@ -86,7 +89,9 @@ export class Phone {
     this.talking = false;
     this.muted = false;
     this.held = false;
-    session.on("peerconnection", (ev) => this.watchTracks(ev.peerconnection));
+    // An outgoing call's peer connection exists already (JsSIP makes it before this event).
+    if (outgoing && session.connection) this.watchTracks(session.connection);
+    else session.on("peerconnection", (ev) => this.watchTracks(ev.peerconnection));
     session.on("accepted", () => {
       this.talking = true;
       this.events.progress("talking");
@@ -109,7 +114,8 @@ export class Phone {
     };
     session.on("ended", (ev) => over(ev.cause));
     session.on("failed", (ev) => over(ev.cause));
-    this.events.incoming(offerInfo(e.request));
+    if (outgoing) this.events.progress("calling");
+    else this.events.incoming(offerInfo(e.request));
   }
 
   watchTracks(pc) {
@@ -120,12 +126,25 @@ export class Phone {
     });
   }
 
-  answer() {
-    if (!this.session) return;
+  /// What answering or calling sends: the microphone stream we have, or a new one.
+  mediaOptions() {
     const opts = { pcConfig: { iceServers: [] } };
     if (this.micStream) opts.mediaStream = this.micStream;
     else opts.mediaConstraints = { audio: true, video: false };
-    this.session.answer(opts);
+    return opts;
+  }
+
+  answer() {
+    if (!this.session) return;
+    this.session.answer(this.mediaOptions());
+  }
+
+  /// Calls `target` (a feature code such as *311002, a queue number, an extension). False
+  /// when not registered or already on a call.
+  call(target) {
+    if (!this.ua || this.session || !this.ua.isRegistered()) return false;
+    this.ua.call(`sip:${target}@${this.domain}`, this.mediaOptions());
+    return true;
   }
 
   decline() {
@@ -151,6 +170,14 @@ export class Phone {
     if (this.held) this.session.unhold();
     else this.session.hold();
     return !this.held;
+  }
+
+  /// Sends a digit as an RFC 4733 event in the media (a monitoring call's 1/2/3 switch
+  /// listen / whisper / barge).
+  sendDigit(digit) {
+    if (!this.session || !this.talking) return false;
+    this.session.sendDTMF(digit, { transportType: "RFC2833", duration: 160 });
+    return true;
   }
 
   /// Blind transfer to a queue name or an agent's extension (REFER).

@@ -707,6 +707,10 @@ fn wallboard_browser_phone_listens_barges_and_dials_a_whisper_in_chromium() {
         Duration::from_secs(15),
     );
     browser.screenshot("wallboard-browser-phone-whisper-en.png");
+    browser.click("#lang-toggle");
+    browser.wait_for_text("#sup-call-what", "耳语", Duration::from_secs(2));
+    browser.screenshot("wallboard-browser-phone-whisper-zh.png");
+    browser.click("#lang-toggle");
     browser.evaluate("new Promise(r => setTimeout(r, 8000))");
     browser.click("#sup-hangup");
     browser.run(serde_json::json!({

@@ -71,6 +71,8 @@ function connect(password) {
         if (phase === "talking" || phase === "calling") {
           ringer.stop();
           st.phase = phase;
+          // The board's "ringing your phone" note is done with once this phone has the call.
+          $("monitor-status").hidden = true;
           render();
         }
       },

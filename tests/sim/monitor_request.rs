@@ -373,3 +373,69 @@ fn refused_monitoring_codes_are_recorded_for_the_audit_log() {
         ]
     );
 }
+
+/// A supervisor whose phone is a browser (registered over WebSocket, the wallboard's): the
+/// request rings it with the WebRTC peer's offer, answered it joins the mix; a SIP INFO digit
+/// switches the mode; the tab closing takes the leg out of the mix (Unmonitor) and ends the
+/// session, and the call goes on.
+#[test]
+fn browser_supervisor_is_rung_with_a_webrtc_offer_and_leaves_when_the_tab_closes() {
+    let mut net = supervisor_net();
+    net.transport = Transport::Ws;
+    net.register("9001", SUP, 3600);
+    net.transport = Transport::Udp;
+    let (call_id, _tag) = bridged_call(&mut net);
+    ask(&mut net, "r1", &call_id, "9001", MonitorMode::Listen);
+    assert_eq!(answer_of(&net, "r1"), Ok(()));
+    let inv = net.requests_to(SUP, "INVITE").remove(0);
+    assert!(inv.contains("UDP/TLS/RTP/SAVPF"), "the peer's offer: {inv}");
+    assert_eq!(header(&inv, "X-Monitor-Mode"), Some("listen"));
+    net.transport = Transport::Ws;
+    net.answer(SUP, &inv, 200, "OK");
+    let sup_leg = net
+        .media
+        .iter()
+        .find_map(|m| match m {
+            MediaCommand::Monitor { supervisor, .. } => Some(*supervisor),
+            _ => None,
+        })
+        .expect("joined the mix");
+
+    // "2" as SIP INFO, in the dialog: whisper.
+    let to = header(&inv, "From").unwrap();
+    let from = format!("{};tag=agent{}", header(&inv, "To").unwrap(), SUP.len());
+    let body = "Signal=2\r\nDuration=160\r\n";
+    let info = format!(
+        "INFO sip:ccswitch@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/WS {SUP};branch=z9hG4bKsupinfo
+Max-Forwards: 70
+From: {from}
+To: {to}
+Call-ID: {}
+CSeq: 2 INFO
+Content-Type: application/dtmf-relay
+Content-Length: {}
+
+{body}",
+        header(&inv, "Call-ID").unwrap(),
+        body.len()
+    );
+    net.send(SUP, &info);
+    assert_eq!(net.last_status_to(SUP), Some(200));
+    assert!(net.media.iter().any(|m| matches!(m,
+        MediaCommand::Monitor { supervisor, mode: MonitorMode::Whisper, .. } if *supervisor == sup_leg)));
+
+    // The tab closes.
+    net.input(Input::ConnectionClosed(Peer {
+        transport: Transport::Ws,
+        addr: SUP.parse().unwrap(),
+    }));
+    assert!(net.media.iter().any(
+        |m| matches!(m, MediaCommand::Unmonitor { supervisor } if *supervisor == sup_leg)
+    ));
+    assert!(net.has(|r| matches!(r, Record::MonitorEnded { reason, .. } if reason == "supervisor_hung_up")));
+    assert_eq!(net.engine.monitoring_sessions(), 0);
+    assert!(!net.has(|r| matches!(r, Record::CallEnded { .. })));
+    assert!(matches!(net.state("1001"), AgentState::OnCall { .. }));
+    net.engine.check_agent_invariants().unwrap();
+}

@@ -480,7 +480,6 @@ impl Engine {
         monitoring
     }
 
-    /// 1/2/3 from a monitoring supervisor: a new segment in that mode.
     /// A SIP INFO on a supervisor's monitoring leg: its digit switches the mode as an
     /// RFC 4733 digit does (phones set to send DTMF as INFO).
     pub(super) fn on_monitor_info(
@@ -502,6 +501,7 @@ impl Engine {
         }
     }
 
+    /// 1/2/3 from a monitoring supervisor: a new segment in that mode.
     fn switch_mode(&mut self, now: Millis, side: SupSide, digit: char) {
         let sup_leg = match side {
             SupSide::Call(k) => self.calls.get(&k).map(|c| c.leg),

@@ -245,6 +245,7 @@ async fn run_async(o: &Opts) -> bool {
         gw.peer_count()
     );
 
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let ns = move || t0.elapsed().as_nanos() as u64;
     let warmup = Duration::from_secs(1);
@@ -373,6 +374,16 @@ async fn run_async(o: &Opts) -> bool {
     for t in tasks {
         let _ = t.await;
     }
+    // The whole process: the switch's side (gateway peers, relay, media workers) and the
+    // bench's (its browser peers and callers) share these cores.
+    let (user, sys) = cpu_seconds();
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "  process CPU while streaming: {:.1} s user + {:.1} s sys in {wall:.1} s = {:.0}% of one core",
+        user - cpu0.0,
+        sys - cpu0.1,
+        (user - cpu0.0 + sys - cpu0.1) * 100.0 / wall
+    );
     let mut ok = failed == 0;
     for (name, d, pick) in [
         ("caller -> browser", &delays_c2b, 0usize),
@@ -407,4 +418,15 @@ async fn run_async(o: &Opts) -> bool {
     let _ = o.quick;
     media.shutdown();
     ok
+}
+
+/// This process's (user, system) CPU seconds so far.
+fn cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
 }

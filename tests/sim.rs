@@ -1315,6 +1315,26 @@ Expires: {expires}
         }
     }
 
+    /// The Proxy-Authorization answering the last 407 sent to `at`, for phone `ext`
+    /// (password demo<ext>) re-sending its INVITE to `code`.
+    fn proxy_auth(net: &Net, at: &str, ext: &str, code: &str) -> String {
+        let chal = net
+            .to(at)
+            .into_iter()
+            .rev()
+            .find(|m| status_of(m) == Some(407))
+            .expect("407");
+        let uri = format!("sip:{code}@127.0.0.1:5060");
+        authorization(
+            &chal,
+            "Proxy-Authenticate",
+            ext,
+            &format!("demo{ext}"),
+            "INVITE",
+            &uri,
+        )
+    }
+
     /// An Authorization value answering the MD5 challenge in `resp`'s `hname` headers.
     fn authorization(
         resp: &str,
@@ -1864,20 +1884,7 @@ Content-Length: {}
             )
         };
         net.send(AGENT1, &browser("z9hG4bKb1", 1, None));
-        let chal = net
-            .to(AGENT1)
-            .into_iter()
-            .rev()
-            .find(|m| status_of(m) == Some(407))
-            .expect("407");
-        let auth = authorization(
-            &chal,
-            "Proxy-Authenticate",
-            "1001",
-            "demo1001",
-            "INVITE",
-            "sip:*22@127.0.0.1:5060",
-        );
+        let auth = proxy_auth(&net, AGENT1, "1001", "*22");
         net.send(AGENT1, &browser("z9hG4bKb2", 2, Some(&auth)));
         let leg = net
             .media
@@ -2149,20 +2156,7 @@ Content-Length: {}
             AGENT1,
             &feature_invite("1001", AGENT1, "*21", "z9hG4bKr1", 1, None),
         );
-        let chal = net
-            .to(AGENT1)
-            .into_iter()
-            .rev()
-            .find(|m| status_of(m) == Some(407))
-            .expect("407");
-        let auth = authorization(
-            &chal,
-            "Proxy-Authenticate",
-            "1001",
-            "demo1001",
-            "INVITE",
-            "sip:*21@127.0.0.1:5060",
-        );
+        let auth = proxy_auth(&net, AGENT1, "1001", "*21");
         net.send(
             AGENT1,
             &feature_invite("1001", AGENT1, "*21", "z9hG4bKr2", 2, Some(&auth)),

@@ -117,6 +117,46 @@ fn ms_of(c: &Value, k: &str) -> i64 {
         .timestamp_millis()
 }
 
+/// Agent 1002 (pjsua2: answers after 1 s playing the agent's tone, records
+/// agent_heard.wav) registered, then a caller (the caller's tone, records caller_heard.wav)
+/// choosing the tech queue and hanging up `caller_hangup` s into the call.
+fn caller_to_bob(
+    py: &Path,
+    sw: &Switch,
+    cfg: &TestConfig,
+    t: &Timeline,
+    caller_hangup: f64,
+) -> (PjAgent, PjCall) {
+    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
+    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
+    let bob = spawn_agent(
+        py,
+        sw,
+        "1002",
+        1.0,
+        Some(&cfg.path("agent_heard.wav")),
+        Some(&agent_tone),
+        caller_hangup + 30.0,
+        &[],
+    );
+    bob.wait_event("registered", Duration::from_secs(15));
+    let call = spawn_caller(
+        py,
+        &sw.uri("100"),
+        &CallerArgs {
+            transport: "udp",
+            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
+            dtmf_method: "rfc4733",
+            hangup_after: caller_hangup,
+            max_duration: caller_hangup + 20.0,
+            record: Some(cfg.path("caller_heard.wav")),
+            play: Some(caller_tone),
+            from_user: None,
+        },
+    );
+    (bob, call)
+}
+
 #[test]
 fn pjsua_supervisor_listens_whispers_and_barges() {
     let Some(py) = pjsua_python() else { return };
@@ -141,35 +181,9 @@ fn pjsua_supervisor_listens_whispers_and_barges() {
     assert_eq!(alice_done["dialled"]["confirmed"], false, "{alice_done}");
     assert_eq!(alice_done["dialled"]["last_status"], 403, "{alice_done}");
 
-    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
-    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
     let caller_hangup = t.main + 75.0;
-    let bob = spawn_agent(
-        &py,
-        &sw,
-        "1002",
-        1.0,
-        Some(&cfg.path("agent_heard.wav")),
-        Some(&agent_tone),
-        caller_hangup + 30.0,
-        &[],
-    );
-    bob.wait_event("registered", Duration::from_secs(15));
+    let (bob, call) = caller_to_bob(&py, &sw, &cfg, &t, caller_hangup);
     let started = Instant::now();
-    let call = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: caller_hangup,
-            max_duration: caller_hangup + 20.0,
-            record: Some(cfg.path("caller_heard.wav")),
-            play: Some(caller_tone),
-            from_user: None,
-        },
-    );
     std::thread::sleep(Duration::from_secs_f64(t.main + 4.0));
 
     // Listen, then whisper (digit 2), then barge (digit 3), then hang up; retried while the
@@ -416,8 +430,6 @@ fn pjsua_wallboard_button_rings_the_supervisor_phone_to_listen() {
     let (status, v) = api(sw.http, "POST", "/api/v1/calls/nope/monitor", &auth, listen);
     assert_eq!(status, 404, "{v}");
 
-    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
-    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
     let sup_tone = {
         let t = tone_wav(cfg.tmp.path(), SUPERVISOR_TONE_HZ, 10);
         let to = cfg.path("supervisor_tone.wav");
@@ -425,31 +437,7 @@ fn pjsua_wallboard_button_rings_the_supervisor_phone_to_listen() {
         to
     };
     let caller_hangup = t.main + 45.0;
-    let bob = spawn_agent(
-        &py,
-        &sw,
-        "1002",
-        1.0,
-        Some(&cfg.path("agent_heard.wav")),
-        Some(&agent_tone),
-        caller_hangup + 30.0,
-        &[],
-    );
-    bob.wait_event("registered", Duration::from_secs(15));
-    let call = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: caller_hangup,
-            max_duration: caller_hangup + 20.0,
-            record: Some(cfg.path("caller_heard.wav")),
-            play: Some(caller_tone),
-            from_user: None,
-        },
-    );
+    let (bob, call) = caller_to_bob(&py, &sw, &cfg, &t, caller_hangup);
     let call_id = talking_call(
         sw.http,
         &auth.0,
@@ -629,34 +617,8 @@ fn wallboard_browser_phone_listens_barges_and_dials_a_whisper_in_chromium() {
         Duration::from_secs(15),
     );
 
-    let caller_tone = tone_wav(cfg.tmp.path(), CALLER_TONE_HZ, 10);
-    let agent_tone = tone_wav(cfg.tmp.path(), AGENT_TONE_HZ, 10);
     let caller_hangup = t.main + 85.0;
-    let bob = spawn_agent(
-        &py,
-        &sw,
-        "1002",
-        1.0,
-        Some(&cfg.path("agent_heard.wav")),
-        Some(&agent_tone),
-        caller_hangup + 30.0,
-        &[],
-    );
-    bob.wait_event("registered", Duration::from_secs(15));
-    let call = spawn_caller(
-        &py,
-        &sw.uri("100"),
-        &CallerArgs {
-            transport: "udp",
-            dtmf: format!("1@{:.2}s,6@{:.2}s", t.language, t.main),
-            dtmf_method: "rfc4733",
-            hangup_after: caller_hangup,
-            max_duration: caller_hangup + 20.0,
-            record: Some(cfg.path("caller_heard.wav")),
-            play: Some(caller_tone),
-            from_user: None,
-        },
-    );
+    let (bob, call) = caller_to_bob(&py, &sw, &cfg, &t, caller_hangup);
     let auth = admin_session(sw.http);
     let call_id = talking_call(
         sw.http,

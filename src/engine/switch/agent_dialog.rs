@@ -163,16 +163,14 @@ impl Engine {
         }
         // A browser's re-INVITE (hold, unhold) is answered from its WebRTC session.
         if let Some((ours, relay, active)) = l.webrtc.clone() {
-            let offer = String::from_utf8_lossy(&req.body).into_owned();
             let version = l.sdp_version + 1;
-            let answer = super::webrtc_offer::negotiate_webrtc(&req.body, relay).and_then(|n| {
-                crate::proto::webrtc_sdp::reanswer(&ours, &offer, version, active).map(|b| (n, b))
-            });
+            let answer =
+                super::webrtc_offer::reanswer_webrtc(&ours, &req.body, relay, version, active);
             let Some((n, body)) = answer else {
                 return self.reply(now, key, req, peer, 488, "Not Acceptable Here");
             };
             l.sdp_version = version;
-            return self.finish_agent_reinvite(now, peer, key, req, leg, Some(n), body.into());
+            return self.finish_agent_reinvite(now, peer, key, req, leg, Some(n), body);
         }
         let offer = if req.body.is_empty() {
             None

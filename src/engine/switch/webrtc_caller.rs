@@ -146,12 +146,9 @@ impl Engine {
         let call = self.calls.get_mut(&call_key)?;
         let (ours, relay) = call.webrtc.as_ref()?.answer.clone()?;
         let version = call.sdp_version + 1;
-        let text = String::from_utf8_lossy(offer);
         // Our answer's DTLS role stays ours (active unless we answered passive).
         let we_active = !ours.lines().any(|l| l.trim_end() == "a=setup:passive");
-        let answer = super::webrtc_offer::negotiate_webrtc(offer, relay).and_then(|n| {
-            webrtc_sdp::reanswer(&ours, &text, version, we_active).map(|b| (n, Bytes::from(b)))
-        });
+        let answer = super::webrtc_offer::reanswer_webrtc(&ours, offer, relay, version, we_active);
         if answer.is_some() {
             call.sdp_version = version;
         }

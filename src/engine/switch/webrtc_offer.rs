@@ -88,6 +88,22 @@ pub(super) fn negotiate_webrtc(body: &[u8], relay: SocketAddr) -> Option<Negotia
     Some(n)
 }
 
+/// A browser's re-offer (hold, unhold) in an established WebRTC session whose SDP of ours
+/// is `ours`: the offer as the leg reads it (remote: the relay) and our answer from the same
+/// session at o= `version`. None when the re-offer is unacceptable (488).
+pub(super) fn reanswer_webrtc(
+    ours: &str,
+    offer: &[u8],
+    relay: SocketAddr,
+    version: u64,
+    we_active: bool,
+) -> Option<(Negotiated, bytes::Bytes)> {
+    let n = negotiate_webrtc(offer, relay)?;
+    let text = String::from_utf8_lossy(offer);
+    let body = crate::proto::webrtc_sdp::reanswer(ours, &text, version, we_active)?;
+    Some((n, body.into()))
+}
+
 /// A WebRTC offer or answer read as plain RTP/AVP: codec, telephone-event payload type and
 /// direction; its address is the peer's business (ICE), not the leg's.
 pub(super) fn negotiate_webrtc_sdp(body: &[u8]) -> Result<Negotiated, sdp::SdpError> {

@@ -220,15 +220,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         media_tx.clone(),
     )
     .context("starting the media plane")?;
-    // Browser agents' WebRTC peers, beside the media workers (their legs are ordinary ones).
+    // Browser legs' WebRTC peers, run by the media workers beside the legs they serve.
     let webrtc = config.webrtc.settings(advertised, config.rtp.bind_ip);
     tracing::info!(host = %webrtc.host_ip, ports = %format!("{}-{}", webrtc.port_min, webrtc.port_max),
         ice_servers = webrtc.ice_servers.len(), "WebRTC media ready");
-    let _ = media.attach_webrtc(crate::media::webrtc::WebRtcGateway::new(
-        webrtc,
-        media_tx,
-        tokio::runtime::Handle::current(),
-    ));
+    let gateway = crate::media::webrtc::WebRtcGateway::new(webrtc).map_err(anyhow::Error::msg)?;
+    let _ = media.attach_webrtc(gateway);
 
     let records_calls = config
         .queues
@@ -381,6 +378,18 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         config.agents.clone(),
         store.clone(),
         clock,
+    )
+    .with_ice_servers(
+        config
+            .webrtc
+            .ice_servers
+            .iter()
+            .map(|s| api::auth_routes::IceServerInfo {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+            })
+            .collect(),
     );
     // Browsers signed in before a restart (the wallboard) stay signed in.
     if let Err(e) = auth.restore().await {

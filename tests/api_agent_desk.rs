@@ -205,7 +205,12 @@ async fn start(commands: mpsc::Sender<Command>) -> Server {
         config.agents.clone(),
         store.clone(),
         clock,
-    );
+    )
+    .with_ice_servers(vec![auth_routes::IceServerInfo {
+        urls: vec!["turn:turn.example.com:3478?transport=udp".into()],
+        username: "desk".into(),
+        credential: "s3cret".into(),
+    }]);
     let state = RestState::new(&config, auth.clone(), store.clone(), commands, clock);
     let app = rest::router(state).merge(auth_routes::router(auth));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -332,6 +337,23 @@ async fn agent_desk_api_own_extension_screen_pop_history_and_dispositions() {
         "{}",
         r.body
     );
+    // The desk's browser phone gets the STUN/TURN servers (an agent behind NAT needs them)...
+    assert_eq!(
+        r.body["ice_servers"],
+        json!([{"urls": ["turn:turn.example.com:3478?transport=udp"], "username": "desk", "credential": "s3cret"}])
+    );
+    // ...an API token, which has no phone, does not.
+    let bearer = format!("Bearer {}", srv.token);
+    let who = request(
+        addr,
+        "GET",
+        "/api/v1/session",
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(who.status, 200, "{}", who.body);
+    assert!(who.body.get("ice_servers").is_none(), "{}", who.body);
     let cookie = r
         .headers
         .iter()

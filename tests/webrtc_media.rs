@@ -82,17 +82,14 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
     )
     .expect("media plane");
     let base = free_udp_port().max(10_000);
-    let gw = WebRtcGateway::new(
-        WebRtcSettings {
-            host_ip: LOCAL,
-            port_min: base,
-            port_max: base.saturating_add(200),
-            ice_servers: vec![],
-            media_ip: LOCAL,
-        },
-        tx,
-        tokio::runtime::Handle::current(),
-    );
+    let gw = WebRtcGateway::new(WebRtcSettings {
+        host_ip: LOCAL,
+        port_min: base,
+        port_max: base.saturating_add(200),
+        ice_servers: vec![],
+        media_ip: LOCAL,
+    })
+    .expect("WebRTC gateway");
     assert!(media.attach_webrtc(gw.clone()).is_ok());
 
     let caller = UdpSocket::bind((LOCAL, 0)).await.unwrap();

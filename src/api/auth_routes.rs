@@ -86,6 +86,8 @@ struct Inner {
     /// Password verifications at once (each takes ~19 MiB and tens of ms of CPU): many
     /// sources signing in together queue here instead of exhausting memory.
     verifications: tokio::sync::Semaphore,
+    /// `[[webrtc.ice_servers]]`, handed to users whose browser phone needs them.
+    ice_servers: Vec<IceServerInfo>,
 }
 
 const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
@@ -117,7 +119,26 @@ impl AuthState {
                 store,
                 clock,
                 verifications: tokio::sync::Semaphore::new(MAX_CONCURRENT_VERIFICATIONS),
+                ice_servers: Vec::new(),
             }),
+        }
+    }
+
+    /// The STUN/TURN servers (`[[webrtc.ice_servers]]`) the browser phones of the agent desk
+    /// and the wallboard use: an agent behind NAT needs them on the browser's side. Set while
+    /// building, before the state is shared (else ignored, with an error logged).
+    pub fn with_ice_servers(self, servers: Vec<IceServerInfo>) -> AuthState {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.ice_servers = servers;
+                AuthState {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => {
+                tracing::error!("ICE servers set after the auth state was shared: ignored");
+                AuthState { inner }
+            }
         }
     }
 
@@ -531,6 +552,20 @@ pub struct SessionInfo {
     /// which the wallboard's browser phone registers as and the monitor button rings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip_extension: Option<String>,
+    /// For a session with a browser phone (agent desk, wallboard phone): the STUN/TURN servers
+    /// its WebRTC connection uses (`RTCConfiguration.iceServers`); none configured, absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ice_servers: Vec<IceServerInfo>,
+}
+
+/// One STUN or TURN server, as a browser's `RTCIceServer` takes it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct IceServerInfo {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub credential: String,
 }
 
 fn rfc3339(at: Millis) -> String {
@@ -540,7 +575,8 @@ fn rfc3339(at: Millis) -> String {
 }
 
 impl SessionInfo {
-    fn of(caller: &Caller, idle_timeout_ms: u64, agents: &AgentDirectory) -> SessionInfo {
+    fn of(caller: &Caller, inner: &Inner) -> SessionInfo {
+        let (idle_timeout_ms, agents) = (inner.users.sessions.idle_timeout_ms, &*inner.agents);
         let (via, csrf, expires) = match &caller.via {
             Via::Session {
                 csrf_token,
@@ -548,6 +584,16 @@ impl SessionInfo {
             } => ("session", Some(csrf_token.clone()), Some(*expires_at)),
             Via::Token => ("token", None, None),
         };
+        let extension = caller.agent_extension().map(str::to_string);
+        let sip_extension = match caller.via {
+            Via::Session { .. } => agents
+                .supervisors
+                .iter()
+                .find(|s| s.name == caller.name)
+                .map(|s| s.extension.clone()),
+            Via::Token => None,
+        };
+        let has_phone = extension.is_some() || sip_extension.is_some();
         SessionInfo {
             user: caller.name.clone(),
             role: caller.role,
@@ -556,14 +602,12 @@ impl SessionInfo {
             csrf_token: csrf,
             expires_at: expires.map(rfc3339),
             idle_timeout_s: expires.map(|_| idle_timeout_ms / 1000),
-            extension: caller.agent_extension().map(str::to_string),
-            sip_extension: match caller.via {
-                Via::Session { .. } => agents
-                    .supervisors
-                    .iter()
-                    .find(|s| s.name == caller.name)
-                    .map(|s| s.extension.clone()),
-                Via::Token => None,
+            extension,
+            sip_extension,
+            ice_servers: if has_phone {
+                inner.ice_servers.clone()
+            } else {
+                Vec::new()
             },
         }
     }
@@ -596,8 +640,7 @@ fn session_cookie(value: &str, max_age_s: u64) -> HeaderValue {
     security(("session_cookie" = []), ("bearer_token" = []))
 )]
 pub async fn who_am_i(State(st): State<AuthState>, caller: Caller) -> Response {
-    let idle = st.inner.users.sessions.idle_timeout_ms;
-    no_store(axum::Json(SessionInfo::of(&caller, idle, &st.inner.agents)).into_response())
+    no_store(axum::Json(SessionInfo::of(&caller, &st.inner)).into_response())
 }
 
 /// The source address of a request, as an extractor that never fails.
@@ -761,14 +804,7 @@ async fn open_session(
         },
         source,
     };
-    let mut res = no_store(
-        axum::Json(SessionInfo::of(
-            &caller,
-            cfg.idle_timeout_ms,
-            &st.inner.agents,
-        ))
-        .into_response(),
-    );
+    let mut res = no_store(axum::Json(SessionInfo::of(&caller, &st.inner)).into_response());
     res.headers_mut().insert(
         header::SET_COOKIE,
         session_cookie(id.as_str(), cfg.max_age_ms / 1000),

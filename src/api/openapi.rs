@@ -125,6 +125,7 @@ mod tests {
             "Unmasked",
             "AuditPage",
             "SessionInfo",
+            "IceServerInfo",
             "SignInRequest",
             "AgentSignInRequest",
             "Desk",

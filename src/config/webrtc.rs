@@ -15,7 +15,8 @@ pub struct WebRtcSection {
     /// `[rtp]`'s range.
     pub port_min: u16,
     pub port_max: u16,
-    /// STUN/TURN servers for agents behind NAT, e.g.
+    /// STUN/TURN servers for agents behind NAT: the browser phones get them with their
+    /// session, the switch gathers a server-reflexive candidate from each STUN one. E.g.
     /// `[[webrtc.ice_servers]] urls = ["stun:stun.example.com:3478"]` or
     /// `urls = ["turn:turn.example.com:3478?transport=udp"], username = "...", credential = "..."`.
     pub ice_servers: Vec<IceServerSection>,

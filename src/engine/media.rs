@@ -189,8 +189,9 @@ pub enum MediaEvent {
         reason: Option<String>,
     },
     /// The WebRTC peer of `leg`/`fork` is ready: `sdp` is its offer (all ICE candidates
-    /// gathered, `a=fingerprint`, `a=setup:actpass`), `relay` the address its plain RTP comes
-    /// from (the leg's remote once this fork answers).
+    /// gathered, `a=fingerprint`, `a=setup:actpass`), `relay` the address that stands for the
+    /// peer in the media plane: the leg hears the browser's RTP from it and sends there (the
+    /// leg's remote once this fork answers).
     WebRtcOffer {
         leg: LegId,
         fork: usize,
@@ -198,8 +199,8 @@ pub enum MediaEvent {
         relay: SocketAddr,
     },
     /// The WebRTC peer of a browser's call (`WebRtcAccept`) has answered its offer: `sdp` is
-    /// the answer for our 200 OK (all candidates gathered), `relay` where its plain RTP comes
-    /// from (the leg's remote).
+    /// the answer for our 200 OK (all candidates gathered), `relay` the address that stands
+    /// for the peer in the media plane (the leg's remote).
     WebRtcAccepted {
         leg: LegId,
         sdp: String,

@@ -30,3 +30,12 @@ test("the wallboard's browser phone reads dialled monitoring codes and mode digi
   assert.equal(modeDigit("barge"), "3");
   assert.equal(modeDigit("shout"), null);
 });
+
+test("the phone's WebRTC configuration carries the session's STUN/TURN servers", async () => {
+  const { Phone } = await import("../../web/js/agent/phone.js");
+  const turn = { urls: ["turn:turn.example.com:3478"], username: "desk", credential: "s3cret" };
+  const phone = new Phone({ extension: "1001", password: "x", events: {}, iceServers: [turn] });
+  assert.deepEqual(phone.mediaOptions().pcConfig.iceServers, [turn]);
+  const bare = new Phone({ extension: "1001", password: "x", events: {} });
+  assert.deepEqual(bare.mediaOptions().pcConfig.iceServers, [], "none configured: host candidates");
+});

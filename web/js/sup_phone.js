@@ -28,6 +28,7 @@ export function parseMonitorCode(dialled) {
 
 const st = {
   extension: null,
+  iceServers: [],
   phone: null,
   state: "off", // off | connecting | registered | disconnected | failed
   phase: "idle", // idle | ringing | calling | talking
@@ -50,6 +51,7 @@ export function setSession(session) {
   }
   if (st.extension !== ext) disconnect();
   st.extension = ext;
+  st.iceServers = session.ice_servers || [];
   $("sup-phone").hidden = false;
   render();
 }
@@ -61,6 +63,7 @@ function connect(password) {
   st.phone = new Phone({
     extension: st.extension,
     password,
+    iceServers: st.iceServers,
     events: {
       status: (s) => {
         st.state = s;

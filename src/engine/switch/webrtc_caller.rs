@@ -3,7 +3,7 @@
 //! (UDP/TLS/RTP/SAVPF with ICE), which the media shell's WebRTC peer answers
 //! (`MediaCommand::WebRtcAccept` -> `MediaEvent::WebRtcAccepted`), so the caller leg's
 //! 200 OK waits for that answer (`answer` asks `webrtc_answer_pending`). The leg then talks
-//! plain RTP with the peer's relay socket, and everything else (rings, IVR, queue, bridge,
+//! plain RTP with the peer (at its relay address), and everything else (rings, IVR, queue, bridge,
 //! recording, monitoring, digits) is the ordinary caller leg. A re-INVITE (hold) is answered
 //! from the same WebRTC session (`proto::webrtc_sdp::reanswer`); the peer failing before the
 //! answer refuses the call (488), after it ends the call.

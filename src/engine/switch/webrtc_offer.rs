@@ -2,7 +2,7 @@
 //! the media shell's WebRTC peer (`MediaCommand::WebRtcOffer` -> `MediaEvent::WebRtcOffer`),
 //! so the fork's INVITE goes out when that event arrives; the browser's answer goes back to
 //! the peer (`MediaCommand::WebRtcAnswer`, in `on_agent_2xx`), and the agent leg then talks
-//! plain RTP with the peer's relay socket. Everything else (CANCEL, first answer wins, BYE,
+//! plain RTP with the peer (at its relay address). Everything else (CANCEL, first answer wins, BYE,
 //! the bridge, recording, the WebSocket closing) is the ordinary agent-leg path.
 
 use super::agent_leg::AgentLegState;
@@ -81,7 +81,7 @@ impl Engine {
 
 /// The browser's answer as the agent leg sees it: the codec and telephone-event payload type
 /// it chose (the m-line is UDP/TLS/RTP/SAVPF: DTLS-SRTP is the peer's business, so it is read
-/// as RTP/AVP), and the relay socket as the remote address.
+/// as RTP/AVP), and the peer's relay address as the remote address.
 pub(super) fn negotiate_webrtc(body: &[u8], relay: SocketAddr) -> Option<Negotiated> {
     let mut n = negotiate_webrtc_sdp(body).ok()?;
     n.remote = Some(relay);

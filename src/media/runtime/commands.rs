@@ -119,12 +119,14 @@ impl Worker {
         };
         self.phases[phase].push(idx);
         self.index.insert(id, idx);
+        self.poll_peers(idx, true);
         self.publish_load();
         idx
     }
 
     fn remove_slot(&mut self, idx: usize) -> Option<LegSlot> {
         self.end_mix(idx);
+        self.poll_peers(idx, false);
         let slot = self.slab.get_mut(idx)?.take()?;
         let list = &mut self.phases[slot.phase];
         if let Some(pos) = list.iter().position(|&i| i == idx) {
@@ -253,12 +255,14 @@ impl Worker {
                     peer: None,
                     rec: None,
                     polled: false,
+                    webrtc: Vec::new(),
                 });
                 self.counters.legs.fetch_add(1, Ordering::Relaxed);
             }
             MediaCommand::Close { leg } => {
                 if let Some(idx) = self.index.get(&leg).copied() {
                     self.unbridge(idx, None);
+                    self.drop_peers(idx, None);
                     // Dropping the socket releases the port.
                     if self.remove_slot(idx).is_some() {
                         self.counters.legs.fetch_sub(1, Ordering::Relaxed);
@@ -311,6 +315,9 @@ impl Worker {
                 supervisor,
                 mode,
             } => self.monitor([caller, agent, supervisor], mode),
+            MediaCommand::WebRtcOffer { leg, fork, .. } => self.webrtc_offer(leg, fork),
+            MediaCommand::WebRtcAccept { leg, offer, .. } => self.webrtc_accept(leg, offer),
+            MediaCommand::WebRtcAnswer { leg, fork, sdp } => self.webrtc_answer(leg, fork, sdp),
             MediaCommand::Unmonitor { supervisor } => {
                 if let Some(idx) = self.index.get(&supervisor).copied() {
                     self.end_mix(idx);

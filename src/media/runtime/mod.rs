@@ -28,6 +28,7 @@ mod commands;
 mod mixing;
 mod poller;
 mod routes;
+mod webrtc_legs;
 mod worker;
 
 use super::prompts::PromptSet;
@@ -146,8 +147,8 @@ struct Inner {
     events: UnboundedSender<MediaEvent>,
     counters: Arc<Counters>,
     recorder: Recorder,
-    /// The WebRTC peers of browser agents' legs (`attach_webrtc`); none until attached.
-    webrtc: OnceLock<WebRtcGateway>,
+    /// What the workers' WebRTC peers share (`attach_webrtc`); none until attached.
+    webrtc: Arc<OnceLock<WebRtcGateway>>,
 }
 
 #[derive(Clone)]
@@ -190,6 +191,7 @@ impl MediaHandle {
         });
         let routes = Arc::new(Mutex::new(Routes::new(workers)));
         let recorder = Recorder::start(clock, events.clone(), CHANNEL_CAPACITY)?;
+        let webrtc = Arc::new(OnceLock::new());
         let mut senders = Vec::new();
         let mut threads = Vec::new();
         for index in 0..workers {
@@ -205,6 +207,7 @@ impl MediaHandle {
                 counters.clone(),
                 routes.clone(),
                 recorder.tap(),
+                webrtc.clone(),
             )?;
             let thread = std::thread::Builder::new()
                 .name(format!("ccswitch-media-{index}"))
@@ -228,7 +231,7 @@ impl MediaHandle {
                 events,
                 counters,
                 recorder,
-                webrtc: OnceLock::new(),
+                webrtc,
             }),
         })
     }
@@ -239,64 +242,34 @@ impl MediaHandle {
     pub fn send(&self, cmd: MediaCommand) {
         let inner = &self.inner;
         let leg = command_leg(&cmd);
-        // WebRTC peers live beside the workers; the leg they feed is an ordinary one.
-        match cmd {
-            MediaCommand::WebRtcOffer {
-                leg,
-                fork,
-                rtp_port,
-            } => {
-                match inner.webrtc.get() {
-                    Some(gw) if !inner.stopped.load(Ordering::Acquire) => {
-                        gw.offer(leg, fork, rtp_port)
-                    }
-                    _ => {
-                        let reason = "WebRTC media is not running".to_string();
-                        let _ = inner
-                            .events
-                            .send(MediaEvent::WebRtcFailed { leg, fork, reason });
-                    }
-                }
+        // A WebRTC peer is made by the worker owning its leg; without a gateway or a leg the
+        // engine hears why at once.
+        let webrtc_fork = match &cmd {
+            MediaCommand::WebRtcOffer { fork, .. } | MediaCommand::WebRtcAnswer { fork, .. } => {
+                Some(*fork)
+            }
+            MediaCommand::WebRtcAccept { .. } => Some(0),
+            _ => None,
+        };
+        if let Some(fork) = webrtc_fork {
+            let reason = if inner.webrtc.get().is_none() || inner.stopped.load(Ordering::Acquire) {
+                Some("WebRTC media is not running".to_string())
+            } else if !inner
+                .routes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&leg)
+            {
+                Some(format!("leg {leg} is not open"))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                let _ = inner
+                    .events
+                    .send(MediaEvent::WebRtcFailed { leg, fork, reason });
                 return;
             }
-            MediaCommand::WebRtcAccept {
-                leg,
-                offer,
-                rtp_port,
-            } => {
-                match inner.webrtc.get() {
-                    Some(gw) if !inner.stopped.load(Ordering::Acquire) => {
-                        gw.accept(leg, offer, rtp_port)
-                    }
-                    _ => {
-                        let reason = "WebRTC media is not running".to_string();
-                        let _ = inner.events.send(MediaEvent::WebRtcFailed {
-                            leg,
-                            fork: 0,
-                            reason,
-                        });
-                    }
-                }
-                return;
-            }
-            MediaCommand::WebRtcAnswer { leg, fork, sdp } => {
-                match inner.webrtc.get() {
-                    Some(gw) => gw.answer(leg, fork, sdp),
-                    None => {
-                        let reason = "WebRTC media is not running".to_string();
-                        let _ = inner
-                            .events
-                            .send(MediaEvent::WebRtcFailed { leg, fork, reason });
-                    }
-                }
-                return;
-            }
-            MediaCommand::Close { leg } => {
-                if let Some(gw) = inner.webrtc.get() {
-                    gw.close(leg);
-                }
-            }
-            _ => {}
         }
         if inner.stopped.load(Ordering::Acquire) {
             if let MediaCommand::Open { leg, .. } = cmd {
@@ -415,9 +388,6 @@ impl MediaHandle {
     pub fn shutdown(&self) {
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return;
-        }
-        if let Some(gw) = self.inner.webrtc.get() {
-            gw.close_all();
         }
         for tx in &self.inner.senders {
             let _ = tx.send(WorkerMsg::Stop);

@@ -2,6 +2,7 @@
 //! loop, and the packet path (receive, relay between bridged legs, send the frame due).
 
 use super::poller::Poller;
+use super::webrtc_legs::{split_token, transmit};
 use super::{Counters, LegPolicy, Routes, WorkerMsg};
 use crate::clock::Clock;
 use crate::engine::media::{LegId, MediaEvent};
@@ -11,12 +12,14 @@ use crate::media::leg::{Inbound, Leg, Received, FRAME_MS, PACKET_LEN};
 use crate::media::mix::{Mixer, FRAME};
 use crate::media::prompts::PromptSet;
 use crate::media::recorder::{RecorderTap, RecordingId};
+use crate::media::webrtc::peer::Peer;
+use crate::media::webrtc::WebRtcGateway;
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{IpAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -45,6 +48,9 @@ pub(super) struct LegSlot {
     pub(super) rec: Option<(RecordingId, u8)>,
     /// The socket is in the epoll set (bridged): drained on readiness, not on the tick.
     pub(super) polled: bool,
+    /// WebRTC peers of a browser leg (one per INVITE fork until one answers); their ICE
+    /// sockets are always in the epoll set (`webrtc_legs`).
+    pub(super) webrtc: Vec<Peer>,
 }
 
 pub(super) struct Worker {
@@ -77,7 +83,11 @@ pub(super) struct Worker {
     pub(super) recorder: RecorderTap,
     /// Supervisors' conferences among this worker's legs (`media::mix`).
     pub(super) mixer: Mixer,
-    recv_buf: Vec<u8>,
+    /// Settings and certificate for WebRTC peers, once the app attached them.
+    pub(super) webrtc: Arc<OnceLock<WebRtcGateway>>,
+    /// RTP packets a peer decrypted, on their way into the leg (reused).
+    pub(super) webrtc_rtp: Vec<bytes::Bytes>,
+    pub(super) recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
     /// Counter deltas for this tick, flushed to metrics once per tick.
     tick_sent: u64,
@@ -119,6 +129,7 @@ impl Worker {
         counters: Arc<Counters>,
         routes: Arc<Mutex<Routes>>,
         recorder: RecorderTap,
+        webrtc: Arc<OnceLock<WebRtcGateway>>,
     ) -> std::io::Result<Worker> {
         let legs_gauge = metrics::gauge!("ccswitch_rtp_worker_legs", "worker" => me.to_string());
         legs_gauge.set(0.0);
@@ -144,6 +155,8 @@ impl Worker {
             registered: 0,
             recorder,
             mixer: Mixer::default(),
+            webrtc,
+            webrtc_rtp: Vec::new(),
             recv_buf: vec![0u8; 2048],
             send_buf: vec![0u8; MAX_DATAGRAM],
             tick_sent: 0,
@@ -202,6 +215,9 @@ impl Worker {
         }
         self.recorder.flush_blocking();
         self.flush_counters();
+        for idx in 0..self.slab.len() {
+            self.drop_peers(idx, None);
+        }
         let legs = self.index.len() as u64;
         self.counters.legs.fetch_sub(legs, Ordering::Relaxed);
         // The legs end with the worker.
@@ -237,7 +253,10 @@ impl Worker {
             // One datagram per readiness report: the set is level-triggered, so a socket with
             // more queued is reported again, and the recv that would find it empty is saved.
             for &token in &ready {
-                self.receive(token as usize, 1);
+                match split_token(token) {
+                    Some((idx, fork)) => self.receive_webrtc(idx, fork),
+                    None => self.receive(token as usize, 1),
+                }
             }
             self.ready = ready;
         }
@@ -270,88 +289,96 @@ impl Worker {
         }
     }
 
-    /// Reads up to `max` datagrams from one leg's socket; bridged legs relay each packet to
-    /// their peer at once.
+    /// Reads up to `max` datagrams from one leg's socket.
     fn receive(&mut self, idx: usize, max: usize) {
+        let mut buf = std::mem::take(&mut self.recv_buf);
         for _ in 0..max {
-            // In a supervisor's conference the audio goes to the mix; a bridge peer that hears
-            // this leg only (`mix::sole_source`) still gets it relayed.
-            let (mixed, relayed) = self.mix_routing(idx);
             let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
-                return;
+                break;
             };
-            let (n, from) = match slot.socket.recv_from(&mut self.recv_buf) {
+            let (n, from) = match slot.socket.recv_from(&mut buf) {
                 Ok(r) => r,
                 // WouldBlock: drained. Other errors (ICMP unreachable reported on the
                 // socket) carry no data: stop for this visit.
                 Err(_) => break,
             };
-            let now = self.clock.now();
-            let bytes = self.recv_buf.get(..n).unwrap_or(&[]);
-            match slot.peer {
-                _ if mixed && !relayed => {
-                    // Heard only through the mix (sent on the listeners' ticks), never
-                    // relayed; digits and recording as usual.
-                    if let Inbound::Media(pkt) = slot.leg.receive(now, bytes, from) {
-                        let src = slot.leg.source();
-                        if src.kind(pkt.payload_type) == PacketKind::Audio {
-                            if let Some((id, side)) = slot.rec {
-                                self.recorder.audio(id, side, now, src.codec, pkt.payload);
-                            }
-                            self.mixer.push(slot.leg.id(), src.codec, pkt.payload);
-                        }
-                    }
-                    self.tick_received += 1;
-                }
-                None => {
-                    if slot.leg.handle_packet(now, bytes, from) == Received::Rtp {
-                        self.tick_received += 1;
-                    }
-                }
-                Some(peer) => {
-                    let Some((x, y)) = pair_mut(&mut self.slab, idx, peer) else {
-                        continue;
-                    };
-                    let pkt = match x.leg.receive(now, bytes, from) {
-                        Inbound::Media(pkt) => pkt,
-                        Inbound::SideEvent => {
-                            // The digit path only: reported, never relayed (bridge.rs).
-                            self.tick_received += 1;
-                            self.emit_leg_events(idx);
-                            continue;
-                        }
-                        Inbound::Dropped => continue,
-                    };
-                    self.tick_received += 1;
-                    let src = x.leg.source();
+            self.on_datagram(idx, buf.get(..n).unwrap_or(&[]), from);
+        }
+        self.recv_buf = buf;
+    }
+
+    /// One datagram for the leg at `idx` (from its socket, or RTP a WebRTC peer decrypted,
+    /// `from` being the peer's address); bridged legs relay it to their peer at once.
+    pub(super) fn on_datagram(&mut self, idx: usize, bytes: &[u8], from: SocketAddr) {
+        // In a supervisor's conference the audio goes to the mix; a bridge peer that hears
+        // this leg only (`mix::sole_source`) still gets it relayed.
+        let (mixed, relayed) = self.mix_routing(idx);
+        let Some(slot) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
+            return;
+        };
+        let now = self.clock.now();
+        match slot.peer {
+            _ if mixed && !relayed => {
+                // Heard only through the mix (sent on the listeners' ticks), never
+                // relayed; digits and recording as usual.
+                if let Inbound::Media(pkt) = slot.leg.receive(now, bytes, from) {
+                    let src = slot.leg.source();
                     if src.kind(pkt.payload_type) == PacketKind::Audio {
-                        if let Some((id, side)) = x.rec {
+                        if let Some((id, side)) = slot.rec {
                             self.recorder.audio(id, side, now, src.codec, pkt.payload);
                         }
-                        if mixed {
-                            self.mixer.push(x.leg.id(), src.codec, pkt.payload);
-                        }
+                        self.mixer.push(slot.leg.id(), src.codec, pkt.payload);
                     }
-                    if let Some((dest, len)) =
-                        y.leg.relay_packet(now, &pkt, src, &mut self.send_buf)
-                    {
-                        match y.socket.send_to(&self.send_buf[..len], dest) {
-                            Ok(_) => {
-                                self.tick_sent += 1;
-                                self.tick_relayed += 1;
-                            }
-                            Err(e) => {
-                                self.tick_send_errors += 1;
-                                if e.kind() != ErrorKind::WouldBlock {
-                                    tracing::trace!(error = %e, "relay send failed");
-                                }
+                }
+                self.tick_received += 1;
+            }
+            None => {
+                if slot.leg.handle_packet(now, bytes, from) == Received::Rtp {
+                    self.tick_received += 1;
+                }
+            }
+            Some(peer) => {
+                let Some((x, y)) = pair_mut(&mut self.slab, idx, peer) else {
+                    return;
+                };
+                let pkt = match x.leg.receive(now, bytes, from) {
+                    Inbound::Media(pkt) => pkt,
+                    Inbound::SideEvent => {
+                        // The digit path only: reported, never relayed (bridge.rs).
+                        self.tick_received += 1;
+                        self.emit_leg_events(idx);
+                        return;
+                    }
+                    Inbound::Dropped => return,
+                };
+                self.tick_received += 1;
+                let src = x.leg.source();
+                if src.kind(pkt.payload_type) == PacketKind::Audio {
+                    if let Some((id, side)) = x.rec {
+                        self.recorder.audio(id, side, now, src.codec, pkt.payload);
+                    }
+                    if mixed {
+                        self.mixer.push(x.leg.id(), src.codec, pkt.payload);
+                    }
+                }
+                if let Some((dest, len)) = y.leg.relay_packet(now, &pkt, src, &mut self.send_buf) {
+                    let at = self.clock.instant();
+                    match transmit(y, at, &self.send_buf[..len], dest) {
+                        Ok(_) => {
+                            self.tick_sent += 1;
+                            self.tick_relayed += 1;
+                        }
+                        Err(e) => {
+                            self.tick_send_errors += 1;
+                            if e.kind() != ErrorKind::WouldBlock {
+                                tracing::trace!(error = %e, "relay send failed");
                             }
                         }
                     }
                 }
             }
-            self.emit_leg_events(idx);
         }
+        self.emit_leg_events(idx);
     }
 
     /// Whether the leg at `idx` is in a supervisor's conference, and whether its audio is
@@ -392,14 +419,15 @@ impl Worker {
             {
                 self.receive(idx, MAX_RECV_PER_VISIT);
             }
+            self.tick_webrtc(idx);
             let now = self.clock.now();
+            let at = self.clock.instant();
             let Some(l) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
                 continue;
             };
             l.leg.handle_timeout(now);
             if let Some(tx) = l.leg.poll_transmit(now) {
-                let sent: std::io::Result<usize> =
-                    l.socket.send_to(&tx.packet[..PACKET_LEN], tx.dest);
+                let sent = transmit(l, at, &tx.packet[..PACKET_LEN], tx.dest);
                 match sent {
                     Ok(_) => self.tick_sent += 1,
                     Err(e) => {
@@ -414,7 +442,7 @@ impl Worker {
                 let mut frame = [0i16; FRAME];
                 if self.mixer.pull(l.leg.id(), &mut frame) {
                     if let Some((dest, len)) = l.leg.mixed_packet(now, &frame, &mut self.send_buf) {
-                        match l.socket.send_to(&self.send_buf[..len], dest) {
+                        match transmit(l, at, &self.send_buf[..len], dest) {
                             Ok(_) => self.tick_sent += 1,
                             Err(_) => self.tick_send_errors += 1,
                         }

@@ -5,16 +5,28 @@
 // Arrival times are real time: the bench measures relay delay with them.
 #![allow(clippy::disallowed_methods)]
 
-use super::{audio_track, build_peer, connected, gathered_sdp, handler, Channels, IceServer};
+use super::{codec, media_engine, IceServer};
 use ::webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use ::webrtc::media_stream::track_local::TrackLocal;
-use ::webrtc::media_stream::track_remote::TrackRemoteEvent;
-use ::webrtc::peer_connection::{PeerConnection, RTCSessionDescription};
+use ::webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use ::webrtc::media_stream::MediaStreamTrack;
+use ::webrtc::peer_connection::{
+    register_default_interceptors, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry,
+};
 use ::webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
+use rtc::peer_connection::configuration::media_engine::MIME_TYPE_PCMU;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, UnboundedSender};
+
+/// How long ICE gathering may take before the answer goes out with what was gathered.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One RTP packet the browser end received, with its arrival time.
 #[derive(Clone, Debug)]
@@ -181,4 +193,129 @@ impl BrowserPeer {
     pub async fn close(&self) {
         let _ = self.pc.close().await;
     }
+}
+
+/// An audio track we send on, with its SSRC.
+fn audio_track(ssrc: u32) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        "ccswitch".to_string(),
+        format!("audio-{ssrc:08x}"),
+        "audio".to_string(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: codec(MIME_TYPE_PCMU, ""),
+            ..Default::default()
+        }],
+    )))
+}
+
+/// Peer connection callbacks, turned into channel messages for the peer's task.
+struct Handler {
+    gathered: UnboundedSender<()>,
+    state: UnboundedSender<RTCPeerConnectionState>,
+    track: UnboundedSender<Arc<dyn TrackRemote>>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.send(());
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.state.send(state);
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.track.send(track);
+    }
+}
+
+struct Channels {
+    gathered: mpsc::UnboundedReceiver<()>,
+    state: mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+    track: mpsc::UnboundedReceiver<Arc<dyn TrackRemote>>,
+}
+
+fn handler() -> (Arc<Handler>, Channels) {
+    let (g, gathered) = mpsc::unbounded_channel();
+    let (s, state) = mpsc::unbounded_channel();
+    let (t, track) = mpsc::unbounded_channel();
+    (
+        Arc::new(Handler {
+            gathered: g,
+            state: s,
+            track: t,
+        }),
+        Channels {
+            gathered,
+            state,
+            track,
+        },
+    )
+}
+
+/// Builds a peer connection bound to `udp` with our codecs and RTCP interceptors.
+async fn build_peer(
+    udp: SocketAddr,
+    ice_servers: &[IceServer],
+    handler: Arc<Handler>,
+) -> Result<Arc<dyn PeerConnection>, String> {
+    let mut me = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut me)
+        .map_err(|e| format!("interceptors: {e}"))?;
+    let config = RTCConfigurationBuilder::new()
+        .with_ice_servers(
+            ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+        )
+        .build();
+    let pc = PeerConnectionBuilder::new()
+        .with_configuration(config)
+        .with_media_engine(me)
+        .with_interceptor_registry(registry)
+        .with_handler(handler)
+        .with_udp_addrs(vec![udp])
+        .build()
+        .await
+        .map_err(|e| format!("cannot create the peer connection on {udp}: {e}"))?;
+    Ok(Arc::new(pc))
+}
+
+/// Waits for ICE gathering to complete (bounded) and returns the local description's SDP.
+async fn gathered_sdp(
+    pc: &Arc<dyn PeerConnection>,
+    gathered: &mut mpsc::UnboundedReceiver<()>,
+) -> Result<String, String> {
+    let _ = tokio::time::timeout(GATHER_TIMEOUT, gathered.recv()).await;
+    pc.local_description()
+        .await
+        .map(|d| d.sdp)
+        .ok_or_else(|| "no local description".to_string())
+}
+
+/// Resolves when the connection is up, or fails.
+async fn connected(
+    state: &mut mpsc::UnboundedReceiver<RTCPeerConnectionState>,
+) -> Result<(), String> {
+    while let Some(s) = state.recv().await {
+        match s {
+            RTCPeerConnectionState::Connected => return Ok(()),
+            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
+                return Err("ICE/DTLS failed".into())
+            }
+            _ => {}
+        }
+    }
+    Err("peer connection ended".into())
 }

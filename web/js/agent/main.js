@@ -27,6 +27,7 @@ const DEFAULT_RING_TIMEOUT_S = 18;
 
 const st = {
   extension: null,
+  iceServers: [], // the session's STUN/TURN servers, for the phone
   desk: null,
   feed: null,
   phone: null,
@@ -128,6 +129,7 @@ async function onSignIn(ev) {
   try {
     const s = await agentSignIn(extension, password);
     st.extension = s.extension || extension;
+    st.iceServers = s.ice_servers || [];
     $("sign-in-password").value = "";
     await startDesk(password);
   } catch (e) {
@@ -175,6 +177,7 @@ async function startDesk(password) {
     extension: st.extension,
     password,
     micStream: st.mic,
+    iceServers: st.iceServers,
     events: {
       status: onPhoneStatus,
       incoming: onIncoming,

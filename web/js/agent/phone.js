@@ -28,9 +28,11 @@ export function offerInfo(request) {
 
 export class Phone {
   /// `events`: {status(state), incoming(info), progress(phase: calling | talking | held),
-  /// ended(cause, wasTalking), remoteStream(stream)}.
-  constructor({ extension, password, events, micStream }) {
+  /// ended(cause, wasTalking), remoteStream(stream)}. `iceServers`: the session's STUN/TURN
+  /// servers (an agent behind NAT reaches the switch through them).
+  constructor({ extension, password, events, micStream, iceServers }) {
     this.extension = extension;
+    this.iceServers = iceServers || [];
     this.password = password;
     this.events = events;
     this.micStream = micStream || null;
@@ -128,7 +130,7 @@ export class Phone {
 
   /// What answering or calling sends: the microphone stream we have, or a new one.
   mediaOptions() {
-    const opts = { pcConfig: { iceServers: [] } };
+    const opts = { pcConfig: { iceServers: this.iceServers } };
     if (this.micStream) opts.mediaStream = this.micStream;
     else opts.mediaConstraints = { audio: true, video: false };
     return opts;

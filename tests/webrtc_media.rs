@@ -9,7 +9,7 @@ use ccswitch::engine::media::{Codec, MediaCommand, MediaEvent};
 use ccswitch::media::prompts::PromptSet;
 use ccswitch::media::runtime::{MediaConfig, MediaHandle};
 use ccswitch::media::webrtc::client::BrowserPeer;
-use ccswitch::media::webrtc::{WebRtcGateway, WebRtcSettings};
+use ccswitch::media::webrtc::{IceServer, WebRtcGateway, WebRtcSettings};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -356,4 +356,124 @@ async fn rebridged_leg_relays_again_and_bad_answers_are_refused() {
     );
     s.browser.close().await;
     s.media.shutdown();
+}
+
+/// A STUN server on loopback: answers each Binding request with `mapped` as the
+/// XOR-MAPPED-ADDRESS (a public address, as a NAT would show it), counting the requests.
+async fn stun_server(mapped: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use rtc::stun::message::{Message, Setter, BINDING_REQUEST, BINDING_SUCCESS};
+    use rtc::stun::xoraddr::XorMappedAddress;
+    let socket = UdpSocket::bind((LOCAL, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let mut req = Message::new();
+            if req.unmarshal_binary(&buf[..n]).is_err() || req.typ != BINDING_REQUEST {
+                continue;
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let raw = {
+                let mut resp = Message::new();
+                let setters: Vec<Box<dyn Setter>> = vec![
+                    Box::new(req.transaction_id),
+                    Box::new(BINDING_SUCCESS),
+                    Box::new(XorMappedAddress {
+                        ip: mapped.ip(),
+                        port: mapped.port(),
+                    }),
+                ];
+                resp.build(&setters).unwrap();
+                resp.raw
+            };
+            let _ = socket.send_to(&raw, from).await;
+        }
+    });
+    (addr, asked)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_carry_a_server_reflexive_candidate_from_the_stun_server() {
+    let public: SocketAddr = "203.0.113.7:61234".parse().unwrap();
+    let (stun, asked) = stun_server(public).await;
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let media = MediaHandle::start(
+        MediaConfig {
+            bind_ip: LOCAL,
+            workers: 1,
+        },
+        Arc::new(PromptSet::new()),
+        Clock::new(),
+        tx,
+    )
+    .expect("media plane");
+    let base = free_udp_port().max(10_000);
+    let gw = WebRtcGateway::new(WebRtcSettings {
+        host_ip: LOCAL,
+        port_min: base,
+        port_max: base.saturating_add(200),
+        ice_servers: vec![
+            IceServer {
+                urls: vec![format!("stun:{stun}")],
+                ..Default::default()
+            },
+            // TURN is for the browsers: the switch allocates no relay.
+            IceServer {
+                urls: vec!["turn:turn.invalid:3478".into()],
+                username: "u".into(),
+                credential: "p".into(),
+            },
+        ],
+        media_ip: LOCAL,
+    })
+    .expect("WebRTC gateway");
+    assert!(media.attach_webrtc(gw).is_ok());
+    let port = free_udp_port();
+    media.send(MediaCommand::Open {
+        leg: 7,
+        call_id: "c7".into(),
+        local_port: port,
+        remote: None,
+        codec: Codec::Pcmu,
+        telephone_event_pt: Some(101),
+        inactivity_ms: 0,
+    });
+    media.send(MediaCommand::WebRtcOffer {
+        leg: 7,
+        fork: 0,
+        rtp_port: port,
+    });
+    let MediaEvent::WebRtcOffer { sdp, relay, .. } = next_event(&mut events, |e| {
+        matches!(
+            e,
+            MediaEvent::WebRtcOffer { leg: 7, .. } | MediaEvent::WebRtcFailed { .. }
+        )
+    })
+    .await
+    else {
+        panic!("the WebRTC peer failed");
+    };
+    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 1, "STUN asked");
+    let srflx = sdp
+        .lines()
+        .find(|l| l.contains("typ srflx"))
+        .unwrap_or_else(|| panic!("no server-reflexive candidate:\n{sdp}"));
+    assert!(
+        srflx.contains("203.0.113.7 61234"),
+        "the mapped address: {srflx}"
+    );
+    assert!(
+        srflx.contains(&format!("raddr {} rport {}", relay.ip(), relay.port())),
+        "related to the host candidate's socket: {srflx}"
+    );
+    assert!(
+        sdp.lines()
+            .any(|l| l.contains("typ host") && l.contains(&relay.port().to_string())),
+        "the host candidate stays:\n{sdp}"
+    );
+    assert!(!sdp.contains("typ relay"), "no TURN relay of our own:\n{sdp}");
+    media.send(MediaCommand::Close { leg: 7 });
+    media.shutdown();
 }

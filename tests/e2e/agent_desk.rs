@@ -539,8 +539,10 @@ fn desk_browser(cfg: &TestConfig) -> Option<Browser> {
     talking_browser(&mic_tone_wav(cfg.tmp.path(), AGENT_TONE_HZ))
 }
 
-/// Chromium whose fake microphone plays `mic` (a WAV, looped), with real host candidates
-/// and audio that plays without a gesture. None when browser tests are skipped.
+/// Chromium whose fake microphone plays `mic` (a WAV, looped), and audio that plays without
+/// a gesture. WebRTC as agents' browsers have it: host candidates hidden behind mDNS names
+/// (the switch cannot resolve them; Chromium's checks to the switch's candidate show its
+/// address, as peer-reflexive). None when browser tests are skipped.
 pub(super) fn talking_browser(mic: &Path) -> Option<Browser> {
     let fake_mic = format!("--use-file-for-fake-audio-capture={}", mic.display());
     Browser::start_with_args(&[
@@ -548,8 +550,6 @@ pub(super) fn talking_browser(mic: &Path) -> Option<Browser> {
         "--use-fake-device-for-media-stream",
         &fake_mic,
         "--autoplay-policy=no-user-gesture-required",
-        // Real host candidates (127.0.0.1), not mDNS names the switch does not resolve.
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
     ])
 }
 

@@ -221,7 +221,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     )
     .context("starting the media plane")?;
     // Browser legs' WebRTC peers, run by the media workers beside the legs they serve.
-    let webrtc = config.webrtc.settings(advertised, config.rtp.bind_ip);
+    let webrtc = config.webrtc.settings(advertised);
     tracing::info!(host = %webrtc.host_ip, ports = %format!("{}-{}", webrtc.port_min, webrtc.port_max),
         ice_servers = webrtc.ice_servers.len(), "WebRTC media ready");
     let gateway = crate::media::webrtc::WebRtcGateway::new(webrtc).map_err(anyhow::Error::msg)?;

@@ -87,7 +87,6 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
         port_min: base,
         port_max: base.saturating_add(200),
         ice_servers: vec![],
-        media_ip: LOCAL,
     })
     .expect("WebRTC gateway");
     assert!(media.attach_webrtc(gw.clone()).is_ok());
@@ -426,7 +425,6 @@ async fn offers_carry_a_server_reflexive_candidate_from_the_stun_server() {
                 credential: "p".into(),
             },
         ],
-        media_ip: LOCAL,
     })
     .expect("WebRTC gateway");
     assert!(media.attach_webrtc(gw).is_ok());
@@ -455,7 +453,10 @@ async fn offers_carry_a_server_reflexive_candidate_from_the_stun_server() {
     else {
         panic!("the WebRTC peer failed");
     };
-    assert!(asked.load(std::sync::atomic::Ordering::Relaxed) >= 1, "STUN asked");
+    assert!(
+        asked.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+        "STUN asked"
+    );
     let srflx = sdp
         .lines()
         .find(|l| l.contains("typ srflx"))
@@ -473,7 +474,10 @@ async fn offers_carry_a_server_reflexive_candidate_from_the_stun_server() {
             .any(|l| l.contains("typ host") && l.contains(&relay.port().to_string())),
         "the host candidate stays:\n{sdp}"
     );
-    assert!(!sdp.contains("typ relay"), "no TURN relay of our own:\n{sdp}");
+    assert!(
+        !sdp.contains("typ relay"),
+        "no TURN relay of our own:\n{sdp}"
+    );
     media.send(MediaCommand::Close { leg: 7 });
     media.shutdown();
 }

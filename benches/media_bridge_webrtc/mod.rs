@@ -93,7 +93,6 @@ async fn run_async(o: &Opts) -> bool {
         port_min: base,
         port_max: base + 2 * o.pairs as u16 + 100,
         ice_servers: vec![],
-        media_ip: LOCAL,
     })
     .expect("WebRTC gateway");
     let _ = media.attach_webrtc(gw.clone());
@@ -127,7 +126,6 @@ async fn run_async(o: &Opts) -> bool {
         port_min: BROWSER_PORT_BASE,
         port_max: BROWSER_PORT_BASE + o.pairs as u16 + 100,
         ice_servers: vec![],
-        media_ip: LOCAL,
     })
     .expect("test browsers' gateway");
     let warmup = Duration::from_secs(1);

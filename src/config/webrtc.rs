@@ -104,9 +104,8 @@ impl WebRtcSection {
         Ok(())
     }
 
-    /// The media shell's settings; `default_host` when `host_ip` is not set, `media_ip` is
-    /// `[rtp] bind_ip`.
-    pub fn settings(&self, default_host: IpAddr, media_ip: IpAddr) -> WebRtcSettings {
+    /// The media shell's settings; `default_host` when `host_ip` is not set.
+    pub fn settings(&self, default_host: IpAddr) -> WebRtcSettings {
         WebRtcSettings {
             host_ip: self.host_ip.unwrap_or(default_host),
             port_min: self.port_min,
@@ -120,7 +119,6 @@ impl WebRtcSection {
                     credential: s.credential.clone(),
                 })
                 .collect(),
-            media_ip,
         }
     }
 }

@@ -98,9 +98,9 @@ impl Worker {
         if let Some(gw) = self.webrtc.get() {
             gw.peer_opened();
         }
+        // A second offer for the same fork replaces the first.
+        self.drop_fork(idx, fork);
         if let Some(s) = self.slot(idx) {
-            // A second offer for the same fork replaces the first.
-            s.webrtc.retain(|p| p.fork != fork);
             s.webrtc.push(peer);
         }
         self.peer_events(idx);
@@ -108,12 +108,21 @@ impl Worker {
 
     /// Closes and removes the peers of the leg at `idx` (all, or all but fork `keep`).
     pub(super) fn drop_peers(&mut self, idx: usize, keep: Option<usize>) {
+        self.remove_peers(idx, |p| Some(p.fork) != keep);
+    }
+
+    fn drop_fork(&mut self, idx: usize, fork: usize) {
+        self.remove_peers(idx, |p| p.fork == fork);
+    }
+
+    /// Closes and removes the leg's peers that `gone` picks.
+    fn remove_peers(&mut self, idx: usize, gone: impl Fn(&Peer) -> bool) {
         let Some(s) = self.slab.get_mut(idx).and_then(Option::as_mut) else {
             return;
         };
-        let (kept, gone): (Vec<Peer>, Vec<Peer>) = std::mem::take(&mut s.webrtc)
+        let (gone, kept): (Vec<Peer>, Vec<Peer>) = std::mem::take(&mut s.webrtc)
             .into_iter()
-            .partition(|p| Some(p.fork) == keep);
+            .partition(|p| gone(p));
         s.webrtc = kept;
         for mut p in gone {
             self.forget_peer(&mut p);

@@ -54,8 +54,6 @@ pub struct WebRtcSettings {
     pub port_min: u16,
     pub port_max: u16,
     pub ice_servers: Vec<IceServer>,
-    /// Where the media plane's legs listen (`[rtp] bind_ip`).
-    pub media_ip: IpAddr,
 }
 
 impl Default for WebRtcSettings {
@@ -65,7 +63,6 @@ impl Default for WebRtcSettings {
             port_min: 40000,
             port_max: 49999,
             ice_servers: Vec::new(),
-            media_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 }
@@ -112,10 +109,6 @@ impl WebRtcGateway {
                 peers: AtomicUsize::new(0),
             }),
         })
-    }
-
-    pub fn settings(&self) -> &WebRtcSettings {
-        &self.shared.settings
     }
 
     /// Peers alive now (all legs).

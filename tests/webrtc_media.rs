@@ -69,8 +69,11 @@ struct Setup {
     answer: String,
 }
 
-async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
-    let (tx, mut events) = unbounded_channel();
+/// A media plane (one worker) with WebRTC peers using `ice_servers`.
+fn start_media(
+    ice_servers: Vec<IceServer>,
+) -> (MediaHandle, UnboundedReceiver<MediaEvent>, WebRtcGateway) {
+    let (tx, events) = unbounded_channel();
     let media = MediaHandle::start(
         MediaConfig {
             bind_ip: LOCAL,
@@ -78,7 +81,7 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
         },
         Arc::new(PromptSet::new()),
         Clock::new(),
-        tx.clone(),
+        tx,
     )
     .expect("media plane");
     let base = free_udp_port().max(10_000);
@@ -86,10 +89,47 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
         host_ip: LOCAL,
         port_min: base,
         port_max: base.saturating_add(200),
-        ice_servers: vec![],
+        ice_servers,
     })
     .expect("WebRTC gateway");
     assert!(media.attach_webrtc(gw.clone()).is_ok());
+    (media, events, gw)
+}
+
+/// Opens `leg` on `port` (no remote yet) and returns its WebRTC peer's offer and address.
+async fn offering_leg(
+    media: &MediaHandle,
+    events: &mut UnboundedReceiver<MediaEvent>,
+    leg: u64,
+    port: u16,
+) -> (String, SocketAddr) {
+    media.send(MediaCommand::Open {
+        leg,
+        call_id: format!("c{leg}"),
+        local_port: port,
+        remote: None,
+        codec: Codec::Pcmu,
+        telephone_event_pt: Some(101),
+        inactivity_ms: 0,
+    });
+    media.send(MediaCommand::WebRtcOffer {
+        leg,
+        fork: 0,
+        rtp_port: port,
+    });
+    match next_event(events, |e| {
+        matches!(e, MediaEvent::WebRtcOffer { leg: l, .. } if *l == leg)
+            || matches!(e, MediaEvent::WebRtcFailed { .. })
+    })
+    .await
+    {
+        MediaEvent::WebRtcOffer { sdp, relay, .. } => (sdp, relay),
+        other => panic!("the WebRTC peer failed: {other:?}"),
+    }
+}
+
+async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
+    let (media, mut events, gw) = start_media(vec![]);
 
     let caller = UdpSocket::bind((LOCAL, 0)).await.unwrap();
     let (pa, pb) = (free_udp_port(), free_udp_port());
@@ -103,30 +143,7 @@ async fn setup(rec: Option<std::path::PathBuf>) -> Setup {
         inactivity_ms: 0,
     });
     caller.connect((LOCAL, pa)).await.unwrap();
-    media.send(MediaCommand::Open {
-        leg: 2,
-        call_id: "c1".into(),
-        local_port: pb,
-        remote: None,
-        codec: Codec::Pcmu,
-        telephone_event_pt: Some(101),
-        inactivity_ms: 0,
-    });
-    media.send(MediaCommand::WebRtcOffer {
-        leg: 2,
-        fork: 0,
-        rtp_port: pb,
-    });
-    let MediaEvent::WebRtcOffer { sdp, relay, .. } = next_event(&mut events, |e| {
-        matches!(
-            e,
-            MediaEvent::WebRtcOffer { leg: 2, .. } | MediaEvent::WebRtcFailed { .. }
-        )
-    })
-    .await
-    else {
-        panic!("the WebRTC peer failed");
-    };
+    let (sdp, relay) = offering_leg(&media, &mut events, 2, pb).await;
     for must in [
         "UDP/TLS/RTP/SAVPF",
         "a=fingerprint:",
@@ -397,62 +414,19 @@ async fn stun_server(mapped: SocketAddr) -> (SocketAddr, Arc<std::sync::atomic::
 async fn offers_carry_a_server_reflexive_candidate_from_the_stun_server() {
     let public: SocketAddr = "203.0.113.7:61234".parse().unwrap();
     let (stun, asked) = stun_server(public).await;
-    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-    let media = MediaHandle::start(
-        MediaConfig {
-            bind_ip: LOCAL,
-            workers: 1,
+    let (media, mut events, _gw) = start_media(vec![
+        IceServer {
+            urls: vec![format!("stun:{stun}")],
+            ..Default::default()
         },
-        Arc::new(PromptSet::new()),
-        Clock::new(),
-        tx,
-    )
-    .expect("media plane");
-    let base = free_udp_port().max(10_000);
-    let gw = WebRtcGateway::new(WebRtcSettings {
-        host_ip: LOCAL,
-        port_min: base,
-        port_max: base.saturating_add(200),
-        ice_servers: vec![
-            IceServer {
-                urls: vec![format!("stun:{stun}")],
-                ..Default::default()
-            },
-            // TURN is for the browsers: the switch allocates no relay.
-            IceServer {
-                urls: vec!["turn:turn.invalid:3478".into()],
-                username: "u".into(),
-                credential: "p".into(),
-            },
-        ],
-    })
-    .expect("WebRTC gateway");
-    assert!(media.attach_webrtc(gw).is_ok());
-    let port = free_udp_port();
-    media.send(MediaCommand::Open {
-        leg: 7,
-        call_id: "c7".into(),
-        local_port: port,
-        remote: None,
-        codec: Codec::Pcmu,
-        telephone_event_pt: Some(101),
-        inactivity_ms: 0,
-    });
-    media.send(MediaCommand::WebRtcOffer {
-        leg: 7,
-        fork: 0,
-        rtp_port: port,
-    });
-    let MediaEvent::WebRtcOffer { sdp, relay, .. } = next_event(&mut events, |e| {
-        matches!(
-            e,
-            MediaEvent::WebRtcOffer { leg: 7, .. } | MediaEvent::WebRtcFailed { .. }
-        )
-    })
-    .await
-    else {
-        panic!("the WebRTC peer failed");
-    };
+        // TURN is for the browsers: the switch allocates no relay.
+        IceServer {
+            urls: vec!["turn:turn.invalid:3478".into()],
+            username: "u".into(),
+            credential: "p".into(),
+        },
+    ]);
+    let (sdp, relay) = offering_leg(&media, &mut events, 7, free_udp_port()).await;
     assert!(
         asked.load(std::sync::atomic::Ordering::Relaxed) >= 1,
         "STUN asked"

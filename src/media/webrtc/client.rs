@@ -5,21 +5,16 @@
 // Arrival times are real time: the bench measures relay delay with them.
 #![allow(clippy::disallowed_methods)]
 
-use super::{codec, media_engine, IceServer};
+use super::{media_engine, IceServer};
 use ::webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use ::webrtc::media_stream::track_local::TrackLocal;
 use ::webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use ::webrtc::media_stream::MediaStreamTrack;
 use ::webrtc::peer_connection::{
     register_default_interceptors, PeerConnection, PeerConnectionBuilder,
     PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceGatheringState, RTCIceServer,
     RTCPeerConnectionState, RTCSessionDescription, Registry,
 };
 use ::webrtc::rtp_transceiver::RTCRtpTransceiverDirection;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_PCMU;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,20 +192,7 @@ impl BrowserPeer {
 
 /// An audio track we send on, with its SSRC.
 fn audio_track(ssrc: u32) -> Arc<TrackLocalStaticRTP> {
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-        "ccswitch".to_string(),
-        format!("audio-{ssrc:08x}"),
-        "audio".to_string(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: codec(MIME_TYPE_PCMU, ""),
-            ..Default::default()
-        }],
-    )))
+    Arc::new(TrackLocalStaticRTP::new(super::audio_track(ssrc)))
 }
 
 /// Peer connection callbacks, turned into channel messages for the peer's task.

@@ -25,11 +25,15 @@ pub mod client;
 mod gather;
 pub mod peer;
 
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::media_engine::{
     MediaEngine, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MIME_TYPE_TELEPHONE_EVENT,
 };
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RtpCodecKind,
+};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -208,4 +212,22 @@ pub(crate) fn codec(mime: &str, fmtp: &str) -> RTCRtpCodec {
         sdp_fmtp_line: fmtp.to_owned(),
         rtcp_feedback: vec![],
     }
+}
+
+/// Our sending track: one audio encoding on `ssrc`, PCMU by default.
+pub(crate) fn audio_track(ssrc: u32) -> MediaStreamTrack {
+    MediaStreamTrack::new(
+        "ccswitch".to_string(),
+        format!("audio-{ssrc:08x}"),
+        "audio".to_string(),
+        RtpCodecKind::Audio,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: codec(MIME_TYPE_PCMU, ""),
+            ..Default::default()
+        }],
+    )
 }

@@ -11,7 +11,6 @@ use super::gather::StunGather;
 use super::{media_engine, WebRtcGateway};
 use bytes::BytesMut;
 use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
@@ -23,9 +22,6 @@ use rtc::peer_connection::transport::{
     RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::marshal::{Marshal, Unmarshal};
@@ -109,7 +105,7 @@ impl Peer {
             Role::Offer => {
                 let id = pc
                     .add_transceiver_from_track(
-                        audio_track(ssrc),
+                        super::audio_track(ssrc),
                         Some(RTCRtpTransceiverInit {
                             direction: RTCRtpTransceiverDirection::Sendrecv,
                             streams: vec![],
@@ -134,7 +130,7 @@ impl Peer {
             Role::Accept(offer) => {
                 // As a browser answers: the track first, so the offer's audio section takes it.
                 let sender = pc
-                    .add_track(audio_track(ssrc))
+                    .add_track(super::audio_track(ssrc))
                     .map_err(|e| format!("add_track: {e}"))?;
                 let desc = RTCSessionDescription::offer(offer)
                     .map_err(|e| format!("bad SDP offer: {e}"))?;
@@ -378,27 +374,6 @@ impl Peer {
             }
         }
     }
-}
-
-/// Our sending track: one audio encoding on `ssrc`, PCMU by default.
-fn audio_track(ssrc: u32) -> MediaStreamTrack {
-    MediaStreamTrack::new(
-        "ccswitch".to_string(),
-        format!("audio-{ssrc:08x}"),
-        "audio".to_string(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: super::codec(
-                rtc::peer_connection::configuration::media_engine::MIME_TYPE_PCMU,
-                "",
-            ),
-            ..Default::default()
-        }],
-    )
 }
 
 fn add_candidate(pc: &mut RTCPeerConnection, c: RTCIceCandidateInit) -> Result<(), String> {

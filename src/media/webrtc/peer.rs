@@ -102,47 +102,8 @@ impl Peer {
         let ssrc: u32 = rand::random();
         let accepting = matches!(role, Role::Accept(_));
         let sender = match role {
-            Role::Offer => {
-                let id = pc
-                    .add_transceiver_from_track(
-                        super::audio_track(ssrc),
-                        Some(RTCRtpTransceiverInit {
-                            direction: RTCRtpTransceiverDirection::Sendrecv,
-                            streams: vec![],
-                            send_encodings: vec![],
-                        }),
-                    )
-                    .map_err(|e| format!("add_transceiver: {e}"))?;
-                let mut t = pc
-                    .rtp_transceiver(id)
-                    .ok_or("the new transceiver is missing")?;
-                // Without the preferences only the track's own codec would be offered.
-                t.set_codec_preferences(super::codec_parameters())
-                    .map_err(|e| format!("set_codec_preferences: {e}"))?;
-                let sender = t.sender().ok_or("the new transceiver has no sender")?;
-                let offer = pc
-                    .create_offer(None)
-                    .map_err(|e| format!("create_offer: {e}"))?;
-                pc.set_local_description(now, offer)
-                    .map_err(|e| format!("set_local_description: {e}"))?;
-                sender
-            }
-            Role::Accept(offer) => {
-                // As a browser answers: the track first, so the offer's audio section takes it.
-                let sender = pc
-                    .add_track(super::audio_track(ssrc))
-                    .map_err(|e| format!("add_track: {e}"))?;
-                let desc = RTCSessionDescription::offer(offer)
-                    .map_err(|e| format!("bad SDP offer: {e}"))?;
-                pc.set_remote_description(now, desc)
-                    .map_err(|e| format!("SDP offer refused: {e}"))?;
-                let answer = pc
-                    .create_answer(None)
-                    .map_err(|e| format!("create_answer: {e}"))?;
-                pc.set_local_description(now, answer)
-                    .map_err(|e| format!("set_local_description: {e}"))?;
-                sender
-            }
+            Role::Offer => start_offer(&mut pc, ssrc, now)?,
+            Role::Accept(offer) => start_answer(&mut pc, ssrc, offer, now)?,
         };
         add_candidate(&mut pc, host_candidate(local)?)?;
         let gather = StunGather::new(gw.stun_servers(), local, now);
@@ -374,6 +335,61 @@ impl Peer {
             }
         }
     }
+}
+
+/// Our sendrecv audio section offering PCMU, PCMA and telephone-event, as the local
+/// description; returns its sender.
+fn start_offer(
+    pc: &mut RTCPeerConnection,
+    ssrc: u32,
+    now: Instant,
+) -> Result<RTCRtpSenderId, String> {
+    let id = pc
+        .add_transceiver_from_track(
+            super::audio_track(ssrc),
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Sendrecv,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .map_err(|e| format!("add_transceiver: {e}"))?;
+    let mut t = pc
+        .rtp_transceiver(id)
+        .ok_or("the new transceiver is missing")?;
+    // Without the preferences only the track's own codec would be offered.
+    t.set_codec_preferences(super::codec_parameters())
+        .map_err(|e| format!("set_codec_preferences: {e}"))?;
+    let sender = t.sender().ok_or("the new transceiver has no sender")?;
+    let offer = pc
+        .create_offer(None)
+        .map_err(|e| format!("create_offer: {e}"))?;
+    pc.set_local_description(now, offer)
+        .map_err(|e| format!("set_local_description: {e}"))?;
+    Ok(sender)
+}
+
+/// The browser's `offer` as the remote description and our answer as the local one; returns
+/// our audio sender.
+fn start_answer(
+    pc: &mut RTCPeerConnection,
+    ssrc: u32,
+    offer: String,
+    now: Instant,
+) -> Result<RTCRtpSenderId, String> {
+    // As a browser answers: the track first, so the offer's audio section takes it.
+    let sender = pc
+        .add_track(super::audio_track(ssrc))
+        .map_err(|e| format!("add_track: {e}"))?;
+    let desc = RTCSessionDescription::offer(offer).map_err(|e| format!("bad SDP offer: {e}"))?;
+    pc.set_remote_description(now, desc)
+        .map_err(|e| format!("SDP offer refused: {e}"))?;
+    let answer = pc
+        .create_answer(None)
+        .map_err(|e| format!("create_answer: {e}"))?;
+    pc.set_local_description(now, answer)
+        .map_err(|e| format!("set_local_description: {e}"))?;
+    Ok(sender)
 }
 
 fn add_candidate(pc: &mut RTCPeerConnection, c: RTCIceCandidateInit) -> Result<(), String> {
